@@ -1,0 +1,13 @@
+//! The actor system and the domain of the Kubiya agent server.
+//!
+//! This crate knows nothing about HTTP: the `kubiya` binary's HTTP layer validates requests
+//! into the domain types defined here and talks to the actors through typed messages. Each
+//! concept lives in its own module:
+//!
+//! - [`provider`]: the LLM vendors we speak to, their presets (base URL, key variable,
+//!   default model) and, later, the `LlmProvider` actor with its protocol adapters.
+//!
+//! Workflows and their execution, sessions, the composer and the MCP supervisor join as their
+//! own modules when their actors arrive.
+
+pub mod provider;

@@ -1,0 +1,325 @@
+//! Settings and how they are layered: built-in defaults < `config/default.toml` (compiled in)
+//! < the `--config` file < environment variables < command-line flags.
+//!
+//! [`Settings::load`] merges the layers with `figment` and turns any bad value into a
+//! [`ConfigError`] that names the setting, the value, where it came from and what is allowed;
+//! `main` prints it as one line and exits with status 2.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The documented defaults, compiled in so the binary runs from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub log: LogSettings,
+    pub provider: ProviderSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+    pub drain_delay_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub level: LogLevel,
+    pub format: LogFormat,
+    pub mcp_debug: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Which vendor to use and how; empty strings mean "the vendor's own default".
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderSettings {
+    pub name: ProviderChoice,
+    pub model: String,
+    pub api_key: String,
+}
+
+/// `auto` or a named vendor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderChoice {
+    Auto,
+    #[serde(rename = "openai")]
+    OpenAi,
+    Anthropic,
+    Together,
+    Groq,
+    Ollama,
+    Offline,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8000,
+            workers: 0,
+            max_body_bytes: 1024 * 1024,
+            shutdown_timeout_secs: 30,
+            drain_delay_secs: 0,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: LogLevel::Info,
+            format: LogFormat::Pretty,
+            mcp_debug: false,
+        }
+    }
+}
+
+impl Default for ProviderSettings {
+    fn default() -> Self {
+        Self {
+            name: ProviderChoice::Auto,
+            model: String::new(),
+            api_key: String::new(),
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::default(),
+            log: LogSettings::default(),
+            provider: ProviderSettings::default(),
+        }
+    }
+}
+
+// Keys are secrets: they never reach a log line, not even through `{:?}`.
+impl fmt::Debug for ProviderSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderSettings")
+            .field("name", &self.name)
+            .field("model", &self.model)
+            .field(
+                "api_key",
+                &if self.api_key.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .finish()
+    }
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// The command-line flags that override settings; `None` means "not given".
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FlagOverrides {
+    pub config_file: Option<PathBuf>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub provider: Option<ProviderChoice>,
+    pub model: Option<String>,
+    pub api_key: Option<String>,
+}
+
+/// A setting that could not be accepted, ready to print as one line.
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// Environment variables with names of their own, and the setting each one sets.
+const NAMED_ENV: [(&str, &str); 3] = [
+    ("LOG_LEVEL", "log.level"),
+    ("LOG_FORMAT", "log.format"),
+    ("MCP_DEBUG", "log.mcp_debug"),
+];
+
+impl Settings {
+    /// Merges every layer; the environment is read from the process.
+    pub fn load(flags: &FlagOverrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(DEFAULT_TOML));
+        if let Some(path) = &flags.config_file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "invalid setting --config: `{}` is not a readable file",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let named = Env::raw().only(&NAMED_ENV.map(|(var, _)| var)).map(|var| {
+            NAMED_ENV
+                .iter()
+                .find(|(name, _)| var.as_str().eq_ignore_ascii_case(name))
+                .map_or(var.as_str(), |(_, key)| key)
+                .into()
+        });
+        // Only `KUBIYA_SECTION__KEY` names: `KUBIYA_API_KEY` and friends mean other things.
+        let prefixed = Env::prefixed("KUBIYA_")
+            .filter(|key| key.as_str().contains("__"))
+            .split("__");
+        figment = figment
+            .merge(named)
+            .merge(prefixed)
+            .merge(Serialized::defaults(flags.as_layer()));
+        figment.extract().map_err(describe)
+    }
+}
+
+impl FlagOverrides {
+    /// The flags as a partial settings tree holding only what was given.
+    fn as_layer(&self) -> serde_json::Value {
+        let mut server = serde_json::Map::new();
+        if let Some(host) = &self.host {
+            server.insert("host".into(), host.clone().into());
+        }
+        if let Some(port) = self.port {
+            server.insert("port".into(), port.into());
+        }
+        let mut provider = serde_json::Map::new();
+        if let Some(name) = self.provider {
+            provider.insert(
+                "name".into(),
+                serde_json::to_value(name).unwrap_or_default(),
+            );
+        }
+        if let Some(model) = &self.model {
+            provider.insert("model".into(), model.clone().into());
+        }
+        if let Some(key) = &self.api_key {
+            provider.insert("api_key".into(), key.clone().into());
+        }
+        serde_json::json!({ "server": server, "provider": provider })
+    }
+}
+
+/// Turns figment's error into one line: setting, value, source and what is allowed.
+fn describe(error: figment::Error) -> ConfigError {
+    let error = error
+        .into_iter()
+        .next()
+        .expect("figment errors are never empty");
+    let key = error.path.join(".");
+    let source = error
+        .metadata
+        .as_ref()
+        .map(|meta| match &meta.source {
+            Some(figment::Source::File(path)) => format!(" in {}", path.display()),
+            _ if meta.name.contains("environment") => env_name_for(&key)
+                .map(|var| format!(" from environment variable {var}"))
+                .unwrap_or_else(|| " from the environment".to_owned()),
+            _ if meta.name.contains("Serialized") => " from the command line".to_owned(),
+            _ => format!(" from {}", meta.name),
+        })
+        .unwrap_or_default();
+    let setting = if key.is_empty() {
+        "configuration".to_owned()
+    } else {
+        format!("setting {key}")
+    };
+    ConfigError(format!("invalid {setting}{source}: {}", error.kind))
+}
+
+fn env_name_for(key: &str) -> Option<String> {
+    let named = NAMED_ENV
+        .iter()
+        .find(|(_, setting)| *setting == key)
+        .map(|(var, _)| (*var).to_owned());
+    named.or_else(|| {
+        (!key.is_empty()).then(|| format!("KUBIYA_{}", key.replace('.', "__").to_uppercase()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_file_matches_the_built_in_defaults() {
+        let from_file: Settings = Figment::new()
+            .merge(Toml::string(DEFAULT_TOML))
+            .extract()
+            .unwrap();
+        assert_eq!(from_file, Settings::default());
+    }
+
+    #[test]
+    fn a_bad_level_names_the_setting_value_and_choices() {
+        let err = describe(
+            Figment::from(Serialized::defaults(Settings::default()))
+                .merge(Toml::string("[log]\nlevel = \"loud\""))
+                .extract::<Settings>()
+                .unwrap_err(),
+        );
+        let text = err.to_string();
+        assert!(text.starts_with("invalid setting log.level"), "{text}");
+        assert!(text.contains("loud") && text.contains("trace"), "{text}");
+    }
+
+    #[test]
+    fn api_keys_never_show_in_debug_output() {
+        let settings = ProviderSettings {
+            api_key: "sk-secret".into(),
+            ..Default::default()
+        };
+        assert!(!format!("{settings:?}").contains("sk-secret"));
+    }
+}

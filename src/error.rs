@@ -1,0 +1,283 @@
+//! The service's one table from error code to HTTP status and OpenAI error `type`, and
+//! [`ApiError`], the error every handler returns. Bodies always have OpenAI's shape,
+//! `{"error":{"message","type","param","code"}}`, so every OpenAI SDK raises the right
+//! exception class with our message.
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// What went wrong, as a client can act on it. The table in [`ErrorCode::spec`] is the only
+/// place that decides statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The body is not JSON at all.
+    InvalidJson,
+    /// A field is missing, has the wrong type or a value we cannot honour.
+    InvalidRequest,
+    MissingApiKey,
+    InvalidApiKey,
+    NotFound,
+    ModelNotFound,
+    MethodNotAllowed,
+    /// Another turn holds the session.
+    SessionBusy,
+    PayloadTooLarge,
+    /// Understood, but nothing valid could be made of it.
+    Unprocessable,
+    RateLimited,
+    Internal,
+    /// The model provider failed or answered with nonsense.
+    UpstreamError,
+    /// The server is shutting down and takes no new work.
+    Draining,
+    /// A dependency (the store, the provider) is unavailable for now.
+    Unavailable,
+    UpstreamTimeout,
+}
+
+struct Spec {
+    status: StatusCode,
+    kind: &'static str,
+    code: &'static str,
+}
+
+impl ErrorCode {
+    const fn spec(self) -> Spec {
+        use ErrorCode::*;
+        let (status, kind, code) = match self {
+            InvalidJson => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_json",
+            ),
+            InvalidRequest => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_value",
+            ),
+            MissingApiKey => (
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "missing_api_key",
+            ),
+            InvalidApiKey => (
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "invalid_api_key",
+            ),
+            NotFound => (StatusCode::NOT_FOUND, "invalid_request_error", "not_found"),
+            ModelNotFound => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "model_not_found",
+            ),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "method_not_allowed",
+            ),
+            SessionBusy => (
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                "session_busy",
+            ),
+            PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "request_too_large",
+            ),
+            Unprocessable => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request_error",
+                "unprocessable",
+            ),
+            RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "rate_limit_exceeded",
+            ),
+            Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal_error",
+            ),
+            UpstreamError => (StatusCode::BAD_GATEWAY, "server_error", "upstream_error"),
+            Draining => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "shutting_down",
+            ),
+            Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "service_unavailable",
+            ),
+            UpstreamTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "server_error",
+                "upstream_timeout",
+            ),
+        };
+        Spec { status, kind, code }
+    }
+
+    pub fn status(self) -> StatusCode {
+        self.spec().status
+    }
+
+    /// OpenAI's error `type`.
+    pub fn kind(self) -> &'static str {
+        self.spec().kind
+    }
+
+    /// OpenAI's error `code`.
+    pub fn code(self) -> &'static str {
+        self.spec().code
+    }
+}
+
+/// An error on its way to the client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub param: Option<String>,
+    /// Seconds for a `Retry-After` header (rate limits, draining).
+    pub retry_after: Option<u64>,
+}
+
+/// The wire shape, `{"error": {...}}`; also used in-band in streams.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorObject<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorObject<'a> {
+    pub message: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub param: Option<&'a str>,
+    pub code: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            param: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// A field the client got wrong: 400 naming it.
+    pub fn invalid_field(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message).with_param(param)
+    }
+
+    /// An error that is ours, not the client's: the cause is logged once, here, and the
+    /// client gets an opaque message.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            ErrorCode::Internal,
+            "The server had an error while processing your request.",
+        )
+    }
+
+    pub fn body(&self) -> ErrorBody<'_> {
+        ErrorBody {
+            error: ErrorObject {
+                message: &self.message,
+                kind: self.code.kind(),
+                param: self.param.as_deref(),
+                code: Some(self.code.code()),
+            },
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.code(), self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
+        response.json(self.body())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_maps_to_an_error_status_and_a_snake_case_code() {
+        use ErrorCode::*;
+        for code in [
+            InvalidJson,
+            InvalidRequest,
+            MissingApiKey,
+            InvalidApiKey,
+            NotFound,
+            ModelNotFound,
+            MethodNotAllowed,
+            SessionBusy,
+            PayloadTooLarge,
+            Unprocessable,
+            RateLimited,
+            Internal,
+            UpstreamError,
+            Draining,
+            Unavailable,
+            UpstreamTimeout,
+        ] {
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+            assert!(
+                code.code()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_')
+            );
+        }
+    }
+
+    #[test]
+    fn the_body_has_openai_shape() {
+        let error = ApiError::invalid_field("messages", "`messages` must not be empty");
+        let body = serde_json::to_value(error.body()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {
+                "message": "`messages` must not be empty",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "invalid_value"
+            }})
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! The `kubiya` binary's library: the HTTP layer of the agent server (routes, extractors,
+//! wire encoders, error mapping), configuration, telemetry, start-up and the CLI. The actors
+//! and the domain live in the `kubiya-actors` crate; this crate turns HTTP into their
+//! messages and their events back into HTTP.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod middleware;
+pub mod provider_setup;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

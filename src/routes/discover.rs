@@ -1,0 +1,58 @@
+//! `GET /discover`: the superset of every shape the original's documents and code use, so
+//! each of their readers finds its fields: the agent-server doc's `name`/`version`/
+//! `capabilities`, the code's `provider`/`model`/`features`/`api_version`, and the discovery
+//! doc's `server`/`models`/`health` objects.
+
+use std::time::UNIX_EPOCH;
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use super::AGENT_MODEL;
+use crate::state::AppState;
+
+const NAME: &str = "Kubiya MCP Agent Server";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub async fn discover(state: web::Data<AppState>) -> HttpResponse {
+    let formats = ["sse", "vercel"];
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    HttpResponse::Ok().json(json!({
+        "name": NAME,
+        "version": VERSION,
+        "capabilities": {
+            "streaming": true,
+            "models": [AGENT_MODEL],
+            "formats": formats,
+        },
+        "provider": state.provider.as_str(),
+        "model": state.model,
+        "features": ["chat", "streaming", "tools", "workflows"],
+        "api_version": "v1",
+        "server": {
+            "id": "kubiya-mcp-agent",
+            "name": NAME,
+            "version": VERSION,
+            "provider": state.provider.as_str(),
+            "endpoints": {
+                "health": "/health",
+                "discover": "/discover",
+                "chat": "/v1/chat/completions",
+                "models": "/v1/models",
+            },
+            "capabilities": {
+                "streaming": true,
+                "formats": formats,
+            },
+        },
+        "models": [{ "id": AGENT_MODEL, "name": AGENT_MODEL, "provider": state.provider.as_str(), "backend_model": state.model }],
+        "health": {
+            "status": if state.is_draining() { "draining" } else { "healthy" },
+            "timestamp": now,
+            "uptime": state.started.elapsed().as_secs(),
+        },
+        "discovery_version": "1.0",
+    }))
+}

@@ -1,0 +1,62 @@
+//! The HTTP routes. Handlers are thin: extract, validate into domain types, message an actor,
+//! map errors. [`configure`] mounts them all; [`not_found`] and [`method_not_allowed`] give
+//! unknown routes and wrong methods OpenAI-shaped bodies.
+
+mod discover;
+mod health;
+mod metrics;
+mod models;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, Resource, ResponseError, web};
+
+use crate::error::{ApiError, ErrorCode};
+
+/// The model name clients address the agent by.
+pub const AGENT_MODEL: &str = "kubiya-workflow-agent";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/health", &["GET"]).get(health::health))
+        .service(resource("/health/live", &["GET"]).get(health::live))
+        .service(resource("/health/ready", &["GET"]).get(health::ready))
+        .service(resource("/discover", &["GET"]).get(discover::discover))
+        .service(resource("/metrics", &["GET"]).get(metrics::metrics))
+        .service(resource("/v1/models", &["GET"]).get(models::list))
+        .service(resource("/v1/models/{id:.+}", &["GET"]).get(models::retrieve));
+}
+
+/// A resource whose wrong methods get 405 with an `Allow` header and an OpenAI-shaped body.
+pub fn resource(path: &str, allowed: &'static [&'static str]) -> Resource {
+    web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
+        method_not_allowed(&req, allowed)
+    }))
+}
+
+fn method_not_allowed(req: &HttpRequest, allowed: &[&str]) -> HttpResponse {
+    let error = ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!(
+            "Method {} is not allowed for {}; use {}.",
+            req.method(),
+            req.path(),
+            allowed.join(" or ")
+        ),
+    );
+    let mut response = error.error_response();
+    if let Ok(value) = header::HeaderValue::from_str(&allowed.join(", ")) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!(
+            "Invalid URL ({} {}): no such route.",
+            req.method(),
+            req.path()
+        ),
+    )
+    .error_response()
+}
