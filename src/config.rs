@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// The documented defaults, compiled in so the binary runs from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -111,16 +111,6 @@ impl Default for ProviderSettings {
             name: ProviderChoice::Auto,
             model: String::new(),
             api_key: String::new(),
-        }
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            server: ServerSettings::default(),
-            log: LogSettings::default(),
-            provider: ProviderSettings::default(),
         }
     }
 }
@@ -275,7 +265,26 @@ fn describe(error: figment::Error) -> ConfigError {
     } else {
         format!("setting {key}")
     };
-    ConfigError(format!("invalid {setting}{source}: {}", error.kind))
+    ConfigError(format!(
+        "invalid {setting}{source}: {}",
+        explain(&error.kind)
+    ))
+}
+
+fn explain(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::UnknownVariant(found, allowed) => {
+            format!(
+                "`{found}` is not allowed; expected one of {}",
+                allowed.join(", ")
+            )
+        }
+        Kind::InvalidType(found, expected) | Kind::InvalidValue(found, expected) => {
+            format!("found {found}, expected {expected}")
+        }
+        other => other.to_string(),
+    }
 }
 
 fn env_name_for(key: &str) -> Option<String> {

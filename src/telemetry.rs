@@ -3,6 +3,8 @@
 //! configured level. Writes go through a background thread so a slow terminal or log
 //! collector never stalls a worker.
 
+use std::io::IsTerminal;
+
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
@@ -22,7 +24,8 @@ pub fn init(settings: &LogSettings) -> WorkerGuard {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
-        .with_target(true);
+        .with_target(true)
+        .with_ansi(std::io::stderr().is_terminal());
     match settings.format {
         LogFormat::Json => builder
             .json()

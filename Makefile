@@ -1,0 +1,34 @@
+# Kubiya agent server. `make run` starts it; `make test` is what CI runs.
+CARGO ?= cargo
+ARGS ?=
+
+.PHONY: run build test test-only lint fmt fmt-check deps clean
+
+## run: build (release) and start the agent server on port 8000 with the built-in defaults
+run:
+	$(CARGO) run --release --bin kubiya -- mcp agent $(ARGS)
+
+build:
+	$(CARGO) build --workspace
+
+## test: formatting check, clippy with -D warnings, then every test
+test: deps fmt-check lint test-only
+
+test-only:
+	$(CARGO) test --workspace --all-targets
+
+## deps: what the tests need beyond the Rust toolchain
+deps:
+	@true
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clean:
+	$(CARGO) clean

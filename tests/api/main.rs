@@ -1,0 +1,8 @@
+//! Black-box tests of the HTTP surface. One binary with a module per area keeps link time
+//! down; `helpers` starts the app in-process on port 0 or the real `kubiya` binary.
+
+mod helpers;
+
+mod config;
+mod probes;
+mod shutdown;
