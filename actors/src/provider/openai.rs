@@ -1,0 +1,479 @@
+//! OpenAI-compatible chat completions (`POST {base}/chat/completions`), the protocol of
+//! OpenAI, Together, Groq, DeepSeek, vLLM and Ollama's `/v1` endpoint.
+//!
+//! [`encode_request`] turns a [`ChatRequest`] into the JSON body; [`OpenAiStreamDecoder`]
+//! turns the SSE events of a streamed answer (decoded by [`super::sse`]) into
+//! [`LlmEvent`]s, and [`parse_response`] does the same for a non-streamed body. The vendor
+//! quirks handled here: tool-call arguments streamed as fragments keyed by `index`, usage
+//! in a trailing `choices: []` chunk, on the finish chunk, in `x_groq.usage` or inside the
+//! choice, reasoning in `reasoning_content` or `reasoning`, refusals as text, and only
+//! choice 0 of an `n > 1` stream.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::event::{
+    FinishReason, LlmEvent, ProviderError, Usage, finish_reason_from_openai, settle_finish_reason,
+};
+use super::message::{
+    ChatMessage, ChatRequest, ToolCall, generated_call_id, object_arguments, parse_tool_arguments,
+    temperature_json,
+};
+use super::sse::SseEvent;
+
+/// Builds the `/chat/completions` body: system first, assistant tool-call arguments as
+/// JSON strings, tool results as `tool` messages, and usage requested for streams.
+pub fn encode_request(request: &ChatRequest) -> Value {
+    let mut messages = Vec::with_capacity(request.messages.len() + 1);
+    if let Some(system) = &request.system {
+        messages.push(json!({"role": "system", "content": system}));
+    }
+    for message in &request.messages {
+        messages.push(match message {
+            ChatMessage::User { content } => json!({"role": "user", "content": content}),
+            ChatMessage::Assistant {
+                content,
+                tool_calls,
+            } => {
+                if tool_calls.is_empty() {
+                    // An assistant turn needs content or tool calls; never send neither.
+                    json!({"role": "assistant", "content": content.as_deref().unwrap_or("")})
+                } else {
+                    let calls: Vec<Value> = tool_calls.iter().map(encode_tool_call).collect();
+                    json!({"role": "assistant", "content": content, "tool_calls": calls})
+                }
+            }
+            ChatMessage::Tool {
+                tool_call_id,
+                content,
+                is_error,
+                ..
+            } => json!({
+                "role": "tool",
+                "tool_call_id": tool_call_id,
+                "content": tool_result_text(content, *is_error),
+            }),
+        });
+    }
+    let mut body = json!({
+        "model": request.model,
+        "messages": messages,
+        "stream": request.stream,
+    });
+    if request.stream {
+        // Without it OpenAI (and some Together models) send no usage at all in streams.
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    if !request.tools.is_empty() {
+        body["tools"] = encode_tools(request);
+    }
+    if let Some(max_tokens) = request.max_tokens {
+        // `max_tokens` rather than `max_completion_tokens`: every compatible server knows it.
+        body["max_tokens"] = max_tokens.into();
+    }
+    if let Some(temperature) = request.temperature.map(temperature_json)
+        && !temperature.is_null()
+    {
+        body["temperature"] = temperature;
+    }
+    body
+}
+
+/// Tools in the OpenAI function shape, shared with Ollama's native API.
+pub(crate) fn encode_tools(request: &ChatRequest) -> Value {
+    request
+        .tools
+        .iter()
+        .map(|tool| {
+            json!({
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    "description": tool.description,
+                    "parameters": tool.parameters_schema(),
+                },
+            })
+        })
+        .collect()
+}
+
+fn encode_tool_call(call: &ToolCall) -> Value {
+    json!({
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments.to_string()},
+    })
+}
+
+/// Protocols without an error flag on tool results learn about failures from the text.
+pub(crate) fn tool_result_text(content: &str, is_error: bool) -> String {
+    if is_error {
+        format!("Error: {content}")
+    } else {
+        content.to_owned()
+    }
+}
+
+#[derive(Deserialize)]
+struct UsageWire {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
+impl UsageWire {
+    fn normalise(&self) -> Usage {
+        Usage {
+            input: self.prompt_tokens.unwrap_or(0),
+            output: self.completion_tokens.unwrap_or(0),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ChunkWire {
+    choices: Option<Vec<ChunkChoiceWire>>,
+    usage: Option<UsageWire>,
+    x_groq: Option<GroqExtrasWire>,
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct GroqExtrasWire {
+    usage: Option<UsageWire>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoiceWire {
+    #[serde(default)]
+    index: u32,
+    delta: Option<DeltaWire>,
+    finish_reason: Option<String>,
+    /// Some Together models put usage inside the choice.
+    usage: Option<UsageWire>,
+}
+
+#[derive(Deserialize)]
+struct DeltaWire {
+    content: Option<String>,
+    refusal: Option<String>,
+    reasoning_content: Option<String>,
+    /// A string on Ollama, OpenRouter and Together; tolerated in any shape.
+    reasoning: Option<Value>,
+    tool_calls: Option<Vec<ToolCallDeltaWire>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallDeltaWire {
+    index: Option<u32>,
+    id: Option<String>,
+    function: Option<FunctionWire>,
+}
+
+#[derive(Deserialize)]
+struct FunctionWire {
+    name: Option<String>,
+    /// A JSON string per the spec; some compatible servers send an object.
+    arguments: Option<Value>,
+}
+
+/// A tool call whose argument fragments are still arriving.
+#[derive(Debug)]
+struct PartialToolCall {
+    index: u32,
+    id: Option<String>,
+    name: String,
+    arguments: String,
+}
+
+/// Decodes one streamed chat completion. Feed every SSE event to
+/// [`OpenAiStreamDecoder::push_event`]; when the body ends call
+/// [`OpenAiStreamDecoder::end_of_stream`]. Terminated by `data: [DONE]`.
+#[derive(Debug, Default)]
+pub struct OpenAiStreamDecoder {
+    tool_calls: Vec<PartialToolCall>,
+    finish_reason: Option<FinishReason>,
+    usage: Option<Usage>,
+    emitted_tool_calls: bool,
+    /// `Finished` or `Failed` went out; everything after is ignored.
+    done: bool,
+}
+
+impl OpenAiStreamDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the stream reached its terminator or failed.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Decodes one SSE event, appending what it completes to `out`.
+    pub fn push_event(&mut self, event: &SseEvent, out: &mut Vec<LlmEvent>) {
+        if self.done {
+            return;
+        }
+        let data = event.data.trim();
+        if data == "[DONE]" {
+            self.finish(out);
+            return;
+        }
+        if event.event.as_deref() == Some("error") {
+            let error = serde_json::from_str::<Value>(data)
+                .map(|value| ProviderError::from_error_value(value.get("error").unwrap_or(&value)))
+                .unwrap_or_else(|_| {
+                    ProviderError::protocol(format!("error event: {}", clip(data)))
+                });
+            return self.fail(error, out);
+        }
+        if data.is_empty() {
+            return;
+        }
+        let chunk: ChunkWire = match serde_json::from_str(data) {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                return self.fail(
+                    ProviderError::protocol(format!("malformed chunk ({error}): {}", clip(data))),
+                    out,
+                );
+            }
+        };
+        if let Some(error) = chunk.error.filter(|error| !error.is_null()) {
+            return self.fail(ProviderError::from_error_value(&error), out);
+        }
+        let usage = chunk.usage.as_ref().or(chunk
+            .x_groq
+            .as_ref()
+            .and_then(|extras| extras.usage.as_ref()));
+        if let Some(usage) = usage {
+            self.usage = Some(usage.normalise());
+        }
+        // Other choices belong to `n > 1` requests, which we never make on purpose.
+        for choice in chunk.choices.into_iter().flatten() {
+            if choice.index != 0 {
+                continue;
+            }
+            if let Some(usage) = &choice.usage {
+                self.usage = Some(usage.normalise());
+            }
+            if let Some(delta) = choice.delta {
+                self.push_delta(delta, out);
+            }
+            if let Some(reason) = choice.finish_reason {
+                self.finish_reason = Some(finish_reason_from_openai(&reason));
+                if let Err(error) = self.flush_tool_calls(out) {
+                    return self.fail(error, out);
+                }
+            }
+        }
+    }
+
+    /// Call once the body has ended: reports a stream that stopped before `[DONE]`.
+    pub fn end_of_stream(&mut self) -> Option<LlmEvent> {
+        if self.done {
+            return None;
+        }
+        self.done = true;
+        Some(LlmEvent::Failed(ProviderError::protocol(
+            "the stream ended before `data: [DONE]`",
+        )))
+    }
+
+    fn push_delta(&mut self, delta: DeltaWire, out: &mut Vec<LlmEvent>) {
+        if let Some(text) = reasoning_text(delta.reasoning_content, delta.reasoning) {
+            out.push(LlmEvent::ReasoningDelta(text));
+        }
+        for text in [delta.content, delta.refusal].into_iter().flatten() {
+            if !text.is_empty() {
+                out.push(LlmEvent::TextDelta(text));
+            }
+        }
+        for (position, fragment) in delta.tool_calls.into_iter().flatten().enumerate() {
+            // Servers that send whole calls sometimes omit `index`; their array order is it.
+            let index = fragment.index.unwrap_or(position as u32);
+            let slot = match self.tool_calls.iter().position(|call| call.index == index) {
+                Some(slot) => slot,
+                None => {
+                    self.tool_calls.push(PartialToolCall {
+                        index,
+                        id: None,
+                        name: String::new(),
+                        arguments: String::new(),
+                    });
+                    self.tool_calls.len() - 1
+                }
+            };
+            let call = &mut self.tool_calls[slot];
+            if call.id.is_none() {
+                call.id = fragment.id.filter(|id| !id.is_empty());
+            }
+            if let Some(function) = fragment.function {
+                if call.name.is_empty()
+                    && let Some(name) = function.name
+                {
+                    call.name = name;
+                }
+                match function.arguments {
+                    Some(Value::String(text)) => call.arguments.push_str(&text),
+                    Some(Value::Null) | None => {}
+                    Some(value) => call.arguments.push_str(&value.to_string()),
+                }
+            }
+        }
+    }
+
+    fn flush_tool_calls(&mut self, out: &mut Vec<LlmEvent>) -> Result<(), ProviderError> {
+        for call in self.tool_calls.drain(..) {
+            if call.name.is_empty() {
+                return Err(ProviderError::protocol(format!(
+                    "tool call at index {} has no function name",
+                    call.index
+                )));
+            }
+            let arguments = parse_tool_arguments(&call.name, &call.arguments)?;
+            out.push(LlmEvent::ToolCall(ToolCall {
+                id: call.id.unwrap_or_else(generated_call_id),
+                name: call.name,
+                arguments,
+            }));
+            self.emitted_tool_calls = true;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<LlmEvent>) {
+        if let Err(error) = self.flush_tool_calls(out) {
+            return self.fail(error, out);
+        }
+        if let Some(usage) = self.usage {
+            out.push(LlmEvent::Usage(usage));
+        }
+        let reason = settle_finish_reason(self.finish_reason.take(), self.emitted_tool_calls);
+        out.push(LlmEvent::Finished { reason });
+        self.done = true;
+    }
+
+    fn fail(&mut self, error: ProviderError, out: &mut Vec<LlmEvent>) {
+        out.push(LlmEvent::Failed(error));
+        self.done = true;
+    }
+}
+
+/// Reasoning text from DeepSeek/vLLM's `reasoning_content` or the `reasoning` string of
+/// Ollama, OpenRouter and Together.
+fn reasoning_text(reasoning_content: Option<String>, reasoning: Option<Value>) -> Option<String> {
+    let text = match (reasoning_content, reasoning) {
+        (Some(text), _) if !text.is_empty() => text,
+        (_, Some(Value::String(text))) => text,
+        _ => return None,
+    };
+    (!text.is_empty()).then_some(text)
+}
+
+/// The start of a bad payload, for error messages.
+pub(crate) fn clip(data: &str) -> &str {
+    match data.char_indices().nth(200) {
+        Some((end, _)) => &data[..end],
+        None => data,
+    }
+}
+
+#[derive(Deserialize)]
+struct ResponseWire {
+    choices: Option<Vec<ResponseChoiceWire>>,
+    usage: Option<UsageWire>,
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ResponseChoiceWire {
+    #[serde(default)]
+    index: u32,
+    message: Option<ResponseMessageWire>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ResponseMessageWire {
+    content: Option<String>,
+    refusal: Option<String>,
+    reasoning_content: Option<String>,
+    reasoning: Option<Value>,
+    tool_calls: Option<Vec<ResponseToolCallWire>>,
+}
+
+#[derive(Deserialize)]
+struct ResponseToolCallWire {
+    id: Option<String>,
+    function: FunctionWire,
+}
+
+/// Decodes a non-streamed chat completion body into the same events a stream produces.
+pub fn parse_response(body: &[u8]) -> Vec<LlmEvent> {
+    let response: ResponseWire = match serde_json::from_slice(body) {
+        Ok(response) => response,
+        Err(error) => {
+            return vec![LlmEvent::Failed(ProviderError::protocol(format!(
+                "malformed chat completion: {error}"
+            )))];
+        }
+    };
+    if let Some(error) = response.error.filter(|error| !error.is_null()) {
+        return vec![LlmEvent::Failed(ProviderError::from_error_value(&error))];
+    }
+    let Some(choice) = response
+        .choices
+        .into_iter()
+        .flatten()
+        .find(|choice| choice.index == 0)
+    else {
+        return vec![LlmEvent::Failed(ProviderError::protocol(
+            "chat completion without a choice",
+        ))];
+    };
+    let mut events = Vec::new();
+    let mut emitted_tool_calls = false;
+    if let Some(message) = choice.message {
+        if let Some(text) = reasoning_text(message.reasoning_content, message.reasoning) {
+            events.push(LlmEvent::ReasoningDelta(text));
+        }
+        for text in [message.content, message.refusal].into_iter().flatten() {
+            if !text.is_empty() {
+                events.push(LlmEvent::TextDelta(text));
+            }
+        }
+        for call in message.tool_calls.into_iter().flatten() {
+            let name = call.function.name.unwrap_or_default();
+            if name.is_empty() {
+                return vec![LlmEvent::Failed(ProviderError::protocol(
+                    "tool call without a function name",
+                ))];
+            }
+            let arguments =
+                match object_arguments(&name, call.function.arguments.unwrap_or_default()) {
+                    Ok(arguments) => arguments,
+                    Err(error) => return vec![LlmEvent::Failed(error)],
+                };
+            events.push(LlmEvent::ToolCall(ToolCall {
+                id: call
+                    .id
+                    .filter(|id| !id.is_empty())
+                    .unwrap_or_else(generated_call_id),
+                name,
+                arguments,
+            }));
+            emitted_tool_calls = true;
+        }
+    }
+    if let Some(usage) = response.usage {
+        events.push(LlmEvent::Usage(usage.normalise()));
+    }
+    let reason = choice
+        .finish_reason
+        .as_deref()
+        .map(finish_reason_from_openai);
+    events.push(LlmEvent::Finished {
+        reason: settle_finish_reason(reason, emitted_tool_calls),
+    });
+    events
+}
