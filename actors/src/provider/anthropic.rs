@@ -10,11 +10,10 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::event::{FinishReason, LlmEvent, ProviderError, Usage, settle_finish_reason};
+use super::event::{FinishReason, LlmEvent, ProviderError, Usage, clip, settle_finish_reason};
 use super::message::{
     ChatMessage, ChatRequest, ToolCall, object_arguments, parse_tool_arguments, temperature_json,
 };
-use super::openai::clip;
 use super::sse::SseEvent;
 
 /// Messages requires `max_tokens`; this is what we send when the caller set none.
@@ -274,9 +273,8 @@ impl AnthropicStreamDecoder {
         };
         match parsed {
             StreamEventWire::MessageStart { message } => {
-                let usage = self.usage.get_or_insert_with(Usage::default);
                 if let Some(counts) = message.usage {
-                    counts.apply_to(usage);
+                    counts.apply_to(self.usage.get_or_insert_with(Usage::default));
                 }
             }
             StreamEventWire::ContentBlockStart {

@@ -16,6 +16,17 @@ use super::openai::{self, OpenAiStreamDecoder};
 use super::preset::Protocol;
 use super::sse::{SseDecoder, SseEvent};
 
+/// The chat endpoint, appended to the base URL in the vendor's own convention (OpenAI-style
+/// bases already end in `/v1`; Anthropic's and Ollama's do not).
+pub fn chat_path(protocol: Protocol) -> Option<&'static str> {
+    match protocol {
+        Protocol::OpenAiChat => Some("/chat/completions"),
+        Protocol::AnthropicMessages => Some("/v1/messages"),
+        Protocol::OllamaChat => Some("/api/chat"),
+        Protocol::Offline => None,
+    }
+}
+
 /// The JSON body for `request` in `protocol`'s shape.
 pub fn encode_request(protocol: Protocol, request: &ChatRequest) -> Option<Value> {
     match protocol {

@@ -152,6 +152,13 @@ impl ProviderError {
         }
     }
 
+    /// Reads a `Retry-After` header given in seconds (OpenAI and Anthropic send integers,
+    /// some gateways decimals). HTTP-date values are not supported and yield `None`.
+    pub fn parse_retry_after(value: &str) -> Option<Duration> {
+        let seconds: f64 = value.trim().parse().ok()?;
+        (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+    }
+
     /// Classifies a non-success HTTP response. `body` is the raw error body in any vendor's
     /// shape (OpenAI `{"error":{"message"}}`, Anthropic `{"type":"error","error":{...}}`,
     /// Ollama `{"error":"..."}`, or plain text); `retry_after` is the parsed header.
@@ -286,6 +293,14 @@ impl ErrorDetail {
             }
             _ => ErrorDetail::default(),
         }
+    }
+}
+
+/// The start of a bad payload, for error messages.
+pub(crate) fn clip(data: &str) -> &str {
+    match data.char_indices().nth(200) {
+        Some((end, _)) => &data[..end],
+        None => data,
     }
 }
 
@@ -429,6 +444,15 @@ mod tests {
                 message: "model \"llama9\" not found, try pulling it first".into(),
             }
         );
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let parse = ProviderError::parse_retry_after;
+        assert_eq!(parse("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(parse("-1"), None);
+        assert_eq!(parse("Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }
 
     #[test]

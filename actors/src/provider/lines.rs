@@ -22,7 +22,9 @@ pub(crate) struct LineBuffer {
 
 impl LineBuffer {
     pub(crate) fn feed(&mut self, bytes: &[u8]) {
-        if self.start > 0 {
+        // Compact only once the consumed bytes outweigh the pending ones, so a long line
+        // arriving in many small chunks is not moved once per chunk.
+        if self.start > 0 && self.start >= self.buf.len() - self.start {
             self.buf.drain(..self.start);
             self.scanned -= self.start;
             self.start = 0;

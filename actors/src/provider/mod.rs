@@ -25,7 +25,7 @@ pub mod sse;
 #[cfg(test)]
 mod tests;
 
-pub use codec::{StreamDecoder, encode_request, parse_response};
+pub use codec::{StreamDecoder, chat_path, encode_request, parse_response};
 pub use event::{FinishReason, LlmEvent, ProviderError, TimeoutPhase, Usage};
 pub use message::{ChatMessage, ChatRequest, ToolCall, ToolSpec};
 pub use preset::{Protocol, ProviderKind};

@@ -10,12 +10,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::event::{
-    LlmEvent, ProviderError, Usage, finish_reason_from_openai, settle_finish_reason,
+    LlmEvent, ProviderError, Usage, clip, finish_reason_from_openai, settle_finish_reason,
 };
 use super::message::{
     ChatMessage, ChatRequest, ToolCall, generated_call_id, object_arguments, temperature_json,
 };
-use super::openai::{clip, encode_tools, tool_result_text};
+use super::openai::{encode_tools, tool_result_text};
 
 /// Builds the `/api/chat` body.
 pub fn encode_request(request: &ChatRequest) -> Value {

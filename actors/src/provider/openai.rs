@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::event::{
-    FinishReason, LlmEvent, ProviderError, Usage, finish_reason_from_openai, settle_finish_reason,
+    FinishReason, LlmEvent, ProviderError, Usage, clip, finish_reason_from_openai,
+    settle_finish_reason,
 };
 use super::message::{
     ChatMessage, ChatRequest, ToolCall, generated_call_id, object_arguments, parse_tool_arguments,
@@ -288,21 +289,8 @@ impl OpenAiStreamDecoder {
                 out.push(LlmEvent::TextDelta(text));
             }
         }
-        for (position, fragment) in delta.tool_calls.into_iter().flatten().enumerate() {
-            // Servers that send whole calls sometimes omit `index`; their array order is it.
-            let index = fragment.index.unwrap_or(position as u32);
-            let slot = match self.tool_calls.iter().position(|call| call.index == index) {
-                Some(slot) => slot,
-                None => {
-                    self.tool_calls.push(PartialToolCall {
-                        index,
-                        id: None,
-                        name: String::new(),
-                        arguments: String::new(),
-                    });
-                    self.tool_calls.len() - 1
-                }
-            };
+        for fragment in delta.tool_calls.into_iter().flatten() {
+            let slot = self.slot_for(&fragment);
             let call = &mut self.tool_calls[slot];
             if call.id.is_none() {
                 call.id = fragment.id.filter(|id| !id.is_empty());
@@ -320,6 +308,31 @@ impl OpenAiStreamDecoder {
                 }
             }
         }
+    }
+
+    /// Which partial call a fragment continues. OpenAI keys fragments by `index`; servers
+    /// that send whole calls sometimes omit it, and then a new `id` starts a new call.
+    fn slot_for(&mut self, fragment: &ToolCallDeltaWire) -> usize {
+        let id = fragment.id.as_deref().filter(|id| !id.is_empty());
+        let existing = match (fragment.index, id) {
+            (Some(index), _) => self.tool_calls.iter().position(|call| call.index == index),
+            (None, Some(id)) => self
+                .tool_calls
+                .iter()
+                .position(|call| call.id.as_deref() == Some(id)),
+            (None, None) => self.tool_calls.len().checked_sub(1),
+        };
+        if let Some(slot) = existing {
+            return slot;
+        }
+        let next_index = self.tool_calls.iter().map(|call| call.index + 1).max();
+        self.tool_calls.push(PartialToolCall {
+            index: fragment.index.or(next_index).unwrap_or(0),
+            id: None,
+            name: String::new(),
+            arguments: String::new(),
+        });
+        self.tool_calls.len() - 1
     }
 
     fn flush_tool_calls(&mut self, out: &mut Vec<LlmEvent>) -> Result<(), ProviderError> {
@@ -368,14 +381,6 @@ fn reasoning_text(reasoning_content: Option<String>, reasoning: Option<Value>) -
         _ => return None,
     };
     (!text.is_empty()).then_some(text)
-}
-
-/// The start of a bad payload, for error messages.
-pub(crate) fn clip(data: &str) -> &str {
-    match data.char_indices().nth(200) {
-        Some((end, _)) => &data[..end],
-        None => data,
-    }
 }
 
 #[derive(Deserialize)]

@@ -819,6 +819,29 @@ fn openai_tool_calls_get_ids_and_empty_arguments_become_objects() {
 }
 
 #[test]
+fn openai_whole_tool_calls_without_index_stay_apart() {
+    let events = openai_stream(&[
+        r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"a","function":{"name":"f","arguments":"{\"x\":1}"}}]}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"b","function":{"name":"g","arguments":"{}"}}]}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+        "[DONE]",
+    ]);
+    let calls: Vec<(&str, &str, &Value)> = events
+        .iter()
+        .filter_map(|event| match event {
+            LlmEvent::ToolCall(call) => {
+                Some((call.id.as_str(), call.name.as_str(), &call.arguments))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [("a", "f", &json!({"x": 1})), ("b", "g", &json!({}))]
+    );
+}
+
+#[test]
 fn openai_unparseable_tool_arguments_fail_the_stream() {
     let events = openai_stream(&[
         r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f","arguments":"{\"a\":"}}]}}]}"#,
@@ -877,11 +900,7 @@ fn conversation(stream: bool) -> ChatRequest {
             ToolSpec {
                 name: "get_weather".into(),
                 description: "Current weather for a city".into(),
-                parameters: json!({
-                    "type": "object",
-                    "properties": {"city": {"type": "string"}},
-                    "required": ["city"],
-                }),
+                parameters: weather_schema(),
             },
             ToolSpec {
                 name: "get_time".into(),
