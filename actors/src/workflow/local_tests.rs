@@ -1,0 +1,1 @@
+//! Tests of the local runner end to end: real processes, real sandbox.

@@ -1,0 +1,1209 @@
+//! Workflow validation: every problem at once, each with a JSON path (`steps[2].depends[0]`)
+//! and a message a model can act on. The composer feeds these back to the model; the HTTP
+//! layer returns them to clients; the local runner refuses a workflow that has any.
+//!
+//! [`validate_value`] checks the raw document's types first, so that `"timeout": "ten"` is
+//! one error at `timeout` rather than a serde error that hides everything after it, and then
+//! runs [`validate`]'s semantic checks on what remains.
+//!
+//! The rule for `${NAME}` references: a reference in a step must name a workflow param, a
+//! workflow env var, one of the step's own env vars, the `output` of a step it depends on
+//! directly or transitively (for `chain` workflows, that includes the implicit dependency on
+//! the previous step), a variable the step's own command or script assigns, or a well-known
+//! shell variable ([`WELL_KNOWN_VARS`]). Workflow env values may reference params, earlier
+//! workflow env vars and well-known variables; `handlerOn` steps may also reference every
+//! step's output. Values passed only at run time are not known here: declare them in
+//! `params` (a `{"required": true}` spec says "no default").
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use super::graph::DependencyGraph;
+use super::host::HostCapabilities;
+use super::model::{Depends, EnvVars, ExecutorKind, Precondition, Step, Workflow, WorkflowKind};
+use super::template::{
+    WELL_KNOWN_VARS, is_var_name, json_strings, references, shell_assigned_names,
+};
+
+/// One problem with a workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationError {
+    /// Where, as a JSON path from the document root (`""` for the document itself).
+    pub path: String,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Parses a JSON or YAML document and validates it.
+pub fn validate_text(text: &str) -> Result<Workflow, Vec<ValidationError>> {
+    let value = super::model::parse_document(text)
+        .map_err(|error| vec![ValidationError::new("", error.to_string())])?;
+    validate_value(&value)
+}
+
+/// Checks a raw document's types, then its meaning. Returns the workflow only when there is no
+/// problem at all.
+pub fn validate_value(value: &Value) -> Result<Workflow, Vec<ValidationError>> {
+    let Some(root) = value.as_object() else {
+        return Err(vec![ValidationError::new(
+            "",
+            format!(
+                "a workflow must be a JSON object with \"name\" and \"steps\", not {}",
+                type_name(value)
+            ),
+        )]);
+    };
+    let mut shape = ShapeCheck::default();
+    let mut cleaned = root.clone();
+    shape.workflow(&mut cleaned);
+    let mut errors = shape.errors;
+    match Workflow::from_value(Value::Object(cleaned)) {
+        Ok(workflow) => {
+            let reported: Vec<String> = errors.iter().map(|error| error.path.clone()).collect();
+            // A field removed for a bad type must not also be reported as missing.
+            errors.extend(validate(&workflow).into_iter().filter(|error| {
+                !reported
+                    .iter()
+                    .any(|path| error.path == *path || is_inside(&error.path, path))
+            }));
+            if errors.is_empty() {
+                return Ok(workflow);
+            }
+        }
+        Err(error) => errors.push(ValidationError::new("", error.to_string())),
+    }
+    Err(errors)
+}
+
+fn is_inside(path: &str, parent: &str) -> bool {
+    path.strip_prefix(parent)
+        .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// Executor types a model may use that the platform knows beyond the ones the model names.
+const OTHER_KNOWN_EXECUTORS: &[&str] = &["local", "mail", "dag"];
+
+/// The semantic checks on a parsed workflow.
+pub fn validate(workflow: &Workflow) -> Vec<ValidationError> {
+    let mut errors = Vec::new();
+    if workflow.name.trim().is_empty() {
+        errors.push(ValidationError::new(
+            "name",
+            "the workflow needs a non-blank \"name\"",
+        ));
+    }
+    if workflow.steps.is_empty() {
+        errors.push(ValidationError::new(
+            "steps",
+            "the workflow needs at least one step in \"steps\"",
+        ));
+    }
+    if let Some(env) = &workflow.env {
+        check_env_names(env, "env", &mut errors);
+    }
+    check_step_names(workflow, &mut errors);
+    check_dependencies(workflow, &mut errors);
+    let graph = DependencyGraph::new(workflow);
+    check_cycles(workflow, &graph, &mut errors);
+    for (index, step) in workflow.steps.iter().enumerate() {
+        let path = format!("steps[{index}]");
+        check_runnable(step, &path, &mut errors);
+        if let Some(output) = &step.output
+            && !is_var_name(output)
+        {
+            errors.push(ValidationError::new(
+                format!("{path}.output"),
+                format!(
+                    "\"output\" must be a variable name (letters, digits and _, not starting with a digit), e.g. \"BUILD_OUT\"; got {output:?}"
+                ),
+            ));
+        }
+        if let Some(env) = &step.env {
+            check_env_names(env, &format!("{path}.env"), &mut errors);
+        }
+    }
+    if let Some(handlers) = &workflow.handler_on {
+        for (event, handler) in handler_steps(handlers) {
+            check_runnable(handler, &format!("handlerOn.{event}"), &mut errors);
+        }
+    }
+    ReferenceCheck::new(workflow, &graph).run(&mut errors);
+    errors
+}
+
+/// The handlers that are set, with their key.
+pub(crate) fn handler_steps(
+    handlers: &super::model::HandlerOn,
+) -> impl Iterator<Item = (&'static str, &Step)> {
+    [
+        ("success", handlers.success.as_ref()),
+        ("failure", handlers.failure.as_ref()),
+        ("cancel", handlers.cancel.as_ref()),
+        ("exit", handlers.exit.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(event, handler)| handler.map(|handler| (event, handler)))
+}
+
+fn check_env_names(env: &EnvVars, path: &str, errors: &mut Vec<ValidationError>) {
+    for (name, _) in env.pairs() {
+        if !is_var_name(name) {
+            errors.push(ValidationError::new(
+                format!("{path}.{name}"),
+                format!(
+                    "environment variable names must be letters, digits and _ and not start with a digit; rename {name:?}"
+                ),
+            ));
+        }
+    }
+}
+
+fn check_step_names(workflow: &Workflow, errors: &mut Vec<ValidationError>) {
+    let mut first_use: HashMap<&str, usize> = HashMap::new();
+    for (index, step) in workflow.steps.iter().enumerate() {
+        if step.name.trim().is_empty() {
+            errors.push(ValidationError::new(
+                format!("steps[{index}].name"),
+                "every step needs a non-blank \"name\"",
+            ));
+            continue;
+        }
+        if let Some(first) = first_use.get(step.name.as_str()) {
+            errors.push(ValidationError::new(
+                format!("steps[{index}].name"),
+                format!(
+                    "duplicate step name '{}' (already used by steps[{first}]); step names must be unique",
+                    step.name
+                ),
+            ));
+        } else {
+            first_use.insert(&step.name, index);
+        }
+    }
+}
+
+fn check_dependencies(workflow: &Workflow, errors: &mut Vec<ValidationError>) {
+    let position: HashMap<&str, usize> = workflow
+        .steps
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(index, step)| (step.name.as_str(), index))
+        .collect();
+    let chain = workflow.kind() == WorkflowKind::Chain;
+    for (index, step) in workflow.steps.iter().enumerate() {
+        let Some(depends) = &step.depends else {
+            continue;
+        };
+        for (nth, name) in depends.names().iter().enumerate() {
+            let path = match depends {
+                Depends::One(_) => format!("steps[{index}].depends"),
+                Depends::Many(_) => format!("steps[{index}].depends[{nth}]"),
+            };
+            match position.get(name.as_str()) {
+                None => errors.push(ValidationError::new(
+                    path,
+                    format!(
+                        "step '{}' depends on unknown step '{name}'; known steps: {}",
+                        step.name,
+                        known_names(workflow)
+                    ),
+                )),
+                Some(&target) if target == index => errors.push(ValidationError::new(
+                    path,
+                    format!("step '{}' depends on itself; remove '{name}' from its depends", step.name),
+                )),
+                Some(&target) if chain && target > index => errors.push(ValidationError::new(
+                    path,
+                    format!(
+                        "step '{}' depends on '{name}', which is declared later; in a chain workflow a step may only depend on earlier steps (reorder the steps or set \"type\": \"graph\")",
+                        step.name
+                    ),
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+fn known_names(workflow: &Workflow) -> String {
+    const SHOWN: usize = 12;
+    let mut names: Vec<String> = workflow
+        .steps
+        .iter()
+        .take(SHOWN)
+        .map(|step| format!("'{}'", step.name))
+        .collect();
+    if workflow.steps.len() > SHOWN {
+        names.push(format!("and {} more", workflow.steps.len() - SHOWN));
+    }
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn check_cycles(workflow: &Workflow, graph: &DependencyGraph, errors: &mut Vec<ValidationError>) {
+    for cycle in graph.cycles() {
+        // Self dependencies are already reported with their exact path.
+        if cycle.len() < 2 {
+            continue;
+        }
+        let mut names: Vec<&str> = cycle
+            .iter()
+            .map(|&index| workflow.steps[index].name.as_str())
+            .collect();
+        names.push(names[0]);
+        errors.push(ValidationError::new(
+            format!("steps[{}].depends", cycle[0]),
+            format!(
+                "dependency cycle: {} (each step depends on the next); remove one of these dependencies",
+                names.join(" -> ")
+            ),
+        ));
+    }
+}
+
+/// Whether a step has something to run, and whether its executor has the config it needs.
+fn check_runnable(step: &Step, path: &str, errors: &mut Vec<ValidationError>) {
+    let label = step_label(step);
+    let Some(executor) = &step.executor else {
+        if step.command.is_none()
+            && step.script.is_none()
+            && step.run.is_none()
+            && step.kind.is_none()
+        {
+            errors.push(ValidationError::new(
+                path,
+                format!(
+                    "{label} has nothing to run: give it a \"command\", a \"script\", an \"executor\" ({{\"type\", \"config\"}}), a \"run\" (sub-workflow) or a \"type\""
+                ),
+            ));
+        }
+        return;
+    };
+    let config_path = format!("{path}.executor.config");
+    let has = |key: &str| {
+        executor
+            .config_value(key)
+            .is_some_and(|value| value != &Value::String(String::new()))
+    };
+    let mut require = |key: &str, what: &str| {
+        if !has(key) {
+            errors.push(ValidationError::new(
+                format!("{config_path}.{key}"),
+                format!(
+                    "{label}: a {} executor needs config.{key} ({what})",
+                    executor.kind
+                ),
+            ));
+        }
+    };
+    match &executor.kind {
+        ExecutorKind::Command => {
+            if step.command.is_none() && step.script.is_none() {
+                errors.push(ValidationError::new(
+                    format!("{path}.command"),
+                    format!("{label}: a command executor needs a \"command\" or a \"script\" on the step"),
+                ));
+            }
+        }
+        ExecutorKind::Docker => require("image", "the container image, e.g. \"python:3.11-slim\""),
+        ExecutorKind::Http => require("url", "the URL to call"),
+        ExecutorKind::Ssh => {
+            require("host", "the host to connect to");
+            if !has("command") && step.command.is_none() {
+                errors.push(ValidationError::new(
+                    format!("{config_path}.command"),
+                    format!("{label}: an ssh executor needs config.command (the command to run remotely)"),
+                ));
+            }
+        }
+        ExecutorKind::Tool => {
+            if !has("tool_def") && !has("name") && !has("tool_name") {
+                errors.push(ValidationError::new(
+                    config_path.clone(),
+                    format!(
+                        "{label}: a tool executor needs config.tool_def (an inline tool definition) or config.name (a registered tool)"
+                    ),
+                ));
+            }
+            if let Some(tool_def) = executor.config_value("tool_def") {
+                check_tool_services(tool_def, &format!("{config_path}.tool_def"), errors);
+            }
+        }
+        ExecutorKind::Agent => {
+            require("agent_name", "the agent to ask");
+            require("message", "what to ask it");
+        }
+        ExecutorKind::InlineAgent => {
+            require("message", "what to ask the agent");
+            require(
+                "agent",
+                "the agent definition: name, ai_instructions, runners, llm_model",
+            );
+        }
+        ExecutorKind::LlmCompletion => {
+            if !has("prompt") && !has("messages") {
+                errors.push(ValidationError::new(
+                    format!("{config_path}.prompt"),
+                    format!(
+                        "{label}: an llm_completion executor needs config.prompt or config.messages"
+                    ),
+                ));
+            }
+        }
+        ExecutorKind::Kubiya => require("url", "the platform API path, e.g. \"api/v1/...\""),
+        ExecutorKind::Jq => {}
+        ExecutorKind::Other(name) => {
+            if !OTHER_KNOWN_EXECUTORS.contains(&name.as_str()) {
+                errors.push(ValidationError::new(
+                    format!("{path}.executor.type"),
+                    format!(
+                        "{label}: unknown executor type {name:?}; use one of command, docker, http, ssh, tool, agent, inline_agent, llm_completion, kubiya, jq"
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn step_label(step: &Step) -> String {
+    if step.name.trim().is_empty() {
+        "this step".to_owned()
+    } else {
+        format!("step '{}'", step.name)
+    }
+}
+
+/// The original's checks on bounded services: unique names, an image, sane ports.
+fn check_tool_services(tool_def: &Value, path: &str, errors: &mut Vec<ValidationError>) {
+    let Some(services) = tool_def.get("with_services") else {
+        return;
+    };
+    let Some(services) = services.as_array() else {
+        errors.push(ValidationError::new(
+            format!("{path}.with_services"),
+            "with_services must be a list of service objects",
+        ));
+        return;
+    };
+    let mut names = HashSet::new();
+    for (index, service) in services.iter().enumerate() {
+        let service_path = format!("{path}.with_services[{index}]");
+        let Some(service) = service.as_object() else {
+            errors.push(ValidationError::new(
+                service_path,
+                "a service must be an object with name and image",
+            ));
+            continue;
+        };
+        match service.get("name").and_then(Value::as_str) {
+            Some(name) if !name.trim().is_empty() => {
+                if !names.insert(name) {
+                    errors.push(ValidationError::new(
+                        format!("{service_path}.name"),
+                        format!("duplicate service name '{name}'"),
+                    ));
+                }
+            }
+            _ => errors.push(ValidationError::new(
+                format!("{service_path}.name"),
+                "a service needs a name",
+            )),
+        }
+        if service
+            .get("image")
+            .and_then(Value::as_str)
+            .is_none_or(|image| image.trim().is_empty())
+        {
+            errors.push(ValidationError::new(
+                format!("{service_path}.image"),
+                "a service needs an image",
+            ));
+        }
+        if let Some(ports) = service.get("exposed_ports") {
+            let valid = ports.as_array().is_some_and(|ports| {
+                ports.iter().all(|port| {
+                    port.as_u64()
+                        .is_some_and(|port| (1..=65535).contains(&port))
+                })
+            });
+            if !valid {
+                errors.push(ValidationError::new(
+                    format!("{service_path}.exposed_ports"),
+                    "exposed_ports must be a list of port numbers from 1 to 65535",
+                ));
+            }
+        }
+    }
+}
+
+/// Checks `${NAME}` references against what is in scope where they appear.
+struct ReferenceCheck<'a> {
+    workflow: &'a Workflow,
+    graph: &'a DependencyGraph,
+    /// Params and workflow env: in scope everywhere.
+    global: HashSet<&'a str>,
+    /// Output variable name → steps that produce it.
+    producers: HashMap<&'a str, Vec<usize>>,
+}
+
+impl<'a> ReferenceCheck<'a> {
+    fn new(workflow: &'a Workflow, graph: &'a DependencyGraph) -> Self {
+        let mut global: HashSet<&str> = WELL_KNOWN_VARS.iter().copied().collect();
+        if let Some(params) = &workflow.params {
+            global.extend(params.keys().map(String::as_str));
+        }
+        let mut producers: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (index, step) in workflow.steps.iter().enumerate() {
+            if let Some(output) = &step.output {
+                producers.entry(output.as_str()).or_default().push(index);
+            }
+        }
+        Self {
+            workflow,
+            graph,
+            global,
+            producers,
+        }
+    }
+
+    fn run(mut self, errors: &mut Vec<ValidationError>) {
+        // Workflow env values see params and the env vars declared before them.
+        if let Some(env) = &self.workflow.env {
+            let mut visible = self.global.clone();
+            for (name, value) in env.pairs() {
+                self.report_unknown(&value, &format!("env.{name}"), &visible, None, errors);
+                visible.insert(name);
+            }
+            self.global
+                .extend(env.pairs().into_iter().map(|(name, _)| name));
+        }
+        for (index, step) in self.workflow.steps.iter().enumerate() {
+            let mut visible = self.global.clone();
+            for dependency in self.graph.transitive_dependencies(index) {
+                if let Some(output) = &self.workflow.steps[dependency].output {
+                    visible.insert(output);
+                }
+            }
+            self.check_step(
+                step,
+                &format!("steps[{index}]"),
+                visible,
+                Some(index),
+                errors,
+            );
+        }
+        if let Some(handlers) = &self.workflow.handler_on {
+            let mut visible = self.global.clone();
+            visible.extend(self.producers.keys().copied());
+            for (event, handler) in handler_steps(handlers) {
+                self.check_step(
+                    handler,
+                    &format!("handlerOn.{event}"),
+                    visible.clone(),
+                    None,
+                    errors,
+                );
+            }
+        }
+    }
+
+    fn check_step(
+        &self,
+        step: &'a Step,
+        path: &str,
+        mut visible: HashSet<&'a str>,
+        index: Option<usize>,
+        errors: &mut Vec<ValidationError>,
+    ) {
+        if let Some(env) = &step.env {
+            for (name, value) in env.pairs() {
+                self.report_unknown(
+                    &value,
+                    &format!("{path}.env.{name}"),
+                    &visible,
+                    index,
+                    errors,
+                );
+                visible.insert(name);
+            }
+        }
+        let mut shell_visible = visible.clone();
+        for text in [&step.command, &step.script].into_iter().flatten() {
+            shell_visible.extend(shell_assigned_names(text));
+        }
+        for (field, text) in [("command", &step.command), ("script", &step.script)] {
+            if let Some(text) = text {
+                self.report_unknown(
+                    text,
+                    &format!("{path}.{field}"),
+                    &shell_visible,
+                    index,
+                    errors,
+                );
+            }
+        }
+        if let Some(dir) = &step.dir {
+            self.report_unknown(dir, &format!("{path}.dir"), &visible, index, errors);
+        }
+        if let Some(config) = step
+            .executor
+            .as_ref()
+            .and_then(|executor| executor.config.as_ref())
+        {
+            let mut strings = Vec::new();
+            for (key, value) in config {
+                json_strings(value, format!(".{key}"), &mut strings);
+            }
+            for (suffix, text) in strings {
+                self.report_unknown(
+                    text,
+                    &format!("{path}.executor.config{suffix}"),
+                    &visible,
+                    index,
+                    errors,
+                );
+            }
+        }
+        for (nth, precondition) in step.preconditions.iter().flatten().enumerate() {
+            let precondition_path = format!("{path}.preconditions[{nth}]");
+            match precondition {
+                Precondition::Command(command) => {
+                    self.report_unknown(command, &precondition_path, &visible, index, errors);
+                }
+                Precondition::Check(check) => {
+                    self.report_unknown(
+                        &check.condition,
+                        &format!("{precondition_path}.condition"),
+                        &visible,
+                        index,
+                        errors,
+                    );
+                    if let Some(expected) = &check.expected {
+                        self.report_unknown(
+                            &expected.to_text(),
+                            &format!("{precondition_path}.expected"),
+                            &visible,
+                            index,
+                            errors,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn report_unknown(
+        &self,
+        text: &str,
+        path: &str,
+        visible: &HashSet<&str>,
+        step: Option<usize>,
+        errors: &mut Vec<ValidationError>,
+    ) {
+        let mut seen = HashSet::new();
+        for reference in references(text) {
+            let name = reference.name;
+            if visible.contains(name) || !seen.insert(name) {
+                continue;
+            }
+            errors.push(ValidationError::new(path, self.explain_unknown(name, step)));
+        }
+    }
+
+    fn explain_unknown(&self, name: &str, step: Option<usize>) -> String {
+        let Some(step) = step else {
+            return format!(
+                "${{{name}}} is not defined: declare {name} in \"params\" or \"env\", or capture it with \"output\": \"{name}\" on a step"
+            );
+        };
+        let here = &self.workflow.steps[step];
+        match self.producers.get(name).map(Vec::as_slice) {
+            Some([producer, ..]) if *producer == step => format!(
+                "${{{name}}} is the output of step '{}' itself; it is only available to steps that depend on it",
+                here.name
+            ),
+            Some([producer, ..]) => format!(
+                "${{{name}}} is the output of step '{}', but step '{}' does not depend on it (directly or through other steps); add '{}' to its \"depends\"",
+                self.workflow.steps[*producer].name, here.name, self.workflow.steps[*producer].name
+            ),
+            _ => format!(
+                "${{{name}}} is not defined: declare {name} in \"params\" or \"env\", or capture it with \"output\": \"{name}\" on a step that step '{}' depends on",
+                here.name
+            ),
+        }
+    }
+}
+
+/// The workflow with chain dependencies made explicit and every `depends` a list (absent when
+/// a step depends on nothing).
+pub fn normalised(workflow: &Workflow) -> Workflow {
+    let graph = DependencyGraph::new(workflow);
+    let mut normal = workflow.clone();
+    for (index, step) in normal.steps.iter_mut().enumerate() {
+        step.depends = match &workflow.steps[index].depends {
+            // Keep names as written, unknown ones included, so validation still sees them.
+            Some(depends) => Some(Depends::Many(depends.names().to_vec())),
+            None => {
+                let names: Vec<String> = graph
+                    .dependencies_of(index)
+                    .iter()
+                    .map(|&dependency| workflow.steps[dependency].name.clone())
+                    .collect();
+                (!names.is_empty()).then_some(Depends::Many(names))
+            }
+        };
+    }
+    normal
+}
+
+/// Steps the local runner cannot run on this host, each with a message saying what to do.
+pub fn check_runnable_locally(
+    workflow: &Workflow,
+    host: &HostCapabilities,
+) -> Vec<ValidationError> {
+    let mut errors = Vec::new();
+    let steps = workflow
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(index, step)| (format!("steps[{index}]"), step));
+    let handlers = workflow
+        .handler_on
+        .iter()
+        .flat_map(handler_steps)
+        .map(|(event, step)| (format!("handlerOn.{event}"), step));
+    for (path, step) in steps.chain(handlers) {
+        check_step_runnable_locally(step, &path, host, &mut errors);
+    }
+    errors
+}
+
+fn check_step_runnable_locally(
+    step: &Step,
+    path: &str,
+    host: &HostCapabilities,
+    errors: &mut Vec<ValidationError>,
+) {
+    let label = step_label(step);
+    if let Some(kind) = step.executor_kind() {
+        let problem = match kind {
+            ExecutorKind::Command => None,
+            ExecutorKind::Http if !host.http_client => {
+                Some("http steps need the server's HTTP client, which this run was not given".to_owned())
+            }
+            ExecutorKind::Http => None,
+            ExecutorKind::Docker if !host.docker_engine => Some(
+                "docker steps need a Docker engine, and none is reachable on this host; run the workflow on a Kubiya runner or use a command step".to_owned(),
+            ),
+            ExecutorKind::Docker => None,
+            other => Some(format!(
+                "the local runner cannot run {other} steps (they need the Kubiya platform); run the workflow on a Kubiya runner, or replace the step with a command"
+            )),
+        };
+        if let Some(problem) = problem {
+            errors.push(ValidationError::new(
+                format!("{path}.executor.type"),
+                format!("{label}: {problem}"),
+            ));
+        }
+    }
+    if step.run.is_some() {
+        errors.push(ValidationError::new(
+            format!("{path}.run"),
+            format!("{label}: the local runner cannot run sub-workflows; run the workflow on a Kubiya runner"),
+        ));
+    }
+    if let Some(kind) = &step.kind {
+        errors.push(ValidationError::new(
+            format!("{path}.type"),
+            format!("{label}: the local runner cannot run {kind:?} steps; run the workflow on a Kubiya runner"),
+        ));
+    }
+    if step.parallel.is_some() {
+        errors.push(ValidationError::new(
+            format!("{path}.parallel"),
+            format!("{label}: the local runner does not fan steps out over \"parallel\" items; split it into separate steps"),
+        ));
+    }
+    if step.repeat_policy.is_some() {
+        errors.push(ValidationError::new(
+            format!("{path}.repeatPolicy"),
+            format!("{label}: the local runner does not repeat steps; remove \"repeatPolicy\" or run on a Kubiya runner"),
+        ));
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The raw type checks. Each bad field is reported and removed so that the rest can still be
+/// read into the model and checked for meaning.
+#[derive(Default)]
+struct ShapeCheck {
+    errors: Vec<ValidationError>,
+}
+
+/// What a field must be.
+#[derive(Clone, Copy)]
+enum Expect {
+    Text,
+    Bool,
+    /// A whole number ≥ 0 that fits a u32.
+    Count,
+    /// A whole number ≥ 1 that fits a u32.
+    Positive,
+    /// A number of seconds ≥ 0.
+    Seconds,
+    Number,
+    /// A string, number or boolean.
+    Scalar,
+    /// A string or a list of strings.
+    TextOrList,
+    /// An integer or a list of integers.
+    ExitCodes,
+    /// A boolean or a number.
+    BoolOrNumber,
+    Anything,
+}
+
+impl Expect {
+    fn accepts(self, value: &Value) -> bool {
+        match self {
+            Self::Text => value.is_string(),
+            Self::Bool => value.is_boolean(),
+            Self::Count => value.as_u64().is_some_and(|n| u32::try_from(n).is_ok()),
+            Self::Positive => value
+                .as_u64()
+                .is_some_and(|n| n >= 1 && u32::try_from(n).is_ok()),
+            Self::Seconds => value.as_f64().is_some_and(|n| n >= 0.0 && n.is_finite()),
+            Self::Number => value.is_number(),
+            Self::Scalar => value.is_string() || value.is_number() || value.is_boolean(),
+            Self::TextOrList => {
+                value.is_string()
+                    || value
+                        .as_array()
+                        .is_some_and(|items| items.iter().all(Value::is_string))
+            }
+            Self::ExitCodes => {
+                is_i32(value)
+                    || value
+                        .as_array()
+                        .is_some_and(|items| items.iter().all(is_i32))
+            }
+            Self::BoolOrNumber => value.is_boolean() || value.is_number(),
+            Self::Anything => true,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Text => "a string",
+            Self::Bool => "true or false",
+            Self::Count => "a whole number (0 or more)",
+            Self::Positive => "a whole number (1 or more)",
+            Self::Seconds => "a number of seconds (0 or more)",
+            Self::Number => "a number",
+            Self::Scalar => "a string, number or boolean",
+            Self::TextOrList => "a string or a list of strings",
+            Self::ExitCodes => "an exit code or a list of exit codes",
+            Self::BoolOrNumber => "true, false or a number",
+            Self::Anything => "any value",
+        }
+    }
+}
+
+fn is_i32(value: &Value) -> bool {
+    value.as_i64().is_some_and(|n| i32::try_from(n).is_ok())
+}
+
+impl ShapeCheck {
+    fn report(&mut self, path: String, message: String) {
+        self.errors.push(ValidationError::new(path, message));
+    }
+
+    /// Checks simple fields of `object` against `fields`, removing bad ones.
+    fn fields(&mut self, object: &mut Map<String, Value>, path: &str, fields: &[(&str, Expect)]) {
+        for &(key, expect) in fields {
+            let Some(value) = object.get(key) else {
+                continue;
+            };
+            // `null` reads as "absent" for every optional field.
+            if value.is_null() || expect.accepts(value) {
+                continue;
+            }
+            let found = type_name(value);
+            self.report(
+                join(path, key),
+                format!("\"{key}\" must be {}, not {found}", expect.describe()),
+            );
+            object.remove(key);
+        }
+    }
+
+    /// Takes an object-valued field out for nested checks, reporting it if it is not an object.
+    fn take_object(
+        &mut self,
+        object: &mut Map<String, Value>,
+        key: &str,
+        path: &str,
+    ) -> Option<Map<String, Value>> {
+        match object.remove(key)? {
+            Value::Object(inner) => Some(inner),
+            Value::Null => None,
+            other => {
+                self.report(
+                    join(path, key),
+                    format!("\"{key}\" must be an object, not {}", type_name(&other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn workflow(&mut self, root: &mut Map<String, Value>) {
+        self.fields(
+            root,
+            "",
+            &[
+                ("name", Expect::Text),
+                ("description", Expect::Text),
+                ("runner", Expect::Text),
+                ("timeout", Expect::Seconds),
+                ("timeoutSec", Expect::Seconds),
+                ("schedule", Expect::Text),
+                ("tags", Expect::TextOrList),
+                ("maxActiveSteps", Expect::Positive),
+            ],
+        );
+        if let Some(kind) = root.get("type")
+            && !matches!(kind.as_str(), Some("chain" | "graph"))
+        {
+            self.report(
+                "type".to_owned(),
+                format!("\"type\" must be \"chain\" (steps run in order) or \"graph\" (steps run by depends), not {kind}"),
+            );
+            root.remove("type");
+        }
+        match root.get_mut("steps") {
+            None => {}
+            Some(Value::Array(steps)) => {
+                let mut kept = Vec::with_capacity(steps.len());
+                for (index, step) in std::mem::take(steps).into_iter().enumerate() {
+                    let path = format!("steps[{index}]");
+                    match step {
+                        Value::Object(mut step) => {
+                            self.step(&mut step, &path);
+                            kept.push(Value::Object(step));
+                        }
+                        other => {
+                            self.report(
+                                path,
+                                format!(
+                                    "each step must be an object with a \"name\", not {}",
+                                    type_name(&other)
+                                ),
+                            );
+                            // Keep the slot so later paths stay right; it reports no more.
+                            kept.push(Value::Object(Map::from_iter([
+                                (
+                                    "name".to_owned(),
+                                    Value::String(format!("(steps[{index}])")),
+                                ),
+                                ("type".to_owned(), Value::String("invalid".to_owned())),
+                            ])));
+                        }
+                    }
+                }
+                *steps = kept;
+            }
+            Some(other) => {
+                let found = type_name(other);
+                self.report(
+                    "steps".to_owned(),
+                    format!("\"steps\" must be a list of step objects, not {found}"),
+                );
+                root.remove("steps");
+            }
+        }
+        self.params(root);
+        self.env(root, "env");
+        if let Some(mut handlers) = self.take_object(root, "handlerOn", "") {
+            for event in ["success", "failure", "cancel", "exit"] {
+                if let Some(mut handler) = self.take_object(&mut handlers, event, "handlerOn") {
+                    self.step(&mut handler, &format!("handlerOn.{event}"));
+                    handlers.insert(event.to_owned(), Value::Object(handler));
+                }
+            }
+            root.insert("handlerOn".to_owned(), Value::Object(handlers));
+        }
+    }
+
+    fn params(&mut self, root: &mut Map<String, Value>) {
+        let Some(mut params) = self.take_object(root, "params", "") else {
+            return;
+        };
+        for (name, value) in params.iter_mut() {
+            let Value::Object(spec) = value else {
+                continue;
+            };
+            let is_spec = ["default", "required", "secret", "description"]
+                .iter()
+                .any(|key| spec.contains_key(*key));
+            if is_spec {
+                self.fields(
+                    spec,
+                    &format!("params.{name}"),
+                    &[
+                        ("required", Expect::Bool),
+                        ("secret", Expect::Bool),
+                        ("description", Expect::Text),
+                    ],
+                );
+            }
+        }
+        root.insert("params".to_owned(), Value::Object(params));
+    }
+
+    fn env(&mut self, object: &mut Map<String, Value>, path: &str) {
+        let key = "env";
+        let env_path = join(path, key);
+        let Some(env) = object.get_mut(key) else {
+            return;
+        };
+        let mut bad_values = Vec::new();
+        let mut check_map = |map: &mut Map<String, Value>, map_path: &str| {
+            map.retain(|name, value| {
+                let ok = value.is_string() || value.is_number() || value.is_boolean();
+                if !ok {
+                    bad_values.push((format!("{map_path}.{name}"), type_name(value)));
+                }
+                ok
+            });
+        };
+        match env {
+            Value::Null => {}
+            Value::Object(map) => check_map(map, &env_path),
+            Value::Array(items) if items.iter().all(Value::is_object) => {
+                for (index, item) in items.iter_mut().enumerate() {
+                    if let Value::Object(map) = item {
+                        check_map(map, &format!("{env_path}[{index}]"));
+                    }
+                }
+            }
+            other => {
+                let found = type_name(other);
+                self.report(
+                    env_path,
+                    format!("\"env\" must be an object of NAME: value pairs, not {found}"),
+                );
+                object.remove(key);
+                return;
+            }
+        }
+        for (value_path, found) in bad_values {
+            self.report(
+                value_path,
+                format!("environment values must be strings (or numbers/booleans), not {found}"),
+            );
+        }
+    }
+
+    fn step(&mut self, step: &mut Map<String, Value>, path: &str) {
+        self.fields(
+            step,
+            path,
+            &[
+                ("name", Expect::Text),
+                ("description", Expect::Text),
+                ("command", Expect::Text),
+                ("script", Expect::Text),
+                ("depends", Expect::TextOrList),
+                ("output", Expect::Text),
+                ("dir", Expect::Text),
+                ("shell", Expect::Text),
+                ("timeout", Expect::Seconds),
+                ("timeoutSec", Expect::Seconds),
+                ("retries", Expect::Count),
+                ("run", Expect::Text),
+                ("type", Expect::Text),
+                ("parallel", Expect::Anything),
+            ],
+        );
+        self.env(step, path);
+        if let Some(mut executor) = self.take_object(step, "executor", path) {
+            let executor_path = join(path, "executor");
+            match executor.get("type") {
+                Some(Value::String(kind)) if !kind.trim().is_empty() => {
+                    if let Some(config) = executor.get("config")
+                        && !config.is_object()
+                        && !config.is_null()
+                    {
+                        self.report(
+                            join(&executor_path, "config"),
+                            format!(
+                                "executor \"config\" must be an object, not {}",
+                                type_name(config)
+                            ),
+                        );
+                        executor.remove("config");
+                    }
+                    step.insert("executor".to_owned(), Value::Object(executor));
+                }
+                other => {
+                    let found = other.map_or("missing", type_name);
+                    self.report(
+                        join(&executor_path, "type"),
+                        format!(
+                            "an executor needs a \"type\" such as \"command\", \"docker\", \"http\" or \"agent\" (found {found})"
+                        ),
+                    );
+                    // Stand-in so that the step is not also reported as having nothing to run.
+                    step.entry("type")
+                        .or_insert_with(|| Value::String("invalid".to_owned()));
+                }
+            }
+        }
+        if let Some(mut policy) = self.take_object(step, "retryPolicy", path) {
+            self.fields(
+                &mut policy,
+                &join(path, "retryPolicy"),
+                &[
+                    ("limit", Expect::Count),
+                    ("intervalSec", Expect::Seconds),
+                    ("maxIntervalSec", Expect::Seconds),
+                    ("exponentialBase", Expect::Number),
+                    ("backoff", Expect::BoolOrNumber),
+                    ("exitCodes", Expect::ExitCodes),
+                ],
+            );
+            step.insert("retryPolicy".to_owned(), Value::Object(policy));
+        }
+        if let Some(mut policy) = self.take_object(step, "repeatPolicy", path) {
+            self.fields(
+                &mut policy,
+                &join(path, "repeatPolicy"),
+                &[
+                    ("intervalSec", Expect::Seconds),
+                    ("limit", Expect::Count),
+                    ("repeat", Expect::Bool),
+                    ("condition", Expect::Text),
+                    ("expected", Expect::Scalar),
+                    ("exitCode", Expect::ExitCodes),
+                ],
+            );
+            step.insert("repeatPolicy".to_owned(), Value::Object(policy));
+        }
+        if let Some(mut continue_on) = self.take_object(step, "continueOn", path) {
+            self.fields(
+                &mut continue_on,
+                &join(path, "continueOn"),
+                &[
+                    ("failure", Expect::Bool),
+                    ("skipped", Expect::Bool),
+                    ("markSuccess", Expect::Bool),
+                    ("exitCode", Expect::ExitCodes),
+                ],
+            );
+            step.insert("continueOn".to_owned(), Value::Object(continue_on));
+        }
+        self.preconditions(step, path);
+    }
+
+    fn preconditions(&mut self, step: &mut Map<String, Value>, path: &str) {
+        let list_path = join(path, "preconditions");
+        match step.get_mut("preconditions") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                let mut bad = Vec::new();
+                for (index, item) in items.iter_mut().enumerate() {
+                    let item_path = format!("{list_path}[{index}]");
+                    match item {
+                        Value::String(_) => {}
+                        Value::Object(check) => {
+                            if !check.get("condition").is_some_and(Value::is_string) {
+                                bad.push((
+                                    format!("{item_path}.condition"),
+                                    "a precondition object needs a \"condition\" string (and usually \"expected\")".to_owned(),
+                                ));
+                                continue;
+                            }
+                            if let Some(expected) = check.get("expected")
+                                && !(expected.is_null() || Expect::Scalar.accepts(expected))
+                            {
+                                bad.push((
+                                    format!("{item_path}.expected"),
+                                    format!("\"expected\" must be a string, number or boolean, not {}", type_name(expected)),
+                                ));
+                                check.remove("expected");
+                            }
+                        }
+                        other => bad.push((
+                            item_path,
+                            format!(
+                                "a precondition must be a command string or {{\"condition\", \"expected\"}}, not {}",
+                                type_name(other)
+                            ),
+                        )),
+                    }
+                }
+                // Drop the unreadable items; their errors are reported.
+                items.retain(|item| match item {
+                    Value::String(_) => true,
+                    Value::Object(check) => check.get("condition").is_some_and(Value::is_string),
+                    _ => false,
+                });
+                for (item_path, message) in bad {
+                    self.report(item_path, message);
+                }
+            }
+            Some(other) => {
+                let found = type_name(other);
+                self.report(
+                    list_path,
+                    format!("\"preconditions\" must be a list of command strings or {{\"condition\", \"expected\"}} objects, not {found}"),
+                );
+                step.remove("preconditions");
+            }
+        }
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
