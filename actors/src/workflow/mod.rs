@@ -24,6 +24,8 @@ pub mod validate;
 
 #[cfg(test)]
 mod local_tests;
+#[cfg(test)]
+mod validate_tests;
 
 pub use event::{RunStatus, StepEvent};
 pub use host::HostCapabilities;

@@ -623,7 +623,7 @@ pub fn parse_document(text: &str) -> Result<Value, WorkflowParseError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 

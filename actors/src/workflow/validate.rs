@@ -958,7 +958,7 @@ impl ShapeCheck {
             }
         }
         self.params(root);
-        self.env(root, "env");
+        self.env(root, "");
         if let Some(mut handlers) = self.take_object(root, "handlerOn", "") {
             for event in ["success", "failure", "cancel", "exit"] {
                 if let Some(mut handler) = self.take_object(&mut handlers, event, "handlerOn") {
@@ -1062,6 +1062,9 @@ impl ShapeCheck {
             ],
         );
         self.env(step, path);
+        let has_executor = step
+            .get("executor")
+            .is_some_and(|executor| !executor.is_null());
         if let Some(mut executor) = self.take_object(step, "executor", path) {
             let executor_path = join(path, "executor");
             match executor.get("type") {
@@ -1089,11 +1092,11 @@ impl ShapeCheck {
                             "an executor needs a \"type\" such as \"command\", \"docker\", \"http\" or \"agent\" (found {found})"
                         ),
                     );
-                    // Stand-in so that the step is not also reported as having nothing to run.
-                    step.entry("type")
-                        .or_insert_with(|| Value::String("invalid".to_owned()));
+                    mark_runnable(step);
                 }
             }
+        } else if has_executor {
+            mark_runnable(step);
         }
         if let Some(mut policy) = self.take_object(step, "retryPolicy", path) {
             self.fields(
@@ -1198,6 +1201,13 @@ impl ShapeCheck {
             }
         }
     }
+}
+
+/// Gives a step whose executor was unreadable a stand-in `type`, so that it is not also
+/// reported as having nothing to run.
+fn mark_runnable(step: &mut Map<String, Value>) {
+    step.entry("type")
+        .or_insert_with(|| Value::String("invalid".to_owned()));
 }
 
 fn join(path: &str, key: &str) -> String {
