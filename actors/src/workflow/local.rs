@@ -242,9 +242,19 @@ impl Emitter {
 /// What every step of a run shares.
 pub(crate) struct RunContext<'a> {
     pub(crate) options: &'a RunOptions,
+    pub(crate) workflow: &'a Workflow,
     pub(crate) work_dir: PathBuf,
     pub(crate) sandbox: Sandbox,
     pub(crate) emitter: Emitter,
+}
+
+/// The parts of a [`RunRequest`] that preparing and running it needs.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    workflow: &'a Workflow,
+    params: &'a Map<String, Value>,
+    emitter: &'a Emitter,
+    cancel: &'a CancellationToken,
 }
 
 /// Why the scheduler stopped starting steps.
@@ -306,10 +316,13 @@ impl LocalRunner {
             sandboxed: false,
             work_dir: None,
         };
-        if let Err(error) = self
-            .run_prepared(&workflow, &params, &emitter, &cancel, &mut outcome)
-            .await
-        {
+        let job = Job {
+            workflow: &workflow,
+            params: &params,
+            emitter: &emitter,
+            cancel: &cancel,
+        };
+        if let Err(error) = self.run_prepared(&job, &mut outcome).await {
             outcome.status = RunStatus::Failed;
             outcome.error = Some(error);
         }
@@ -341,14 +354,13 @@ impl LocalRunner {
     }
 
     /// Everything between the start and the final event; `Err` fails the run before any step.
-    async fn run_prepared(
-        &self,
-        workflow: &Workflow,
-        params: &Map<String, Value>,
-        emitter: &Emitter,
-        cancel: &CancellationToken,
-        outcome: &mut RunOutcome,
-    ) -> Result<(), String> {
+    async fn run_prepared(&self, job: &Job<'_>, outcome: &mut RunOutcome) -> Result<(), String> {
+        let Job {
+            workflow,
+            params,
+            emitter,
+            cancel,
+        } = *job;
         let mut problems = validate(workflow);
         if problems.is_empty() {
             let host = self.host_capabilities(workflow).await;
@@ -394,11 +406,12 @@ impl LocalRunner {
             })?;
         let context = RunContext {
             options: &self.options,
+            workflow,
             work_dir: work_dir.clone(),
             sandbox,
             emitter: emitter.clone(),
         };
-        let stop = schedule(&context, workflow, &base_scope, cancel, outcome).await;
+        let stop = schedule(&context, &base_scope, cancel, outcome).await;
         let (status, error) = match stop {
             Some(Stop::Cancelled) => (
                 RunStatus::Cancelled,
@@ -418,7 +431,7 @@ impl LocalRunner {
         };
         outcome.status = status;
         outcome.error = error;
-        run_handlers(&context, workflow, &base_scope, outcome).await;
+        run_handlers(&context, &base_scope, outcome).await;
         if self.options.keep_work_dir {
             outcome.work_dir = Some(work_dir);
         } else if let Err(error) = tokio::fs::remove_dir_all(&work_dir).await {
@@ -510,11 +523,11 @@ fn base_scope(workflow: &Workflow, params: &Map<String, Value>) -> Result<Scope,
 /// Runs the dependency graph; returns why it stopped early, if it did.
 async fn schedule(
     context: &RunContext<'_>,
-    workflow: &Workflow,
     base_scope: &Scope,
     cancel: &CancellationToken,
     outcome: &mut RunOutcome,
 ) -> Option<Stop> {
+    let workflow = context.workflow;
     let graph = DependencyGraph::new(workflow);
     let count = workflow.steps.len();
     let max_active = workflow
@@ -535,7 +548,6 @@ async fn schedule(
             settle_ready_steps(
                 &Readiness {
                     context,
-                    workflow,
                     graph: &graph,
                     base_scope,
                     run_token: &run_token,
@@ -594,7 +606,6 @@ async fn sleep_until_some(deadline: Option<Instant>) {
 /// What deciding and starting steps needs.
 struct Readiness<'a, 'r> {
     context: &'a RunContext<'r>,
-    workflow: &'a Workflow,
     graph: &'a DependencyGraph,
     base_scope: &'a Scope,
     run_token: &'a CancellationToken,
@@ -609,7 +620,7 @@ fn settle_ready_steps<'a>(
     done: &mut [Option<StepOutcome>],
     running: &mut FuturesUnordered<BoxFuture<'a, (usize, StepOutcome)>>,
 ) {
-    let workflow = readiness.workflow;
+    let workflow = readiness.context.workflow;
     // Skipping a step can settle its dependents, so repeat until nothing changes.
     let mut changed = true;
     while changed {
@@ -690,7 +701,7 @@ fn blocking_reason(dependency: &Step, outcome: Option<&StepOutcome>) -> Option<S
 fn step_scope(readiness: &Readiness<'_, '_>, index: usize, done: &[Option<StepOutcome>]) -> Scope {
     let mut scope = readiness.base_scope.clone();
     let dependencies: HashSet<usize> = readiness.graph.transitive_dependencies(index);
-    for (dependency, step) in readiness.workflow.steps.iter().enumerate() {
+    for (dependency, step) in readiness.context.workflow.steps.iter().enumerate() {
         if !dependencies.contains(&dependency) {
             continue;
         }
@@ -717,12 +728,8 @@ fn first_failure(outcome: &RunOutcome) -> Option<String> {
 
 /// Runs `handlerOn` steps: the one for how the run ended, then `exit`. A failing handler
 /// fails a run that had succeeded.
-async fn run_handlers(
-    context: &RunContext<'_>,
-    workflow: &Workflow,
-    base_scope: &Scope,
-    outcome: &mut RunOutcome,
-) {
+async fn run_handlers(context: &RunContext<'_>, base_scope: &Scope, outcome: &mut RunOutcome) {
+    let workflow = context.workflow;
     let Some(handlers) = &workflow.handler_on else {
         return;
     };

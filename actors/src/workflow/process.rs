@@ -79,21 +79,22 @@ pub async fn run_process(
         .process_group(0)
         .kill_on_drop(false);
     let mut child = command.spawn()?;
-    let pid = child
+    let pgid = child
         .id()
         .and_then(|pid| libc::pid_t::try_from(pid).ok())
         .ok_or_else(|| io::Error::other("spawned process has no pid"))?;
-    let mut guard = GroupGuard {
-        pgid: pid,
-        armed: true,
-    };
+    let mut guard = GroupGuard { pgid, armed: true };
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let ended = CancellationToken::new();
     let mut stdout_buffer = CappedBuffer::new(limits.output_limit);
     let mut stderr_buffer = CappedBuffer::new(limits.output_limit);
     let (end, (), ()) = tokio::join!(
-        wait_and_stop(&mut child, pid, limits, cancel, &ended),
+        ProcessGroup {
+            child: &mut child,
+            pgid
+        }
+        .wait_and_stop(limits, cancel, &ended),
         drain(stdout, &mut stdout_buffer, &ended),
         drain(stderr, &mut stderr_buffer, &ended),
     );
@@ -107,35 +108,55 @@ pub async fn run_process(
     })
 }
 
-async fn wait_and_stop(
-    child: &mut Child,
+/// A spawned process leading its own group.
+struct ProcessGroup<'a> {
+    child: &'a mut Child,
     pgid: libc::pid_t,
-    limits: &ProcessLimits,
-    cancel: &CancellationToken,
-    ended: &CancellationToken,
-) -> io::Result<ProcessEnd> {
-    let deadline = limits.timeout.map(|limit| Instant::now() + limit);
-    let end = tokio::select! {
-        status = child.wait() => Ok(exit_end(status?)),
-        () = sleep_until_some(deadline) => Err(ProcessEnd::TimedOut),
-        () = cancel.cancelled() => Err(ProcessEnd::Cancelled),
-    };
-    let end = match end {
-        Ok(end) => end,
-        Err(stopped) => {
-            signal_group(pgid, libc::SIGTERM);
-            if timeout(limits.kill_grace, child.wait()).await.is_err() {
-                tracing::debug!(pgid, "process group ignored SIGTERM; sending SIGKILL");
+}
+
+impl ProcessGroup<'_> {
+    /// Waits for the leader to exit, or stops the group on timeout or cancellation; then
+    /// kills what is left of the group, reaps it, and tells the pipe readers via `ended`.
+    async fn wait_and_stop(
+        self,
+        limits: &ProcessLimits,
+        cancel: &CancellationToken,
+        ended: &CancellationToken,
+    ) -> io::Result<ProcessEnd> {
+        let result = self.wait_and_kill(limits, cancel).await;
+        // Also on an error, so that the pipe readers never wait forever.
+        ended.cancel();
+        result
+    }
+
+    async fn wait_and_kill(
+        self,
+        limits: &ProcessLimits,
+        cancel: &CancellationToken,
+    ) -> io::Result<ProcessEnd> {
+        let Self { child, pgid } = self;
+        let deadline = limits.timeout.map(|limit| Instant::now() + limit);
+        let end = tokio::select! {
+            status = child.wait() => Ok(exit_end(status?)),
+            () = sleep_until_some(deadline) => Err(ProcessEnd::TimedOut),
+            () = cancel.cancelled() => Err(ProcessEnd::Cancelled),
+        };
+        let end = match end {
+            Ok(end) => end,
+            Err(stopped) => {
+                signal_group(pgid, libc::SIGTERM);
+                if timeout(limits.kill_grace, child.wait()).await.is_err() {
+                    tracing::debug!(pgid, "process group ignored SIGTERM; sending SIGKILL");
+                }
+                stopped
             }
-            stopped
-        }
-    };
-    // Whatever the step left running in its group goes with it.
-    signal_group(pgid, libc::SIGKILL);
-    child.wait().await?;
-    wait_group_gone(pgid).await;
-    ended.cancel();
-    Ok(end)
+        };
+        // Whatever the step left running in its group goes with it.
+        signal_group(pgid, libc::SIGKILL);
+        child.wait().await?;
+        wait_group_gone(pgid).await;
+        Ok(end)
+    }
 }
 
 fn exit_end(status: ExitStatus) -> ProcessEnd {

@@ -147,7 +147,7 @@ pub fn validate(workflow: &Workflow) -> Vec<ValidationError> {
             check_runnable(handler, &format!("handlerOn.{event}"), &mut errors);
         }
     }
-    ReferenceCheck::new(workflow, &graph).run(&mut errors);
+    errors.extend(ReferenceCheck::new(workflow, &graph).run());
     errors
 }
 
@@ -468,6 +468,7 @@ struct ReferenceCheck<'a> {
     global: HashSet<&'a str>,
     /// Output variable name → steps that produce it.
     producers: HashMap<&'a str, Vec<usize>>,
+    errors: Vec<ValidationError>,
 }
 
 impl<'a> ReferenceCheck<'a> {
@@ -487,36 +488,32 @@ impl<'a> ReferenceCheck<'a> {
             graph,
             global,
             producers,
+            errors: Vec::new(),
         }
     }
 
-    fn run(mut self, errors: &mut Vec<ValidationError>) {
+    fn run(mut self) -> Vec<ValidationError> {
+        let workflow = self.workflow;
         // Workflow env values see params and the env vars declared before them.
-        if let Some(env) = &self.workflow.env {
+        if let Some(env) = &workflow.env {
             let mut visible = self.global.clone();
             for (name, value) in env.pairs() {
-                self.report_unknown(&value, &format!("env.{name}"), &visible, None, errors);
+                self.report_unknown(&value, &format!("env.{name}"), &visible, None);
                 visible.insert(name);
             }
             self.global
                 .extend(env.pairs().into_iter().map(|(name, _)| name));
         }
-        for (index, step) in self.workflow.steps.iter().enumerate() {
+        for (index, step) in workflow.steps.iter().enumerate() {
             let mut visible = self.global.clone();
             for dependency in self.graph.transitive_dependencies(index) {
                 if let Some(output) = &self.workflow.steps[dependency].output {
                     visible.insert(output);
                 }
             }
-            self.check_step(
-                step,
-                &format!("steps[{index}]"),
-                visible,
-                Some(index),
-                errors,
-            );
+            self.check_step(step, &format!("steps[{index}]"), visible, Some(index));
         }
-        if let Some(handlers) = &self.workflow.handler_on {
+        if let Some(handlers) = &workflow.handler_on {
             let mut visible = self.global.clone();
             visible.extend(self.producers.keys().copied());
             for (event, handler) in handler_steps(handlers) {
@@ -525,29 +522,22 @@ impl<'a> ReferenceCheck<'a> {
                     &format!("handlerOn.{event}"),
                     visible.clone(),
                     None,
-                    errors,
                 );
             }
         }
+        self.errors
     }
 
     fn check_step(
-        &self,
+        &mut self,
         step: &'a Step,
         path: &str,
         mut visible: HashSet<&'a str>,
         index: Option<usize>,
-        errors: &mut Vec<ValidationError>,
     ) {
         if let Some(env) = &step.env {
             for (name, value) in env.pairs() {
-                self.report_unknown(
-                    &value,
-                    &format!("{path}.env.{name}"),
-                    &visible,
-                    index,
-                    errors,
-                );
+                self.report_unknown(&value, &format!("{path}.env.{name}"), &visible, index);
                 visible.insert(name);
             }
         }
@@ -557,17 +547,11 @@ impl<'a> ReferenceCheck<'a> {
         }
         for (field, text) in [("command", &step.command), ("script", &step.script)] {
             if let Some(text) = text {
-                self.report_unknown(
-                    text,
-                    &format!("{path}.{field}"),
-                    &shell_visible,
-                    index,
-                    errors,
-                );
+                self.report_unknown(text, &format!("{path}.{field}"), &shell_visible, index);
             }
         }
         if let Some(dir) = &step.dir {
-            self.report_unknown(dir, &format!("{path}.dir"), &visible, index, errors);
+            self.report_unknown(dir, &format!("{path}.dir"), &visible, index);
         }
         if let Some(config) = step
             .executor
@@ -584,7 +568,6 @@ impl<'a> ReferenceCheck<'a> {
                     &format!("{path}.executor.config{suffix}"),
                     &visible,
                     index,
-                    errors,
                 );
             }
         }
@@ -592,7 +575,7 @@ impl<'a> ReferenceCheck<'a> {
             let precondition_path = format!("{path}.preconditions[{nth}]");
             match precondition {
                 Precondition::Command(command) => {
-                    self.report_unknown(command, &precondition_path, &visible, index, errors);
+                    self.report_unknown(command, &precondition_path, &visible, index);
                 }
                 Precondition::Check(check) => {
                     self.report_unknown(
@@ -600,7 +583,6 @@ impl<'a> ReferenceCheck<'a> {
                         &format!("{precondition_path}.condition"),
                         &visible,
                         index,
-                        errors,
                     );
                     if let Some(expected) = &check.expected {
                         self.report_unknown(
@@ -608,7 +590,6 @@ impl<'a> ReferenceCheck<'a> {
                             &format!("{precondition_path}.expected"),
                             &visible,
                             index,
-                            errors,
                         );
                     }
                 }
@@ -617,12 +598,11 @@ impl<'a> ReferenceCheck<'a> {
     }
 
     fn report_unknown(
-        &self,
+        &mut self,
         text: &str,
         path: &str,
         visible: &HashSet<&str>,
         step: Option<usize>,
-        errors: &mut Vec<ValidationError>,
     ) {
         let mut seen = HashSet::new();
         for reference in references(text) {
@@ -630,7 +610,8 @@ impl<'a> ReferenceCheck<'a> {
             if visible.contains(name) || !seen.insert(name) {
                 continue;
             }
-            errors.push(ValidationError::new(path, self.explain_unknown(name, step)));
+            let message = self.explain_unknown(name, step);
+            self.errors.push(ValidationError::new(path, message));
         }
     }
 
