@@ -544,6 +544,10 @@ async fn schedule(
     let mut running: FuturesUnordered<BoxFuture<'_, (usize, StepOutcome)>> =
         FuturesUnordered::new();
     loop {
+        // A run cancelled before (or while) steps were being started starts nothing more.
+        if stop.is_none() && run_token.is_cancelled() {
+            stop = Some(Stop::Cancelled);
+        }
         if stop.is_none() {
             settle_ready_steps(
                 &Readiness {

@@ -856,3 +856,24 @@ async fn example_a_runs_locally() {
     assert_eq!(workflow, "hello-world");
     assert!(duration.ends_with('s'));
 }
+
+#[tokio::test]
+async fn a_run_cancelled_before_it_starts_runs_nothing() {
+    let (events, receiver) = unbounded_channel();
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let outcome = LocalRunner::new(options())
+        .run(RunRequest {
+            workflow: Workflow::from_value(
+                json!({"name":"w","steps":[{"name":"s","command":"echo hi"}]}),
+            )
+            .expect("parses"),
+            params: serde_json::Map::new(),
+            events,
+            cancel,
+        })
+        .await;
+    assert_eq!(outcome.status, RunStatus::Cancelled);
+    let kinds: Vec<&str> = collect(receiver).iter().map(StepEvent::kind).collect();
+    assert_eq!(kinds, ["step_skipped", "workflow_complete"]);
+}

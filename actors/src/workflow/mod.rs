@@ -1,8 +1,8 @@
 //! Workflows: the DSL's data model, its validation, and the local runner.
 //!
 //! - [`model`]: the serde model of the workflow JSON (and YAML) the original SDK produces.
-//! - [`validate`]: every problem at once, with JSON paths; normalisation; what the local
-//!   runner can run on this host.
+//! - [`validate`]: every problem at once, with JSON paths (raw type checks first, in
+//!   `shape`); normalisation; what the local runner can run on this host.
 //! - [`local`]: the local runner, a tokio DAG scheduler the `ExecutionWatcher` actor drives,
 //!   with [`step_runner`] running each step, [`process`] owning child processes, [`sandbox`]
 //!   wrapping them in bubblewrap, and [`http`] the hook for `http` steps.
@@ -18,6 +18,7 @@ pub mod local;
 pub mod model;
 pub mod process;
 pub mod sandbox;
+mod shape;
 mod step_runner;
 pub mod template;
 pub mod validate;
