@@ -6,8 +6,11 @@
 //!
 //! - [`provider`]: the LLM vendors we speak to, their presets (base URL, key variable,
 //!   default model) and, later, the `LlmProvider` actor with its protocol adapters.
+//! - [`workflow`]: the workflow DSL's model and validation, and the local runner (a tokio DAG
+//!   scheduler with sandboxed steps) that the execution actor drives.
 //!
-//! Workflows and their execution, sessions, the composer and the MCP supervisor join as their
-//! own modules when their actors arrive.
+//! Workflow execution (the `ExecutionWatcher` actor), sessions, the composer and the MCP
+//! supervisor join as their own modules when their actors arrive.
 
 pub mod provider;
+pub mod workflow;

@@ -1,0 +1,147 @@
+//! The events a workflow run emits, flat as the original agent server documents them
+//! (`{"type":"step_running","step":"build","message":…}`), plus a timestamp. Runners send
+//! them; the `ExecutionWatcher` adds the execution id and sequence number and fans them out.
+
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How a workflow run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Success,
+    Failed,
+    Cancelled,
+}
+
+/// One thing that happened during a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StepEvent {
+    /// A step started (each attempt of a retried step starts again).
+    StepRunning {
+        step: String,
+        message: String,
+        /// Unix time in milliseconds.
+        timestamp: u64,
+    },
+    /// A step finished successfully.
+    StepComplete {
+        step: String,
+        /// Captured stdout (size-capped).
+        output: String,
+        /// Human-readable, e.g. `"1.2s"`.
+        duration: String,
+        duration_ms: u64,
+        timestamp: u64,
+    },
+    /// An attempt of a step failed; `will_retry` tells whether another attempt follows.
+    StepFailed {
+        step: String,
+        error: String,
+        will_retry: bool,
+        timestamp: u64,
+    },
+    /// A step did not run: a precondition was unmet, a dependency failed, or the run stopped.
+    StepSkipped {
+        step: String,
+        reason: String,
+        timestamp: u64,
+    },
+    /// The run ended; always the last event, exactly once.
+    WorkflowComplete {
+        workflow: String,
+        status: RunStatus,
+        duration: String,
+        duration_ms: u64,
+        /// Why the run failed or stopped, when it did not succeed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        timestamp: u64,
+    },
+}
+
+impl StepEvent {
+    /// The event's `type` as it appears on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::StepRunning { .. } => "step_running",
+            Self::StepComplete { .. } => "step_complete",
+            Self::StepFailed { .. } => "step_failed",
+            Self::StepSkipped { .. } => "step_skipped",
+            Self::WorkflowComplete { .. } => "workflow_complete",
+        }
+    }
+
+    /// The step the event is about, if any.
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            Self::StepRunning { step, .. }
+            | Self::StepComplete { step, .. }
+            | Self::StepFailed { step, .. }
+            | Self::StepSkipped { step, .. } => Some(step),
+            Self::WorkflowComplete { .. } => None,
+        }
+    }
+
+    pub fn timestamp(&self) -> u64 {
+        match self {
+            Self::StepRunning { timestamp, .. }
+            | Self::StepComplete { timestamp, .. }
+            | Self::StepFailed { timestamp, .. }
+            | Self::StepSkipped { timestamp, .. }
+            | Self::WorkflowComplete { timestamp, .. } => *timestamp,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// `"1.2s"`, the original's duration style.
+pub fn format_duration(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
+}
+
+/// Whole milliseconds, saturating.
+pub fn duration_millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_serialize_flat() {
+        let event = StepEvent::StepFailed {
+            step: "build".to_owned(),
+            error: "exit status 1".to_owned(),
+            will_retry: true,
+            timestamp: 5,
+        };
+        assert_eq!(
+            serde_json::to_value(&event).expect("serializes"),
+            json!({"type":"step_failed","step":"build","error":"exit status 1","will_retry":true,"timestamp":5})
+        );
+        let done = StepEvent::WorkflowComplete {
+            workflow: "w".to_owned(),
+            status: RunStatus::Success,
+            duration: format_duration(Duration::from_millis(1200)),
+            duration_ms: 1200,
+            error: None,
+            timestamp: 6,
+        };
+        assert_eq!(
+            serde_json::to_value(&done).expect("serializes"),
+            json!({"type":"workflow_complete","workflow":"w","status":"success","duration":"1.2s","duration_ms":1200,"timestamp":6})
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! The dependency graph of a workflow's steps, by index: explicit `depends` resolved to
+//! indices, plus the implicit "previous step" dependency that `chain` workflows give a step
+//! without `depends`. Validation uses it to find cycles and out-of-scope references; the local
+//! runner's scheduler uses it to decide what may start.
+
+use std::collections::{HashMap, HashSet};
+
+use super::model::{Workflow, WorkflowKind};
+
+/// Resolved dependencies: `dependencies[i]` are the indices step `i` waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DependencyGraph {
+    dependencies: Vec<Vec<usize>>,
+}
+
+impl DependencyGraph {
+    /// Builds the graph, ignoring names that match no step (validation reports those). When
+    /// two steps share a name, the first one is meant.
+    pub fn new(workflow: &Workflow) -> Self {
+        let mut index_of: HashMap<&str, usize> = HashMap::new();
+        for (index, step) in workflow.steps.iter().enumerate() {
+            index_of.entry(step.name.as_str()).or_insert(index);
+        }
+        let chain = workflow.kind() == WorkflowKind::Chain;
+        let dependencies = workflow
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(index, step)| match &step.depends {
+                None if chain && index > 0 => vec![index - 1],
+                None => Vec::new(),
+                Some(depends) => {
+                    let mut resolved: Vec<usize> = Vec::new();
+                    for name in depends.names() {
+                        if let Some(&dependency) = index_of.get(name.as_str())
+                            && !resolved.contains(&dependency)
+                        {
+                            resolved.push(dependency);
+                        }
+                    }
+                    resolved
+                }
+            })
+            .collect();
+        Self { dependencies }
+    }
+
+    pub fn len(&self) -> usize {
+        self.dependencies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dependencies.is_empty()
+    }
+
+    /// The steps `step` waits for directly.
+    pub fn dependencies_of(&self, step: usize) -> &[usize] {
+        &self.dependencies[step]
+    }
+
+    /// Every step `step` waits for, directly or indirectly (never `step` itself unless it is on
+    /// a cycle).
+    pub fn transitive_dependencies(&self, step: usize) -> HashSet<usize> {
+        let mut seen = HashSet::new();
+        let mut pending: Vec<usize> = self.dependencies[step].clone();
+        while let Some(next) = pending.pop() {
+            if seen.insert(next) {
+                pending.extend_from_slice(&self.dependencies[next]);
+            }
+        }
+        seen
+    }
+
+    /// One cycle per strongly connected group of steps, each as the list of step indices in
+    /// dependency order (each depends on the next; the last depends on the first). Self
+    /// dependencies are cycles of one.
+    pub fn cycles(&self) -> Vec<Vec<usize>> {
+        let mut cycles: Vec<Vec<usize>> = Vec::new();
+        let mut reported: HashSet<usize> = HashSet::new();
+        // 0 = unvisited, 1 = on the current path, 2 = done.
+        let mut state = vec![0u8; self.len()];
+        for root in 0..self.len() {
+            if state[root] != 0 {
+                continue;
+            }
+            let mut path: Vec<usize> = vec![root];
+            let mut next_edge: Vec<usize> = vec![0];
+            state[root] = 1;
+            while let Some(&node) = path.last() {
+                let edge = next_edge.last_mut().expect("one edge cursor per path node");
+                if let Some(&dependency) = self.dependencies[node].get(*edge) {
+                    *edge += 1;
+                    match state[dependency] {
+                        0 => {
+                            state[dependency] = 1;
+                            path.push(dependency);
+                            next_edge.push(0);
+                        }
+                        1 => {
+                            let start =
+                                path.iter().position(|&p| p == dependency).expect("on path");
+                            let cycle = path[start..].to_vec();
+                            if cycle.iter().all(|member| !reported.contains(member)) {
+                                reported.extend(cycle.iter().copied());
+                                cycles.push(cycle);
+                            }
+                        }
+                        _ => {}
+                    }
+                } else {
+                    state[node] = 2;
+                    path.pop();
+                    next_edge.pop();
+                }
+            }
+        }
+        cycles
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn graph(document: serde_json::Value) -> DependencyGraph {
+        DependencyGraph::new(&Workflow::from_value(document).expect("parses"))
+    }
+
+    #[test]
+    fn chain_steps_without_depends_follow_the_previous_step() {
+        let graph = graph(json!({"name":"w","steps":[
+            {"name":"a","command":"x"},{"name":"b","command":"x"},
+            {"name":"c","command":"x","depends":["a"]}]}));
+        assert_eq!(graph.dependencies_of(0), &[] as &[usize]);
+        assert_eq!(graph.dependencies_of(1), &[0]);
+        assert_eq!(graph.dependencies_of(2), &[0]);
+    }
+
+    #[test]
+    fn graph_steps_may_depend_on_later_steps() {
+        let graph = graph(json!({"name":"w","type":"graph","steps":[
+            {"name":"a","command":"x","depends":"b"},{"name":"b","command":"x"}]}));
+        assert_eq!(graph.dependencies_of(0), &[1]);
+        assert_eq!(graph.dependencies_of(1), &[] as &[usize]);
+        assert_eq!(graph.transitive_dependencies(0), HashSet::from([1]));
+    }
+
+    #[test]
+    fn cycles_are_found_once() {
+        let graph = graph(json!({"name":"w","type":"graph","steps":[
+            {"name":"a","command":"x","depends":["b"]},{"name":"b","command":"x","depends":["c"]},
+            {"name":"c","command":"x","depends":["a"]},{"name":"d","command":"x","depends":["d"]},
+            {"name":"e","command":"x","depends":["a"]}]}));
+        assert_eq!(graph.cycles(), vec![vec![0, 1, 2], vec![3]]);
+    }
+}

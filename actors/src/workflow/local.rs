@@ -1,0 +1,791 @@
+//! The local runner: runs a workflow's steps on this host. It validates the workflow, resolves
+//! params, picks the sandbox, makes a private work directory, then schedules the dependency
+//! graph, starting every step whose dependencies are settled, up to `maxActiveSteps` at once.
+//! It stops on cancellation or the workflow timeout, runs the `handlerOn` steps, and ends with
+//! exactly one `workflow_complete` event.
+//!
+//! It is plain tokio, not an actor: the `ExecutionWatcher` actor spawns [`LocalRunner::run`],
+//! forwards its [`StepEvent`]s to subscribers and cancels it through the token it passed in.
+//! Running one step (preconditions, attempts, retries, processes, HTTP) is `step_runner`'s
+//! job.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::event::{RunStatus, StepEvent, duration_millis, format_duration, now_millis};
+use super::graph::DependencyGraph;
+use super::host::{HostCapabilities, docker_engine_reachable};
+use super::http::HttpStepClient;
+use super::model::{ExecutorKind, Step, Workflow};
+use super::sandbox::{Sandbox, probe_bubblewrap};
+use super::step_runner::{StepJob, run_step};
+use super::template::{Scope, is_var_name};
+use super::validate::{ValidationError, check_runnable_locally, handler_steps, validate};
+
+/// How the local runner runs workflows; [`RunOptions::default`] is the safe configuration.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Where per-execution work directories are made.
+    pub work_root: PathBuf,
+    /// Keep the work directory after the run (for debugging); removed by default.
+    pub keep_work_dir: bool,
+    /// Steps running at once when the workflow sets no `maxActiveSteps`.
+    pub max_active_steps: usize,
+    /// Bytes of stdout and of stderr kept per step; more is cut with a note.
+    pub output_limit: usize,
+    /// How long SIGTERM gets before SIGKILL when a step is stopped.
+    pub kill_grace: Duration,
+    /// Wait between attempts when a step retries without `retryPolicy.intervalSec`.
+    pub default_retry_interval: Duration,
+    /// Longest a `handlerOn` step may run when it sets no timeout.
+    pub handler_timeout: Duration,
+    /// Let sandboxed steps use the network.
+    pub allow_network: bool,
+    /// Run without a sandbox when bubblewrap is unavailable (otherwise the run fails).
+    pub allow_unsandboxed: bool,
+    /// The bubblewrap program.
+    pub bubblewrap: PathBuf,
+    /// The Docker CLI, for `docker` steps.
+    pub docker: PathBuf,
+    /// `PATH` given to steps (a workflow `env` may override it).
+    pub path_env: String,
+    /// Sends `http` steps' requests; without one, `http` steps cannot run.
+    pub http_client: Option<Arc<dyn HttpStepClient>>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            work_root: std::env::temp_dir(),
+            keep_work_dir: false,
+            max_active_steps: 4,
+            output_limit: 1024 * 1024,
+            kill_grace: Duration::from_secs(2),
+            default_retry_interval: Duration::from_secs(1),
+            handler_timeout: Duration::from_secs(60),
+            allow_network: false,
+            allow_unsandboxed: false,
+            bubblewrap: PathBuf::from("bwrap"),
+            docker: PathBuf::from("docker"),
+            path_env: "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin".to_owned(),
+            http_client: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("work_root", &self.work_root)
+            .field("max_active_steps", &self.max_active_steps)
+            .field("allow_network", &self.allow_network)
+            .field("allow_unsandboxed", &self.allow_unsandboxed)
+            .field("http_client", &self.http_client.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One run: the workflow, its run-time params, where events go and how to stop it.
+#[derive(Debug)]
+pub struct RunRequest {
+    pub workflow: Workflow,
+    /// Run-time values; they override param defaults. Undeclared names are passed on too.
+    pub params: Map<String, Value>,
+    pub events: UnboundedSender<StepEvent>,
+    /// Cancelling it stops the run (status `cancelled`).
+    pub cancel: CancellationToken,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    /// Never started (the run stopped or failed before it).
+    Pending,
+    Success,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+/// A step's final state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepOutcome {
+    pub status: StepStatus,
+    /// Captured stdout, trimmed (size-capped, secrets masked).
+    pub output: String,
+    pub stderr: String,
+    /// Why it failed, was skipped or cancelled.
+    pub error: Option<String>,
+    pub exit_code: Option<i32>,
+    pub attempts: u32,
+    pub duration: Duration,
+}
+
+impl StepOutcome {
+    pub(crate) fn pending() -> Self {
+        Self {
+            status: StepStatus::Pending,
+            output: String::new(),
+            stderr: String::new(),
+            error: None,
+            exit_code: None,
+            attempts: 0,
+            duration: Duration::ZERO,
+        }
+    }
+
+    pub(crate) fn skipped(reason: String) -> Self {
+        Self {
+            status: StepStatus::Skipped,
+            error: Some(reason),
+            ..Self::pending()
+        }
+    }
+}
+
+/// What a run ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    /// Why it did not succeed.
+    pub error: Option<String>,
+    /// Problems found before anything ran (invalid workflow, unrunnable steps).
+    pub validation_errors: Vec<ValidationError>,
+    /// Every step, in declaration order.
+    pub steps: IndexMap<String, StepOutcome>,
+    /// The `handlerOn` steps that ran, by event (`success`, `failure`, `cancel`, `exit`).
+    pub handlers: IndexMap<String, StepOutcome>,
+    /// `output` variables captured by successful steps.
+    pub outputs: IndexMap<String, String>,
+    pub duration: Duration,
+    /// Whether steps ran inside the sandbox.
+    pub sandboxed: bool,
+    /// The work directory, when [`RunOptions::keep_work_dir`] kept it.
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Runs workflows on this host.
+#[derive(Debug, Clone, Default)]
+pub struct LocalRunner {
+    options: RunOptions,
+}
+
+/// Sends events, masking secret values first.
+#[derive(Debug, Clone)]
+pub(crate) struct Emitter {
+    events: UnboundedSender<StepEvent>,
+    secrets: Arc<Vec<String>>,
+}
+
+impl Emitter {
+    pub(crate) fn mask(&self, text: &str) -> String {
+        let mut masked = text.to_owned();
+        for secret in self.secrets.iter() {
+            masked = masked.replace(secret.as_str(), "***");
+        }
+        masked
+    }
+
+    pub(crate) fn running(&self, step: &str, message: String) {
+        self.send(StepEvent::StepRunning {
+            step: step.to_owned(),
+            message: self.mask(&message),
+            timestamp: now_millis(),
+        });
+    }
+
+    pub(crate) fn complete(&self, step: &str, output: &str, duration: Duration) {
+        self.send(StepEvent::StepComplete {
+            step: step.to_owned(),
+            output: self.mask(output),
+            duration: format_duration(duration),
+            duration_ms: duration_millis(duration),
+            timestamp: now_millis(),
+        });
+    }
+
+    pub(crate) fn failed(&self, step: &str, error: &str, will_retry: bool) {
+        self.send(StepEvent::StepFailed {
+            step: step.to_owned(),
+            error: self.mask(error),
+            will_retry,
+            timestamp: now_millis(),
+        });
+    }
+
+    pub(crate) fn skipped(&self, step: &str, reason: &str) {
+        self.send(StepEvent::StepSkipped {
+            step: step.to_owned(),
+            reason: self.mask(reason),
+            timestamp: now_millis(),
+        });
+    }
+
+    fn send(&self, event: StepEvent) {
+        // A receiver that went away only means nobody is listening any more.
+        let _ = self.events.send(event);
+    }
+}
+
+/// What every step of a run shares.
+pub(crate) struct RunContext<'a> {
+    pub(crate) options: &'a RunOptions,
+    pub(crate) workflow: &'a Workflow,
+    pub(crate) work_dir: PathBuf,
+    pub(crate) sandbox: Sandbox,
+    pub(crate) emitter: Emitter,
+}
+
+/// The parts of a [`RunRequest`] that preparing and running it needs.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    workflow: &'a Workflow,
+    params: &'a Map<String, Value>,
+    emitter: &'a Emitter,
+    cancel: &'a CancellationToken,
+}
+
+/// Why the scheduler stopped starting steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Cancelled,
+    TimedOut(Duration),
+}
+
+/// Secret values shorter than this are not masked: masking "1" would garble every output.
+const MIN_MASKED_SECRET: usize = 3;
+
+impl LocalRunner {
+    pub fn new(options: RunOptions) -> Self {
+        Self { options }
+    }
+
+    pub fn options(&self) -> &RunOptions {
+        &self.options
+    }
+
+    /// What this host offers beyond plain commands (probes Docker only when `workflow` has a
+    /// docker step).
+    pub async fn host_capabilities(&self, workflow: &Workflow) -> HostCapabilities {
+        let has_docker_step =
+            all_steps(workflow).any(|step| step.executor_kind() == Some(&ExecutorKind::Docker));
+        HostCapabilities {
+            docker_engine: has_docker_step && docker_engine_reachable(&self.options.docker).await,
+            http_client: self.options.http_client.is_some(),
+        }
+    }
+
+    /// Runs the workflow to its end. Always sends exactly one `workflow_complete` last.
+    pub async fn run(&self, request: RunRequest) -> RunOutcome {
+        let started = Instant::now();
+        let RunRequest {
+            workflow,
+            params,
+            events,
+            cancel,
+        } = request;
+        let secrets = secret_values(&workflow, &params);
+        let emitter = Emitter {
+            events,
+            secrets: Arc::new(secrets),
+        };
+        let mut outcome = RunOutcome {
+            status: RunStatus::Failed,
+            error: None,
+            validation_errors: Vec::new(),
+            steps: workflow
+                .steps
+                .iter()
+                .map(|step| (step.name.clone(), StepOutcome::pending()))
+                .collect(),
+            handlers: IndexMap::new(),
+            outputs: IndexMap::new(),
+            duration: Duration::ZERO,
+            sandboxed: false,
+            work_dir: None,
+        };
+        let job = Job {
+            workflow: &workflow,
+            params: &params,
+            emitter: &emitter,
+            cancel: &cancel,
+        };
+        if let Err(error) = self.run_prepared(&job, &mut outcome).await {
+            outcome.status = RunStatus::Failed;
+            outcome.error = Some(error);
+        }
+        outcome.duration = started.elapsed();
+        if let Some(error) = &mut outcome.error {
+            *error = emitter.mask(error);
+        }
+        for step in outcome
+            .steps
+            .values_mut()
+            .chain(outcome.handlers.values_mut())
+        {
+            step.output = emitter.mask(&step.output);
+            step.stderr = emitter.mask(&step.stderr);
+            step.error = step.error.as_deref().map(|error| emitter.mask(error));
+        }
+        for value in outcome.outputs.values_mut() {
+            *value = emitter.mask(value);
+        }
+        emitter.send(StepEvent::WorkflowComplete {
+            workflow: workflow.name.clone(),
+            status: outcome.status,
+            duration: format_duration(outcome.duration),
+            duration_ms: duration_millis(outcome.duration),
+            error: outcome.error.clone(),
+            timestamp: now_millis(),
+        });
+        outcome
+    }
+
+    /// Everything between the start and the final event; `Err` fails the run before any step.
+    async fn run_prepared(&self, job: &Job<'_>, outcome: &mut RunOutcome) -> Result<(), String> {
+        let Job {
+            workflow,
+            params,
+            emitter,
+            cancel,
+        } = *job;
+        let mut problems = validate(workflow);
+        if problems.is_empty() {
+            let host = self.host_capabilities(workflow).await;
+            problems = check_runnable_locally(workflow, &host);
+        }
+        if !problems.is_empty() {
+            let summary = problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            outcome.validation_errors = problems;
+            return Err(format!("the workflow cannot run locally: {summary}"));
+        }
+        let base_scope = base_scope(workflow, params)?;
+        let sandbox = match probe_bubblewrap(&self.options.bubblewrap).await {
+            Ok(()) => Sandbox::Bubblewrap {
+                program: self.options.bubblewrap.clone(),
+                allow_network: self.options.allow_network,
+            },
+            Err(reason) if self.options.allow_unsandboxed => {
+                tracing::warn!(workflow = %workflow.name, %reason, "running workflow unsandboxed");
+                Sandbox::Unsandboxed { reason }
+            }
+            Err(reason) => {
+                return Err(format!(
+                    "refusing to run without a sandbox: {reason}; install bubblewrap (bwrap) or allow unsandboxed runs"
+                ));
+            }
+        };
+        outcome.sandboxed = sandbox.is_sandboxed();
+        let work_dir = self
+            .options
+            .work_root
+            .join(format!("kubiya-run-{}", uuid::Uuid::new_v4().simple()));
+        tokio::fs::create_dir_all(work_dir.join(super::step_runner::SCRIPT_DIR))
+            .await
+            .map_err(|error| {
+                format!(
+                    "cannot create the work directory {}: {error}",
+                    work_dir.display()
+                )
+            })?;
+        let context = RunContext {
+            options: &self.options,
+            workflow,
+            work_dir: work_dir.clone(),
+            sandbox,
+            emitter: emitter.clone(),
+        };
+        let stop = schedule(&context, &base_scope, cancel, outcome).await;
+        let (status, error) = match stop {
+            Some(Stop::Cancelled) => (
+                RunStatus::Cancelled,
+                Some("the run was cancelled".to_owned()),
+            ),
+            Some(Stop::TimedOut(limit)) => (
+                RunStatus::Failed,
+                Some(format!(
+                    "the workflow timed out after {}",
+                    format_duration(limit)
+                )),
+            ),
+            None => match first_failure(outcome) {
+                Some(error) => (RunStatus::Failed, Some(error)),
+                None => (RunStatus::Success, None),
+            },
+        };
+        outcome.status = status;
+        outcome.error = error;
+        run_handlers(&context, &base_scope, outcome).await;
+        if self.options.keep_work_dir {
+            outcome.work_dir = Some(work_dir);
+        } else if let Err(error) = tokio::fs::remove_dir_all(&work_dir).await {
+            tracing::warn!(work_dir = %work_dir.display(), %error, "could not remove the work directory");
+        }
+        Ok(())
+    }
+}
+
+/// The main steps then the handlers.
+fn all_steps(workflow: &Workflow) -> impl Iterator<Item = &Step> {
+    workflow.steps.iter().chain(
+        workflow
+            .handler_on
+            .iter()
+            .flat_map(handler_steps)
+            .map(|(_, step)| step),
+    )
+}
+
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Values of params marked secret, given or defaulted, to mask in events.
+fn secret_values(workflow: &Workflow, params: &Map<String, Value>) -> Vec<String> {
+    let Some(declared) = &workflow.params else {
+        return Vec::new();
+    };
+    declared
+        .iter()
+        .filter(|(_, spec)| spec.is_secret())
+        .filter_map(|(name, spec)| {
+            params
+                .get(name)
+                .filter(|value| !value.is_null())
+                .or(spec.default_value())
+        })
+        .map(value_text)
+        .filter(|value| value.len() >= MIN_MASKED_SECRET)
+        .collect()
+}
+
+/// Params (run-time values over defaults), then workflow env substituted in order.
+fn base_scope(workflow: &Workflow, params: &Map<String, Value>) -> Result<Scope, String> {
+    let mut scope = Scope::new();
+    let mut missing = Vec::new();
+    let declared = workflow.params.iter().flatten();
+    for (name, spec) in declared {
+        match params
+            .get(name)
+            .filter(|value| !value.is_null())
+            .or(spec.default_value())
+        {
+            Some(value) => scope.set(name.clone(), value_text(value)),
+            None if spec.is_required() => missing.push(name.as_str()),
+            None => scope.set(name.clone(), String::new()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(format!(
+            "missing required param{}: {}",
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", ")
+        ));
+    }
+    for (name, value) in params {
+        let declared = workflow
+            .params
+            .as_ref()
+            .is_some_and(|declared| declared.contains_key(name));
+        if !declared && is_var_name(name) {
+            scope.set(name.clone(), value_text(value));
+        }
+    }
+    if let Some(env) = &workflow.env {
+        for (name, value) in env.pairs() {
+            let value = scope.substitute(&value);
+            scope.set(name, value);
+        }
+    }
+    Ok(scope)
+}
+
+/// Runs the dependency graph; returns why it stopped early, if it did.
+async fn schedule(
+    context: &RunContext<'_>,
+    base_scope: &Scope,
+    cancel: &CancellationToken,
+    outcome: &mut RunOutcome,
+) -> Option<Stop> {
+    let workflow = context.workflow;
+    let graph = DependencyGraph::new(workflow);
+    let count = workflow.steps.len();
+    let max_active = workflow
+        .max_active_steps
+        .and_then(|max| usize::try_from(max).ok())
+        .unwrap_or(context.options.max_active_steps)
+        .max(1);
+    let mut started = vec![false; count];
+    let mut done: Vec<Option<StepOutcome>> = vec![None; count];
+    let run_token = cancel.child_token();
+    let timeout = workflow.timeout_duration();
+    let deadline = timeout.map(|limit| Instant::now() + limit);
+    let mut stop: Option<Stop> = None;
+    let mut running: FuturesUnordered<BoxFuture<'_, (usize, StepOutcome)>> =
+        FuturesUnordered::new();
+    loop {
+        // A run cancelled before (or while) steps were being started starts nothing more.
+        if stop.is_none() && run_token.is_cancelled() {
+            stop = Some(Stop::Cancelled);
+        }
+        if stop.is_none() {
+            settle_ready_steps(
+                &Readiness {
+                    context,
+                    graph: &graph,
+                    base_scope,
+                    run_token: &run_token,
+                    max_active,
+                },
+                &mut started,
+                &mut done,
+                &mut running,
+            );
+        }
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some((index, step_outcome)) = running.next() => {
+                done[index] = Some(step_outcome);
+            }
+            () = run_token.cancelled(), if stop.is_none() => {
+                stop = Some(Stop::Cancelled);
+            }
+            () = sleep_until_some(deadline), if stop.is_none() => {
+                stop = timeout.map(Stop::TimedOut);
+                run_token.cancel();
+            }
+        }
+    }
+    let reason = match stop {
+        Some(Stop::Cancelled) => "the run was cancelled before this step started".to_owned(),
+        Some(Stop::TimedOut(_)) => "the workflow timed out before this step started".to_owned(),
+        None => "its dependencies never completed".to_owned(),
+    };
+    for (index, step) in workflow.steps.iter().enumerate() {
+        let step_outcome = done[index].take().unwrap_or_else(|| {
+            context.emitter.skipped(&step.name, &reason);
+            StepOutcome::skipped(reason.clone())
+        });
+        if step_outcome.status == StepStatus::Success
+            && let Some(variable) = &step.output
+        {
+            outcome
+                .outputs
+                .insert(variable.clone(), step_outcome.output.clone());
+        }
+        outcome.steps.insert(step.name.clone(), step_outcome);
+    }
+    stop
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What deciding and starting steps needs.
+struct Readiness<'a, 'r> {
+    context: &'a RunContext<'r>,
+    graph: &'a DependencyGraph,
+    base_scope: &'a Scope,
+    run_token: &'a CancellationToken,
+    max_active: usize,
+}
+
+/// Skips steps whose dependencies failed or were skipped, and starts steps whose dependencies
+/// succeeded (or were tolerated), while there is room.
+fn settle_ready_steps<'a>(
+    readiness: &Readiness<'a, '_>,
+    started: &mut [bool],
+    done: &mut [Option<StepOutcome>],
+    running: &mut FuturesUnordered<BoxFuture<'a, (usize, StepOutcome)>>,
+) {
+    let workflow = readiness.context.workflow;
+    // Skipping a step can settle its dependents, so repeat until nothing changes.
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for index in 0..workflow.steps.len() {
+            if started[index] {
+                continue;
+            }
+            let dependencies = readiness.graph.dependencies_of(index);
+            if dependencies
+                .iter()
+                .any(|&dependency| done[dependency].is_none())
+            {
+                continue;
+            }
+            let blocked = dependencies.iter().find_map(|&dependency| {
+                blocking_reason(&workflow.steps[dependency], done[dependency].as_ref())
+            });
+            if let Some(reason) = blocked {
+                started[index] = true;
+                readiness
+                    .context
+                    .emitter
+                    .skipped(&workflow.steps[index].name, &reason);
+                done[index] = Some(StepOutcome::skipped(reason));
+                changed = true;
+                continue;
+            }
+            if running.len() >= readiness.max_active {
+                continue;
+            }
+            started[index] = true;
+            let scope = step_scope(readiness, index, done);
+            let job = StepJob {
+                step: &workflow.steps[index],
+                label: workflow.steps[index].name.clone(),
+                scope,
+                script_name: format!("step-{index}"),
+            };
+            let context = readiness.context;
+            let token = readiness.run_token.clone();
+            running.push(Box::pin(async move {
+                (index, run_step(context, job, &token).await)
+            }));
+        }
+    }
+}
+
+/// Why a finished dependency keeps its dependents from running, if it does.
+fn blocking_reason(dependency: &Step, outcome: Option<&StepOutcome>) -> Option<String> {
+    let outcome = outcome?;
+    let continue_on = dependency.continue_on.as_ref();
+    match outcome.status {
+        StepStatus::Success => None,
+        StepStatus::Failed => {
+            let tolerated = continue_on.is_some_and(|continue_on| {
+                continue_on.failure == Some(true)
+                    || outcome
+                        .exit_code
+                        .zip(continue_on.exit_code.as_ref())
+                        .is_some_and(|(code, codes)| codes.contains(code))
+            });
+            (!tolerated).then(|| format!("dependency '{}' failed", dependency.name))
+        }
+        StepStatus::Skipped => {
+            let tolerated =
+                continue_on.is_some_and(|continue_on| continue_on.skipped == Some(true));
+            (!tolerated).then(|| format!("dependency '{}' was skipped", dependency.name))
+        }
+        StepStatus::Cancelled | StepStatus::Pending => {
+            Some(format!("dependency '{}' did not finish", dependency.name))
+        }
+    }
+}
+
+/// The base scope plus outputs of every (transitive) dependency, in declaration order. Step
+/// env is added by the step runner.
+fn step_scope(readiness: &Readiness<'_, '_>, index: usize, done: &[Option<StepOutcome>]) -> Scope {
+    let mut scope = readiness.base_scope.clone();
+    let dependencies: HashSet<usize> = readiness.graph.transitive_dependencies(index);
+    for (dependency, step) in readiness.context.workflow.steps.iter().enumerate() {
+        if !dependencies.contains(&dependency) {
+            continue;
+        }
+        if let (Some(variable), Some(outcome)) = (&step.output, &done[dependency])
+            && outcome.status == StepStatus::Success
+        {
+            scope.set(variable.clone(), outcome.output.clone());
+        }
+    }
+    scope
+}
+
+/// The run's error when a step failed and nothing tolerated it.
+fn first_failure(outcome: &RunOutcome) -> Option<String> {
+    outcome.steps.iter().find_map(|(name, step)| {
+        (step.status == StepStatus::Failed).then(|| {
+            format!(
+                "step '{name}' failed: {}",
+                step.error.as_deref().unwrap_or("unknown error")
+            )
+        })
+    })
+}
+
+/// Runs `handlerOn` steps: the one for how the run ended, then `exit`. A failing handler
+/// fails a run that had succeeded.
+async fn run_handlers(context: &RunContext<'_>, base_scope: &Scope, outcome: &mut RunOutcome) {
+    let workflow = context.workflow;
+    let Some(handlers) = &workflow.handler_on else {
+        return;
+    };
+    let chosen = match outcome.status {
+        RunStatus::Success => "success",
+        RunStatus::Failed => "failure",
+        RunStatus::Cancelled => "cancel",
+    };
+    let mut scope = base_scope.clone();
+    for (variable, value) in &outcome.outputs {
+        scope.set(variable.clone(), value.clone());
+    }
+    for (event, step) in handler_steps(handlers) {
+        if event != chosen && event != "exit" {
+            continue;
+        }
+        let label = if step.name.trim().is_empty() {
+            format!("on{}{}", event[..1].to_uppercase(), &event[1..])
+        } else {
+            step.name.clone()
+        };
+        // Handlers run even after a cancellation, so they get their own token and a time cap.
+        let token = CancellationToken::new();
+        let job = StepJob {
+            step,
+            label,
+            scope: scope.clone(),
+            script_name: format!("handler-{event}"),
+        };
+        let limit = step
+            .timeout_duration()
+            .unwrap_or(context.options.handler_timeout);
+        let handler_outcome =
+            match tokio::time::timeout(limit, run_step(context, job, &token)).await {
+                Ok(handler_outcome) => handler_outcome,
+                Err(_) => {
+                    let mut timed_out = StepOutcome::pending();
+                    timed_out.status = StepStatus::Failed;
+                    timed_out.error = Some(format!(
+                        "handler timed out after {}",
+                        format_duration(limit)
+                    ));
+                    timed_out
+                }
+            };
+        if handler_outcome.status == StepStatus::Failed && outcome.status == RunStatus::Success {
+            outcome.status = RunStatus::Failed;
+            outcome.error = Some(format!(
+                "the {event} handler failed: {}",
+                handler_outcome.error.as_deref().unwrap_or("unknown error")
+            ));
+        }
+        outcome.handlers.insert(event.to_owned(), handler_outcome);
+    }
+}

@@ -1,0 +1,38 @@
+//! Workflows: the DSL's data model, its validation, and the local runner.
+//!
+//! - [`model`]: the serde model of the workflow JSON (and YAML) the original SDK produces.
+//! - [`validate`]: every problem at once, with JSON paths (raw type checks first, in
+//!   `shape`); normalisation; what the local runner can run on this host.
+//! - [`local`]: the local runner, a tokio DAG scheduler the `ExecutionWatcher` actor drives,
+//!   with [`step_runner`] running each step, [`process`] owning child processes, [`sandbox`]
+//!   wrapping them in bubblewrap, and [`http`] the hook for `http` steps.
+//! - [`event`]: the step and workflow events a run emits.
+//! - [`template`] (`${VAR}`), [`graph`] (dependencies) and [`host`] (what this host offers)
+//!   serve the others.
+
+pub mod event;
+pub mod graph;
+pub mod host;
+pub mod http;
+pub mod local;
+pub mod model;
+pub mod process;
+pub mod sandbox;
+mod shape;
+mod step_runner;
+pub mod template;
+pub mod validate;
+
+#[cfg(test)]
+mod local_tests;
+#[cfg(test)]
+mod validate_tests;
+
+pub use event::{RunStatus, StepEvent};
+pub use host::HostCapabilities;
+pub use http::{HttpStepClient, HttpStepRequest, HttpStepResponse, PlainHttpClient};
+pub use local::{LocalRunner, RunOptions, RunOutcome, RunRequest, StepOutcome, StepStatus};
+pub use model::{Workflow, WorkflowKind, WorkflowParseError};
+pub use validate::{
+    ValidationError, check_runnable_locally, normalised, validate, validate_text, validate_value,
+};
