@@ -17,9 +17,9 @@ test: deps fmt-check lint test-only
 test-only:
 	$(CARGO) test --workspace --all-targets
 
-## deps: what the tests need beyond the Rust toolchain
+## deps: what the tests need beyond the Rust toolchain (bubblewrap sandboxes local steps)
 deps:
-	@true
+	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -61,6 +61,8 @@ pub enum TimeoutPhase {
     Response,
     /// Waiting for the next chunk of a body already under way.
     Stream,
+    /// The whole call, retries and fallbacks included.
+    Total,
 }
 
 impl fmt::Display for TimeoutPhase {
@@ -69,6 +71,7 @@ impl fmt::Display for TimeoutPhase {
             TimeoutPhase::Connect => "connecting to the provider",
             TimeoutPhase::Response => "waiting for the provider's response",
             TimeoutPhase::Stream => "waiting for the provider's next chunk",
+            TimeoutPhase::Total => "before the model call finished",
         })
     }
 }

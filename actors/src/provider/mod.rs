@@ -5,27 +5,37 @@
 //! default model. The start-up code resolves a [`preset::ProviderKind`] plus overrides into
 //! the settings the provider actor runs with.
 //!
+//! [`actor`] holds the `LlmProvider` actor and the [`ProviderPool`] sessions call; [`call`]
+//! runs one model call (retries, fallbacks, timeouts, cancellation) over an [`upstream`];
+//! [`offline`] is the built-in planner that needs no network.
+//!
 //! The rest is pure code the provider actor calls around its HTTP requests:
 //! [`message`] holds the normalised request ([`ChatRequest`]), [`event`] the normalised
 //! output ([`LlmEvent`]) and error taxonomy ([`ProviderError`]); [`openai`], [`anthropic`]
 //! and [`ollama`] translate between those and each protocol, over the [`sse`] and
 //! [`ndjson`] framings; [`codec`] picks the right one for a [`Protocol`].
 
+mod actor;
 pub mod anthropic;
+mod call;
 pub mod codec;
 pub mod event;
 mod lines;
 pub mod message;
 pub mod ndjson;
+pub mod offline;
 pub mod ollama;
 pub mod openai;
 pub mod preset;
 pub mod sse;
+pub mod upstream;
 
 #[cfg(test)]
 mod tests;
 
+pub use actor::{LlmProvider, ProviderPool, StartCompletion, TokenAccounting};
 pub use codec::{StreamDecoder, chat_path, encode_request, parse_response};
 pub use event::{FinishReason, LlmEvent, ProviderError, TimeoutPhase, Usage};
 pub use message::{ChatMessage, ChatRequest, ToolCall, ToolSpec};
 pub use preset::{Protocol, ProviderKind};
+pub use upstream::{RetryPolicy, Timeouts, UpstreamConfig};

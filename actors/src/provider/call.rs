@@ -1,0 +1,260 @@
+//! One model call from start to its terminal event: try the primary upstream, retry what is
+//! retryable with backoff while nothing has reached the caller yet, then fall back to the
+//! next upstream; decode the streamed or whole body into [`LlmEvent`]s and forward them.
+//! Runs inside the `LlmProvider` actor's context; dropping the future drops the HTTP
+//! response, which closes the upstream connection.
+
+use std::time::Duration;
+
+use actix::Recipient;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+
+use super::actor::{StartCompletion, TokenAccounting};
+use super::codec::{self, StreamDecoder};
+use super::event::{LlmEvent, ProviderError, TimeoutPhase};
+use super::message::ChatRequest;
+use super::offline;
+use super::preset::Protocol;
+use super::upstream::Upstream;
+
+/// Error bodies are read for their message only; a megabyte of HTML is not a message.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+const MAX_RESPONSE_BODY: usize = 32 * 1024 * 1024;
+
+/// Forwards events to the caller and remembers whether any output reached it, which is
+/// what decides whether a retry is still invisible.
+struct Sink<'a> {
+    reply_to: &'a Recipient<LlmEvent>,
+    accounting: &'a TokenAccounting,
+    output_started: bool,
+}
+
+/// Why an attempt ended without a terminal event sent.
+enum AttemptError {
+    Provider(ProviderError),
+    CallerGone,
+}
+
+impl From<ProviderError> for AttemptError {
+    fn from(error: ProviderError) -> Self {
+        AttemptError::Provider(error)
+    }
+}
+
+impl Sink<'_> {
+    /// Sends a non-failure event; a `Failed` event is handed back as an error so the retry
+    /// logic decides what the caller sees.
+    fn deliver(&mut self, event: LlmEvent) -> Result<(), AttemptError> {
+        match event {
+            LlmEvent::Failed(error) => Err(AttemptError::Provider(error)),
+            event => {
+                if let LlmEvent::Usage(usage) = &event {
+                    self.accounting.record(*usage);
+                }
+                if matches!(
+                    event,
+                    LlmEvent::TextDelta(_) | LlmEvent::ReasoningDelta(_) | LlmEvent::ToolCall(_)
+                ) {
+                    self.output_started = true;
+                }
+                self.send(event)
+            }
+        }
+    }
+
+    fn send(&self, event: LlmEvent) -> Result<(), AttemptError> {
+        if !self.reply_to.connected() {
+            return Err(AttemptError::CallerGone);
+        }
+        self.reply_to.do_send(event);
+        Ok(())
+    }
+}
+
+pub(super) async fn complete(
+    upstreams: &[Upstream],
+    message: StartCompletion,
+    accounting: &TokenAccounting,
+) {
+    let StartCompletion {
+        request,
+        reply_to,
+        cancel,
+    } = message;
+    let mut sink = Sink {
+        reply_to: &reply_to,
+        accounting,
+        output_started: false,
+    };
+    let deadline = Instant::now() + upstreams[0].config.timeouts.total;
+    let outcome = tokio::select! {
+        outcome = attempt_all(upstreams, request, &mut sink) => outcome,
+        () = cancel.cancelled() => Err(AttemptError::CallerGone),
+        () = sleep_until(deadline) => Err(AttemptError::Provider(ProviderError::Timeout { phase: TimeoutPhase::Total })),
+    };
+    match outcome {
+        Ok(()) => {}
+        Err(AttemptError::CallerGone) => {
+            tracing::debug!("model call cancelled: the caller went away")
+        }
+        Err(AttemptError::Provider(error)) => {
+            tracing::warn!(error = %error, "model call failed");
+            let _ = sink.send(LlmEvent::Failed(error));
+        }
+    }
+}
+
+/// Every upstream in order, each with its retries; returns once a terminal event was sent.
+async fn attempt_all(
+    upstreams: &[Upstream],
+    mut request: ChatRequest,
+    sink: &mut Sink<'_>,
+) -> Result<(), AttemptError> {
+    let requested_model = std::mem::take(&mut request.model);
+    let mut last_error = None;
+    for (index, upstream) in upstreams.iter().enumerate() {
+        request.model = if index == 0 && !requested_model.is_empty() {
+            requested_model.clone()
+        } else {
+            upstream.config.model.clone()
+        };
+        if upstream.config.protocol == Protocol::Offline {
+            for event in offline::plan(&request) {
+                sink.deliver(event)?;
+            }
+            return Ok(());
+        }
+        let body = codec::encode_request(upstream.config.protocol, &request)
+            .map(|value| Bytes::from(serde_json::to_vec(&value).unwrap_or_default()))
+            .unwrap_or_default();
+        let retry = upstream.config.retry;
+        for attempt in 0..=retry.max_retries {
+            let error = match attempt_once(upstream, body.clone(), request.stream, sink).await {
+                Ok(()) => return Ok(()),
+                Err(AttemptError::CallerGone) => return Err(AttemptError::CallerGone),
+                Err(AttemptError::Provider(error)) if sink.output_started => {
+                    return Err(error.into());
+                }
+                Err(AttemptError::Provider(error)) => error,
+            };
+            let retrying = error.is_retryable() && attempt < retry.max_retries;
+            tracing::warn!(
+                provider = %upstream.config.kind,
+                attempt = attempt + 1,
+                retrying,
+                error = %error,
+                "model call attempt failed"
+            );
+            if retrying {
+                sleep(retry.delay(attempt, retry_after(&error))).await;
+            }
+            last_error = Some(error);
+            if !retrying {
+                break;
+            }
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| ProviderError::protocol("no upstream is configured"))
+        .into())
+}
+
+fn retry_after(error: &ProviderError) -> Option<Duration> {
+    match error {
+        ProviderError::RateLimited { retry_after, .. } => *retry_after,
+        _ => None,
+    }
+}
+
+/// One HTTP exchange with one upstream.
+async fn attempt_once(
+    upstream: &Upstream,
+    body: Bytes,
+    stream: bool,
+    sink: &mut Sink<'_>,
+) -> Result<(), AttemptError> {
+    let config = &upstream.config;
+    let mut response = upstream
+        .build_request_for(stream)
+        .send_body(body)
+        .await
+        .map_err(classify_send_error)?;
+    let status = response.status();
+    if !status.is_success() {
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok())
+            .and_then(ProviderError::parse_retry_after);
+        let body = timeout(
+            config.timeouts.between_chunks,
+            response.body().limit(MAX_ERROR_BODY),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+        return Err(ProviderError::from_status(status.as_u16(), &body, retry_after).into());
+    }
+    if !stream {
+        let body = timeout(
+            config.timeouts.between_chunks,
+            response.body().limit(MAX_RESPONSE_BODY),
+        )
+        .await
+        .map_err(|_| ProviderError::Timeout {
+            phase: TimeoutPhase::Stream,
+        })?
+        .map_err(|err| ProviderError::UpstreamUnavailable {
+            status: None,
+            message: format!("reading the response failed: {err}"),
+        })?;
+        for event in codec::parse_response(config.protocol, &body).unwrap_or_default() {
+            sink.deliver(event)?;
+        }
+        return Ok(());
+    }
+    let Some(mut decoder) = StreamDecoder::new(config.protocol) else {
+        return Err(ProviderError::protocol("this protocol cannot stream").into());
+    };
+    let mut events = Vec::with_capacity(8);
+    loop {
+        let chunk = timeout(config.timeouts.between_chunks, response.next())
+            .await
+            .map_err(|_| ProviderError::Timeout {
+                phase: TimeoutPhase::Stream,
+            })?;
+        match chunk {
+            Some(Ok(bytes)) => decoder.feed(&bytes, &mut events),
+            Some(Err(err)) => {
+                return Err(ProviderError::UpstreamUnavailable {
+                    status: None,
+                    message: format!("the connection broke mid-stream: {err}"),
+                }
+                .into());
+            }
+            None => decoder.finish(&mut events),
+        }
+        for event in events.drain(..) {
+            sink.deliver(event)?;
+        }
+        if decoder.is_done() {
+            return Ok(());
+        }
+    }
+}
+
+fn classify_send_error(error: awc::error::SendRequestError) -> ProviderError {
+    use awc::error::{ConnectError, SendRequestError};
+    match error {
+        SendRequestError::Connect(ConnectError::Timeout) => ProviderError::Timeout {
+            phase: TimeoutPhase::Connect,
+        },
+        SendRequestError::Timeout => ProviderError::Timeout {
+            phase: TimeoutPhase::Response,
+        },
+        other => ProviderError::connect(other),
+    }
+}
