@@ -59,6 +59,10 @@ pub struct AgentArgs {
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
 
+    /// Provider base URL, in the vendor SDK's convention (OpenAI-style ones end in /v1)
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+
     /// Configuration file (TOML) layered over the built-in defaults
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -82,6 +86,7 @@ impl AgentArgs {
             }),
             model: self.model.clone(),
             api_key: self.api_key.clone(),
+            base_url: self.base_url.clone(),
         }
     }
 }

@@ -66,6 +66,40 @@ pub struct ProviderSettings {
     pub name: ProviderChoice,
     pub model: String,
     pub api_key: String,
+    pub base_url: String,
+    pub protocol: ProtocolChoice,
+    pub connect_timeout_ms: u64,
+    pub first_byte_timeout_ms: u64,
+    pub chunk_timeout_ms: u64,
+    pub total_timeout_ms: u64,
+    pub max_retries: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub max_connections: usize,
+    pub actors: usize,
+    pub fallbacks: Vec<FallbackSettings>,
+}
+
+/// A vendor tried, in order, when the primary fails before any output reached the client.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FallbackSettings {
+    pub name: ProviderChoice,
+    pub model: String,
+    pub api_key: String,
+    pub base_url: String,
+}
+
+/// The wire protocol: the vendor's own (`auto`) or a forced one, e.g. `ollama` for Ollama's
+/// native `/api/chat` instead of its OpenAI-compatible `/v1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolChoice {
+    Auto,
+    #[serde(rename = "openai")]
+    OpenAi,
+    Anthropic,
+    Ollama,
 }
 
 /// `auto` or a named vendor.
@@ -111,7 +145,40 @@ impl Default for ProviderSettings {
             name: ProviderChoice::Auto,
             model: String::new(),
             api_key: String::new(),
+            base_url: String::new(),
+            protocol: ProtocolChoice::Auto,
+            connect_timeout_ms: 10_000,
+            first_byte_timeout_ms: 60_000,
+            chunk_timeout_ms: 60_000,
+            total_timeout_ms: 600_000,
+            max_retries: 2,
+            retry_base_ms: 500,
+            retry_max_ms: 8_000,
+            max_connections: 10_000,
+            actors: 0,
+            fallbacks: Vec::new(),
         }
+    }
+}
+
+impl Default for FallbackSettings {
+    fn default() -> Self {
+        Self {
+            name: ProviderChoice::Offline,
+            model: String::new(),
+            api_key: String::new(),
+            base_url: String::new(),
+        }
+    }
+}
+
+impl fmt::Debug for FallbackSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FallbackSettings")
+            .field("name", &self.name)
+            .field("model", &self.model)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -154,6 +221,7 @@ pub struct FlagOverrides {
     pub provider: Option<ProviderChoice>,
     pub model: Option<String>,
     pub api_key: Option<String>,
+    pub base_url: Option<String>,
 }
 
 /// A setting that could not be accepted, ready to print as one line.
@@ -236,6 +304,9 @@ impl FlagOverrides {
         }
         if let Some(key) = &self.api_key {
             provider.insert("api_key".into(), key.clone().into());
+        }
+        if let Some(url) = &self.base_url {
+            provider.insert("base_url".into(), url.clone().into());
         }
         serde_json::json!({ "server": server, "provider": provider })
     }

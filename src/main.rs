@@ -34,7 +34,14 @@ fn run_agent(args: &AgentArgs) -> ExitCode {
         }
     };
     let _log_guard = telemetry::init(&settings.log);
-    tracing::info!(provider = %provider.kind, model = %provider.model, reason = %provider.reason, "provider chosen");
+    tracing::info!(
+        provider = %provider.kind(),
+        model = provider.model(),
+        base_url = %provider.upstreams[0].base_url,
+        fallbacks = provider.upstreams.len() - 1,
+        reason = %provider.reason,
+        "provider chosen"
+    );
 
     let served = actix_web::rt::System::new().block_on(async {
         Application::build(&settings, &provider)?

@@ -11,6 +11,8 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
+use kubiya_actors::provider::ProviderPool;
+
 use crate::config::Settings;
 use crate::extract::BodyLimit;
 use crate::middleware::observe;
@@ -29,7 +31,12 @@ impl Application {
     pub fn build(settings: &Settings, provider: &ProviderSetup) -> std::io::Result<Self> {
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState::new(provider.kind, provider.model.clone()));
+        let actors = match settings.provider.actors {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            count => count,
+        };
+        let providers = ProviderPool::start(provider.upstreams.clone(), actors);
+        let state = web::Data::new(AppState::new(providers));
         let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
 
         let app_state = state.clone();
@@ -51,8 +58,8 @@ impl Application {
         tracing::info!(
             port,
             host = %settings.server.host,
-            provider = %provider.kind,
-            model = %provider.model,
+            provider = %provider.kind(),
+            model = provider.model(),
             "listening: /v1/chat/completions, /discover, /health"
         );
         Ok(Self {

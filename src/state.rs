@@ -4,13 +4,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
-use kubiya_actors::provider::ProviderKind;
+use kubiya_actors::provider::ProviderPool;
 
 use crate::metrics::Metrics;
 
 pub struct AppState {
-    pub provider: ProviderKind,
-    pub model: String,
+    pub providers: ProviderPool,
     pub started: Instant,
     pub started_at: SystemTime,
     pub metrics: Metrics,
@@ -18,10 +17,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(provider: ProviderKind, model: String) -> Self {
+    pub fn new(providers: ProviderPool) -> Self {
         Self {
-            provider,
-            model,
+            providers,
             started: Instant::now(),
             started_at: SystemTime::now(),
             metrics: Metrics::new(),

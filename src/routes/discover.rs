@@ -27,15 +27,15 @@ pub async fn discover(state: web::Data<AppState>) -> HttpResponse {
             "models": [AGENT_MODEL],
             "formats": formats,
         },
-        "provider": state.provider.as_str(),
-        "model": state.model,
+        "provider": state.providers.primary.as_str(),
+        "model": state.providers.model,
         "features": ["chat", "streaming", "tools", "workflows"],
         "api_version": "v1",
         "server": {
             "id": "kubiya-mcp-agent",
             "name": NAME,
             "version": VERSION,
-            "provider": state.provider.as_str(),
+            "provider": state.providers.primary.as_str(),
             "endpoints": {
                 "health": "/health",
                 "discover": "/discover",
@@ -47,7 +47,7 @@ pub async fn discover(state: web::Data<AppState>) -> HttpResponse {
                 "formats": formats,
             },
         },
-        "models": [{ "id": AGENT_MODEL, "name": AGENT_MODEL, "provider": state.provider.as_str(), "backend_model": state.model }],
+        "models": [{ "id": AGENT_MODEL, "name": AGENT_MODEL, "provider": state.providers.primary.as_str(), "backend_model": state.providers.model }],
         "health": {
             "status": if state.is_draining() { "draining" } else { "healthy" },
             "timestamp": now,

@@ -11,7 +11,6 @@ use std::time::Duration;
 use kubiya::config::Settings;
 use kubiya::provider_setup::ProviderSetup;
 use kubiya::startup::Application;
-use kubiya_actors::provider::ProviderKind;
 use serde_json::Value;
 
 pub struct TestApp {
@@ -30,12 +29,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.server.port = 0;
     settings.server.workers = 1;
     configure(&mut settings);
-    let provider = ProviderSetup {
-        kind: ProviderKind::Offline,
-        model: ProviderKind::Offline.preset().default_model.into(),
-        api_key: None,
-        reason: "test".into(),
-    };
+    let provider = ProviderSetup::offline();
     let app = Application::build(&settings, &provider).expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     actix_rt::spawn(app.run_until_stopped());
