@@ -21,6 +21,42 @@ pub struct Settings {
     pub server: ServerSettings,
     pub log: LogSettings,
     pub provider: ProviderSettings,
+    pub agent: AgentSettings,
+    pub sessions: SessionSettings,
+}
+
+/// The agent loop of one chat turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSettings {
+    pub max_iterations: u32,
+    pub heartbeat_secs: u64,
+}
+
+/// The in-memory session store's bounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    pub ttl_secs: u64,
+    pub max_sessions: usize,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            max_iterations: 10,
+            heartbeat_secs: 15,
+        }
+    }
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            ttl_secs: 86_400,
+            max_sessions: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

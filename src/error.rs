@@ -232,6 +232,20 @@ impl ResponseError for ApiError {
     }
 }
 
+impl From<kubiya_actors::session::TurnError> for ApiError {
+    fn from(error: kubiya_actors::session::TurnError) -> Self {
+        use kubiya_actors::session::TurnErrorKind;
+        let code = match error.kind {
+            TurnErrorKind::RateLimited => ErrorCode::RateLimited,
+            TurnErrorKind::UpstreamTimeout => ErrorCode::UpstreamTimeout,
+            TurnErrorKind::Upstream => ErrorCode::UpstreamError,
+            TurnErrorKind::StoreUnavailable => ErrorCode::Unavailable,
+            TurnErrorKind::Draining => ErrorCode::Draining,
+        };
+        ApiError::new(code, error.message)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

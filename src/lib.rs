@@ -13,4 +13,7 @@ pub mod provider_setup;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod streaming;
 pub mod telemetry;
+pub mod tenant;
+pub mod wire;

@@ -104,8 +104,7 @@ pub fn resolve(
             kind,
             model: &fallback.model,
             api_key: vendor_var(kind, env, Var::Key).or(non_empty(&fallback.api_key)),
-            base_url: non_empty(&fallback.base_url)
-                .or_else(|| vendor_var(kind, env, Var::BaseUrl)),
+            base_url: non_empty(&fallback.base_url).or_else(|| vendor_var(kind, env, Var::BaseUrl)),
         };
         upstreams.push(upstream(requested, settings)?);
     }

@@ -11,20 +11,26 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
+use std::sync::Arc;
+
+use actix::Actor;
+use kubiya_actors::composer::Composer;
 use kubiya_actors::provider::ProviderPool;
+use kubiya_actors::session::MemorySessionStore;
 
 use crate::config::Settings;
 use crate::extract::BodyLimit;
 use crate::middleware::observe;
 use crate::provider_setup::ProviderSetup;
 use crate::routes;
-use crate::state::AppState;
+use crate::state::{AppParts, AppState};
 
 pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
     drain_delay: Duration,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -36,7 +42,16 @@ impl Application {
             count => count,
         };
         let providers = ProviderPool::start(provider.upstreams.clone(), actors);
-        let state = web::Data::new(AppState::new(providers));
+        let store = MemorySessionStore::new(
+            Duration::from_secs(settings.sessions.ttl_secs),
+            settings.sessions.max_sessions,
+        );
+        let state = web::Data::new(AppState::new(AppParts {
+            providers,
+            composer: Composer::new().start(),
+            store: Arc::new(store),
+            agent: settings.agent.clone(),
+        }));
         let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
 
         let app_state = state.clone();
@@ -67,6 +82,7 @@ impl Application {
             server,
             state,
             drain_delay: Duration::from_secs(settings.server.drain_delay_secs),
+            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
         })
     }
 
@@ -86,7 +102,19 @@ impl Application {
         if !self.drain_delay.is_zero() {
             tokio::time::sleep(self.drain_delay).await;
         }
-        // Waits for in-flight requests up to the configured shutdown timeout.
+        let open = self.state.open_streams.clone();
+        if tokio::time::timeout(self.shutdown_timeout, open.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = open.count(),
+                "streams still open at the shutdown timeout: ending them"
+            );
+            self.state.shutdown.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), open.wait_idle()).await;
+        }
+        // Waits for other in-flight requests, up to the same timeout.
         handle.stop(true).await;
         let result = server
             .await

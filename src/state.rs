@@ -4,12 +4,26 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
-use kubiya_actors::provider::ProviderPool;
+use std::sync::Arc;
 
+use actix::Addr;
+use kubiya_actors::composer::Composer;
+use kubiya_actors::provider::ProviderPool;
+use kubiya_actors::session::{SessionDeps, SessionStore};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentSettings;
 use crate::metrics::Metrics;
+use crate::streaming::OpenStreams;
 
 pub struct AppState {
     pub providers: ProviderPool,
+    pub composer: Addr<Composer>,
+    pub store: Arc<dyn SessionStore>,
+    pub agent: AgentSettings,
+    pub open_streams: Arc<OpenStreams>,
+    /// Fires when the drain gives up waiting: open turns end with an error and terminator.
+    pub shutdown: CancellationToken,
     pub started: Instant,
     pub started_at: SystemTime,
     pub metrics: Metrics,
@@ -17,13 +31,29 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(providers: ProviderPool) -> Self {
+    pub fn new(parts: AppParts) -> Self {
         Self {
-            providers,
+            providers: parts.providers,
+            composer: parts.composer,
+            store: parts.store,
+            agent: parts.agent,
+            open_streams: Arc::new(OpenStreams::default()),
+            shutdown: CancellationToken::new(),
             started: Instant::now(),
             started_at: SystemTime::now(),
             metrics: Metrics::new(),
             draining: AtomicBool::new(false),
+        }
+    }
+
+    /// What a chat turn's Session talks to.
+    pub fn session_deps(&self) -> SessionDeps {
+        SessionDeps {
+            providers: self.providers.clone(),
+            composer: self.composer.clone(),
+            store: self.store.clone(),
+            max_iterations: self.agent.max_iterations,
+            shutdown: self.shutdown.clone(),
         }
     }
 
@@ -35,4 +65,12 @@ impl AppState {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
+}
+
+/// The actors and stores start-up builds for the state.
+pub struct AppParts {
+    pub providers: ProviderPool,
+    pub composer: Addr<Composer>,
+    pub store: Arc<dyn SessionStore>,
+    pub agent: AgentSettings,
 }

@@ -12,5 +12,8 @@
 //! Workflow execution (the `ExecutionWatcher` actor), sessions, the composer and the MCP
 //! supervisor join as their own modules when their actors arrive.
 
+pub mod composer;
 pub mod provider;
+pub mod session;
+pub mod tools;
 pub mod workflow;

@@ -2,10 +2,11 @@
 //! map errors. [`configure`] mounts them all; [`not_found`] and [`method_not_allowed`] give
 //! unknown routes and wrong methods OpenAI-shaped bodies.
 
+mod chat;
 mod discover;
 mod health;
 mod metrics;
-mod models;
+pub mod models;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, Resource, ResponseError, web};
@@ -21,6 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/health/ready", &["GET"]).get(health::ready))
         .service(resource("/discover", &["GET"]).get(discover::discover))
         .service(resource("/metrics", &["GET"]).get(metrics::metrics))
+        .service(resource("/v1/chat/completions", &["POST"]).post(chat::chat_completions))
         .service(resource("/v1/models", &["GET"]).get(models::list))
         .service(resource("/v1/models/{id:.+}", &["GET"]).get(models::retrieve));
 }

@@ -24,12 +24,36 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the app with default settings changed by `configure`, on 127.0.0.1 and port 0.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_provider(ProviderSetup::offline(), configure).await
+}
+
+/// Starts the app against an OpenAI-protocol upstream at `base` (a mock), with fast retries.
+pub async fn spawn_app_against(base: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut provider = Settings::default().provider;
+    provider.name = kubiya::config::ProviderChoice::OpenAi;
+    provider.max_retries = 1;
+    provider.retry_base_ms = 10;
+    provider.actors = 1;
+    let flags = kubiya::config::FlagOverrides {
+        api_key: Some("sk-test".into()),
+        base_url: Some(format!("{base}/v1")),
+        ..Default::default()
+    };
+    let setup =
+        kubiya::provider_setup::resolve(&provider, &flags, |_| None).expect("a valid provider");
+    spawn_app_with_provider(setup, configure).await
+}
+
+pub async fn spawn_app_with_provider(
+    provider: ProviderSetup,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let mut settings = Settings::default();
     settings.server.host = "127.0.0.1".into();
     settings.server.port = 0;
     settings.server.workers = 1;
+    settings.provider.actors = 1;
     configure(&mut settings);
-    let provider = ProviderSetup::offline();
     let app = Application::build(&settings, &provider).expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     actix_rt::spawn(app.run_until_stopped());
@@ -58,6 +82,30 @@ impl TestApp {
         let json = serde_json::from_slice(&body)
             .unwrap_or_else(|_| panic!("{path}: not JSON: {}", String::from_utf8_lossy(&body)));
         (response.status().as_u16(), response.headers().clone(), json)
+    }
+
+    /// POSTs a JSON body and returns status, headers and the raw body text.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> (u16, awc::http::header::HeaderMap, String) {
+        let mut request = self.client.post(self.url(path));
+        for header in headers {
+            request = request.insert_header(*header);
+        }
+        let mut response = request.send_json(body).await.expect("request sent");
+        let body = response
+            .body()
+            .limit(64 * 1024 * 1024)
+            .await
+            .expect("body read");
+        (
+            response.status().as_u16(),
+            response.headers().clone(),
+            String::from_utf8(body.to_vec()).expect("UTF-8"),
+        )
     }
 
     /// Sends `body` bytes to `path` with `method`, returning status and JSON body.

@@ -2,7 +2,11 @@
 //! down; `helpers` starts the app in-process on port 0 or the real `kubiya` binary.
 
 mod helpers;
+#[path = "../support/mock_upstream.rs"]
+mod mock_upstream;
 
+mod chat;
 mod config;
+mod errors;
 mod probes;
 mod shutdown;

@@ -1,0 +1,87 @@
+//! The `Composer` actor: builds each model request of a turn — the system prompt that
+//! teaches the workflow JSON format and the tools, the conversation so far, and the tool
+//! catalog the model may call. Sessions ask it with [`ComposeTurn`]; it is shared by all
+//! sessions and never does I/O on their behalf.
+
+use actix::prelude::*;
+
+use crate::provider::{ChatMessage, ChatRequest, ToolSpec};
+use crate::tools;
+
+/// Builds the model request for the next step of a turn.
+#[derive(Message)]
+#[rtype(result = "ChatRequest")]
+pub struct ComposeTurn {
+    pub transcript: Vec<ChatMessage>,
+    /// Instructions the client sent as system or developer messages.
+    pub instructions: Option<String>,
+}
+
+pub struct Composer {
+    system_prompt: String,
+    catalog: Vec<ToolSpec>,
+}
+
+impl Composer {
+    pub fn new() -> Self {
+        Self {
+            system_prompt: SYSTEM_PROMPT.to_owned(),
+            catalog: tools::builtin_catalog(),
+        }
+    }
+}
+
+impl Default for Composer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Actor for Composer {
+    type Context = Context<Self>;
+}
+
+impl Handler<ComposeTurn> for Composer {
+    type Result = MessageResult<ComposeTurn>;
+
+    fn handle(&mut self, turn: ComposeTurn, _: &mut Context<Self>) -> Self::Result {
+        let system = match turn.instructions {
+            Some(extra) => format!(
+                "{}\n\nInstructions from the user's application:\n{extra}",
+                self.system_prompt
+            ),
+            None => self.system_prompt.clone(),
+        };
+        MessageResult(ChatRequest {
+            model: String::new(),
+            system: Some(system),
+            messages: turn.transcript,
+            tools: self.catalog.clone(),
+            max_tokens: None,
+            temperature: None,
+            // Always streamed upstream, whatever the client asked: the same decode path,
+            // and a call that can be dropped the moment the client leaves.
+            stream: true,
+        })
+    }
+}
+
+const SYSTEM_PROMPT: &str = r#"You are the Kubiya workflow agent. You turn requests in plain language into workflows, validate them, and run them when the user asks.
+
+A workflow is JSON:
+{"name": "kebab-case-name", "description": "...", "type": "chain" | "graph",
+ "params": {"NAME": "default value"}, "env": {"KEY": "value"},
+ "steps": [
+   {"name": "unique-step-name", "command": "shell command using ${NAME}", "output": "VAR_NAME"},
+   {"name": "next", "command": "echo ${VAR_NAME}", "depends": ["unique-step-name"]},
+   {"name": "script-step", "command": "python", "script": "print('hi')"},
+   {"name": "call-api", "executor": {"type": "http", "config": {"url": "https://...", "method": "GET"}}}
+ ]}
+Rules: step names are unique; in a "chain" each step runs after the previous one; in a "graph" steps run as soon as everything in "depends" has finished, so independent steps run in parallel; "${NAME}" refers to a param, an env variable, or the "output" of a step it depends on; per step you may set "timeout" (seconds), "retryPolicy" {"limit": 3, "intervalSec": 5}, "continueOn" {"failure": true} and "preconditions".
+
+Tools:
+- validate_workflow {workflow}: always validate before running; fix every error it reports and validate again.
+- execute_workflow {workflow, params, runner}: runs a valid workflow; the user sees each step live; you get the final status and outputs. Only run when the user asked for it.
+- get_execution {execution_id}: the state of an execution.
+- list_runners {}: where workflows can run.
+After running, summarise the outcome in a few sentences."#;

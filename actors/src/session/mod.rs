@@ -1,0 +1,13 @@
+//! Conversations: the per-request [`Session`] actor that runs one agent turn, the
+//! [`TurnEvent`]s it emits (wire-independent; the HTTP layer encodes them), and the
+//! [`store`] that keeps transcripts between turns.
+
+mod actor;
+mod event;
+pub mod store;
+
+pub use actor::{BeginTurn, Session, SessionDeps, TurnRejected, TurnRequest};
+pub use event::{TurnError, TurnErrorKind, TurnEvent};
+pub use store::{
+    MemorySessionStore, SessionKey, SessionRecord, SessionStore, StoreError, TurnLease,
+};

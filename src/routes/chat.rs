@@ -1,0 +1,365 @@
+//! `POST /v1/chat/completions`: the agent behind OpenAI's chat API. The handler validates
+//! the request into a [`TurnRequest`], starts a per-request `Session` actor, waits until it
+//! holds the session (409 when another turn does) and for its first event (so a provider
+//! failure before any output still gets a proper status), then streams the rest as OpenAI
+//! SSE or the Vercel data stream — or folds it into one `chat.completion`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::Actor;
+use actix_web::http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use kubiya_actors::provider::{ChatMessage, ToolCall};
+use kubiya_actors::session::{
+    BeginTurn, Session, SessionKey, TurnEvent, TurnRejected, TurnRequest,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::AGENT_MODEL;
+use super::models::model_not_found;
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::ValidJson;
+use crate::state::AppState;
+use crate::streaming::{EventBody, StreamGuard};
+use crate::tenant::DEFAULT_TENANT;
+use crate::wire::completion::CompletionBuilder;
+use crate::wire::openai::OpenAiSseEncoder;
+use crate::wire::vercel::VercelEncoder;
+use crate::wire::{StreamEncoder, StreamFormat};
+
+pub const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+const USER_ID: &str = "x-user-id";
+const STREAMING_FORMAT: &str = "x-streaming-format";
+const DEFAULT_USER: &str = "default_user";
+
+#[derive(Debug, Deserialize)]
+pub struct ChatCompletionRequest {
+    model: String,
+    messages: Vec<RequestMessage>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    n: Option<u32>,
+    /// The original's body field choosing the stream format (`vercel`).
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    stream_format: Option<String>,
+    #[serde(default)]
+    session_id: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+enum RequestMessage {
+    System {
+        content: Content,
+    },
+    Developer {
+        content: Content,
+    },
+    User {
+        content: Content,
+    },
+    Assistant {
+        #[serde(default)]
+        content: Option<Content>,
+        #[serde(default)]
+        tool_calls: Vec<RequestToolCall>,
+    },
+    Tool {
+        tool_call_id: String,
+        content: Content,
+    },
+    Function {
+        name: String,
+        #[serde(default)]
+        content: Option<Content>,
+    },
+}
+
+/// A string, or an array of parts of which the text ones count.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Debug, Deserialize)]
+struct ContentPart {
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RequestToolCall {
+    id: String,
+    function: RequestFunction,
+}
+
+#[derive(Debug, Deserialize)]
+struct RequestFunction {
+    name: String,
+    #[serde(default)]
+    arguments: String,
+}
+
+impl Content {
+    fn into_text(self) -> String {
+        match self {
+            Content::Text(text) => text,
+            Content::Parts(parts) => parts
+                .into_iter()
+                .filter_map(|part| part.text)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+/// The request, validated: what the session runs and how the answer is sent.
+struct ValidTurn {
+    turn: TurnRequest,
+    stream: Option<StreamFormat>,
+    include_usage: bool,
+}
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| !value.is_empty())
+}
+
+fn validate(req: &HttpRequest, body: ChatCompletionRequest) -> Result<ValidTurn, ApiError> {
+    if body.model != AGENT_MODEL {
+        return Err(model_not_found(&body.model));
+    }
+    if body.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::invalid_field(
+            "n",
+            "Only n=1 is supported: the agent gives one answer per turn.",
+        ));
+    }
+    let vercel = [
+        header(req, STREAMING_FORMAT),
+        body.format.as_deref(),
+        body.stream_format.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|format| format.eq_ignore_ascii_case("vercel"));
+    let stream = match (vercel, body.stream.unwrap_or(false)) {
+        (true, _) => Some(StreamFormat::Vercel),
+        (false, true) => Some(StreamFormat::OpenAiSse),
+        (false, false) => None,
+    };
+    let session_id = body
+        .session_id
+        .or_else(|| header(req, SESSION_ID.as_str()).map(str::to_owned));
+    let user = body
+        .user_id
+        .or_else(|| header(req, USER_ID).map(str::to_owned))
+        .unwrap_or_else(|| DEFAULT_USER.to_owned());
+    let (messages, instructions) = convert_messages(body.messages)?;
+    if !messages
+        .iter()
+        .any(|message| matches!(message, ChatMessage::User { .. }))
+    {
+        return Err(ApiError::invalid_field(
+            "messages",
+            "`messages` must contain at least one user message.",
+        ));
+    }
+    Ok(ValidTurn {
+        turn: TurnRequest {
+            key: SessionKey {
+                tenant: DEFAULT_TENANT.to_owned(),
+                user,
+                id: session_id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            },
+            continuing: session_id.is_some(),
+            messages,
+            instructions,
+        },
+        stream,
+        include_usage: body
+            .stream_options
+            .and_then(|options| options.include_usage)
+            .unwrap_or(false),
+    })
+}
+
+/// OpenAI messages into the conversation; system and developer messages become instructions.
+fn convert_messages(
+    messages: Vec<RequestMessage>,
+) -> Result<(Vec<ChatMessage>, Option<String>), ApiError> {
+    let mut conversation = Vec::with_capacity(messages.len());
+    let mut instructions: Vec<String> = Vec::new();
+    for (index, message) in messages.into_iter().enumerate() {
+        match message {
+            RequestMessage::System { content } | RequestMessage::Developer { content } => {
+                instructions.push(content.into_text());
+            }
+            RequestMessage::User { content } => {
+                conversation.push(ChatMessage::user(content.into_text()))
+            }
+            RequestMessage::Assistant {
+                content,
+                tool_calls,
+            } => {
+                let tool_calls = tool_calls
+                    .into_iter()
+                    .enumerate()
+                    .map(|(call_index, call)| {
+                        let arguments = if call.function.arguments.trim().is_empty() {
+                            Value::Object(Default::default())
+                        } else {
+                            serde_json::from_str(&call.function.arguments).map_err(|err| {
+                                ApiError::invalid_field(
+                                    format!("messages[{index}].tool_calls[{call_index}].function.arguments"),
+                                    format!("The tool call arguments are not valid JSON: {err}"),
+                                )
+                            })?
+                        };
+                        Ok(ToolCall {
+                            id: call.id,
+                            name: call.function.name,
+                            arguments,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, ApiError>>()?;
+                conversation.push(ChatMessage::Assistant {
+                    content: content
+                        .map(Content::into_text)
+                        .filter(|text| !text.is_empty()),
+                    tool_calls,
+                });
+            }
+            RequestMessage::Tool {
+                tool_call_id,
+                content,
+            } => {
+                let name = conversation
+                    .iter()
+                    .rev()
+                    .find_map(|earlier| match earlier {
+                        ChatMessage::Assistant { tool_calls, .. } => tool_calls
+                            .iter()
+                            .find(|call| call.id == tool_call_id)
+                            .map(|call| call.name.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                conversation.push(ChatMessage::Tool {
+                    tool_call_id,
+                    name,
+                    content: content.into_text(),
+                    is_error: false,
+                });
+            }
+            RequestMessage::Function { name, content } => conversation.push(ChatMessage::Tool {
+                tool_call_id: format!("call_{name}"),
+                name,
+                content: content.map(Content::into_text).unwrap_or_default(),
+                is_error: false,
+            }),
+        }
+    }
+    let instructions = (!instructions.is_empty()).then(|| instructions.join("\n\n"));
+    Ok((conversation, instructions))
+}
+
+pub async fn chat_completions(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ValidJson(body): ValidJson<ChatCompletionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let ValidTurn {
+        turn,
+        stream,
+        include_usage,
+    } = validate(&req, body)?;
+    let session_id = turn.key.id.clone();
+    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let session = Session::new(state.session_deps(), turn, sender).start();
+    session
+        .send(BeginTurn)
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|rejected| match rejected {
+            TurnRejected::Busy(_) => {
+                ApiError::new(ErrorCode::SessionBusy, rejected.to_string()).with_param("session_id")
+            }
+            TurnRejected::StoreUnavailable(_) => {
+                ApiError::new(ErrorCode::Unavailable, rejected.to_string())
+            }
+        })?;
+    let first = events
+        .recv()
+        .await
+        .ok_or_else(|| ApiError::internal("the session ended without an event"))?;
+    if let TurnEvent::Failed(error) = first {
+        return Err(error.into());
+    }
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let session_header = HeaderValue::from_str(&session_id).map_err(ApiError::internal)?;
+
+    let Some(format) = stream else {
+        let mut completion = CompletionBuilder::default();
+        let mut next = Some(first);
+        while let Some(event) = next {
+            if let TurnEvent::Failed(error) = event {
+                return Err(error.into());
+            }
+            let terminal = event.is_terminal();
+            completion.push(event);
+            next = if terminal { None } else { events.recv().await };
+        }
+        return Ok(HttpResponse::Ok()
+            .insert_header((SESSION_ID, session_header))
+            .json(completion.build(&id, created, &session_id)));
+    };
+
+    let (encoder, content_type): (Box<dyn StreamEncoder>, &str) = match format {
+        StreamFormat::OpenAiSse => (
+            Box::new(OpenAiSseEncoder::new(id, created, include_usage)),
+            "text/event-stream; charset=utf-8",
+        ),
+        StreamFormat::Vercel => (Box::new(VercelEncoder), "text/plain; charset=utf-8"),
+    };
+    let body = EventBody::new(
+        first,
+        events,
+        encoder,
+        Duration::from_secs(state.agent.heartbeat_secs),
+        StreamGuard::new(state.open_streams.clone()),
+    );
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type(content_type)
+        .insert_header((SESSION_ID, session_header))
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"));
+    if format == StreamFormat::Vercel {
+        response.insert_header(("x-vercel-ai-data-stream", "v1"));
+    }
+    Ok(response.streaming(body))
+}

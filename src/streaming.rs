@@ -1,0 +1,146 @@
+//! The body of a streamed turn: a `Stream` over the Session's [`TurnEvent`] channel that
+//! encodes each event into one chunk (one event per write), sends a heartbeat comment when
+//! the stream has been idle, and ends after the terminal event. While it lives it counts as
+//! an open stream, which the drain on shutdown waits for; dropping it (the client left)
+//! closes the channel, which stops the Session.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use kubiya_actors::session::TurnEvent;
+use tokio::sync::Notify;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::wire::StreamEncoder;
+
+/// Open streams, so shutdown can wait for them to finish.
+#[derive(Default)]
+pub struct OpenStreams {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl OpenStreams {
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no stream is open.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Held by a stream body for as long as it is open.
+pub struct StreamGuard(Arc<OpenStreams>);
+
+impl StreamGuard {
+    pub fn new(streams: Arc<OpenStreams>) -> Self {
+        streams.count.fetch_add(1, Ordering::AcqRel);
+        Self(streams)
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+pub struct EventBody {
+    events: UnboundedReceiver<TurnEvent>,
+    encoder: Box<dyn StreamEncoder>,
+    /// The first event, already taken from the channel to decide the response status.
+    first: Option<TurnEvent>,
+    heartbeat: Option<tokio::time::Interval>,
+    buffer: BytesMut,
+    done: bool,
+    _guard: StreamGuard,
+}
+
+impl EventBody {
+    pub fn new(
+        first: TurnEvent,
+        events: UnboundedReceiver<TurnEvent>,
+        encoder: Box<dyn StreamEncoder>,
+        heartbeat_every: Duration,
+        guard: StreamGuard,
+    ) -> Self {
+        let heartbeat = (encoder.heartbeat().is_some() && !heartbeat_every.is_zero()).then(|| {
+            let mut interval = tokio::time::interval_at(
+                tokio::time::Instant::now() + heartbeat_every,
+                heartbeat_every,
+            );
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        });
+        Self {
+            events,
+            encoder,
+            first: Some(first),
+            heartbeat,
+            buffer: BytesMut::with_capacity(512),
+            done: false,
+            _guard: guard,
+        }
+    }
+
+    fn encode(&mut self, event: &TurnEvent) -> Bytes {
+        self.encoder.encode(event, &mut self.buffer);
+        if event.is_terminal() {
+            self.done = true;
+        }
+        if let Some(heartbeat) = self.heartbeat.as_mut() {
+            heartbeat.reset();
+        }
+        self.buffer.split().freeze()
+    }
+}
+
+impl Stream for EventBody {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(this.encode(&first))));
+        }
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match this.events.poll_recv(cx) {
+                Poll::Ready(Some(event)) => {
+                    let bytes = this.encode(&event);
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(bytes)));
+                }
+                // The Session ended without a terminal event (it cannot, but never hang).
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {}
+            }
+            if let Some(heartbeat) = this.heartbeat.as_mut()
+                && heartbeat.poll_tick(cx).is_ready()
+                && let Some(comment) = this.encoder.heartbeat()
+            {
+                return Poll::Ready(Some(Ok(Bytes::from_static(comment))));
+            }
+            return Poll::Pending;
+        }
+    }
+}
