@@ -18,7 +18,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::wire::StreamEncoder;
 
-/// Open streams, so shutdown can wait for them to finish.
+/// Turns in progress and open streams, so shutdown can wait for them to finish.
 #[derive(Default)]
 pub struct OpenStreams {
     count: AtomicUsize,

@@ -295,6 +295,8 @@ pub async fn chat_completions(
         include_usage,
     } = validate(&req, body)?;
     let session_id = turn.key.id.clone();
+    // Counted from now: the drain on shutdown waits for turns in progress, whole or streamed.
+    let open_turn = StreamGuard::new(state.open_streams.clone());
     let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
     let session = Session::new(state.session_deps(), turn, sender).start();
     session
@@ -333,6 +335,7 @@ pub async fn chat_completions(
             completion.push(event);
             next = if terminal { None } else { events.recv().await };
         }
+        drop(open_turn);
         return Ok(HttpResponse::Ok()
             .insert_header((SESSION_ID, session_header))
             .json(completion.build(&id, created, &session_id)));
@@ -350,7 +353,7 @@ pub async fn chat_completions(
         events,
         encoder,
         Duration::from_secs(state.agent.heartbeat_secs),
-        StreamGuard::new(state.open_streams.clone()),
+        open_turn,
     );
     let mut response = HttpResponse::Ok();
     response
