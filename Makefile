@@ -17,9 +17,21 @@ test: deps fmt-check lint test-only
 test-only:
 	$(CARGO) test --workspace --all-targets
 
-## deps: what the tests need beyond the Rust toolchain (bubblewrap sandboxes local steps)
-deps:
+VENV := .venv
+CLIENTS := tests/clients
+
+## deps: what the tests need beyond the Rust toolchain: bubblewrap (sandboxes local steps),
+## and the real client SDKs the tests read our streams with, pinned in tests/clients/
+deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json
 	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
+
+$(VENV)/.installed: $(CLIENTS)/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r $(CLIENTS)/requirements.txt
+	touch $@
+
+$(CLIENTS)/node_modules/.package-lock.json: $(CLIENTS)/package-lock.json
+	cd $(CLIENTS) && npm ci --no-audit --no-fund
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

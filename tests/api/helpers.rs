@@ -303,10 +303,19 @@ pub fn blocking_post(url: &str, body: Value) -> (u16, String) {
     let url = url.to_owned();
     std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
-            let client = awc::Client::builder().timeout(Duration::from_secs(60)).finish();
-            let mut response = client.post(&url).send_json(&body).await.expect("request sent");
+            let client = awc::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .finish();
+            let mut response = client
+                .post(&url)
+                .send_json(&body)
+                .await
+                .expect("request sent");
             let body = response.body().limit(16 * 1024 * 1024).await.expect("body");
-            (response.status().as_u16(), String::from_utf8_lossy(&body).into_owned())
+            (
+                response.status().as_u16(),
+                String::from_utf8_lossy(&body).into_owned(),
+            )
         })
     })
     .join()

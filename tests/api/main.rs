@@ -6,6 +6,7 @@ mod helpers;
 mod mock_upstream;
 
 mod chat;
+mod clients;
 mod config;
 mod errors;
 mod probes;

@@ -40,10 +40,21 @@ fn sigterm_during_a_stream_lets_it_finish_then_exits_0() {
         .split_inclusive("\n\n")
         .map(str::to_owned)
         .collect();
-    let mock = MockUpstream::start(vec![Reply::sse_chunks(pieces, Duration::from_millis(150), false)]);
+    let mock = MockUpstream::start(vec![Reply::sse_chunks(
+        pieces,
+        Duration::from_millis(150),
+        false,
+    )]);
     let base_url = format!("{}/v1", mock.base());
     let mut server = ServerProcess::start(
-        &["--provider", "openai", "--base-url", &base_url, "--api-key", "sk-test"],
+        &[
+            "--provider",
+            "openai",
+            "--base-url",
+            &base_url,
+            "--api-key",
+            "sk-test",
+        ],
         &[],
         None,
     );
@@ -52,7 +63,10 @@ fn sigterm_during_a_stream_lets_it_finish_then_exits_0() {
     let streaming = std::thread::spawn(move || blocking_post(&url, request));
     let deadline = Instant::now() + Duration::from_secs(10);
     while mock.requests().is_empty() {
-        assert!(Instant::now() < deadline, "the turn never reached the model");
+        assert!(
+            Instant::now() < deadline,
+            "the turn never reached the model"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     server.signal(libc::SIGTERM);

@@ -1,0 +1,94 @@
+//! Real client SDKs read our output: the official `openai` Python package (whole answers,
+//! streams, `include_usage`, errors) and the AI SDK 4's own data-stream parser (`ai` on npm).
+//! Both are pinned in `tests/clients/` and installed by `make deps`.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::helpers::spawn_app_against;
+use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, openai_tool_call_stream};
+
+fn clients_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients"))
+}
+
+/// Runs a client program off the test's runtime thread and parses the JSON it prints.
+async fn run_client(program: &str, args: Vec<String>) -> Value {
+    let program = program.to_owned();
+    let output = actix_web::rt::task::spawn_blocking(move || {
+        Command::new(&program)
+            .args(&args)
+            .current_dir(clients_dir())
+            .output()
+            .unwrap_or_else(|err| panic!("{program} could not start ({err}); run `make deps`"))
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "client failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("client printed: {stdout}"))
+}
+
+#[actix_rt::test]
+async fn the_openai_python_package_reads_answers_streams_usage_and_errors() {
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    let mock = MockUpstream::start(vec![
+        Reply::sse(openai_text_stream("Hello from the agent.")),
+        Reply::sse(openai_text_stream("Streamed hello.")),
+        Reply::sse(openai_text_stream("Counted hello.")),
+    ]);
+    let app = spawn_app_against(&mock.base(), |_| {}).await;
+    let seen = run_client(python, vec!["openai_client.py".into(), app.address.clone()]).await;
+    assert_eq!(seen["whole"], "Hello from the agent.");
+    assert_eq!(seen["whole_usage"]["total_tokens"], 18);
+    assert_eq!(seen["stream"], "Streamed hello.");
+    assert_eq!(seen["finish"], "stop");
+    assert_eq!(seen["usage"]["prompt_tokens"], 11);
+    assert_eq!(seen["usage"]["completion_tokens"], 7);
+    assert_eq!(seen["models"], json!(["kubiya-workflow-agent"]));
+    assert_eq!(
+        seen["error"],
+        json!({"class": "NotFoundError", "status": 404})
+    );
+}
+
+#[actix_rt::test]
+async fn the_ai_sdk_parses_our_data_stream_with_its_own_parser() {
+    let workflow = json!({"name": "hello", "steps": [{"name": "say", "command": "echo hi"}]});
+    let mock = MockUpstream::start(vec![
+        Reply::sse(openai_tool_call_stream(
+            "call_v",
+            "validate_workflow",
+            &json!({"workflow": workflow}),
+        )),
+        Reply::sse(openai_text_stream("It is valid.")),
+    ]);
+    let app = spawn_app_against(&mock.base(), |_| {}).await;
+    let request = json!({"model": "kubiya-workflow-agent", "messages": [{"role": "user", "content": "hello workflow"}]});
+    let seen = run_client(
+        "node",
+        vec![
+            "vercel_client.mjs".into(),
+            app.url("/v1/chat/completions"),
+            request.to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(seen["status"], 200);
+    assert_eq!(seen["header"], "v1");
+    assert_eq!(seen["errors"], json!([]));
+    assert_eq!(seen["text"], "It is valid.");
+    assert_eq!(seen["toolCalls"][0]["toolName"], "validate_workflow");
+    assert_eq!(seen["toolCalls"][0]["args"]["workflow"]["name"], "hello");
+    assert_eq!(seen["toolResults"][0]["toolCallId"], "call_v");
+    assert_eq!(seen["toolResults"][0]["result"]["valid"], true);
+    assert_eq!(seen["steps"][0]["finishReason"], "tool-calls");
+    assert_eq!(seen["finish"]["finishReason"], "stop");
+    assert_eq!(seen["finish"]["usage"]["promptTokens"], 31);
+}
