@@ -23,6 +23,26 @@ pub struct Settings {
     pub provider: ProviderSettings,
     pub agent: AgentSettings,
     pub sessions: SessionSettings,
+    pub compose: ComposeSettings,
+}
+
+/// The Compose API's refinement loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComposeSettings {
+    pub max_loop_iterations: u32,
+    pub timeout_secs: u64,
+    pub generation_model: String,
+}
+
+impl Default for ComposeSettings {
+    fn default() -> Self {
+        Self {
+            max_loop_iterations: 3,
+            timeout_secs: 300,
+            generation_model: String::new(),
+        }
+    }
 }
 
 /// The agent loop of one chat turn.

@@ -241,6 +241,8 @@ impl From<kubiya_actors::session::TurnError> for ApiError {
             TurnErrorKind::Upstream => ErrorCode::UpstreamError,
             TurnErrorKind::StoreUnavailable => ErrorCode::Unavailable,
             TurnErrorKind::Draining => ErrorCode::Draining,
+            TurnErrorKind::Unprocessable => ErrorCode::Unprocessable,
+            TurnErrorKind::TimedOut => ErrorCode::UpstreamTimeout,
         };
         ApiError::new(code, error.message)
     }

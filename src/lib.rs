@@ -16,4 +16,5 @@ pub mod state;
 pub mod streaming;
 pub mod telemetry;
 pub mod tenant;
+pub mod turn;
 pub mod wire;

@@ -51,6 +51,7 @@ impl Application {
             composer: Composer::new().start(),
             store: Arc::new(store),
             agent: settings.agent.clone(),
+            compose: settings.compose.clone(),
         }));
         let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
 

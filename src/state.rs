@@ -12,7 +12,7 @@ use kubiya_actors::provider::ProviderPool;
 use kubiya_actors::session::{SessionDeps, SessionStore};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::AgentSettings;
+use crate::config::{AgentSettings, ComposeSettings};
 use crate::metrics::Metrics;
 use crate::streaming::OpenStreams;
 
@@ -21,6 +21,7 @@ pub struct AppState {
     pub composer: Addr<Composer>,
     pub store: Arc<dyn SessionStore>,
     pub agent: AgentSettings,
+    pub compose: ComposeSettings,
     pub open_streams: Arc<OpenStreams>,
     /// Fires when the drain gives up waiting: open turns end with an error and terminator.
     pub shutdown: CancellationToken,
@@ -37,6 +38,7 @@ impl AppState {
             composer: parts.composer,
             store: parts.store,
             agent: parts.agent,
+            compose: parts.compose,
             open_streams: Arc::new(OpenStreams::default()),
             shutdown: CancellationToken::new(),
             started: Instant::now(),
@@ -73,4 +75,5 @@ pub struct AppParts {
     pub composer: Addr<Composer>,
     pub store: Arc<dyn SessionStore>,
     pub agent: AgentSettings,
+    pub compose: ComposeSettings,
 }

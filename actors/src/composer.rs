@@ -15,6 +15,18 @@ pub struct ComposeTurn {
     pub transcript: Vec<ChatMessage>,
     /// Instructions the client sent as system or developer messages.
     pub instructions: Option<String>,
+    pub purpose: Purpose,
+    /// A model other than the provider's default (the Compose API's `model_overrides`).
+    pub model: Option<String>,
+}
+
+/// What the turn is for, which decides the instructions and the tools offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The chat agent: every tool.
+    Chat,
+    /// The Compose API: produce one valid workflow; only `validate_workflow` is offered.
+    Compose,
 }
 
 pub struct Composer {
@@ -45,18 +57,28 @@ impl Handler<ComposeTurn> for Composer {
     type Result = MessageResult<ComposeTurn>;
 
     fn handle(&mut self, turn: ComposeTurn, _: &mut Context<Self>) -> Self::Result {
-        let system = match turn.instructions {
-            Some(extra) => format!(
-                "{}\n\nInstructions from the user's application:\n{extra}",
-                self.system_prompt
-            ),
-            None => self.system_prompt.clone(),
+        let mut system = self.system_prompt.clone();
+        if turn.purpose == Purpose::Compose {
+            system.push_str(COMPOSE_INSTRUCTIONS);
+        }
+        if let Some(extra) = turn.instructions {
+            system.push_str("\n\nInstructions from the user's application:\n");
+            system.push_str(&extra);
+        }
+        let tools = match turn.purpose {
+            Purpose::Chat => self.catalog.clone(),
+            Purpose::Compose => self
+                .catalog
+                .iter()
+                .filter(|tool| tool.name == tools::VALIDATE_WORKFLOW)
+                .cloned()
+                .collect(),
         };
         MessageResult(ChatRequest {
-            model: String::new(),
+            model: turn.model.unwrap_or_default(),
             system: Some(system),
             messages: turn.transcript,
-            tools: self.catalog.clone(),
+            tools,
             max_tokens: None,
             temperature: None,
             // Always streamed upstream, whatever the client asked: the same decode path,
@@ -85,3 +107,7 @@ Tools:
 - get_execution {execution_id}: the state of an execution.
 - list_runners {}: where workflows can run.
 After running, summarise the outcome in a few sentences."#;
+
+const COMPOSE_INSTRUCTIONS: &str = r#"
+
+You are serving the Compose API: turn the task into one workflow. Call validate_workflow with the complete workflow JSON; when it reports errors, fix all of them and call it again. Honour the context's preferred runner and constraints. Do not ask questions: make sensible assumptions and state them briefly."#;

@@ -63,3 +63,18 @@ pub fn workflow_argument(arguments: &Value) -> &Value {
         None => arguments,
     }
 }
+
+/// `list_runners`' result.
+pub fn runners() -> Value {
+    json!({"runners": [{"name": "local", "description": "this host, each step sandboxed"}]})
+}
+
+/// A workflow written as JSON in the model's text (a fenced block or a bare object), for
+/// models that answer in prose instead of calling the tool.
+pub fn workflow_in_text(text: &str) -> Option<Value> {
+    let start = text.find('{')?;
+    let end = text.rfind('}')?;
+    let candidate: Value = serde_json::from_str(text.get(start..=end)?).ok()?;
+    let workflow = workflow_argument(&candidate);
+    workflow.get("steps").is_some().then(|| workflow.clone())
+}

@@ -6,29 +6,24 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix::Actor;
-use actix_web::http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use kubiya_actors::provider::{ChatMessage, ToolCall};
-use kubiya_actors::session::{
-    BeginTurn, Session, SessionKey, TurnEvent, TurnRejected, TurnRequest,
-};
+use kubiya_actors::session::{SessionKey, TurnMode, TurnRequest};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::AGENT_MODEL;
 use super::models::model_not_found;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::extract::ValidJson;
 use crate::state::AppState;
-use crate::streaming::{EventBody, StreamGuard};
 use crate::tenant::DEFAULT_TENANT;
+use crate::turn::{self, SESSION_ID};
 use crate::wire::completion::CompletionBuilder;
 use crate::wire::openai::OpenAiSseEncoder;
 use crate::wire::vercel::VercelEncoder;
 use crate::wire::{StreamEncoder, StreamFormat};
 
-pub const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
 const USER_ID: &str = "x-user-id";
 const STREAMING_FORMAT: &str = "x-streaming-format";
 const DEFAULT_USER: &str = "default_user";
@@ -195,6 +190,7 @@ fn validate(req: &HttpRequest, body: ChatCompletionRequest) -> Result<ValidTurn,
             continuing: session_id.is_some(),
             messages,
             instructions,
+            mode: TurnMode::Chat,
         },
         stream,
         include_usage: body
@@ -294,75 +290,28 @@ pub async fn chat_completions(
         stream,
         include_usage,
     } = validate(&req, body)?;
-    let session_id = turn.key.id.clone();
-    // Counted from now: the drain on shutdown waits for turns in progress, whole or streamed.
-    let open_turn = StreamGuard::new(state.open_streams.clone());
-    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let session = Session::new(state.session_deps(), turn, sender).start();
-    session
-        .send(BeginTurn)
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|rejected| match rejected {
-            TurnRejected::Busy(_) => {
-                ApiError::new(ErrorCode::SessionBusy, rejected.to_string()).with_param("session_id")
-            }
-            TurnRejected::StoreUnavailable(_) => {
-                ApiError::new(ErrorCode::Unavailable, rejected.to_string())
-            }
-        })?;
-    let first = events
-        .recv()
-        .await
-        .ok_or_else(|| ApiError::internal("the session ended without an event"))?;
-    if let TurnEvent::Failed(error) = first {
-        return Err(error.into());
-    }
+    let started = turn::start(&state, turn).await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let session_header = HeaderValue::from_str(&session_id).map_err(ApiError::internal)?;
-
-    let Some(format) = stream else {
-        let mut completion = CompletionBuilder::default();
-        let mut next = Some(first);
-        while let Some(event) = next {
-            if let TurnEvent::Failed(error) = event {
-                return Err(error.into());
-            }
-            let terminal = event.is_terminal();
-            completion.push(event);
-            next = if terminal { None } else { events.recv().await };
+    let encoder: Box<dyn StreamEncoder> = match stream {
+        Some(StreamFormat::Vercel) => Box::new(VercelEncoder),
+        Some(_) => Box::new(OpenAiSseEncoder::new(id, created, include_usage)),
+        None => {
+            let session = started.session_header();
+            let session_id = started.session_id.clone();
+            let mut completion = CompletionBuilder::default();
+            started.collect(|event| completion.push(event)).await?;
+            return Ok(HttpResponse::Ok()
+                .insert_header(session)
+                .json(completion.build(&id, created, &session_id)));
         }
-        drop(open_turn);
-        return Ok(HttpResponse::Ok()
-            .insert_header((SESSION_ID, session_header))
-            .json(completion.build(&id, created, &session_id)));
     };
-
-    let (encoder, content_type): (Box<dyn StreamEncoder>, &str) = match format {
-        StreamFormat::OpenAiSse => (
-            Box::new(OpenAiSseEncoder::new(id, created, include_usage)),
-            "text/event-stream; charset=utf-8",
-        ),
-        StreamFormat::Vercel => (Box::new(VercelEncoder), "text/plain; charset=utf-8"),
-    };
-    let body = EventBody::new(
-        first,
-        events,
+    let format = stream.unwrap_or(StreamFormat::OpenAiSse);
+    Ok(started.into_response(
+        format,
         encoder,
         Duration::from_secs(state.agent.heartbeat_secs),
-        open_turn,
-    );
-    let mut response = HttpResponse::Ok();
-    response
-        .content_type(content_type)
-        .insert_header((SESSION_ID, session_header))
-        .insert_header((CACHE_CONTROL, "no-cache"))
-        .insert_header(("x-accel-buffering", "no"));
-    if format == StreamFormat::Vercel {
-        response.insert_header(("x-vercel-ai-data-stream", "v1"));
-    }
-    Ok(response.streaming(body))
+    ))
 }

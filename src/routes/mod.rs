@@ -3,6 +3,7 @@
 //! unknown routes and wrong methods OpenAI-shaped bodies.
 
 mod chat;
+mod compose;
 mod discover;
 mod health;
 mod metrics;
@@ -23,6 +24,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/discover", &["GET"]).get(discover::discover))
         .service(resource("/metrics", &["GET"]).get(metrics::metrics))
         .service(resource("/v1/chat/completions", &["POST"]).post(chat::chat_completions))
+        .service(resource("/compose", &["POST"]).post(compose::compose))
+        .service(resource("/api/v1/compose", &["POST"]).post(compose::compose))
+        .service(resource("/api/v2/compose", &["POST"]).post(compose::compose))
+        .service(resource("/ws/compose", &["GET"]).get(compose::compose_ws))
         .service(resource("/v1/models", &["GET"]).get(models::list))
         .service(resource("/v1/models/{id:.+}", &["GET"]).get(models::retrieve));
 }

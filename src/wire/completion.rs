@@ -47,6 +47,11 @@ impl CompletionBuilder {
                 self.content.push_str(&readable::execution_event(&event));
                 self.activity.push(event);
             }
+            TurnEvent::Workflow(_) | TurnEvent::ValidationFailed { .. } => {
+                if let Some(event) = super::compose::event_json(&event) {
+                    self.activity.push(event);
+                }
+            }
             TurnEvent::Finished { reason, usage } => {
                 self.finish = Some((finish_reason(&reason), usage_json(usage)));
             }

@@ -5,6 +5,7 @@
 //! [`readable`] renders tool and workflow activity as text lines for plain clients.
 
 pub mod completion;
+pub mod compose;
 pub mod openai;
 pub mod readable;
 pub mod vercel;
@@ -17,6 +18,10 @@ use kubiya_actors::session::TurnEvent;
 pub enum StreamFormat {
     OpenAiSse,
     Vercel,
+    /// The Compose API's own events over SSE.
+    ComposeSse,
+    /// The Compose API's events as raw NDJSON (`stream_format: null`).
+    Ndjson,
 }
 
 /// Encodes one event at a time; `None` from [`heartbeat`](StreamEncoder::heartbeat) means the

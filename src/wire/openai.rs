@@ -179,6 +179,11 @@ impl StreamEncoder for OpenAiSseEncoder {
             TurnEvent::Execution(event) => {
                 self.content(out, &readable::execution_event(event), Some(event))
             }
+            TurnEvent::Workflow(_) | TurnEvent::ValidationFailed { .. } => {
+                if let Some(extension) = super::compose::event_json(event) {
+                    self.content(out, &readable::compose_event(&extension), Some(&extension));
+                }
+            }
             TurnEvent::StepFinished { .. } => {}
             TurnEvent::Finished { reason, usage } => {
                 self.chunk(out, Delta::default(), Some(finish_reason(reason)), None);

@@ -58,3 +58,19 @@ fn duration(event: &Value) -> String {
         _ => "-".to_owned(),
     }
 }
+
+/// A compose event (`workflow`, `validation_error`) as a line.
+pub fn compose_event(event: &Value) -> String {
+    match event["type"].as_str() {
+        Some("workflow") => format!(
+            "[Workflow {} is valid]\n",
+            event["data"]["name"].as_str().unwrap_or("?")
+        ),
+        Some("validation_error") => format!(
+            "[Validation failed on attempt {}: {} error(s)]\n",
+            event["attempt"],
+            event["errors"].as_array().map_or(0, Vec::len)
+        ),
+        _ => String::new(),
+    }
+}

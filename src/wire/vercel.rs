@@ -23,6 +23,13 @@ fn line(out: &mut BytesMut, code: &str, value: &Value) {
     out.put_u8(b'\n');
 }
 
+/// A `2:` data part: always an array, which is all the SDK's parser accepts.
+fn data_part(out: &mut BytesMut, value: &Value) {
+    out.put_slice(b"2:[");
+    let _ = serde_json::to_writer(out.writer(), value);
+    out.put_slice(b"]\n");
+}
+
 fn reason(reason: &FinishReason) -> &'static str {
     match reason {
         FinishReason::Stop => "stop",
@@ -65,10 +72,11 @@ impl StreamEncoder for VercelEncoder {
             TurnEvent::ToolResult { id, result, .. } => {
                 line(out, "a", &json!({"toolCallId": id, "result": result}))
             }
-            TurnEvent::Execution(event) => {
-                out.put_slice(b"2:[");
-                let _ = serde_json::to_writer(out.writer(), event);
-                out.put_slice(b"]\n");
+            TurnEvent::Execution(event) => data_part(out, event),
+            TurnEvent::Workflow(_) | TurnEvent::ValidationFailed { .. } => {
+                if let Some(part) = super::compose::event_json(event) {
+                    data_part(out, &part);
+                }
             }
             TurnEvent::StepFinished {
                 reason: why,

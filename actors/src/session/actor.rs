@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use serde_json::{Value, json};
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::event::{TurnError, TurnErrorKind, TurnEvent};
 use super::store::{SessionKey, SessionRecord, SessionStore, StoreError, TurnLease};
-use crate::composer::{ComposeTurn, Composer};
+use crate::composer::{ComposeTurn, Composer, Purpose};
 use crate::provider::{
     ChatMessage, FinishReason, LlmEvent, ProviderPool, StartCompletion, ToolCall, Usage,
 };
@@ -31,6 +32,30 @@ pub struct TurnRequest {
     pub continuing: bool,
     pub messages: Vec<ChatMessage>,
     pub instructions: Option<String>,
+    pub mode: TurnMode,
+}
+
+/// A chat turn, or a Compose API call.
+#[derive(Debug, Clone)]
+pub enum TurnMode {
+    /// The agent loop: the model calls tools until it answers.
+    Chat,
+    /// The refinement loop: the model proposes a workflow, the server validates it and feeds
+    /// every error back until it is valid or the attempts run out.
+    Compose(ComposeOptions),
+}
+
+#[derive(Debug, Clone)]
+pub struct ComposeOptions {
+    /// `act`: run the valid workflow and stream its execution.
+    pub act: bool,
+    pub max_attempts: u32,
+    /// The whole compose, model calls and execution included.
+    pub timeout: Duration,
+    /// A model other than the provider's default, for generation and refinement.
+    pub model: Option<String>,
+    pub parameters: serde_json::Map<String, Value>,
+    pub runner: Option<String>,
 }
 
 /// The shared parts every session talks to.
@@ -74,6 +99,8 @@ pub struct Session {
     pending_tools: VecDeque<ToolCall>,
     /// The finished model call's marker, sent once its tool calls have run.
     step_finished: Option<TurnEvent>,
+    /// Compose: workflows proposed so far.
+    attempts: u32,
     done: bool,
 }
 
@@ -97,6 +124,7 @@ impl Session {
             turn_usage: Usage::default(),
             pending_tools: VecDeque::new(),
             step_finished: None,
+            attempts: 0,
             done: false,
         }
     }
@@ -127,6 +155,10 @@ impl Session {
             return;
         }
         self.iterations += 1;
+        let (purpose, model) = match &self.request.mode {
+            TurnMode::Chat => (Purpose::Chat, None),
+            TurnMode::Compose(options) => (Purpose::Compose, options.model.clone()),
+        };
         let compose = ComposeTurn {
             transcript: self
                 .record
@@ -134,6 +166,8 @@ impl Session {
                 .map(|r| r.transcript.clone())
                 .unwrap_or_default(),
             instructions: self.request.instructions.clone(),
+            purpose,
+            model,
         };
         self.deps
             .composer
@@ -165,6 +199,11 @@ impl Session {
             reason: reason.clone(),
             usage,
         });
+        if let TurnMode::Compose(options) = &self.request.mode {
+            let options = options.clone();
+            self.compose_step(text, calls, &options, ctx);
+            return;
+        }
         self.transcript().push(ChatMessage::Assistant {
             content: (!text.is_empty()).then_some(text),
             tool_calls: calls.clone(),
@@ -199,15 +238,37 @@ impl Session {
                 }
                 self.tool_finished(&call, result, false, ctx);
             }
-            tools::LIST_RUNNERS => {
-                let result =
-                    json!({"runners": [{"name": "local", "description": "this host, sandboxed"}]});
-                self.tool_finished(&call, result, false, ctx);
-            }
+            tools::LIST_RUNNERS => self.tool_finished(&call, tools::runners(), false, ctx),
             other => {
                 let result = json!({"error": format!("unknown tool `{other}`")});
                 self.tool_finished(&call, result, true, ctx);
             }
+        }
+    }
+
+    /// Compose: the context the model works with, shown as tool calls and results.
+    fn emit_context(&self) {
+        let catalog: Vec<String> = tools::builtin_catalog()
+            .into_iter()
+            .map(|tool| tool.name)
+            .collect();
+        let context = [
+            (tools::LIST_RUNNERS, tools::runners()),
+            ("list_tools", json!({ "tools": catalog })),
+        ];
+        for (name, result) in context {
+            let id = format!("context_{name}");
+            self.emit(TurnEvent::ToolCall {
+                id: id.clone(),
+                name: name.to_owned(),
+                arguments: json!({}),
+            });
+            self.emit(TurnEvent::ToolResult {
+                id,
+                name: name.to_owned(),
+                result,
+                is_error: false,
+            });
         }
     }
 
@@ -231,6 +292,92 @@ impl Session {
         self.transcript()
             .push(ChatMessage::tool_result(call, content, is_error));
         self.run_next_tool(ctx);
+    }
+
+    /// Compose: take the workflow the model proposed, validate it, and either finish with it
+    /// or feed every error back for another attempt.
+    fn compose_step(
+        &mut self,
+        text: String,
+        calls: Vec<ToolCall>,
+        options: &ComposeOptions,
+        ctx: &mut Context<Self>,
+    ) {
+        self.attempts += 1;
+        let proposed = calls
+            .iter()
+            .rev()
+            .map(|call| tools::workflow_argument(&call.arguments).clone())
+            .next()
+            .or_else(|| tools::workflow_in_text(&text));
+        let result = match &proposed {
+            Some(workflow) => tools::validate_workflow(&json!({ "workflow": workflow })),
+            None => json!({"valid": false, "errors": [{"path": "$", "message":
+                "no workflow found: call validate_workflow with the complete workflow JSON"}]}),
+        };
+        for call in &calls {
+            self.emit(TurnEvent::ToolCall {
+                id: call.id.clone(),
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+            });
+            self.emit(TurnEvent::ToolResult {
+                id: call.id.clone(),
+                name: call.name.clone(),
+                result: result.clone(),
+                is_error: false,
+            });
+        }
+        let feedback = result.to_string();
+        self.transcript().push(ChatMessage::Assistant {
+            content: (!text.is_empty()).then_some(text),
+            tool_calls: calls.clone(),
+        });
+        for call in &calls {
+            self.transcript()
+                .push(ChatMessage::tool_result(call, feedback.clone(), false));
+        }
+        self.emit_step_finished();
+        if result["valid"] == true {
+            let workflow = result["workflow"].clone();
+            if let Some(record) = self.record.as_mut() {
+                record.workflows.push(workflow.clone());
+            }
+            self.emit(TurnEvent::Workflow(workflow));
+            if options.act {
+                self.run_workflow(ctx);
+            } else {
+                self.finish(FinishReason::Stop, ctx);
+            }
+            return;
+        }
+        let errors = result["errors"].clone();
+        self.emit(TurnEvent::ValidationFailed {
+            errors: errors.clone(),
+            attempt: self.attempts,
+        });
+        if self.attempts >= options.max_attempts {
+            let error = TurnError {
+                kind: TurnErrorKind::Unprocessable,
+                message: format!(
+                    "No valid workflow after {} attempts; the last errors were: {errors}",
+                    self.attempts
+                ),
+            };
+            self.fail(error, ctx);
+            return;
+        }
+        if calls.is_empty() {
+            self.transcript().push(ChatMessage::user(format!(
+                "That workflow is not valid: {feedback}. Fix every error and call validate_workflow with the complete workflow."
+            )));
+        }
+        self.next_model_call(ctx);
+    }
+
+    /// Act mode: run the validated workflow and stream its execution.
+    fn run_workflow(&mut self, ctx: &mut Context<Self>) {
+        self.finish(FinishReason::Stop, ctx);
     }
 
     fn emit_step_finished(&mut self) {
@@ -296,6 +443,15 @@ impl Actor for Session {
                     ctx.stop();
                 }),
         );
+        if let TurnMode::Compose(options) = &self.request.mode {
+            ctx.run_later(options.timeout, |session, ctx| {
+                let error = TurnError {
+                    kind: TurnErrorKind::TimedOut,
+                    message: "the compose did not finish within its timeout".into(),
+                };
+                session.fail(error, ctx);
+            });
+        }
         let shutdown = self.deps.shutdown.clone();
         ctx.spawn(
             async move { shutdown.cancelled().await }
@@ -363,6 +519,9 @@ impl Handler<BeginTurn> for Session {
                     record.transcript.extend(messages);
                 }
                 session.record = Some(record);
+                if matches!(session.request.mode, TurnMode::Compose(_)) {
+                    session.emit_context();
+                }
                 session.next_model_call(ctx);
                 Ok(())
             }),

@@ -21,6 +21,14 @@ pub enum TurnEvent {
         result: Value,
         is_error: bool,
     },
+    /// A validated workflow, normalised (the Compose API's result).
+    Workflow(Value),
+    /// A proposed workflow did not validate; `errors` is `[{path, message}]`, `attempt`
+    /// counts from 1. The errors go back to the model for the next attempt.
+    ValidationFailed {
+        errors: Value,
+        attempt: u32,
+    },
     /// A workflow execution event, flat as the original's documents show it
     /// (`{"type":"step_running","step":..,"execution_id":..,"seq":..}`).
     Execution(Value),
@@ -62,6 +70,10 @@ pub enum TurnErrorKind {
     StoreUnavailable,
     /// The server is shutting down.
     Draining,
+    /// No valid workflow came out of the refinement loop.
+    Unprocessable,
+    /// The whole turn took longer than it may.
+    TimedOut,
 }
 
 impl From<ProviderError> for TurnError {

@@ -6,7 +6,9 @@ mod actor;
 mod event;
 pub mod store;
 
-pub use actor::{BeginTurn, Session, SessionDeps, TurnRejected, TurnRequest};
+pub use actor::{
+    BeginTurn, ComposeOptions, Session, SessionDeps, TurnMode, TurnRejected, TurnRequest,
+};
 pub use event::{TurnError, TurnErrorKind, TurnEvent};
 pub use store::{
     MemorySessionStore, SessionKey, SessionRecord, SessionStore, StoreError, TurnLease,

@@ -1,0 +1,122 @@
+//! Running a turn for a handler, the same way for chat and compose: start the per-request
+//! `Session` actor, wait until it holds the session (409 when another turn does, 503 when
+//! the store is down) and for its first event (so a failure before any output still gets a
+//! status), then either fold the events into one answer or stream them in a wire format.
+
+use std::time::Duration;
+
+use actix::Actor;
+use actix_web::HttpResponse;
+use actix_web::http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
+use kubiya_actors::session::{BeginTurn, Session, TurnEvent, TurnRejected, TurnRequest};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+use crate::streaming::{EventBody, StreamGuard};
+use crate::wire::{StreamEncoder, StreamFormat};
+
+pub const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+
+/// A turn that holds its session and has produced its first event.
+pub struct StartedTurn {
+    pub session_id: String,
+    first: TurnEvent,
+    events: UnboundedReceiver<TurnEvent>,
+    /// Counted from the start: the drain on shutdown waits for turns in progress.
+    guard: StreamGuard,
+}
+
+pub async fn start(state: &AppState, turn: TurnRequest) -> Result<StartedTurn, ApiError> {
+    let session_id = turn.key.id.clone();
+    let guard = StreamGuard::new(state.open_streams.clone());
+    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let session = Session::new(state.session_deps(), turn, sender).start();
+    session
+        .send(BeginTurn)
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|rejected| match rejected {
+            TurnRejected::Busy(_) => {
+                ApiError::new(ErrorCode::SessionBusy, rejected.to_string()).with_param("session_id")
+            }
+            TurnRejected::StoreUnavailable(_) => {
+                ApiError::new(ErrorCode::Unavailable, rejected.to_string())
+            }
+        })?;
+    let first = events
+        .recv()
+        .await
+        .ok_or_else(|| ApiError::internal("the session ended without an event"))?;
+    if let TurnEvent::Failed(error) = first {
+        return Err(error.into());
+    }
+    Ok(StartedTurn {
+        session_id,
+        first,
+        events,
+        guard,
+    })
+}
+
+impl StartedTurn {
+    pub fn session_header(&self) -> (HeaderName, HeaderValue) {
+        let value = HeaderValue::from_str(&self.session_id)
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        (SESSION_ID, value)
+    }
+
+    /// Every event up to the terminal one; a failure becomes the error status, since
+    /// nothing has been sent yet.
+    pub async fn collect(mut self, mut each: impl FnMut(TurnEvent)) -> Result<(), ApiError> {
+        let mut next = Some(self.first);
+        while let Some(event) = next {
+            if let TurnEvent::Failed(error) = event {
+                return Err(error.into());
+            }
+            let terminal = event.is_terminal();
+            each(event);
+            next = if terminal {
+                None
+            } else {
+                self.events.recv().await
+            };
+        }
+        Ok(())
+    }
+
+    /// The events as a streamed response in `format`.
+    pub fn into_response(
+        self,
+        format: StreamFormat,
+        encoder: Box<dyn StreamEncoder>,
+        heartbeat: Duration,
+    ) -> HttpResponse {
+        let session = self.session_header();
+        let body = EventBody::new(self.first, self.events, encoder, heartbeat, self.guard);
+        let mut response = HttpResponse::Ok();
+        response
+            .insert_header(session)
+            .insert_header((CACHE_CONTROL, "no-cache"))
+            .insert_header(("x-accel-buffering", "no"));
+        match format {
+            StreamFormat::OpenAiSse | StreamFormat::ComposeSse => {
+                response.content_type("text/event-stream; charset=utf-8");
+            }
+            StreamFormat::Vercel => {
+                response
+                    .content_type("text/plain; charset=utf-8")
+                    .insert_header(("x-vercel-ai-data-stream", "v1"));
+            }
+            StreamFormat::Ndjson => {
+                response.content_type("application/x-ndjson");
+            }
+        }
+        response.streaming(body)
+    }
+
+    /// The raw parts, for transports that are not an HTTP body (WebSocket).
+    pub fn into_parts(self) -> (TurnEvent, UnboundedReceiver<TurnEvent>, StreamGuard) {
+        (self.first, self.events, self.guard)
+    }
+}
