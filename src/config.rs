@@ -21,6 +21,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub log: LogSettings,
     pub provider: ProviderSettings,
+    pub runner: RunnerSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +69,35 @@ pub struct ProviderSettings {
     pub api_key: String,
 }
 
+/// Where workflows run and how long finished executions are remembered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunnerSettings {
+    /// `local`, or a Kubiya runner name; used when neither request nor workflow names one.
+    pub default: String,
+    pub finished_ttl_secs: u64,
+    pub max_finished: usize,
+    pub local: LocalRunnerSettings,
+    pub kubiya: KubiyaRunnerSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalRunnerSettings {
+    pub allow_unsandboxed: bool,
+    pub allow_network: bool,
+    pub max_active_steps: usize,
+    pub max_output_bytes: usize,
+}
+
+/// The Kubiya platform; an empty key means "not configured".
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubiyaRunnerSettings {
+    pub api_url: String,
+    pub api_key: String,
+}
+
 /// `auto` or a named vendor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -112,6 +142,54 @@ impl Default for ProviderSettings {
             model: String::new(),
             api_key: String::new(),
         }
+    }
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        Self {
+            default: "local".into(),
+            finished_ttl_secs: 3600,
+            max_finished: 1000,
+            local: LocalRunnerSettings::default(),
+            kubiya: KubiyaRunnerSettings::default(),
+        }
+    }
+}
+
+impl Default for LocalRunnerSettings {
+    fn default() -> Self {
+        Self {
+            allow_unsandboxed: false,
+            allow_network: false,
+            max_active_steps: 4,
+            max_output_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Default for KubiyaRunnerSettings {
+    fn default() -> Self {
+        Self {
+            api_url: "https://api.kubiya.ai".into(),
+            api_key: String::new(),
+        }
+    }
+}
+
+impl fmt::Debug for KubiyaRunnerSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubiyaRunnerSettings")
+            .field("api_url", &self.api_url)
+            .field(
+                "api_key",
+                &if self.api_key.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .finish()
     }
 }
 
@@ -175,10 +253,12 @@ impl ConfigError {
 }
 
 /// Environment variables with names of their own, and the setting each one sets.
-const NAMED_ENV: [(&str, &str); 3] = [
+const NAMED_ENV: [(&str, &str); 5] = [
     ("LOG_LEVEL", "log.level"),
     ("LOG_FORMAT", "log.format"),
     ("MCP_DEBUG", "log.mcp_debug"),
+    ("KUBIYA_API_URL", "runner.kubiya.api_url"),
+    ("KUBIYA_API_KEY", "runner.kubiya.api_key"),
 ];
 
 impl Settings {
@@ -330,5 +410,10 @@ mod tests {
             ..Default::default()
         };
         assert!(!format!("{settings:?}").contains("sk-secret"));
+        let kubiya = KubiyaRunnerSettings {
+            api_key: "uk-secret".into(),
+            ..Default::default()
+        };
+        assert!(!format!("{kubiya:?}").contains("uk-secret"));
     }
 }

@@ -6,6 +6,8 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod execution_setup;
+pub mod execution_stream;
 pub mod extract;
 pub mod metrics;
 pub mod middleware;
@@ -14,3 +16,5 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod tenant;
+pub mod workflow_cli;

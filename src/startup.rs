@@ -7,22 +7,27 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
+use actix::Addr;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::config::Settings;
+use crate::execution_setup;
 use crate::extract::BodyLimit;
 use crate::middleware::observe;
 use crate::provider_setup::ProviderSetup;
 use crate::routes;
 use crate::state::AppState;
+use kubiya_actors::workflow::{DrainExecutions, ExecutionWatcher};
 
 pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
     drain_delay: Duration,
+    executions: Addr<ExecutionWatcher>,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -31,12 +36,17 @@ impl Application {
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState::new(provider.kind, provider.model.clone()));
         let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
+        let executions = ExecutionWatcher::start_on_own_arbiter(execution_setup::watcher_config(
+            &settings.runner,
+        ));
+        let watcher = web::Data::new(executions.clone());
 
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(body_limit.clone())
+                .app_data(watcher.clone())
                 .wrap(from_fn(observe))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
@@ -60,6 +70,8 @@ impl Application {
             server,
             state,
             drain_delay: Duration::from_secs(settings.server.drain_delay_secs),
+            executions,
+            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
         })
     }
 
@@ -79,6 +91,14 @@ impl Application {
         if !self.drain_delay.is_zero() {
             tokio::time::sleep(self.drain_delay).await;
         }
+        // Running workflows are cancelled first, so their processes end with the server and
+        // their event streams end with `workflow_complete` instead of holding the drain open.
+        let _ = self
+            .executions
+            .send(DrainExecutions {
+                within: self.shutdown_timeout,
+            })
+            .await;
         // Waits for in-flight requests up to the configured shutdown timeout.
         handle.stop(true).await;
         let result = server

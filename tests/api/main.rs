@@ -4,5 +4,6 @@
 mod helpers;
 
 mod config;
+mod executions;
 mod probes;
 mod shutdown;
