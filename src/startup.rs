@@ -1,8 +1,9 @@
 //! Building and running the HTTP server: [`Application::build`] binds the listener (port 0
 //! picks a free one, which tests rely on) and mounts the routes; [`Application::run_until_stopped`]
 //! serves until SIGTERM or SIGINT, then drains: readiness turns 503 at once, new requests
-//! are refused, open requests get up to `shutdown_timeout_secs`, and the future resolves so
-//! the process can exit 0.
+//! are refused, running workflow executions are cancelled, open requests get up to
+//! `shutdown_timeout_secs`, and the future resolves so the process can exit 0. It also starts
+//! the `ExecutionWatcher` actor the execution routes talk to.
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use actix::Addr;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use kubiya_actors::workflow::{DrainExecutions, ExecutionWatcher};
 
 use crate::config::Settings;
 use crate::execution_setup;
@@ -19,7 +21,6 @@ use crate::middleware::observe;
 use crate::provider_setup::ProviderSetup;
 use crate::routes;
 use crate::state::AppState;
-use kubiya_actors::workflow::{DrainExecutions, ExecutionWatcher};
 
 pub struct Application {
     port: u16,
@@ -93,6 +94,7 @@ impl Application {
         }
         // Running workflows are cancelled first, so their processes end with the server and
         // their event streams end with `workflow_complete` instead of holding the drain open.
+        // A watcher that is already gone has nothing left to cancel.
         let _ = self
             .executions
             .send(DrainExecutions {

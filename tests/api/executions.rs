@@ -12,7 +12,9 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error, kubiya_command, spawn_app, spawn_app_with};
+use crate::helpers::{
+    ServerProcess, TestApp, assert_error, blocking_get, kubiya_command, spawn_app, spawn_app_with,
+};
 
 fn hello_workflow() -> Value {
     json!({
@@ -542,6 +544,65 @@ async fn the_kubiya_runner_follows_the_platform_stream() {
     assert_eq!(execution["status"], "success", "{execution}");
     assert_eq!(execution["steps"][0]["output"], "built 3 packages");
     assert_eq!(execution["steps"][1]["attempts"], 2);
+}
+
+/// A blocking JSON POST for tests that drive the binary without an actix runtime.
+fn blocking_post(url: &str, body: &Value) -> (u16, Value) {
+    let (url, body) = (url.to_owned(), body.clone());
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let mut response = awc::Client::new()
+                .post(&url)
+                .send_json(&body)
+                .await
+                .expect("request sent");
+            let body = response.body().await.expect("body");
+            (
+                response.status().as_u16(),
+                serde_json::from_slice(&body).unwrap_or(Value::Null),
+            )
+        })
+    })
+    .join()
+    .expect("the request thread")
+}
+
+#[test]
+fn the_platform_key_and_url_come_from_their_own_variables() {
+    let server = ServerProcess::start(
+        &[],
+        &[
+            ("KUBIYA_API_KEY", "uk-from-env"),
+            // Nothing listens on port 1: the run fails, naming the URL it tried.
+            ("KUBIYA_API_URL", "http://127.0.0.1:1"),
+        ],
+        None,
+    );
+    let (status, started) = blocking_post(
+        &server.url("/v1/executions"),
+        &json!({"workflow": hello_workflow(), "runner": "edge-runner"}),
+    );
+    assert_eq!(status, 202, "the key was picked up: {started}");
+    let path = format!(
+        "/v1/executions/{}",
+        started["execution_id"].as_str().unwrap()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let execution = loop {
+        let (status, execution) = blocking_get(&server.url(&path));
+        assert_eq!(status, 200, "{execution}");
+        if execution["status"] == "failed" {
+            break execution;
+        }
+        assert!(std::time::Instant::now() < deadline, "{execution}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let error = execution["error"].as_str().unwrap();
+    assert!(
+        error.contains("http://127.0.0.1:1/api/v1/workflow"),
+        "{error}"
+    );
+    assert!(!error.contains("uk-from-env"), "{error}");
 }
 
 fn fixture(name: &str) -> PathBuf {

@@ -220,7 +220,7 @@ impl KubiyaRunner {
                 }
             };
             attempt += 1;
-            let delay = Duration::from_secs(1 << attempt.min(4));
+            let delay = Duration::from_secs(1 << (attempt - 1));
             tracing::warn!(%retry, attempt, delay_secs = delay.as_secs(), "the Kubiya platform failed; retrying");
             tokio::time::sleep(delay).await;
         }
