@@ -1,6 +1,7 @@
 //! The command line, with clap: `kubiya mcp agent` starts the server with the options the
 //! original's documents show (`--provider`, `--model`, `--port`, `--host`, `--api-key`) plus
-//! `--config`. A value clap cannot parse stops start-up with exit status 2.
+//! `--config`; `kubiya workflow validate|run` check and run workflow files on this host. A
+//! value clap cannot parse stops start-up with exit status 2.
 
 use std::path::PathBuf;
 
@@ -27,6 +28,54 @@ pub enum Command {
     /// Model Context Protocol tools: the agent server
     #[command(subcommand)]
     Mcp(McpCommand),
+    /// Workflow files: validate them, run them on this host
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Check a workflow file (JSON or YAML); prints every problem with its path, exits 1 if any
+    Validate(ValidateArgs),
+    /// Run a workflow file with the local runner, showing each step as it goes; exits 1 on failure
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The workflow file
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The workflow file
+    pub file: PathBuf,
+
+    /// A run-time param, overriding the workflow's default; repeat for more
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+
+    /// Run steps without a sandbox when bubblewrap is unavailable
+    #[arg(long)]
+    pub allow_unsandboxed: bool,
+
+    /// Let steps use the network (sandboxed commands and http steps)
+    #[arg(long)]
+    pub allow_network: bool,
+
+    /// Configuration file (TOML) layered over the built-in defaults ([runner.local] applies)
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+fn parse_param(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err("expected NAME=VALUE".to_owned()),
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,7 @@ pub struct Settings {
     pub agent: AgentSettings,
     pub sessions: SessionSettings,
     pub compose: ComposeSettings,
+    pub runner: RunnerSettings,
 }
 
 /// The Compose API's refinement loop.
@@ -158,6 +159,35 @@ pub enum ProtocolChoice {
     Ollama,
 }
 
+/// Where workflows run and how long finished executions are remembered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunnerSettings {
+    /// `local`, or a Kubiya runner name; used when neither request nor workflow names one.
+    pub default: String,
+    pub finished_ttl_secs: u64,
+    pub max_finished: usize,
+    pub local: LocalRunnerSettings,
+    pub kubiya: KubiyaRunnerSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalRunnerSettings {
+    pub allow_unsandboxed: bool,
+    pub allow_network: bool,
+    pub max_active_steps: usize,
+    pub max_output_bytes: usize,
+}
+
+/// The Kubiya platform; an empty key means "not configured".
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubiyaRunnerSettings {
+    pub api_url: String,
+    pub api_key: String,
+}
+
 /// `auto` or a named vendor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -228,6 +258,18 @@ impl Default for FallbackSettings {
     }
 }
 
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        Self {
+            default: "local".into(),
+            finished_ttl_secs: 3600,
+            max_finished: 1000,
+            local: LocalRunnerSettings::default(),
+            kubiya: KubiyaRunnerSettings::default(),
+        }
+    }
+}
+
 impl fmt::Debug for FallbackSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FallbackSettings")
@@ -235,6 +277,42 @@ impl fmt::Debug for FallbackSettings {
             .field("model", &self.model)
             .field("base_url", &self.base_url)
             .finish_non_exhaustive()
+    }
+}
+
+impl Default for LocalRunnerSettings {
+    fn default() -> Self {
+        Self {
+            allow_unsandboxed: false,
+            allow_network: false,
+            max_active_steps: 4,
+            max_output_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Default for KubiyaRunnerSettings {
+    fn default() -> Self {
+        Self {
+            api_url: "https://api.kubiya.ai".into(),
+            api_key: String::new(),
+        }
+    }
+}
+
+impl fmt::Debug for KubiyaRunnerSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubiyaRunnerSettings")
+            .field("api_url", &self.api_url)
+            .field(
+                "api_key",
+                &if self.api_key.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .finish()
     }
 }
 
@@ -299,10 +377,12 @@ impl ConfigError {
 }
 
 /// Environment variables with names of their own, and the setting each one sets.
-const NAMED_ENV: [(&str, &str); 3] = [
+const NAMED_ENV: [(&str, &str); 5] = [
     ("LOG_LEVEL", "log.level"),
     ("LOG_FORMAT", "log.format"),
     ("MCP_DEBUG", "log.mcp_debug"),
+    ("KUBIYA_API_URL", "runner.kubiya.api_url"),
+    ("KUBIYA_API_KEY", "runner.kubiya.api_key"),
 ];
 
 impl Settings {
@@ -457,5 +537,10 @@ mod tests {
             ..Default::default()
         };
         assert!(!format!("{settings:?}").contains("sk-secret"));
+        let kubiya = KubiyaRunnerSettings {
+            api_key: "uk-secret".into(),
+            ..Default::default()
+        };
+        assert!(!format!("{kubiya:?}").contains("uk-secret"));
     }
 }

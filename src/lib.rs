@@ -6,6 +6,8 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod execution_setup;
+pub mod execution_stream;
 pub mod extract;
 pub mod metrics;
 pub mod middleware;
@@ -18,3 +20,4 @@ pub mod telemetry;
 pub mod tenant;
 pub mod turn;
 pub mod wire;
+pub mod workflow_cli;

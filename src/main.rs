@@ -7,6 +7,7 @@ use clap::Parser;
 use kubiya::cli::{AgentArgs, Cli, Command, McpCommand};
 use kubiya::config::Settings;
 use kubiya::startup::Application;
+use kubiya::workflow_cli;
 use kubiya::{provider_setup, telemetry};
 
 /// Exit status for bad usage or configuration, as clap uses for bad flags.
@@ -16,6 +17,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Mcp(McpCommand::Agent(args)) => run_agent(&args),
+        Command::Workflow(command) => workflow_cli::run(command),
     }
 }
 

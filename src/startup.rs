@@ -1,15 +1,18 @@
 //! Building and running the HTTP server: [`Application::build`] binds the listener (port 0
 //! picks a free one, which tests rely on) and mounts the routes; [`Application::run_until_stopped`]
 //! serves until SIGTERM or SIGINT, then drains: readiness turns 503 at once, new requests
-//! are refused, open requests get up to `shutdown_timeout_secs`, and the future resolves so
-//! the process can exit 0.
+//! are refused, running workflow executions are cancelled, open requests get up to
+//! `shutdown_timeout_secs`, and the future resolves so the process can exit 0. It also starts
+//! the `ExecutionWatcher` actor the execution routes talk to.
 
 use std::net::TcpListener;
 use std::time::Duration;
 
+use actix::Addr;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use kubiya_actors::workflow::{DrainExecutions, ExecutionWatcher};
 
 use std::sync::Arc;
 
@@ -19,6 +22,7 @@ use kubiya_actors::provider::ProviderPool;
 use kubiya_actors::session::MemorySessionStore;
 
 use crate::config::Settings;
+use crate::execution_setup;
 use crate::extract::BodyLimit;
 use crate::middleware::observe;
 use crate::provider_setup::ProviderSetup;
@@ -30,6 +34,7 @@ pub struct Application {
     server: Server,
     state: web::Data<AppState>,
     drain_delay: Duration,
+    executions: Addr<ExecutionWatcher>,
     shutdown_timeout: Duration,
 }
 
@@ -54,12 +59,17 @@ impl Application {
             compose: settings.compose.clone(),
         }));
         let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
+        let executions = ExecutionWatcher::start_on_own_arbiter(execution_setup::watcher_config(
+            &settings.runner,
+        ));
+        let watcher = web::Data::new(executions.clone());
 
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(body_limit.clone())
+                .app_data(watcher.clone())
                 .wrap(from_fn(observe))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
@@ -83,6 +93,7 @@ impl Application {
             server,
             state,
             drain_delay: Duration::from_secs(settings.server.drain_delay_secs),
+            executions,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
         })
     }
@@ -115,7 +126,16 @@ impl Application {
             self.state.shutdown.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(2), open.wait_idle()).await;
         }
-        // Waits for other in-flight requests, up to the same timeout.
+        // Then running workflows are cancelled, so their processes end with the server and
+        // their event streams end with `workflow_complete` instead of holding the drain open.
+        // A watcher that is already gone has nothing left to cancel.
+        let _ = self
+            .executions
+            .send(DrainExecutions {
+                within: self.shutdown_timeout,
+            })
+            .await;
+        // Waits for in-flight requests up to the configured shutdown timeout.
         handle.stop(true).await;
         let result = server
             .await

@@ -6,11 +6,12 @@
 //!
 //! - [`provider`]: the LLM vendors we speak to, their presets (base URL, key variable,
 //!   default model) and, later, the `LlmProvider` actor with its protocol adapters.
-//! - [`workflow`]: the workflow DSL's model and validation, and the local runner (a tokio DAG
-//!   scheduler with sandboxed steps) that the execution actor drives.
+//! - [`workflow`]: the workflow DSL's model and validation, the runners (the local one, a
+//!   tokio DAG scheduler with sandboxed steps, and the Kubiya platform one) and the
+//!   `ExecutionWatcher` actor that drives them and fans their events out.
 //!
-//! Workflow execution (the `ExecutionWatcher` actor), sessions, the composer and the MCP
-//! supervisor join as their own modules when their actors arrive.
+//! Sessions, the composer and the MCP supervisor join as their own modules when their actors
+//! arrive.
 
 pub mod composer;
 pub mod provider;

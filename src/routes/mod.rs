@@ -5,9 +5,11 @@
 mod chat;
 mod compose;
 mod discover;
+mod executions;
 mod health;
 mod metrics;
 pub mod models;
+mod workflows;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, Resource, ResponseError, web};
@@ -29,7 +31,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/v2/compose", &["POST"]).post(compose::compose))
         .service(resource("/ws/compose", &["GET"]).get(compose::compose_ws))
         .service(resource("/v1/models", &["GET"]).get(models::list))
-        .service(resource("/v1/models/{id:.+}", &["GET"]).get(models::retrieve));
+        .service(resource("/v1/models/{id:.+}", &["GET"]).get(models::retrieve))
+        .service(resource("/v1/workflows/validate", &["POST"]).post(workflows::validate))
+        .service(resource("/v1/executions", &["POST"]).post(executions::start))
+        .service(
+            resource("/v1/executions/{id}", &["GET", "DELETE"])
+                .get(executions::retrieve)
+                .delete(executions::cancel),
+        )
+        .service(resource("/v1/executions/{id}/events", &["GET"]).get(executions::events));
 }
 
 /// A resource whose wrong methods get 405 with an `Allow` header and an OpenAI-shaped body.

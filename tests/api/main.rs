@@ -9,5 +9,6 @@ mod chat;
 mod clients;
 mod config;
 mod errors;
+mod executions;
 mod probes;
 mod shutdown;

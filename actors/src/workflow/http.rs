@@ -236,8 +236,11 @@ pub(crate) mod tests {
                 if let Some(head_end) = text.find("\r\n\r\n") {
                     let length = text[..head_end]
                         .lines()
-                        .find_map(|line| line.strip_prefix("Content-Length: "))
-                        .and_then(|length| length.trim().parse::<usize>().ok())
+                        .find_map(|line| {
+                            line.split_once(':')
+                                .filter(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                        })
+                        .and_then(|(_, length)| length.trim().parse::<usize>().ok())
                         .unwrap_or(0);
                     if request.len() >= head_end + 4 + length {
                         break;

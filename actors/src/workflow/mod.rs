@@ -1,4 +1,4 @@
-//! Workflows: the DSL's data model, its validation, and the local runner.
+//! Workflows: the DSL's data model, its validation, the runners and the execution actor.
 //!
 //! - [`model`]: the serde model of the workflow JSON (and YAML) the original SDK produces.
 //! - [`validate`]: every problem at once, with JSON paths (raw type checks first, in
@@ -7,13 +7,20 @@
 //!   with [`step_runner`] running each step, [`process`] owning child processes, [`sandbox`]
 //!   wrapping them in bubblewrap, and [`http`] the hook for `http` steps.
 //! - [`event`]: the step and workflow events a run emits.
+//! - [`watcher`]: the `ExecutionWatcher` actor, which runs executions on a runner, keeps
+//!   each one's state and numbered event log ([`execution`]) and fans events out to
+//!   subscribers; [`kubiya`] is the platform runner it can use instead of the local one, and
+//!   [`awc_http`] the real HTTP client for `http` steps.
 //! - [`template`] (`${VAR}`), [`graph`] (dependencies) and [`host`] (what this host offers)
 //!   serve the others.
 
+pub mod awc_http;
 pub mod event;
+pub mod execution;
 pub mod graph;
 pub mod host;
 pub mod http;
+pub mod kubiya;
 pub mod local;
 pub mod model;
 pub mod process;
@@ -22,17 +29,28 @@ mod shape;
 mod step_runner;
 pub mod template;
 pub mod validate;
+pub mod watcher;
 
 #[cfg(test)]
 mod local_tests;
 #[cfg(test)]
 mod validate_tests;
 
+pub use awc_http::AwcStepClient;
 pub use event::{RunStatus, StepEvent};
+pub use execution::{
+    ExecutionEvent, ExecutionSnapshot, ExecutionStatus, ExecutionSummary, StepSnapshot, StepState,
+    Subscription,
+};
 pub use host::HostCapabilities;
 pub use http::{HttpStepClient, HttpStepRequest, HttpStepResponse, PlainHttpClient};
+pub use kubiya::{KubiyaConfig, KubiyaRunner, PlatformRun};
 pub use local::{LocalRunner, RunOptions, RunOutcome, RunRequest, StepOutcome, StepStatus};
 pub use model::{Workflow, WorkflowKind, WorkflowParseError};
 pub use validate::{
     ValidationError, check_runnable_locally, normalised, validate, validate_text, validate_value,
+};
+pub use watcher::{
+    CancelExecution, DrainExecutions, ExecutionError, ExecutionWatcher, GetExecution, LOCAL_RUNNER,
+    StartExecution, Subscribe, WatcherConfig,
 };

@@ -693,7 +693,7 @@ fn check_step_runnable_locally(
         let problem = match kind {
             ExecutorKind::Command => None,
             ExecutorKind::Http if !host.http_client => {
-                Some("http steps need the server's HTTP client, which this run was not given".to_owned())
+                Some("http steps need network access, which the local runner was not given; allow it (setting runner.local.allow_network, or --allow-network) or run on a Kubiya runner".to_owned())
             }
             ExecutorKind::Http => None,
             ExecutorKind::Docker if !host.docker_engine => Some(

@@ -1,0 +1,568 @@
+//! One execution as the `ExecutionWatcher` keeps it: its status, each step's state, the
+//! numbered event log subscribers replay from, and the subscribers themselves. The watcher
+//! feeds it the runner's [`StepEvent`]s (and, for local runs, the final [`RunOutcome`]);
+//! HTTP handlers see it only as an [`ExecutionSnapshot`] or as [`ExecutionEvent`]s.
+
+use actix::{Message, Recipient};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::event::{RunStatus, StepEvent, duration_millis, format_duration, now_millis};
+use super::local::{RunOutcome, StepOutcome, StepStatus};
+
+/// A runner's event, numbered within its execution (from 1) and tagged with the execution.
+/// Serialized flat: `{"execution_id":…,"seq":3,"type":"step_complete","step":…,…}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionEvent {
+    pub execution_id: String,
+    pub seq: u64,
+    #[serde(flatten)]
+    pub event: StepEvent,
+}
+
+impl Message for ExecutionEvent {
+    type Result = ();
+}
+
+impl ExecutionEvent {
+    /// Whether this is the execution's last event (`workflow_complete`).
+    pub fn is_final(&self) -> bool {
+        matches!(self.event, StepEvent::WorkflowComplete { .. })
+    }
+}
+
+/// Where an execution is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionStatus {
+    /// Accepted; the runner has not started yet.
+    Queued,
+    Running,
+    Success,
+    Failed,
+    Cancelled,
+}
+
+impl ExecutionStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Success | Self::Failed | Self::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Success => "success",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl From<RunStatus> for ExecutionStatus {
+    fn from(status: RunStatus) -> Self {
+        match status {
+            RunStatus::Success => Self::Success,
+            RunStatus::Failed => Self::Failed,
+            RunStatus::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+/// Where a step is, as the events and the final outcome tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepState {
+    Pending,
+    Running,
+    Success,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl From<StepStatus> for StepState {
+    fn from(status: StepStatus) -> Self {
+        match status {
+            StepStatus::Pending => Self::Pending,
+            StepStatus::Success => Self::Success,
+            StepStatus::Failed => Self::Failed,
+            StepStatus::Skipped => Self::Skipped,
+            StepStatus::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+/// A step in an [`ExecutionSnapshot`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepSnapshot {
+    pub name: String,
+    pub status: StepState,
+    /// Captured stdout (trimmed, size-capped); absent until the step ends.
+    pub output: Option<String>,
+    /// Why it failed, was skipped or stopped.
+    pub error: Option<String>,
+    pub exit_code: Option<i32>,
+    /// Attempts started (retries included).
+    pub attempts: u32,
+    /// Unix time in milliseconds.
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    /// Human-readable, e.g. `"1.2s"`.
+    pub duration: Option<String>,
+    pub duration_ms: Option<u64>,
+}
+
+impl StepSnapshot {
+    fn pending(name: String) -> Self {
+        Self {
+            name,
+            status: StepState::Pending,
+            output: None,
+            error: None,
+            exit_code: None,
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+            duration: None,
+            duration_ms: None,
+        }
+    }
+
+    fn is_settled(&self) -> bool {
+        !matches!(self.status, StepState::Pending | StepState::Running)
+    }
+}
+
+/// An execution's state at one moment, as `GET /v1/executions/{id}` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionSnapshot {
+    pub execution_id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// `local`, or the Kubiya runner the platform ran it on.
+    pub runner: String,
+    pub status: ExecutionStatus,
+    /// Unix times in milliseconds.
+    pub created_at: u64,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    pub duration: Option<String>,
+    pub duration_ms: Option<u64>,
+    /// Why it failed or stopped.
+    pub error: Option<String>,
+    /// The sequence number of the last event so far (0 before the first).
+    pub last_seq: u64,
+    /// Every step, in declaration order, then any the runner reported beyond them.
+    pub steps: Vec<StepSnapshot>,
+}
+
+/// What `StartExecution` answers: enough to follow the execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionSummary {
+    pub execution_id: String,
+    pub workflow: String,
+    pub runner: String,
+    pub status: ExecutionStatus,
+}
+
+/// Who started an execution and how it is run; fixed for its life.
+#[derive(Debug, Clone)]
+pub(crate) struct ExecutionIdentity {
+    pub id: String,
+    pub tenant: String,
+    pub workflow: String,
+    pub runner: String,
+}
+
+/// One execution's record inside the watcher.
+pub(crate) struct Execution {
+    pub identity: ExecutionIdentity,
+    status: ExecutionStatus,
+    created_at: u64,
+    started_at: Option<u64>,
+    finished_at: Option<u64>,
+    duration_ms: Option<u64>,
+    error: Option<String>,
+    steps: IndexMap<String, StepSnapshot>,
+    log: Vec<ExecutionEvent>,
+    subscribers: Vec<Recipient<ExecutionEvent>>,
+    pub cancel: CancellationToken,
+    /// The runner's future has returned (a final event alone does not mean that).
+    pub run_done: bool,
+}
+
+/// What a subscriber gets when it subscribes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscription {
+    /// Events after `after_seq` were sent or will be, ending with `workflow_complete`.
+    Following,
+    /// The execution has ended and no event follows `after_seq`: nothing will be sent.
+    Finished,
+}
+
+impl Execution {
+    pub fn new(identity: ExecutionIdentity, step_names: impl Iterator<Item = String>) -> Self {
+        Self {
+            identity,
+            status: ExecutionStatus::Queued,
+            created_at: now_millis(),
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            error: None,
+            steps: step_names
+                .map(|name| (name.clone(), StepSnapshot::pending(name)))
+                .collect(),
+            log: Vec::new(),
+            subscribers: Vec::new(),
+            cancel: CancellationToken::new(),
+            run_done: false,
+        }
+    }
+
+    pub fn status(&self) -> ExecutionStatus {
+        self.status
+    }
+
+    /// The final event has been recorded.
+    pub fn is_complete(&self) -> bool {
+        self.log.last().is_some_and(ExecutionEvent::is_final)
+    }
+
+    pub fn summary(&self) -> ExecutionSummary {
+        ExecutionSummary {
+            execution_id: self.identity.id.clone(),
+            workflow: self.identity.workflow.clone(),
+            runner: self.identity.runner.clone(),
+            status: self.status,
+        }
+    }
+
+    /// The runner began.
+    pub fn mark_started(&mut self) {
+        if self.status == ExecutionStatus::Queued {
+            self.status = ExecutionStatus::Running;
+            self.started_at = Some(now_millis());
+        }
+    }
+
+    /// Numbers the event, applies it, logs it and sends it to every live subscriber.
+    /// Events after the final one are dropped: a stream ends with exactly one.
+    pub fn record(&mut self, event: StepEvent) {
+        if self.is_complete() {
+            tracing::warn!(execution = %self.identity.id, kind = event.kind(), "event after workflow_complete dropped");
+            return;
+        }
+        self.mark_started();
+        self.apply(&event);
+        let numbered = ExecutionEvent {
+            execution_id: self.identity.id.clone(),
+            seq: self.log.len() as u64 + 1,
+            event,
+        };
+        self.subscribers.retain(Recipient::connected);
+        for subscriber in &self.subscribers {
+            subscriber.do_send(numbered.clone());
+        }
+        if numbered.is_final() {
+            self.subscribers.clear();
+        }
+        self.log.push(numbered);
+    }
+
+    /// Replays events after `after_seq` to `subscriber`, then keeps it for live ones unless
+    /// the execution already ended.
+    pub fn subscribe(
+        &mut self,
+        after_seq: u64,
+        subscriber: Recipient<ExecutionEvent>,
+    ) -> Subscription {
+        let replay = self
+            .log
+            .iter()
+            .skip(usize::try_from(after_seq).unwrap_or(usize::MAX));
+        let mut replayed = 0usize;
+        for event in replay {
+            subscriber.do_send(event.clone());
+            replayed += 1;
+        }
+        if self.is_complete() {
+            return if replayed == 0 {
+                Subscription::Finished
+            } else {
+                Subscription::Following
+            };
+        }
+        self.subscribers.retain(Recipient::connected);
+        self.subscribers.push(subscriber);
+        Subscription::Following
+    }
+
+    /// Takes the local runner's final word on each step: exit codes, stderr-bearing errors,
+    /// and steps that never emitted an event.
+    pub fn apply_outcome(&mut self, outcome: &RunOutcome) {
+        for (name, step) in outcome.steps.iter().chain(&outcome.handlers) {
+            if step.status == StepStatus::Pending && step.attempts == 0 {
+                continue;
+            }
+            let snapshot = self.step_mut(name);
+            merge_outcome(snapshot, step);
+        }
+        if self.error.is_none() {
+            self.error.clone_from(&outcome.error);
+        }
+    }
+
+    /// Makes sure the execution ended with one final event, even when its runner died.
+    pub fn ensure_complete(&mut self, reason: &str) {
+        if self.is_complete() {
+            return;
+        }
+        let elapsed = self
+            .started_at
+            .map_or(0, |started| now_millis().saturating_sub(started));
+        let status = if self.cancel.is_cancelled() {
+            RunStatus::Cancelled
+        } else {
+            RunStatus::Failed
+        };
+        self.record(StepEvent::WorkflowComplete {
+            workflow: self.identity.workflow.clone(),
+            status,
+            duration: format_duration(std::time::Duration::from_millis(elapsed)),
+            duration_ms: elapsed,
+            error: Some(reason.to_owned()),
+            timestamp: now_millis(),
+        });
+    }
+
+    pub fn snapshot(&self) -> ExecutionSnapshot {
+        ExecutionSnapshot {
+            execution_id: self.identity.id.clone(),
+            workflow: self.identity.workflow.clone(),
+            runner: self.identity.runner.clone(),
+            status: self.status,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            duration: self
+                .duration_ms
+                .map(|ms| format_duration(std::time::Duration::from_millis(ms))),
+            duration_ms: self.duration_ms,
+            error: self.error.clone(),
+            last_seq: self.log.len() as u64,
+            steps: self.steps.values().cloned().collect(),
+        }
+    }
+
+    fn step_mut(&mut self, name: &str) -> &mut StepSnapshot {
+        self.steps
+            .entry(name.to_owned())
+            .or_insert_with(|| StepSnapshot::pending(name.to_owned()))
+    }
+
+    fn apply(&mut self, event: &StepEvent) {
+        match event {
+            StepEvent::StepRunning {
+                step, timestamp, ..
+            } => {
+                let snapshot = self.step_mut(step);
+                snapshot.status = StepState::Running;
+                snapshot.attempts += 1;
+                snapshot.started_at.get_or_insert(*timestamp);
+                snapshot.finished_at = None;
+            }
+            StepEvent::StepComplete {
+                step,
+                output,
+                duration,
+                duration_ms,
+                timestamp,
+            } => {
+                let snapshot = self.step_mut(step);
+                snapshot.status = StepState::Success;
+                snapshot.output = Some(output.clone());
+                snapshot.error = None;
+                snapshot.duration = Some(duration.clone());
+                snapshot.duration_ms = Some(*duration_ms);
+                snapshot.finished_at = Some(*timestamp);
+                snapshot.attempts = snapshot.attempts.max(1);
+            }
+            StepEvent::StepFailed {
+                step,
+                error,
+                will_retry,
+                timestamp,
+            } => {
+                let snapshot = self.step_mut(step);
+                snapshot.error = Some(error.clone());
+                if !will_retry {
+                    snapshot.status = StepState::Failed;
+                    snapshot.finished_at = Some(*timestamp);
+                    set_measured_duration(snapshot);
+                }
+            }
+            StepEvent::StepSkipped {
+                step,
+                reason,
+                timestamp,
+            } => {
+                let snapshot = self.step_mut(step);
+                snapshot.status = StepState::Skipped;
+                snapshot.error = Some(reason.clone());
+                snapshot.finished_at = Some(*timestamp);
+            }
+            StepEvent::WorkflowComplete {
+                status,
+                duration_ms,
+                error,
+                timestamp,
+                ..
+            } => {
+                self.status = (*status).into();
+                self.finished_at = Some(*timestamp);
+                self.duration_ms = Some(*duration_ms);
+                self.error.clone_from(error);
+                // A step still running when the run ended went the run's way.
+                let settled = match status {
+                    RunStatus::Success => StepState::Success,
+                    RunStatus::Failed => StepState::Failed,
+                    RunStatus::Cancelled => StepState::Cancelled,
+                };
+                for snapshot in self.steps.values_mut() {
+                    if snapshot.status == StepState::Running {
+                        snapshot.status = settled;
+                        snapshot.finished_at = Some(*timestamp);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn set_measured_duration(snapshot: &mut StepSnapshot) {
+    if let (Some(started), Some(finished)) = (snapshot.started_at, snapshot.finished_at) {
+        let ms = finished.saturating_sub(started);
+        snapshot.duration_ms = Some(ms);
+        snapshot.duration = Some(format_duration(std::time::Duration::from_millis(ms)));
+    }
+}
+
+fn merge_outcome(snapshot: &mut StepSnapshot, step: &StepOutcome) {
+    snapshot.status = step.status.into();
+    if snapshot.is_settled() && step.status != StepStatus::Skipped {
+        snapshot.output = Some(step.output.clone());
+    }
+    snapshot.error.clone_from(&step.error);
+    snapshot.exit_code = step.exit_code;
+    snapshot.attempts = snapshot.attempts.max(step.attempts);
+    if step.attempts > 0 {
+        snapshot.duration_ms = Some(duration_millis(step.duration));
+        snapshot.duration = Some(format_duration(step.duration));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn execution() -> Execution {
+        Execution::new(
+            ExecutionIdentity {
+                id: "exec_1".to_owned(),
+                tenant: "t".to_owned(),
+                workflow: "w".to_owned(),
+                runner: "local".to_owned(),
+            },
+            ["a".to_owned(), "b".to_owned()].into_iter(),
+        )
+    }
+
+    fn running(step: &str) -> StepEvent {
+        StepEvent::StepRunning {
+            step: step.to_owned(),
+            message: "running".to_owned(),
+            timestamp: 10,
+        }
+    }
+
+    fn complete(status: RunStatus) -> StepEvent {
+        StepEvent::WorkflowComplete {
+            workflow: "w".to_owned(),
+            status,
+            duration: "0.0s".to_owned(),
+            duration_ms: 5,
+            error: None,
+            timestamp: 20,
+        }
+    }
+
+    #[test]
+    fn events_serialize_flat_with_execution_id_and_seq() {
+        let event = ExecutionEvent {
+            execution_id: "exec_1".to_owned(),
+            seq: 1,
+            event: running("a"),
+        };
+        assert_eq!(
+            serde_json::to_value(&event).expect("serializes"),
+            json!({"execution_id":"exec_1","seq":1,"type":"step_running","step":"a","message":"running","timestamp":10})
+        );
+    }
+
+    #[test]
+    fn events_are_numbered_from_one_and_nothing_follows_the_final_one() {
+        let mut execution = execution();
+        assert_eq!(execution.status(), ExecutionStatus::Queued);
+        execution.record(running("a"));
+        assert_eq!(execution.status(), ExecutionStatus::Running);
+        execution.record(complete(RunStatus::Cancelled));
+        execution.record(running("b"));
+        let snapshot = execution.snapshot();
+        assert_eq!(snapshot.last_seq, 2);
+        assert_eq!(snapshot.status, ExecutionStatus::Cancelled);
+        assert_eq!(snapshot.steps[0].status, StepState::Cancelled);
+        assert_eq!(snapshot.steps[1].status, StepState::Pending);
+        assert_eq!(snapshot.duration.as_deref(), Some("0.0s"));
+    }
+
+    #[test]
+    fn a_retried_failure_keeps_the_step_running() {
+        let mut execution = execution();
+        execution.record(running("a"));
+        execution.record(StepEvent::StepFailed {
+            step: "a".to_owned(),
+            error: "exit status 1".to_owned(),
+            will_retry: true,
+            timestamp: 11,
+        });
+        assert_eq!(execution.snapshot().steps[0].status, StepState::Running);
+        execution.record(running("a"));
+        execution.record(StepEvent::StepFailed {
+            step: "a".to_owned(),
+            error: "exit status 2".to_owned(),
+            will_retry: false,
+            timestamp: 15,
+        });
+        let step = &execution.snapshot().steps[0];
+        assert_eq!(step.status, StepState::Failed);
+        assert_eq!(step.attempts, 2);
+        assert_eq!(step.error.as_deref(), Some("exit status 2"));
+        assert_eq!(step.duration_ms, Some(5));
+    }
+
+    #[test]
+    fn ensure_complete_adds_one_final_event_only_when_missing() {
+        let mut execution = execution();
+        execution.mark_started();
+        execution.ensure_complete("the runner stopped");
+        execution.ensure_complete("again");
+        let snapshot = execution.snapshot();
+        assert_eq!(snapshot.last_seq, 1);
+        assert_eq!(snapshot.status, ExecutionStatus::Failed);
+        assert_eq!(snapshot.error.as_deref(), Some("the runner stopped"));
+    }
+}

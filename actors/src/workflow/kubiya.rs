@@ -1,0 +1,841 @@
+//! The Kubiya platform runner: sends a workflow to the platform and follows its event stream.
+//!
+//! The request is what the original SDK sends (see the reference, §3): `POST
+//! {api_url}/api/v1/workflow?runner=R&operation=execute_workflow&native_sse=true` with
+//! `Authorization: UserKey <key>`, and as body the workflow JSON without `runner` plus
+//! `"parameters"`. The answer is an SSE stream whose payloads are plain JSON or Vercel-style
+//! `2:{…}` records, where `step` is an object; [`PlatformStream`] maps them to our flat
+//! [`StepEvent`]s (`step` is the step's name) and decides how the run ended. The runner always
+//! sends exactly one `workflow_complete` last, as the local runner does.
+//!
+//! It holds an `awc` client, which is not `Send`: it lives on the `ExecutionWatcher`'s
+//! arbiter, and its runs are spawned there.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use awc::Client;
+use awc::http::header;
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use super::event::{RunStatus, StepEvent, duration_millis, format_duration, now_millis};
+use super::model::Workflow;
+use crate::provider::sse::{SseDecoder, SseEvent};
+
+/// How to reach the platform; the key stays out of `Debug`.
+#[derive(Clone)]
+pub struct KubiyaConfig {
+    /// The API's base URL, e.g. `https://api.kubiya.ai`.
+    pub api_url: String,
+    pub api_key: String,
+    /// Bytes of a step's output kept; more is cut.
+    pub max_output_bytes: usize,
+    /// Longest silence (not even a heartbeat) before the stream counts as dead.
+    pub idle_timeout: Duration,
+}
+
+impl KubiyaConfig {
+    pub fn new(api_url: impl Into<String>, api_key: impl Into<String>) -> Self {
+        Self {
+            api_url: api_url.into(),
+            api_key: api_key.into(),
+            max_output_bytes: 1024 * 1024,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl std::fmt::Debug for KubiyaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubiyaConfig")
+            .field("api_url", &self.api_url)
+            .field("api_key", &"<redacted>")
+            .field("max_output_bytes", &self.max_output_bytes)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
+}
+
+/// One run on the platform.
+#[derive(Debug)]
+pub struct PlatformRun {
+    pub workflow: Workflow,
+    /// Run-time values, sent as `"parameters"`.
+    pub params: Map<String, Value>,
+    /// The Kubiya runner, sent as the `runner` query parameter.
+    pub runner: String,
+    pub events: UnboundedSender<StepEvent>,
+    /// Cancelling it stops following the stream (status `cancelled`).
+    pub cancel: CancellationToken,
+}
+
+/// Runs workflows on the Kubiya platform.
+pub struct KubiyaRunner {
+    config: KubiyaConfig,
+    client: Client,
+}
+
+/// Statuses the original SDK retries (its HTTP session retries POSTs too).
+const RETRYABLE_STATUSES: [u16; 5] = [429, 500, 502, 503, 504];
+/// Retries after the first attempt, for those statuses and for refused connections.
+const MAX_RETRIES: u32 = 2;
+/// How much of an error response is quoted, as the SDK does.
+const ERROR_BODY_CHARS: usize = 200;
+
+impl KubiyaRunner {
+    /// Builds the client; call it on the arbiter that will run the workflows.
+    pub fn new(config: KubiyaConfig) -> Self {
+        let client = Client::builder()
+            .connector(awc::Connector::new().timeout(Duration::from_secs(10)))
+            .timeout(Duration::from_secs(60))
+            .finish();
+        Self { config, client }
+    }
+
+    /// The request body: the workflow without `runner` (it goes in the query), plus the
+    /// run-time `parameters`.
+    pub fn request_body(workflow: &Workflow, params: &Map<String, Value>) -> Value {
+        let mut body = match workflow.to_value() {
+            Value::Object(body) => body,
+            _ => Map::new(),
+        };
+        body.remove("runner");
+        body.insert("parameters".to_owned(), Value::Object(params.clone()));
+        Value::Object(body)
+    }
+
+    /// Runs the workflow to its end; always sends exactly one `workflow_complete` last.
+    pub async fn run(&self, run: PlatformRun) -> RunStatus {
+        let started = Instant::now();
+        let mut stream = PlatformStream::new(&run.runner, self.config.max_output_bytes);
+        let ending = tokio::select! {
+            ending = self.follow(&run, &mut stream) => ending,
+            () = run.cancel.cancelled() => Ending::Cancelled,
+        };
+        let (status, error) = stream.verdict(ending);
+        let duration = started.elapsed();
+        // A receiver that went away only means nobody is listening any more.
+        let _ = run.events.send(StepEvent::WorkflowComplete {
+            workflow: run.workflow.name.clone(),
+            status,
+            duration: format_duration(duration),
+            duration_ms: duration_millis(duration),
+            error,
+            timestamp: now_millis(),
+        });
+        status
+    }
+
+    async fn follow(&self, run: &PlatformRun, stream: &mut PlatformStream) -> Ending {
+        let mut response = match self.open(run).await {
+            Ok(response) => response,
+            Err(error) => return Ending::Failed(error),
+        };
+        let mut decoder = SseDecoder::new();
+        let mut events = Vec::new();
+        loop {
+            let chunk = match tokio::time::timeout(self.config.idle_timeout, response.next()).await
+            {
+                Err(_) => {
+                    return Ending::Failed(format!(
+                        "the Kubiya platform sent nothing for {}s",
+                        self.config.idle_timeout.as_secs()
+                    ));
+                }
+                Ok(Some(Err(error))) => {
+                    return Ending::Failed(format!(
+                        "the connection to the Kubiya platform broke: {error}"
+                    ));
+                }
+                Ok(Some(Ok(chunk))) => Some(chunk),
+                Ok(None) => None,
+            };
+            match &chunk {
+                Some(bytes) => decoder.feed(bytes),
+                None => decoder.finish(),
+            }
+            while let Some(event) = decoder.next_event() {
+                let ending = stream.on_event(&event, &mut events);
+                for event in events.drain(..) {
+                    let _ = run.events.send(event);
+                }
+                if let Some(ending) = ending {
+                    return ending;
+                }
+            }
+            if chunk.is_none() {
+                return Ending::BodyEnded;
+            }
+        }
+    }
+
+    /// Sends the request, retrying what the SDK retries; `Ok` is a 2xx response.
+    async fn open(&self, run: &PlatformRun) -> Result<awc::ClientResponse, String> {
+        let url = format!(
+            "{}/api/v1/workflow",
+            self.config.api_url.trim_end_matches('/')
+        );
+        let body = Self::request_body(&run.workflow, &run.params).to_string();
+        let mut attempt = 0;
+        loop {
+            let request = self
+                .client
+                .post(&url)
+                .query(&[
+                    ("runner", run.runner.as_str()),
+                    ("operation", "execute_workflow"),
+                    ("native_sse", "true"),
+                ])
+                .map_err(|error| format!("cannot build the platform request: {error}"))?
+                .insert_header((
+                    header::AUTHORIZATION,
+                    format!("UserKey {}", self.config.api_key),
+                ))
+                .insert_header((header::CONTENT_TYPE, "application/json"))
+                .insert_header((header::ACCEPT, "text/event-stream"))
+                .insert_header((
+                    header::USER_AGENT,
+                    concat!("kubiya-agent-server/", env!("CARGO_PKG_VERSION")),
+                ));
+            let retry = match request.send_body(body.clone()).await {
+                Ok(response) if response.status().is_success() => return Ok(response),
+                Ok(mut response) => {
+                    let status = response.status().as_u16();
+                    if !RETRYABLE_STATUSES.contains(&status) || attempt == MAX_RETRIES {
+                        let text = response.body().limit(64 * 1024).await.unwrap_or_default();
+                        return Err(describe_status(status, &text));
+                    }
+                    format!("HTTP {status}")
+                }
+                Err(error @ awc::error::SendRequestError::Connect(_)) if attempt < MAX_RETRIES => {
+                    error.to_string()
+                }
+                Err(error) => {
+                    return Err(format!(
+                        "cannot reach the Kubiya platform at {url}: {error}"
+                    ));
+                }
+            };
+            attempt += 1;
+            let delay = Duration::from_secs(1 << (attempt - 1));
+            tracing::warn!(%retry, attempt, delay_secs = delay.as_secs(), "the Kubiya platform failed; retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+fn describe_status(status: u16, body: &[u8]) -> String {
+    if status == 401 || status == 403 {
+        return format!(
+            "the Kubiya platform refused the API key (HTTP {status}); check KUBIYA_API_KEY"
+        );
+    }
+    let text: String = String::from_utf8_lossy(body)
+        .chars()
+        .take(ERROR_BODY_CHARS)
+        .collect();
+    format!("the Kubiya platform answered HTTP {status}: {text}")
+}
+
+/// How following the stream stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ending {
+    /// The platform said how the workflow ended.
+    Reported {
+        success: bool,
+        error: Option<String>,
+    },
+    /// An end marker (`[DONE]`, `d:`, `event: end`, `end: true`, `finishReason`) without a
+    /// verdict.
+    Marker,
+    /// The body ended with no end marker at all.
+    BodyEnded,
+    Failed(String),
+    Cancelled,
+}
+
+/// What we know of one platform step.
+#[derive(Debug, Default)]
+struct PlatformStep {
+    /// When its current attempt started running, by our clock.
+    running_since: Option<Instant>,
+    /// It completed, failed for good or was skipped.
+    settled: bool,
+}
+
+/// The platform's event stream, mapped to ours; pure, so tests can feed it captures.
+#[derive(Debug)]
+struct PlatformStream {
+    runner: String,
+    output_limit: usize,
+    steps: HashMap<String, PlatformStep>,
+    failed_steps: Vec<String>,
+    last_error: Option<String>,
+}
+
+/// The step status words the platform uses for each outcome.
+const DONE_WORDS: [&str; 5] = ["finished", "completed", "complete", "success", "succeeded"];
+const FAILED_WORDS: [&str; 3] = ["failed", "error", "errored"];
+
+impl PlatformStream {
+    fn new(runner: &str, output_limit: usize) -> Self {
+        Self {
+            runner: runner.to_owned(),
+            output_limit,
+            steps: HashMap::new(),
+            failed_steps: Vec::new(),
+            last_error: None,
+        }
+    }
+
+    /// Maps one SSE event, appending ours to `out`; `Some` when the stream is over.
+    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<StepEvent>) -> Option<Ending> {
+        let data = event.data.trim();
+        match event.event.as_deref() {
+            Some("end") => return Some(Ending::Marker),
+            Some("error") => {
+                self.last_error = Some(error_text(data));
+                return None;
+            }
+            _ => {}
+        }
+        if data.is_empty() {
+            return None;
+        }
+        if data == "[DONE]" {
+            return Some(Ending::Marker);
+        }
+        let (prefix, payload) = split_record_prefix(data);
+        match prefix {
+            Some('d') => return Some(Ending::Marker),
+            Some('3') => {
+                self.last_error = Some(error_text(payload));
+                return None;
+            }
+            // Text parts of a data stream carry no step information.
+            Some('0') => return None,
+            _ => {}
+        }
+        let value: Value = match serde_json::from_str(payload) {
+            Ok(value) => value,
+            Err(_) => {
+                tracing::debug!(data, "platform stream line that is not JSON ignored");
+                return None;
+            }
+        };
+        let records = match value {
+            Value::Array(records) => records,
+            record => vec![record],
+        };
+        records
+            .iter()
+            .find_map(|record| self.on_record(record, prefix == Some('e'), out))
+    }
+
+    fn on_record(
+        &mut self,
+        record: &Value,
+        finish_step_part: bool,
+        out: &mut Vec<StepEvent>,
+    ) -> Option<Ending> {
+        let kind = record.get("type").and_then(Value::as_str).unwrap_or("");
+        match kind {
+            "step_running" | "step_start" | "step_started" => {
+                if let Some((name, step)) = step_of(record) {
+                    self.running(&name, step, out);
+                }
+            }
+            "step_update" | "step_complete" | "step_completed" | "step_finished" => {
+                if let Some((name, step)) = step_of(record) {
+                    let status = word(step, "status");
+                    if kind == "step_update"
+                        && !DONE_WORDS.contains(&status.as_str())
+                        && !FAILED_WORDS.contains(&status.as_str())
+                        && status != "skipped"
+                    {
+                        self.running(&name, step, out);
+                    } else {
+                        self.settled(&name, step, &status, out);
+                    }
+                }
+            }
+            "step_failed" | "step_error" => {
+                if let Some((name, step)) = step_of(record) {
+                    self.failed(&name, step, out);
+                }
+            }
+            "step_skipped" => {
+                if let Some((name, step)) = step_of(record) {
+                    self.skipped(&name, step, out);
+                }
+            }
+            "workflow_complete" | "workflow_completed" | "workflow_finished" | "workflow_end" => {
+                let status = word(record, "status");
+                let success = record
+                    .get("success")
+                    .and_then(Value::as_bool)
+                    .unwrap_or_else(|| DONE_WORDS.contains(&status.as_str()));
+                return Some(Ending::Reported {
+                    success,
+                    error: error_of(record),
+                });
+            }
+            "workflow_failed" | "workflow_error" => {
+                return Some(Ending::Reported {
+                    success: false,
+                    error: error_of(record),
+                });
+            }
+            "error" => {
+                self.last_error = Some(
+                    error_of(record).unwrap_or_else(|| "the platform reported an error".into()),
+                );
+            }
+            "heartbeat" | "ping" | "workflow_start" | "workflow_started" => {}
+            _ => {
+                if record.get("end").and_then(Value::as_bool) == Some(true)
+                    || (record.get("finishReason").is_some() && !finish_step_part)
+                {
+                    return Some(Ending::Marker);
+                }
+                if let Some(error) = error_of(record) {
+                    self.last_error = Some(error);
+                }
+            }
+        }
+        None
+    }
+
+    fn running(&mut self, name: &str, step: &Value, out: &mut Vec<StepEvent>) {
+        let state = self.steps.entry(name.to_owned()).or_default();
+        if state.running_since.is_some() || state.settled {
+            return;
+        }
+        state.running_since = Some(Instant::now());
+        let message = step.get("message").and_then(Value::as_str).map_or_else(
+            || format!("running on Kubiya runner {}", self.runner),
+            str::to_owned,
+        );
+        out.push(StepEvent::StepRunning {
+            step: name.to_owned(),
+            message,
+            timestamp: now_millis(),
+        });
+    }
+
+    fn settled(&mut self, name: &str, step: &Value, status: &str, out: &mut Vec<StepEvent>) {
+        if FAILED_WORDS.contains(&status) {
+            self.failed(name, step, out);
+        } else if status == "skipped" {
+            self.skipped(name, step, out);
+        } else {
+            self.complete(name, step, out);
+        }
+    }
+
+    fn complete(&mut self, name: &str, step: &Value, out: &mut Vec<StepEvent>) {
+        self.running(name, step, out);
+        let state = self.steps.entry(name.to_owned()).or_default();
+        if state.settled {
+            return;
+        }
+        state.settled = true;
+        let measured = state
+            .running_since
+            .take()
+            .map_or(Duration::ZERO, |since| since.elapsed());
+        let duration = step
+            .get("duration")
+            .and_then(parse_platform_duration)
+            .unwrap_or(measured);
+        let output = match step.get("output") {
+            Some(Value::String(output)) => output.trim().to_owned(),
+            None | Some(Value::Null) => String::new(),
+            Some(other) => other.to_string(),
+        };
+        out.push(StepEvent::StepComplete {
+            step: name.to_owned(),
+            output: truncate(output, self.output_limit),
+            duration: format_duration(duration),
+            duration_ms: duration_millis(duration),
+            timestamp: now_millis(),
+        });
+    }
+
+    fn failed(&mut self, name: &str, step: &Value, out: &mut Vec<StepEvent>) {
+        self.running(name, step, out);
+        let state = self.steps.entry(name.to_owned()).or_default();
+        if state.settled {
+            return;
+        }
+        let will_retry = ["canRetry", "will_retry", "willRetry"]
+            .iter()
+            .find_map(|key| step.get(*key).and_then(Value::as_bool))
+            .unwrap_or(false);
+        state.running_since = None;
+        state.settled = !will_retry;
+        let error = error_of(step).unwrap_or_else(|| match step.get("exitCode") {
+            Some(code) => format!("the step failed with exit code {code}"),
+            None => "the step failed".to_owned(),
+        });
+        if !will_retry {
+            self.failed_steps.push(name.to_owned());
+        }
+        out.push(StepEvent::StepFailed {
+            step: name.to_owned(),
+            error: truncate(error, self.output_limit),
+            will_retry,
+            timestamp: now_millis(),
+        });
+    }
+
+    fn skipped(&mut self, name: &str, step: &Value, out: &mut Vec<StepEvent>) {
+        let state = self.steps.entry(name.to_owned()).or_default();
+        if state.settled {
+            return;
+        }
+        state.settled = true;
+        state.running_since = None;
+        out.push(StepEvent::StepSkipped {
+            step: name.to_owned(),
+            reason: error_of(step)
+                .or_else(|| word_opt(step, "reason"))
+                .unwrap_or_else(|| "skipped by the Kubiya platform".to_owned()),
+            timestamp: now_millis(),
+        });
+    }
+
+    /// The run's status and, unless it succeeded, why.
+    fn verdict(&self, ending: Ending) -> (RunStatus, Option<String>) {
+        let failure = || {
+            self.last_error.clone().or_else(|| {
+                self.failed_steps
+                    .first()
+                    .map(|step| format!("step '{step}' failed on the Kubiya platform"))
+            })
+        };
+        match ending {
+            Ending::Reported { success: true, .. } => (RunStatus::Success, None),
+            Ending::Reported {
+                success: false,
+                error,
+            } => {
+                (
+                    RunStatus::Failed,
+                    Some(error.or_else(failure).unwrap_or_else(|| {
+                        "the workflow failed on the Kubiya platform".to_owned()
+                    })),
+                )
+            }
+            Ending::Marker => match failure() {
+                Some(error) => (RunStatus::Failed, Some(error)),
+                None => (RunStatus::Success, None),
+            },
+            Ending::BodyEnded => (
+                RunStatus::Failed,
+                Some(
+                    "the Kubiya platform's event stream ended before the workflow completed"
+                        .to_owned(),
+                ),
+            ),
+            Ending::Failed(error) => (RunStatus::Failed, Some(error)),
+            Ending::Cancelled => (
+                RunStatus::Cancelled,
+                Some("the run was cancelled; the Kubiya platform may still finish it".to_owned()),
+            ),
+        }
+    }
+}
+
+/// `2:{…}` → (`Some('2')`, `{…}`); plain JSON has no prefix.
+fn split_record_prefix(data: &str) -> (Option<char>, &str) {
+    let mut chars = data.chars();
+    match (chars.next(), chars.next()) {
+        (Some(code), Some(':')) if code.is_ascii_alphanumeric() => (Some(code), &data[2..]),
+        _ => (None, data),
+    }
+}
+
+/// The step's name and the object holding its fields (the record itself when `step` is a
+/// plain name).
+fn step_of(record: &Value) -> Option<(String, &Value)> {
+    match record.get("step") {
+        Some(step @ Value::Object(fields)) => ["name", "id", "step_name"]
+            .iter()
+            .find_map(|key| fields.get(*key).and_then(Value::as_str))
+            .map(|name| (name.to_owned(), step)),
+        Some(Value::String(name)) => Some((name.clone(), record)),
+        _ => ["step_name", "stepName"]
+            .iter()
+            .find_map(|key| record.get(*key).and_then(Value::as_str))
+            .map(|name| (name.to_owned(), record)),
+    }
+}
+
+fn word(value: &Value, key: &str) -> String {
+    word_opt(value, key)
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+fn word_opt(value: &Value, key: &str) -> Option<String> {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|text| !text.trim().is_empty())
+        .map(str::to_owned)
+}
+
+/// `error` as a string, or `error.message`, or a top-level `message` beside an error type.
+fn error_of(value: &Value) -> Option<String> {
+    match value.get("error") {
+        Some(Value::String(error)) if !error.trim().is_empty() => Some(error.clone()),
+        Some(Value::Object(error)) => error
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| Some(Value::Object(error.clone()).to_string())),
+        _ if value.get("type").and_then(Value::as_str) == Some("error") => {
+            word_opt(value, "message")
+        }
+        _ => None,
+    }
+}
+
+/// An error payload that may be a JSON string, a JSON object or plain text.
+fn error_text(payload: &str) -> String {
+    match serde_json::from_str::<Value>(payload) {
+        Ok(Value::String(text)) => text,
+        Ok(value) => error_of(&value).unwrap_or_else(|| value.to_string()),
+        Err(_) => payload.to_owned(),
+    }
+}
+
+/// Seconds as a number, or Go-style text: `1.5s`, `350ms`, `2m3s`, `1h`.
+fn parse_platform_duration(value: &Value) -> Option<Duration> {
+    match value {
+        Value::Number(secs) => Duration::try_from_secs_f64(secs.as_f64()?).ok(),
+        Value::String(text) => parse_go_duration(text.trim()),
+        _ => None,
+    }
+}
+
+fn parse_go_duration(text: &str) -> Option<Duration> {
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).ok();
+    }
+    let mut total = 0.0_f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&end| end > 0)?;
+        let number: f64 = rest[..number_end].parse().ok()?;
+        rest = &rest[number_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += number * scale;
+        rest = &rest[unit_end..];
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+/// At most `limit` bytes, cut at a character boundary.
+fn truncate(mut text: String, limit: usize) -> String {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn feed(stream: &mut PlatformStream, raw: &str) -> (Vec<StepEvent>, Option<Ending>) {
+        let mut decoder = SseDecoder::new();
+        decoder.feed(raw.as_bytes());
+        decoder.finish();
+        let mut out = Vec::new();
+        while let Some(event) = decoder.next_event() {
+            if let Some(ending) = stream.on_event(&event, &mut out) {
+                return (out, Some(ending));
+            }
+        }
+        (out, None)
+    }
+
+    fn summary(events: &[StepEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|event| match event {
+                StepEvent::StepRunning { step, .. } => format!("running {step}"),
+                StepEvent::StepComplete {
+                    step,
+                    output,
+                    duration,
+                    ..
+                } => format!("complete {step} {output:?} {duration}"),
+                StepEvent::StepFailed {
+                    step,
+                    error,
+                    will_retry,
+                    ..
+                } => format!("failed {step} {error:?} retry={will_retry}"),
+                StepEvent::StepSkipped { step, reason, .. } => format!("skipped {step} {reason}"),
+                StepEvent::WorkflowComplete { status, .. } => format!("done {status:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn platform_events_with_step_objects_become_flat_events() {
+        let raw = concat!(
+            ": heartbeat\n\n",
+            "retry: 3000\n\n",
+            "data: {\"type\":\"workflow_start\",\"requestId\":\"r1\",\"progress\":{\"completed\":0,\"total\":2}}\n\n",
+            "data: {\"type\":\"step_running\",\"step\":{\"name\":\"build\",\"status\":\"running\",\"logs\":[]}}\n\n",
+            "data: {\"type\":\"step_update\",\"step\":{\"name\":\"build\",\"status\":\"running\"}}\n\n",
+            "data: {\"type\":\"heartbeat\"}\n\n",
+            "data: {\"type\":\"step_complete\",\"step\":{\"name\":\"build\",\"status\":\"finished\",\"output\":\"built\\n\",\"exitCode\":0,\"duration\":\"1m2.5s\"}}\n\n",
+            "data: 2:{\"type\":\"step_running\",\"step\":{\"name\":\"test\"}}\n\n",
+            "data: {\"type\":\"step_failed\",\"step\":{\"name\":\"test\",\"error\":\"exit status 1\",\"canRetry\":true}}\n\n",
+            "data: {\"type\":\"step_running\",\"step\":{\"name\":\"test\",\"retryCount\":1}}\n\n",
+            "data: {\"type\":\"step_complete\",\"step\":{\"name\":\"test\",\"status\":\"failed\",\"error\":\"exit status 2\",\"canRetry\":false}}\n\n",
+            "data: {\"type\":\"workflow_complete\",\"requestId\":\"r1\",\"status\":\"failed\",\"success\":false}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let mut stream = PlatformStream::new("k8s", 1024);
+        let (events, ending) = feed(&mut stream, raw);
+        assert_eq!(
+            summary(&events),
+            [
+                "running build",
+                "complete build \"built\" 62.5s",
+                "running test",
+                "failed test \"exit status 1\" retry=true",
+                "running test",
+                "failed test \"exit status 2\" retry=false",
+            ]
+        );
+        let ending = ending.expect("ended");
+        assert_eq!(
+            ending,
+            Ending::Reported {
+                success: false,
+                error: None
+            }
+        );
+        assert_eq!(
+            stream.verdict(ending),
+            (
+                RunStatus::Failed,
+                Some("step 'test' failed on the Kubiya platform".to_owned())
+            )
+        );
+    }
+
+    #[test]
+    fn end_markers_without_a_verdict_end_the_stream() {
+        for (raw, expected) in [
+            ("data: d:{\"finishReason\":\"stop\"}\n\n", Ending::Marker),
+            ("event: end\ndata: {}\n\n", Ending::Marker),
+            ("data: {\"end\":true}\n\n", Ending::Marker),
+            ("data: {\"finishReason\":\"stop\"}\n\n", Ending::Marker),
+        ] {
+            let mut stream = PlatformStream::new("r", 1024);
+            assert_eq!(feed(&mut stream, raw).1, Some(expected), "{raw}");
+        }
+        let mut stream = PlatformStream::new("r", 1024);
+        let (_, ending) = feed(
+            &mut stream,
+            "data: {\"type\":\"error\",\"error\":{\"code\":\"E1\",\"message\":\"runner offline\"}}\n\ndata: [DONE]\n\n",
+        );
+        assert_eq!(
+            stream.verdict(ending.expect("ended")),
+            (RunStatus::Failed, Some("runner offline".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_complete_without_running_is_preceded_by_one_and_duplicates_are_dropped() {
+        let mut stream = PlatformStream::new("r", 3);
+        let (events, _) = feed(
+            &mut stream,
+            concat!(
+                "data: {\"type\":\"step_finished\",\"step\":{\"name\":\"a\",\"output\":\"abcdef\"}}\n\n",
+                "data: {\"type\":\"step_complete\",\"step\":{\"name\":\"a\",\"status\":\"completed\"}}\n\n",
+                "data: {\"type\":\"step_skipped\",\"step_name\":\"b\"}\n\n",
+            ),
+        );
+        assert_eq!(
+            summary(&events),
+            [
+                "running a",
+                "complete a \"abc\" 0.0s",
+                "skipped b skipped by the Kubiya platform"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_body_is_the_workflow_without_runner_plus_parameters() {
+        let workflow = Workflow::from_value(json!({
+            "name": "w", "runner": "k8s", "steps": [{"name": "a", "command": "echo hi"}],
+            "custom": {"kept": true}
+        }))
+        .expect("parses");
+        let mut params = Map::new();
+        params.insert("NAME".to_owned(), json!("x"));
+        assert_eq!(
+            KubiyaRunner::request_body(&workflow, &params),
+            json!({"name": "w", "steps": [{"name": "a", "command": "echo hi"}],
+                   "custom": {"kept": true}, "parameters": {"NAME": "x"}})
+        );
+    }
+
+    #[test]
+    fn go_durations_parse() {
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("350ms"), Some(Duration::from_millis(350)));
+        assert_eq!(parse_go_duration("1h2m"), Some(Duration::from_secs(3720)));
+        assert_eq!(parse_go_duration("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_go_duration("soon"), None);
+    }
+
+    #[test]
+    fn auth_failures_name_the_key_variable() {
+        assert!(describe_status(401, b"").contains("KUBIYA_API_KEY"));
+        assert_eq!(
+            describe_status(500, "x".repeat(300).as_bytes()).len(),
+            "the Kubiya platform answered HTTP 500: ".len() + 200
+        );
+    }
+
+    #[test]
+    fn the_key_stays_out_of_debug_output() {
+        let config = KubiyaConfig::new("https://api.kubiya.ai", "uk-secret");
+        assert!(!format!("{config:?}").contains("uk-secret"));
+    }
+}

@@ -1,0 +1,770 @@
+//! The `ExecutionWatcher` actor: one per process, on an arbiter of its own. It starts
+//! workflow executions on a runner (the [`LocalRunner`] on this host, or the
+//! [`KubiyaRunner`] that follows the platform), keeps each execution's numbered event log
+//! and state, and fans events out to any number of subscribers, replaying what they missed.
+//!
+//! HTTP handlers, sessions and the CLI talk to it through the messages below; events go back
+//! through `Recipient<ExecutionEvent>`s. Runs are futures spawned into the actor's context, so
+//! the mailbox never waits on a run: a run reports back through messages to the watcher
+//! itself, in order ([`RunStarted`], [`RunProgressed`]…, [`RunFinished`]). Executions outlive
+//! the request that started them; finished ones are kept for a bounded time and count.
+
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::future::LocalBoxFuture;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc::unbounded_channel;
+use tokio::sync::oneshot;
+
+use super::event::StepEvent;
+use super::execution::{
+    Execution, ExecutionEvent, ExecutionIdentity, ExecutionSnapshot, ExecutionStatus,
+    ExecutionSummary, Subscription,
+};
+use super::kubiya::{KubiyaConfig, KubiyaRunner, PlatformRun};
+use super::local::{LocalRunner, RunOptions, RunOutcome, RunRequest};
+use super::model::Workflow;
+use super::validate::{ValidationError, check_runnable_locally, validate};
+
+/// The runner name that means "this host".
+pub const LOCAL_RUNNER: &str = "local";
+
+/// How the watcher runs executions and how long it remembers them.
+#[derive(Debug, Clone)]
+pub struct WatcherConfig {
+    /// The runner used when neither the request nor the workflow names one.
+    pub default_runner: String,
+    pub local: RunOptions,
+    /// The platform, when a Kubiya API key is configured; without it only `local` runs.
+    pub kubiya: Option<KubiyaConfig>,
+    /// How long a finished execution stays readable.
+    pub finished_ttl: Duration,
+    /// How many finished executions are kept at most (the oldest go first).
+    pub max_finished: usize,
+}
+
+impl Default for WatcherConfig {
+    fn default() -> Self {
+        Self {
+            default_runner: LOCAL_RUNNER.to_owned(),
+            local: RunOptions::default(),
+            kubiya: None,
+            finished_ttl: Duration::from_secs(3600),
+            max_finished: 1000,
+        }
+    }
+}
+
+/// Why an execution request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecutionError {
+    /// No such execution for this tenant (another tenant's counts as none).
+    #[error("no execution '{0}'")]
+    NotFound(String),
+    /// The workflow (or its params) cannot run as given; every problem, with paths.
+    #[error("the workflow is invalid: {}", summarise(.0))]
+    Invalid(Vec<ValidationError>),
+    /// The named runner needs the Kubiya platform, which is not configured.
+    #[error(
+        "runner '{0}' runs on the Kubiya platform, which needs an API key (set KUBIYA_API_KEY); use runner \"local\" to run on this host"
+    )]
+    RunnerUnavailable(String),
+}
+
+fn summarise(errors: &[ValidationError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Starts an execution. Validates first (for `local`, also that this host can run every
+/// step); the run then proceeds on its own and this answers at once with status `queued`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ExecutionSummary, ExecutionError>")]
+pub struct StartExecution {
+    pub tenant: String,
+    pub workflow: Workflow,
+    pub params: Map<String, Value>,
+    /// Overrides the workflow's `runner`; `local` or a Kubiya runner name.
+    pub runner: Option<String>,
+}
+
+/// Sends `subscriber` every event after `after_seq`, then the live ones, ending with
+/// `workflow_complete`.
+#[derive(Message)]
+#[rtype(result = "Result<Subscription, ExecutionError>")]
+pub struct Subscribe {
+    pub tenant: String,
+    pub execution_id: String,
+    pub after_seq: u64,
+    pub subscriber: Recipient<ExecutionEvent>,
+}
+
+/// An execution's current state.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ExecutionSnapshot, ExecutionError>")]
+pub struct GetExecution {
+    pub tenant: String,
+    pub execution_id: String,
+}
+
+/// Asks an execution to stop; answers with its status at that moment (a finished one is
+/// left as it is). The run then ends with status `cancelled`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ExecutionStatus, ExecutionError>")]
+pub struct CancelExecution {
+    pub tenant: String,
+    pub execution_id: String,
+}
+
+/// Cancels every running execution and answers when all runs have ended, or after `within`.
+/// For shutdown: a step's processes must not outlive the server.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct DrainExecutions {
+    pub within: Duration,
+}
+
+/// A run's runner began (sent by the run to its watcher).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct RunStarted {
+    execution_id: String,
+}
+
+/// A run emitted an event.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct RunProgressed {
+    execution_id: String,
+    event: StepEvent,
+}
+
+/// A run's future returned; the local runner's outcome has each step's final state.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct RunFinished {
+    execution_id: String,
+    outcome: Option<RunOutcome>,
+}
+
+/// Which runner an execution uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RunnerChoice {
+    Local,
+    Kubiya(String),
+}
+
+impl RunnerChoice {
+    fn name(&self) -> &str {
+        match self {
+            Self::Local => LOCAL_RUNNER,
+            Self::Kubiya(name) => name,
+        }
+    }
+}
+
+pub struct ExecutionWatcher {
+    config: WatcherConfig,
+    local: LocalRunner,
+    /// Built on the watcher's arbiter: its `awc` client is not `Send`.
+    kubiya: Option<Rc<KubiyaRunner>>,
+    executions: HashMap<String, Execution>,
+    /// Finished executions, oldest first, for retention.
+    finished: VecDeque<(String, Instant)>,
+    /// Runs whose future has not returned yet.
+    active_runs: usize,
+    /// Answered when `active_runs` drops to zero.
+    drain_waiters: Vec<oneshot::Sender<()>>,
+}
+
+/// How often expired executions are swept, at most.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+impl ExecutionWatcher {
+    /// Builds the watcher; call it on the arbiter it will run on.
+    pub fn new(config: WatcherConfig) -> Self {
+        Self {
+            local: LocalRunner::new(config.local.clone()),
+            kubiya: config
+                .kubiya
+                .clone()
+                .map(|kubiya| Rc::new(KubiyaRunner::new(kubiya))),
+            config,
+            executions: HashMap::new(),
+            finished: VecDeque::new(),
+            active_runs: 0,
+            drain_waiters: Vec::new(),
+        }
+    }
+
+    /// Starts the watcher on a new arbiter of its own. Must be called inside a running actix
+    /// system.
+    pub fn start_on_own_arbiter(config: WatcherConfig) -> Addr<Self> {
+        Self::start_in_arbiter(&Arbiter::new().handle(), move |_| Self::new(config))
+    }
+
+    /// The request's runner, else the workflow's, else the configured default.
+    fn choose_runner(
+        &self,
+        requested: Option<&str>,
+        workflow: &Workflow,
+    ) -> Result<RunnerChoice, ExecutionError> {
+        let name = [requested, workflow.runner.as_deref()]
+            .into_iter()
+            .flatten()
+            .map(str::trim)
+            .find(|name| !name.is_empty())
+            .unwrap_or(&self.config.default_runner);
+        if name == LOCAL_RUNNER {
+            Ok(RunnerChoice::Local)
+        } else if self.kubiya.is_some() {
+            Ok(RunnerChoice::Kubiya(name.to_owned()))
+        } else {
+            Err(ExecutionError::RunnerUnavailable(name.to_owned()))
+        }
+    }
+
+    fn find(&mut self, tenant: &str, id: &str) -> Result<&mut Execution, ExecutionError> {
+        self.executions
+            .get_mut(id)
+            .filter(|execution| execution.identity.tenant == tenant)
+            .ok_or_else(|| ExecutionError::NotFound(id.to_owned()))
+    }
+
+    /// Records the execution and spawns its run.
+    fn launch(
+        &mut self,
+        start: StartExecution,
+        runner: RunnerChoice,
+        ctx: &mut Context<Self>,
+    ) -> ExecutionSummary {
+        let id = format!("exec_{}", uuid::Uuid::new_v4().simple());
+        let identity = ExecutionIdentity {
+            id: id.clone(),
+            tenant: start.tenant,
+            workflow: start.workflow.name.clone(),
+            runner: runner.name().to_owned(),
+        };
+        let execution = Execution::new(
+            identity,
+            start.workflow.steps.iter().map(|step| step.name.clone()),
+        );
+        let cancel = execution.cancel.clone();
+        let summary = execution.summary();
+        self.executions.insert(id.clone(), execution);
+        self.active_runs += 1;
+        tracing::info!(execution = %id, workflow = %summary.workflow, runner = %summary.runner, "execution started");
+
+        let (events, mut received) = unbounded_channel();
+        let run: LocalBoxFuture<'static, Option<RunOutcome>> = match runner {
+            RunnerChoice::Local => {
+                let local = self.local.clone();
+                let request = RunRequest {
+                    workflow: start.workflow,
+                    params: start.params,
+                    events,
+                    cancel,
+                };
+                Box::pin(async move { Some(local.run(request).await) })
+            }
+            RunnerChoice::Kubiya(runner) => {
+                let kubiya = self
+                    .kubiya
+                    .clone()
+                    .expect("a Kubiya runner is only chosen when configured");
+                let run = PlatformRun {
+                    workflow: start.workflow,
+                    params: start.params,
+                    runner,
+                    events,
+                    cancel,
+                };
+                Box::pin(async move {
+                    kubiya.run(run).await;
+                    None
+                })
+            }
+        };
+        let watcher = ctx.address();
+        ctx.spawn(actix::fut::wrap_future(async move {
+            watcher.do_send(RunStarted {
+                execution_id: id.clone(),
+            });
+            let mut run = std::pin::pin!(run);
+            // Forward events while the run goes on; the mailbox keeps them in order.
+            let outcome = loop {
+                tokio::select! {
+                    biased;
+                    Some(event) = received.recv() => watcher.do_send(RunProgressed {
+                        execution_id: id.clone(),
+                        event,
+                    }),
+                    outcome = &mut run => break outcome,
+                }
+            };
+            received.close();
+            while let Ok(event) = received.try_recv() {
+                watcher.do_send(RunProgressed {
+                    execution_id: id.clone(),
+                    event,
+                });
+            }
+            watcher.do_send(RunFinished {
+                execution_id: id,
+                outcome,
+            });
+        }));
+        summary
+    }
+
+    /// Forgets finished executions past their time or beyond the count.
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        while let Some((id, finished_at)) = self.finished.front() {
+            let expired = now.duration_since(*finished_at) >= self.config.finished_ttl;
+            if !expired && self.finished.len() <= self.config.max_finished {
+                break;
+            }
+            self.executions.remove(id);
+            self.finished.pop_front();
+        }
+    }
+}
+
+impl Actor for ExecutionWatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let every = self
+            .config
+            .finished_ttl
+            .clamp(Duration::from_secs(1), SWEEP_INTERVAL);
+        ctx.run_interval(every, |watcher, _| watcher.sweep());
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        for execution in self.executions.values() {
+            execution.cancel.cancel();
+        }
+        Running::Stop
+    }
+}
+
+impl Handler<StartExecution> for ExecutionWatcher {
+    type Result = ResponseActFuture<Self, Result<ExecutionSummary, ExecutionError>>;
+
+    fn handle(&mut self, start: StartExecution, _: &mut Self::Context) -> Self::Result {
+        let checked = self
+            .choose_runner(start.runner.as_deref(), &start.workflow)
+            .and_then(|runner| {
+                let mut problems = validate(&start.workflow);
+                problems.extend(missing_params(&start.workflow, &start.params));
+                if problems.is_empty() {
+                    Ok(runner)
+                } else {
+                    Err(ExecutionError::Invalid(problems))
+                }
+            });
+        match checked {
+            Err(error) => Box::pin(actix::fut::ready(Err(error))),
+            Ok(RunnerChoice::Local) => {
+                // Probing the host (is Docker there?) awaits a process: not in the mailbox.
+                let local = self.local.clone();
+                Box::pin(
+                    actix::fut::wrap_future(async move {
+                        let host = local.host_capabilities(&start.workflow).await;
+                        (start, host)
+                    })
+                    .map(|(start, host), watcher: &mut Self, ctx| {
+                        let problems = check_runnable_locally(&start.workflow, &host);
+                        if !problems.is_empty() {
+                            return Err(ExecutionError::Invalid(problems));
+                        }
+                        Ok(watcher.launch(start, RunnerChoice::Local, ctx))
+                    }),
+                )
+            }
+            Ok(runner) => Box::pin(
+                actix::fut::ready(())
+                    .map(move |(), watcher: &mut Self, ctx| Ok(watcher.launch(start, runner, ctx))),
+            ),
+        }
+    }
+}
+
+/// Declared params marked required, with no default and no value given.
+fn missing_params(workflow: &Workflow, params: &Map<String, Value>) -> Vec<ValidationError> {
+    workflow
+        .params
+        .iter()
+        .flatten()
+        .filter(|(name, spec)| {
+            spec.is_required()
+                && spec.default_value().is_none()
+                && params.get(*name).is_none_or(Value::is_null)
+        })
+        .map(|(name, _)| {
+            ValidationError::new(
+                format!("params.{name}"),
+                format!("the workflow requires param {name}; pass a value for it in \"params\""),
+            )
+        })
+        .collect()
+}
+
+impl Handler<Subscribe> for ExecutionWatcher {
+    type Result = Result<Subscription, ExecutionError>;
+
+    fn handle(&mut self, subscribe: Subscribe, _: &mut Self::Context) -> Self::Result {
+        let execution = self.find(&subscribe.tenant, &subscribe.execution_id)?;
+        Ok(execution.subscribe(subscribe.after_seq, subscribe.subscriber))
+    }
+}
+
+impl Handler<GetExecution> for ExecutionWatcher {
+    type Result = Result<ExecutionSnapshot, ExecutionError>;
+
+    fn handle(&mut self, get: GetExecution, _: &mut Self::Context) -> Self::Result {
+        Ok(self.find(&get.tenant, &get.execution_id)?.snapshot())
+    }
+}
+
+impl Handler<CancelExecution> for ExecutionWatcher {
+    type Result = Result<ExecutionStatus, ExecutionError>;
+
+    fn handle(&mut self, cancel: CancelExecution, _: &mut Self::Context) -> Self::Result {
+        let execution = self.find(&cancel.tenant, &cancel.execution_id)?;
+        if !execution.status().is_finished() {
+            tracing::info!(execution = %cancel.execution_id, "execution cancel requested");
+            execution.cancel.cancel();
+        }
+        Ok(execution.status())
+    }
+}
+
+impl Handler<DrainExecutions> for ExecutionWatcher {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, drain: DrainExecutions, _: &mut Self::Context) -> Self::Result {
+        for execution in self.executions.values() {
+            execution.cancel.cancel();
+        }
+        if self.active_runs == 0 {
+            return Box::pin(async {});
+        }
+        let (done, finished) = oneshot::channel();
+        self.drain_waiters.push(done);
+        let active = self.active_runs;
+        Box::pin(async move {
+            if tokio::time::timeout(drain.within, finished).await.is_err() {
+                tracing::warn!(active, "executions still running after the drain timeout");
+            }
+        })
+    }
+}
+
+impl Handler<RunStarted> for ExecutionWatcher {
+    type Result = ();
+
+    fn handle(&mut self, started: RunStarted, _: &mut Self::Context) {
+        if let Some(execution) = self.executions.get_mut(&started.execution_id) {
+            execution.mark_started();
+        }
+    }
+}
+
+impl Handler<RunProgressed> for ExecutionWatcher {
+    type Result = ();
+
+    fn handle(&mut self, progressed: RunProgressed, _: &mut Self::Context) {
+        if let Some(execution) = self.executions.get_mut(&progressed.execution_id) {
+            execution.record(progressed.event);
+        }
+    }
+}
+
+impl Handler<RunFinished> for ExecutionWatcher {
+    type Result = ();
+
+    fn handle(&mut self, finished: RunFinished, _: &mut Self::Context) {
+        self.active_runs = self.active_runs.saturating_sub(1);
+        if let Some(execution) = self.executions.get_mut(&finished.execution_id) {
+            if let Some(outcome) = &finished.outcome {
+                execution.apply_outcome(outcome);
+            }
+            execution.ensure_complete("the runner stopped without reporting the end of the run");
+            execution.run_done = true;
+            tracing::info!(
+                execution = %finished.execution_id,
+                status = execution.status().as_str(),
+                "execution finished"
+            );
+            self.finished
+                .push_back((finished.execution_id, Instant::now()));
+        }
+        if self.active_runs == 0 {
+            for waiter in self.drain_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+        self.sweep();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::{Arc, Mutex};
+
+    /// Collects the events it is sent.
+    struct Collector {
+        events: Arc<Mutex<Vec<ExecutionEvent>>>,
+    }
+
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<ExecutionEvent> for Collector {
+        type Result = ();
+
+        fn handle(&mut self, event: ExecutionEvent, _: &mut Self::Context) {
+            self.events.lock().expect("not poisoned").push(event);
+        }
+    }
+
+    fn workflow(value: Value) -> Workflow {
+        Workflow::from_value(value).expect("parses")
+    }
+
+    fn watcher() -> Addr<ExecutionWatcher> {
+        ExecutionWatcher::start_on_own_arbiter(WatcherConfig {
+            local: RunOptions {
+                allow_unsandboxed: true,
+                kill_grace: Duration::from_millis(200),
+                ..RunOptions::default()
+            },
+            ..WatcherConfig::default()
+        })
+    }
+
+    async fn start(
+        watcher: &Addr<ExecutionWatcher>,
+        tenant: &str,
+        value: Value,
+    ) -> Result<ExecutionSummary, ExecutionError> {
+        watcher
+            .send(StartExecution {
+                tenant: tenant.to_owned(),
+                workflow: workflow(value),
+                params: Map::new(),
+                runner: None,
+            })
+            .await
+            .expect("the watcher answers")
+    }
+
+    async fn wait_finished(
+        watcher: &Addr<ExecutionWatcher>,
+        tenant: &str,
+        id: &str,
+    ) -> ExecutionSnapshot {
+        for _ in 0..400 {
+            let snapshot = watcher
+                .send(GetExecution {
+                    tenant: tenant.to_owned(),
+                    execution_id: id.to_owned(),
+                })
+                .await
+                .expect("answers")
+                .expect("exists");
+            if snapshot.status.is_finished() {
+                return snapshot;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("execution {id} did not finish");
+    }
+
+    #[actix_rt::test]
+    async fn runs_fan_out_to_late_subscribers_and_other_tenants_see_nothing() {
+        let watcher = watcher();
+        let summary = start(
+            &watcher,
+            "t1",
+            json!({"name": "w", "steps": [
+                {"name": "a", "command": "echo one", "output": "A"},
+                {"name": "b", "command": "echo ${A}-two"}
+            ]}),
+        )
+        .await
+        .expect("starts");
+        assert_eq!(summary.status, ExecutionStatus::Queued);
+        assert_eq!(summary.runner, "local");
+        let snapshot = wait_finished(&watcher, "t1", &summary.execution_id).await;
+        assert_eq!(snapshot.status, ExecutionStatus::Success, "{snapshot:?}");
+        assert_eq!(snapshot.steps[1].output.as_deref(), Some("one-two"));
+        assert_eq!(snapshot.steps[0].exit_code, Some(0));
+
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let collector = Collector {
+            events: events.clone(),
+        }
+        .start();
+        let subscribed = watcher
+            .send(Subscribe {
+                tenant: "t1".to_owned(),
+                execution_id: summary.execution_id.clone(),
+                after_seq: 2,
+                subscriber: collector.recipient(),
+            })
+            .await
+            .expect("answers")
+            .expect("exists");
+        assert_eq!(subscribed, Subscription::Following);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let seqs: Vec<u64> = events.lock().unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (3..=snapshot.last_seq).collect::<Vec<_>>());
+        assert!(events.lock().unwrap().last().unwrap().is_final());
+
+        let other = watcher
+            .send(GetExecution {
+                tenant: "t2".to_owned(),
+                execution_id: summary.execution_id.clone(),
+            })
+            .await
+            .expect("answers");
+        assert_eq!(
+            other,
+            Err(ExecutionError::NotFound(summary.execution_id.clone()))
+        );
+    }
+
+    #[actix_rt::test]
+    async fn cancelling_stops_a_long_run() {
+        let watcher = watcher();
+        let summary = start(
+            &watcher,
+            "t",
+            json!({"name": "slow", "steps": [{"name": "wait", "command": "sleep 30"}]}),
+        )
+        .await
+        .expect("starts");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let status = watcher
+            .send(CancelExecution {
+                tenant: "t".to_owned(),
+                execution_id: summary.execution_id.clone(),
+            })
+            .await
+            .expect("answers")
+            .expect("exists");
+        assert_eq!(status, ExecutionStatus::Running);
+        let snapshot = wait_finished(&watcher, "t", &summary.execution_id).await;
+        assert_eq!(snapshot.status, ExecutionStatus::Cancelled);
+    }
+
+    #[actix_rt::test]
+    async fn invalid_workflows_and_unconfigured_runners_are_refused() {
+        let watcher = watcher();
+        let error = start(
+            &watcher,
+            "t",
+            json!({"name": "w", "steps": [{"name": "a", "command": "echo", "depends": ["zzz"]}]}),
+        )
+        .await
+        .expect_err("invalid");
+        let ExecutionError::Invalid(problems) = error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(problems[0].path, "steps[0].depends[0]");
+
+        let error = start(
+            &watcher,
+            "t",
+            json!({"name": "w", "runner": "kubiya-hosted", "steps": [{"name": "a", "command": "echo"}]}),
+        )
+        .await
+        .expect_err("no platform");
+        assert_eq!(
+            error,
+            ExecutionError::RunnerUnavailable("kubiya-hosted".to_owned())
+        );
+
+        let error = start(
+            &watcher,
+            "t",
+            json!({"name": "w", "params": {"WHO": {"required": true}},
+                   "steps": [{"name": "a", "command": "echo ${WHO}"}]}),
+        )
+        .await
+        .expect_err("missing param");
+        assert!(
+            matches!(&error, ExecutionError::Invalid(problems) if problems[0].path == "params.WHO"),
+            "{error:?}"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn finished_executions_beyond_the_count_are_forgotten() {
+        let watcher = ExecutionWatcher::start_on_own_arbiter(WatcherConfig {
+            local: RunOptions {
+                allow_unsandboxed: true,
+                ..RunOptions::default()
+            },
+            max_finished: 1,
+            ..WatcherConfig::default()
+        });
+        let hello = json!({"name": "w", "steps": [{"name": "a", "command": "true"}]});
+        let first = start(&watcher, "t", hello.clone()).await.expect("starts");
+        wait_finished(&watcher, "t", &first.execution_id).await;
+        let second = start(&watcher, "t", hello).await.expect("starts");
+        let snapshot = wait_finished(&watcher, "t", &second.execution_id).await;
+        // The second run's RunFinished may trail its final event by a moment.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(snapshot.status, ExecutionStatus::Success);
+        let gone = watcher
+            .send(GetExecution {
+                tenant: "t".to_owned(),
+                execution_id: first.execution_id.clone(),
+            })
+            .await
+            .expect("answers");
+        assert_eq!(gone, Err(ExecutionError::NotFound(first.execution_id)));
+    }
+
+    #[actix_rt::test]
+    async fn draining_cancels_and_waits_for_runs() {
+        let watcher = watcher();
+        let summary = start(
+            &watcher,
+            "t",
+            json!({"name": "slow", "steps": [{"name": "wait", "command": "sleep 30"}]}),
+        )
+        .await
+        .expect("starts");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        watcher
+            .send(DrainExecutions {
+                within: Duration::from_secs(10),
+            })
+            .await
+            .expect("answers");
+        let snapshot = watcher
+            .send(GetExecution {
+                tenant: "t".to_owned(),
+                execution_id: summary.execution_id,
+            })
+            .await
+            .expect("answers")
+            .expect("exists");
+        assert_eq!(snapshot.status, ExecutionStatus::Cancelled);
+    }
+}

@@ -1,0 +1,194 @@
+//! Workflow executions over HTTP: start one (`POST /v1/executions`, 202), read its state
+//! (`GET /v1/executions/{id}`), follow its events as a resumable SSE stream
+//! (`GET /v1/executions/{id}/events`) and cancel it (`DELETE /v1/executions/{id}`, 202).
+//! Handlers only translate: the `ExecutionWatcher` actor owns executions, and the
+//! per-request [`ExecutionEventStream`] actor writes the SSE body.
+
+use actix::{Addr, MailboxError};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use kubiya_actors::workflow::{
+    CancelExecution, ExecutionError, ExecutionWatcher, GetExecution, StartExecution, Subscribe,
+    Subscription,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::workflows::workflow_of;
+use crate::error::{ApiError, ErrorCode};
+use crate::execution_stream::ExecutionEventStream;
+use crate::extract::ValidJson;
+use crate::tenant::Tenant;
+
+pub type Watcher = web::Data<Addr<ExecutionWatcher>>;
+
+#[derive(Debug, Deserialize)]
+pub struct StartRequest {
+    /// An object, or a JSON/YAML document as a string.
+    workflow: Value,
+    #[serde(default)]
+    params: Map<String, Value>,
+    /// `local` or a Kubiya runner; overrides the workflow's `runner`.
+    #[serde(default)]
+    runner: Option<String>,
+}
+
+pub async fn start(
+    tenant: Tenant,
+    watcher: Watcher,
+    ValidJson(request): ValidJson<StartRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let workflow = workflow_of(&request.workflow)
+        .map_err(|errors| execution_error(ExecutionError::Invalid(errors)))?;
+    let summary = watcher
+        .send(StartExecution {
+            tenant: tenant.0,
+            workflow,
+            params: request.params,
+            runner: request.runner,
+        })
+        .await
+        .map_err(watcher_gone)?
+        .map_err(execution_error)?;
+    let url = format!("/v1/executions/{}", summary.execution_id);
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, url.clone()))
+        .json(json!({
+            "execution_id": summary.execution_id,
+            "status": summary.status,
+            "workflow": summary.workflow,
+            "runner": summary.runner,
+            "url": url,
+            "events_url": format!("{url}/events"),
+        })))
+}
+
+pub async fn retrieve(
+    tenant: Tenant,
+    watcher: Watcher,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let snapshot = watcher
+        .send(GetExecution {
+            tenant: tenant.0,
+            execution_id: id.into_inner(),
+        })
+        .await
+        .map_err(watcher_gone)?
+        .map_err(execution_error)?;
+    Ok(HttpResponse::Ok().json(snapshot))
+}
+
+pub async fn cancel(
+    tenant: Tenant,
+    watcher: Watcher,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let execution_id = id.into_inner();
+    let status = watcher
+        .send(CancelExecution {
+            tenant: tenant.0,
+            execution_id: execution_id.clone(),
+        })
+        .await
+        .map_err(watcher_gone)?
+        .map_err(execution_error)?;
+    Ok(HttpResponse::Accepted().json(json!({
+        "execution_id": execution_id,
+        "status": status,
+        "cancel_requested": !status.is_finished(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    after: Option<u64>,
+}
+
+pub async fn events(
+    req: HttpRequest,
+    tenant: Tenant,
+    watcher: Watcher,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let after_seq = resume_point(&req)?;
+    let (stream, body) = ExecutionEventStream::open();
+    let subscription = watcher
+        .send(Subscribe {
+            tenant: tenant.0,
+            execution_id: id.into_inner(),
+            after_seq,
+            subscriber: stream.recipient(),
+        })
+        .await
+        .map_err(watcher_gone)?
+        .map_err(execution_error)?;
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"));
+    Ok(match subscription {
+        Subscription::Following => response.streaming(body),
+        // Nothing follows the client's last event: dropping the body stops the stream actor.
+        Subscription::Finished => response.finish(),
+    })
+}
+
+/// Where a reconnecting client resumes: after `Last-Event-ID`, else after `?after=`, else
+/// from the first event.
+fn resume_point(req: &HttpRequest) -> Result<u64, ApiError> {
+    if let Some(value) = req.headers().get("last-event-id") {
+        return value
+            .to_str()
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .ok_or_else(|| {
+                ApiError::invalid_field(
+                    "Last-Event-ID",
+                    "Last-Event-ID must be the sequence number of the last event received.",
+                )
+            });
+    }
+    let query = web::Query::<EventsQuery>::from_query(req.query_string()).map_err(|_| {
+        ApiError::invalid_field(
+            "after",
+            "`after` must be the sequence number of the last event received.",
+        )
+    })?;
+    Ok(query.after.unwrap_or(0))
+}
+
+fn execution_error(error: ExecutionError) -> ApiError {
+    match error {
+        ExecutionError::NotFound(id) => ApiError::new(
+            ErrorCode::NotFound,
+            format!("No execution found with id '{id}'."),
+        ),
+        ExecutionError::Invalid(ref problems) => {
+            let only_params = problems
+                .iter()
+                .all(|problem| problem.path.starts_with("params."));
+            let param = if only_params { "params" } else { "workflow" };
+            ApiError::invalid_field(param, sentence(&error.to_string()))
+        }
+        ExecutionError::RunnerUnavailable(_) => {
+            ApiError::invalid_field("runner", sentence(&error.to_string()))
+        }
+    }
+}
+
+/// `text` with a capital first letter and a full stop, as API messages read.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    let first = chars
+        .next()
+        .map(|c| c.to_uppercase().to_string())
+        .unwrap_or_default();
+    let rest = chars.as_str().trim_end_matches('.');
+    format!("{first}{rest}.")
+}
+
+fn watcher_gone(error: MailboxError) -> ApiError {
+    ApiError::internal(format!("the execution watcher did not answer: {error}"))
+}

@@ -1,0 +1,693 @@
+//! Workflows and executions over HTTP: validation, starting a run, following its events as
+//! SSE (and resuming them), reading its state, cancelling it, the Kubiya platform runner
+//! against a mock platform, and the `kubiya workflow` commands of the real binary.
+
+use std::convert::Infallible;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    ServerProcess, TestApp, assert_error, blocking_get, kubiya_command, spawn_app, spawn_app_with,
+};
+
+fn hello_workflow() -> Value {
+    json!({
+        "name": "hello-world",
+        "params": {"NAME": "world"},
+        "steps": [
+            {"name": "greet", "command": "echo \"Hello, ${NAME}\"", "output": "GREETING"},
+            {"name": "shout", "command": "echo \"${GREETING}\" | tr 'a-z' 'A-Z'"}
+        ]
+    })
+}
+
+/// One parsed SSE event: its id and its JSON data.
+#[derive(Debug, Clone, PartialEq)]
+struct SseEvent {
+    id: u64,
+    data: Value,
+}
+
+/// Parses a whole SSE body; comments (heartbeats) are skipped.
+fn parse_sse(body: &str) -> Vec<SseEvent> {
+    body.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .filter_map(|block| {
+            let mut id = None;
+            let mut data = None;
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("id: ") {
+                    id = Some(value.parse().expect("a numeric id"));
+                } else if let Some(value) = line.strip_prefix("data: ") {
+                    data = Some(serde_json::from_str(value).expect("JSON data"));
+                } else {
+                    assert!(line.starts_with(':'), "unexpected SSE line {line:?}");
+                }
+            }
+            Some(SseEvent {
+                id: id?,
+                data: data.expect("an event with an id has data"),
+            })
+        })
+        .collect()
+}
+
+impl TestApp {
+    async fn start_execution(&self, request: Value) -> Value {
+        let (status, body) = self
+            .send_json("POST", "/v1/executions", request.to_string())
+            .await;
+        assert_eq!(status, 202, "{body}");
+        body
+    }
+
+    /// Reads an execution's event stream to its end, with `Last-Event-ID` when given.
+    async fn read_events(&self, path: &str, last_event_id: Option<u64>) -> (u16, Vec<SseEvent>) {
+        let mut request = self.client.get(self.url(path));
+        if let Some(id) = last_event_id {
+            request = request.insert_header(("Last-Event-ID", id.to_string()));
+        }
+        let mut response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        if status == 200 {
+            assert_eq!(
+                response.headers().get("content-type").unwrap(),
+                "text/event-stream"
+            );
+        }
+        let body = tokio::time::timeout(
+            Duration::from_secs(30),
+            response.body().limit(16 * 1024 * 1024),
+        )
+        .await
+        .expect("the stream ends")
+        .expect("body read");
+        (status, parse_sse(&String::from_utf8_lossy(&body)))
+    }
+
+    /// Polls the execution until `done` holds for it.
+    async fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..300 {
+            let (status, _, body) = self.get_json(&format!("/v1/executions/{id}")).await;
+            assert_eq!(status, 200, "{body}");
+            if done(&body) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("execution {id} never reached the expected state");
+    }
+}
+
+fn types(events: &[SseEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|event| {
+            let kind = event.data["type"].as_str().unwrap_or_default();
+            match event.data["step"].as_str() {
+                Some(step) => format!("{kind} {step}"),
+                None => kind.to_owned(),
+            }
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn validation_reports_every_problem_with_its_path_and_normalises() {
+    let app = spawn_app().await;
+    let (status, body) = app
+        .send_json(
+            "POST",
+            "/v1/workflows/validate",
+            json!({"workflow": hello_workflow()}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["valid"], true);
+    assert_eq!(body["errors"], json!([]));
+    // Chain dependencies are made explicit.
+    assert_eq!(body["workflow"]["steps"][1]["depends"], json!(["greet"]));
+
+    let yaml = "name: broken\ntype: graph\nsteps:\n  - name: build\n    command: make\n  - name: test\n    depends: [biuld]\n    command: make test\n  - name: build\n    command: again\n";
+    let (status, body) = app
+        .send_json(
+            "POST",
+            "/v1/workflows/validate",
+            json!({ "workflow": yaml }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["valid"], false);
+    let paths: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|error| error["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["steps[2].name", "steps[1].depends[0]"], "{body}");
+    assert!(
+        body["errors"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("biuld")
+    );
+    assert_eq!(body["workflow"]["name"], "broken");
+
+    let (status, body) = app
+        .send_json("POST", "/v1/workflows/validate", r#"{"workflow": 7}"#)
+        .await;
+    assert_eq!((status, &body["valid"]), (200, &json!(false)), "{body}");
+    assert_eq!(body["workflow"], Value::Null);
+
+    let (status, body) = app.send_json("POST", "/v1/workflows/validate", "{}").await;
+    assert_eq!(status, 400);
+    assert_error(
+        &body,
+        "invalid_request_error",
+        "invalid_value",
+        Some("workflow"),
+    );
+}
+
+#[actix_rt::test]
+async fn an_execution_streams_its_events_then_reports_its_steps() {
+    let app = spawn_app().await;
+    let started = app
+        .start_execution(json!({"workflow": hello_workflow(), "params": {"NAME": "tests"}}))
+        .await;
+    let id = started["execution_id"].as_str().expect("an id").to_owned();
+    assert!(id.starts_with("exec_"), "{started}");
+    assert_eq!(started["status"], "queued");
+    assert_eq!(started["runner"], "local");
+    assert_eq!(started["events_url"], format!("/v1/executions/{id}/events"));
+
+    let (status, events) = app
+        .read_events(&format!("/v1/executions/{id}/events"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        types(&events),
+        [
+            "step_running greet",
+            "step_complete greet",
+            "step_running shout",
+            "step_complete shout",
+            "workflow_complete"
+        ]
+    );
+    let ids: Vec<u64> = events.iter().map(|event| event.id).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+    for event in &events {
+        assert_eq!(event.data["execution_id"], id.as_str());
+        assert_eq!(event.data["seq"], event.id);
+    }
+    assert_eq!(events[1].data["output"], "Hello, tests");
+    assert!(events[1].data["duration"].as_str().unwrap().ends_with('s'));
+    assert_eq!(events[3].data["output"], "HELLO, TESTS");
+    let last = &events[4].data;
+    assert_eq!(
+        (&last["workflow"], &last["status"]),
+        (&json!("hello-world"), &json!("success"))
+    );
+
+    let (status, _, execution) = app.get_json(&format!("/v1/executions/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(execution["status"], "success", "{execution}");
+    assert_eq!(execution["workflow"], "hello-world");
+    assert_eq!(execution["last_seq"], 5);
+    assert!(execution["finished_at"].as_u64() >= execution["started_at"].as_u64());
+    let steps = execution["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2);
+    assert_eq!(
+        (&steps[0]["name"], &steps[0]["status"], &steps[0]["output"]),
+        (&json!("greet"), &json!("success"), &json!("Hello, tests"))
+    );
+    assert_eq!(steps[1]["output"], "HELLO, TESTS");
+    assert_eq!(steps[1]["exit_code"], 0);
+}
+
+#[actix_rt::test]
+async fn a_late_subscriber_resumes_exactly_after_its_last_event() {
+    let app = spawn_app().await;
+    let started = app
+        .start_execution(json!({"workflow": hello_workflow()}))
+        .await;
+    let events_path = started["events_url"].as_str().unwrap().to_owned();
+    let (_, all) = app.read_events(&events_path, None).await;
+    assert_eq!(all.len(), 5);
+
+    let (status, rest) = app.read_events(&events_path, Some(2)).await;
+    assert_eq!(status, 200);
+    assert_eq!(rest, all[2..]);
+
+    let (_, rest) = app
+        .read_events(&format!("{events_path}?after=4"), None)
+        .await;
+    assert_eq!(rest, all[4..]);
+
+    // Nothing follows the final event: the stream ends at once, empty.
+    let (status, rest) = app.read_events(&events_path, Some(5)).await;
+    assert_eq!((status, rest.len()), (200, 0));
+
+    let (status, body) = app
+        .send_json("GET", &format!("{events_path}?after=soon"), "")
+        .await;
+    assert_eq!(status, 400);
+    assert_error(
+        &body,
+        "invalid_request_error",
+        "invalid_value",
+        Some("after"),
+    );
+}
+
+#[actix_rt::test]
+async fn delete_cancels_a_long_running_execution() {
+    let app = spawn_app().await;
+    let started = app
+        .start_execution(json!({"workflow": {
+            "name": "slow",
+            "steps": [{"name": "wait", "command": "sleep 60"}, {"name": "after", "command": "echo never"}]
+        }}))
+        .await;
+    let id = started["execution_id"].as_str().unwrap().to_owned();
+    // A subscriber following live sees the end too.
+    let follower = {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .finish();
+        let url = app.url(&format!("/v1/executions/{id}/events"));
+        actix_rt::spawn(async move {
+            let mut response = client.get(url).send().await.expect("request sent");
+            let body = response.body().limit(1 << 20).await.expect("body");
+            parse_sse(&String::from_utf8_lossy(&body))
+        })
+    };
+    app.wait_for(&id, |execution| {
+        execution["steps"][0]["status"] == "running"
+    })
+    .await;
+
+    let (status, body) = app
+        .send_json("DELETE", &format!("/v1/executions/{id}"), "")
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["execution_id"], id.as_str());
+    assert_eq!(body["cancel_requested"], true);
+
+    let execution = app
+        .wait_for(&id, |execution| execution["status"] != "running")
+        .await;
+    assert_eq!(execution["status"], "cancelled", "{execution}");
+    assert_eq!(execution["steps"][0]["status"], "cancelled");
+    assert_eq!(execution["steps"][1]["status"], "skipped");
+
+    let events = tokio::time::timeout(Duration::from_secs(30), follower)
+        .await
+        .expect("the live stream ends")
+        .expect("the follower ran");
+    let last = &events.last().expect("events").data;
+    assert_eq!(
+        (&last["type"], &last["status"]),
+        (&json!("workflow_complete"), &json!("cancelled"))
+    );
+}
+
+#[actix_rt::test]
+async fn unknown_executions_are_404_and_bad_requests_are_400() {
+    let app = spawn_app().await;
+    for (method, path) in [
+        ("GET", "/v1/executions/exec_nope"),
+        ("DELETE", "/v1/executions/exec_nope"),
+        ("GET", "/v1/executions/exec_nope/events"),
+    ] {
+        let (status, body) = app.send_json(method, path, "").await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert_error(&body, "invalid_request_error", "not_found", None);
+    }
+
+    let (status, body) = app
+        .send_json(
+            "POST",
+            "/v1/executions",
+            json!({"workflow": {"name": "w", "steps": [{"name": "a", "command": "x", "depends": ["b"]}]}})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_error(
+        &body,
+        "invalid_request_error",
+        "invalid_value",
+        Some("workflow"),
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("steps[0].depends[0]"),
+        "{body}"
+    );
+
+    // A Kubiya runner needs a platform key, which this server has not.
+    let (status, body) = app
+        .send_json(
+            "POST",
+            "/v1/executions",
+            json!({"workflow": hello_workflow(), "runner": "kubiya-hosted"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_error(
+        &body,
+        "invalid_request_error",
+        "invalid_value",
+        Some("runner"),
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("KUBIYA_API_KEY")
+    );
+
+    // Steps this host cannot run are refused before anything starts.
+    let (status, body) = app
+        .send_json(
+            "POST",
+            "/v1/executions",
+            json!({"workflow": {"name": "w", "steps": [
+                {"name": "ask", "executor": {"type": "agent", "config": {"agent_name": "a", "message": "hi"}}}
+            ]}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("steps[0].executor.type"),
+        "{body}"
+    );
+
+    let (status, _) = app.send_json("PUT", "/v1/executions/exec_nope", "").await;
+    assert_eq!(status, 405);
+}
+
+/// What the mock platform saw of a request.
+#[derive(Debug, Clone)]
+struct PlatformRequest {
+    path: String,
+    query: String,
+    authorization: String,
+    accept: String,
+    body: Value,
+}
+
+/// A realistic platform stream (reference §3.2): comments, retry lines, plain JSON and a
+/// Vercel-style `2:` record, `step` as an object, split at awkward chunk boundaries.
+const PLATFORM_STREAM: &[&str] = &[
+    ": heartbeat\n\nretry: 3000\n\n",
+    "data: {\"type\":\"workflow_start\",\"requestId\":\"req-1\",\"workflowId\":\"wf-1\",\"progress\":{\"completed\":0,\"total\":2,\"currentStep\":\"build\",\"percentage\":0}}\n\n",
+    "data: {\"type\":\"step_running\",\"step\":{\"name\":\"build\",\"status\":\"running\",\"logs\":[]}}\n\n",
+    "data: {\"type\":\"heartbeat\"}\n\ndata: {\"type\":\"step_complete\",\"step\":{\"name\":\"build\",\"status\":\"fin",
+    "ished\",\"output\":\"built 3 packages\\n\",\"exitCode\":0,\"startedAt\":\"2025-07-22T10:00:00Z\",\"finishedAt\":\"2025-07-22T10:00:01Z\",\"duration\":\"1.5s\"}}\n\n",
+    "data: 2:{\"type\":\"step_running\",\"step\":{\"name\":\"test\",\"status\":\"running\"}}\n\n",
+    "data: {\"type\":\"step_failed\",\"step\":{\"name\":\"test\",\"error\":\"exit status 1\",\"canRetry\":true,\"logs\":[\"FAIL flaky_test\"]}}\n\n",
+    "data: {\"type\":\"step_running\",\"step\":{\"name\":\"test\",\"status\":\"running\",\"retryCount\":1}}\n\n",
+    "data: {\"type\":\"step_complete\",\"step\":{\"name\":\"test\",\"status\":\"completed\",\"output\":\"42 passed\",\"retryCount\":1,\"duration\":\"2s\"}}\n\n",
+    "data: {\"type\":\"workflow_complete\",\"requestId\":\"req-1\",\"status\":\"finished\",\"success\":true}\n\n",
+    "data: [DONE]\n\n",
+];
+
+async fn platform(
+    req: HttpRequest,
+    body: web::Bytes,
+    seen: web::Data<Mutex<Vec<PlatformRequest>>>,
+) -> HttpResponse {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    seen.lock().expect("not poisoned").push(PlatformRequest {
+        path: req.path().to_owned(),
+        query: req.query_string().to_owned(),
+        authorization: header("authorization"),
+        accept: header("accept"),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    });
+    let chunks = PLATFORM_STREAM
+        .iter()
+        .map(|chunk| Ok::<_, Infallible>(Bytes::from_static(chunk.as_bytes())));
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .streaming(futures_util::stream::iter(chunks))
+}
+
+/// Starts the mock platform on port 0; returns its base URL and what it saw.
+fn start_mock_platform() -> (String, Arc<Mutex<Vec<PlatformRequest>>>) {
+    let seen = web::Data::new(Mutex::new(Vec::new()));
+    let recorded = seen.clone().into_inner();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    let address = format!("http://{}", listener.local_addr().expect("address"));
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(seen.clone())
+            .route("/api/v1/workflow", web::post().to(platform))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .expect("listens")
+    .run();
+    actix_rt::spawn(server);
+    (address, recorded)
+}
+
+#[actix_rt::test]
+async fn the_kubiya_runner_follows_the_platform_stream() {
+    let (platform_url, seen) = start_mock_platform();
+    let app = spawn_app_with(|settings| {
+        settings.runner.kubiya.api_url = platform_url;
+        settings.runner.kubiya.api_key = "test-key".into();
+    })
+    .await;
+    let workflow = json!({
+        "name": "ci",
+        "runner": "core-testing-2",
+        "steps": [
+            {"name": "build", "executor": {"type": "docker", "config": {"image": "python:3.11-slim", "content": "make"}}},
+            {"name": "test", "command": "make test", "retryPolicy": {"limit": 2, "intervalSec": 1}}
+        ]
+    });
+    let started = app
+        .start_execution(json!({"workflow": workflow, "params": {"BRANCH": "main"}}))
+        .await;
+    assert_eq!(started["runner"], "core-testing-2");
+    let id = started["execution_id"].as_str().unwrap().to_owned();
+
+    let (_, events) = app
+        .read_events(started["events_url"].as_str().unwrap(), None)
+        .await;
+    assert_eq!(
+        types(&events),
+        [
+            "step_running build",
+            "step_complete build",
+            "step_running test",
+            "step_failed test",
+            "step_running test",
+            "step_complete test",
+            "workflow_complete"
+        ]
+    );
+    assert_eq!(events[1].data["output"], "built 3 packages");
+    assert_eq!(events[1].data["duration"], "1.5s");
+    assert_eq!(events[3].data["error"], "exit status 1");
+    assert_eq!(events[3].data["will_retry"], true);
+    assert_eq!(events[5].data["output"], "42 passed");
+    assert_eq!(
+        (&events[6].data["workflow"], &events[6].data["status"]),
+        (&json!("ci"), &json!("success"))
+    );
+
+    let request = seen.lock().unwrap()[0].clone();
+    assert_eq!(request.path, "/api/v1/workflow");
+    let mut query: Vec<&str> = request.query.split('&').collect();
+    query.sort_unstable();
+    assert_eq!(
+        query,
+        [
+            "native_sse=true",
+            "operation=execute_workflow",
+            "runner=core-testing-2"
+        ]
+    );
+    assert_eq!(request.authorization, "UserKey test-key");
+    assert_eq!(request.accept, "text/event-stream");
+    let mut expected_body = workflow.clone();
+    expected_body.as_object_mut().unwrap().remove("runner");
+    expected_body["parameters"] = json!({"BRANCH": "main"});
+    assert_eq!(request.body, expected_body);
+
+    let (_, _, execution) = app.get_json(&format!("/v1/executions/{id}")).await;
+    assert_eq!(execution["status"], "success", "{execution}");
+    assert_eq!(execution["steps"][0]["output"], "built 3 packages");
+    assert_eq!(execution["steps"][1]["attempts"], 2);
+}
+
+/// A blocking JSON POST for tests that drive the binary without an actix runtime.
+fn blocking_post(url: &str, body: &Value) -> (u16, Value) {
+    let (url, body) = (url.to_owned(), body.clone());
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let mut response = awc::Client::new()
+                .post(&url)
+                .send_json(&body)
+                .await
+                .expect("request sent");
+            let body = response.body().await.expect("body");
+            (
+                response.status().as_u16(),
+                serde_json::from_slice(&body).unwrap_or(Value::Null),
+            )
+        })
+    })
+    .join()
+    .expect("the request thread")
+}
+
+#[test]
+fn the_platform_key_and_url_come_from_their_own_variables() {
+    let server = ServerProcess::start(
+        &[],
+        &[
+            ("KUBIYA_API_KEY", "uk-from-env"),
+            // Nothing listens on port 1: the run fails, naming the URL it tried.
+            ("KUBIYA_API_URL", "http://127.0.0.1:1"),
+        ],
+        None,
+    );
+    let (status, started) = blocking_post(
+        &server.url("/v1/executions"),
+        &json!({"workflow": hello_workflow(), "runner": "edge-runner"}),
+    );
+    assert_eq!(status, 202, "the key was picked up: {started}");
+    let path = format!(
+        "/v1/executions/{}",
+        started["execution_id"].as_str().unwrap()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let execution = loop {
+        let (status, execution) = blocking_get(&server.url(&path));
+        assert_eq!(status, 200, "{execution}");
+        if execution["status"] == "failed" {
+            break execution;
+        }
+        assert!(std::time::Instant::now() < deadline, "{execution}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let error = execution["error"].as_str().unwrap();
+    assert!(
+        error.contains("http://127.0.0.1:1/api/v1/workflow"),
+        "{error}"
+    );
+    assert!(!error.contains("uk-from-env"), "{error}");
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/workflows")
+        .join(name)
+}
+
+/// Runs `kubiya workflow ARGS…` and returns its exit code and stdout.
+fn kubiya_workflow(args: &[&str]) -> (i32, String) {
+    let output = kubiya_command()
+        .arg("workflow")
+        .args(args)
+        .output()
+        .expect("kubiya runs");
+    (
+        output.status.code().expect("exited"),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn the_validate_command_prints_each_problem_with_its_path() {
+    let valid = fixture("hello.yaml");
+    let (code, out) = kubiya_workflow(&["validate", valid.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("workflow 'hello-world' is valid (2 steps)"),
+        "{out}"
+    );
+
+    let invalid = fixture("invalid.yaml");
+    let (code, out) = kubiya_workflow(&["validate", invalid.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("2 problems"), "{out}");
+    assert!(
+        out.contains("  steps[2].name: duplicate step name 'build'"),
+        "{out}"
+    );
+    assert!(out.contains("  steps[1].depends[0]: "), "{out}");
+
+    let (code, _) = kubiya_workflow(&["validate", "/nonexistent/workflow.yaml"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn the_run_command_shows_each_step_and_exits_by_the_outcome() {
+    let passing = fixture("hello.yaml");
+    let (code, out) = kubiya_workflow(&["run", passing.to_str().unwrap(), "--param", "NAME=cli"]);
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "▶ greet", "{out}");
+    assert!(lines[1].starts_with("✓ greet ("), "{out}");
+    assert_eq!(lines[2], "    Hello, cli", "{out}");
+    assert_eq!(lines[3], "▶ shout", "{out}");
+    assert_eq!(lines[5], "    HELLO, CLI", "{out}");
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .starts_with("✓ workflow hello-world succeeded in "),
+        "{out}"
+    );
+
+    let failing = fixture("failing.json");
+    let (code, out) = kubiya_workflow(&["run", failing.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("✓ prepare ("), "{out}");
+    assert!(out.contains("✗ check: exit status 3: disk full"), "{out}");
+    assert!(
+        out.contains("↷ publish skipped: dependency 'check' failed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  stdout of check:\n    checking /data"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .last()
+            .unwrap()
+            .starts_with("✗ workflow disk-check failed after "),
+        "{out}"
+    );
+
+    let (code, out) = kubiya_workflow(&["run", passing.to_str().unwrap(), "--param", "oops"]);
+    assert_eq!(code, 2, "{out}");
+}
