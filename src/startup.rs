@@ -2,7 +2,8 @@
 //! picks a free one, which tests rely on) and mounts the routes; [`Application::run_until_stopped`]
 //! serves until SIGTERM or SIGINT, then drains: readiness turns 503 at once, new requests
 //! are refused, open requests get up to `shutdown_timeout_secs`, and the future resolves so
-//! the process can exit 0.
+//! the process can exit 0. It also starts the MCP supervisor with the configured servers and
+//! stops them once the HTTP side has drained.
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use kubiya_actors::mcp::{self, McpSupervisor};
 
 use crate::config::Settings;
 use crate::extract::BodyLimit;
@@ -29,7 +31,11 @@ impl Application {
     pub fn build(settings: &Settings, provider: &ProviderSetup) -> std::io::Result<Self> {
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState::new(provider.kind, provider.model.clone()));
+        let supervisor = McpSupervisor::new(settings.mcp_servers.clone(), settings.mcp.clone())
+            .start_supervised();
+        let state = web::Data::new(
+            AppState::new(provider.kind, provider.model.clone()).with_mcp(supervisor),
+        );
         let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
 
         let app_state = state.clone();
@@ -72,7 +78,10 @@ impl Application {
         let handle = self.server.handle();
         let mut server = actix_web::rt::spawn(self.server);
         tokio::select! {
-            finished = &mut server => return finished.unwrap_or_else(|err| Err(std::io::Error::other(err))),
+            finished = &mut server => {
+                stop_mcp_servers(&self.state).await;
+                return finished.unwrap_or_else(|err| Err(std::io::Error::other(err)));
+            }
             signal = shutdown_signal() => tracing::info!(signal, "shutdown requested: draining"),
         }
         self.state.begin_drain();
@@ -84,8 +93,16 @@ impl Application {
         let result = server
             .await
             .unwrap_or_else(|err| Err(std::io::Error::other(err)));
+        // Tool calls end with the requests that made them; then the servers can go.
+        stop_mcp_servers(&self.state).await;
         tracing::info!("stopped");
         result
+    }
+}
+
+async fn stop_mcp_servers(state: &AppState) {
+    if let Some(supervisor) = &state.mcp {
+        let _ = supervisor.send(mcp::Shutdown).await;
     }
 }
 

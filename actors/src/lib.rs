@@ -8,9 +8,12 @@
 //!   default model) and, later, the `LlmProvider` actor with its protocol adapters.
 //! - [`workflow`]: the workflow DSL's model and validation, and the local runner (a tokio DAG
 //!   scheduler with sandboxed steps) that the execution actor drives.
+//! - [`mcp`]: the Model Context Protocol: the `McpSupervisor` actor that runs the configured
+//!   stdio MCP servers and calls their tools, and the stdio server `kubiya mcp server` runs.
 //!
-//! Workflow execution (the `ExecutionWatcher` actor), sessions, the composer and the MCP
-//! supervisor join as their own modules when their actors arrive.
+//! Workflow execution (the `ExecutionWatcher` actor), sessions and the composer join as their
+//! own modules when their actors arrive.
 
+pub mod mcp;
 pub mod provider;
 pub mod workflow;

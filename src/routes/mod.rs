@@ -4,6 +4,7 @@
 
 mod discover;
 mod health;
+mod mcp;
 mod metrics;
 mod models;
 
@@ -21,6 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/health/ready", &["GET"]).get(health::ready))
         .service(resource("/discover", &["GET"]).get(discover::discover))
         .service(resource("/metrics", &["GET"]).get(metrics::metrics))
+        .service(resource("/v1/mcp/servers", &["GET"]).get(mcp::servers))
         .service(resource("/v1/models", &["GET"]).get(models::list))
         .service(resource("/v1/models/{id:.+}", &["GET"]).get(models::retrieve));
 }
