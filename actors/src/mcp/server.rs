@@ -213,7 +213,15 @@ impl Session {
         }
         match method {
             "ping" => self.reply(&id, json!({})),
-            "tools/list" => self.reply(&id, json!({"tools": self.tools.tools()})),
+            "tools/list" => {
+                let mut listing = json!({"tools": self.tools.tools()});
+                if self.era == Some(Era::Modern) {
+                    // Modern list results carry cache hints; ours never changes within a process.
+                    listing["ttlMs"] = json!(0);
+                    listing["cacheScope"] = json!("public");
+                }
+                self.reply(&id, listing);
+            }
             "tools/call" => self.call_tool(id, params),
             _ => self.send(jsonrpc::error_response(
                 Some(&id),
