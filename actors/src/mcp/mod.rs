@@ -35,6 +35,9 @@ pub mod server;
 pub mod supervisor;
 pub mod workflow_tools;
 
+#[cfg(test)]
+mod server_tests;
+
 pub use catalog::{ToolOutput, namespaced_name};
 pub use child::{McpServerStatus, ServerState};
 pub use config::{DesktopHostConfig, McpConfigError, McpServerConfig, McpSettings, check_servers};
