@@ -1,7 +1,8 @@
 // A tiny legacy-era MCP server for supervisor tests: it floods stderr (synchronously, as Node
 // writes to pipes on Linux, so an undrained pipe would block it) and still answers on stdout.
 // Tools: `flood {lines}` writes that many 1 KiB lines to stderr, then answers;
-// `hold {}` never answers (for shutdown tests). It ignores stdin EOF on purpose when HOLD_ON_EOF=1.
+// `hold {}` never answers (for shutdown tests); `grow {}` adds a tool `extra` and says the list
+// changed. It ignores stdin EOF on purpose when HOLD_ON_EOF=1.
 "use strict";
 const readline = require("node:readline");
 
@@ -15,6 +16,12 @@ function send(message) {
 
 flood(Number(process.env.FLOOD_AT_START || 0));
 
+const tools = [
+  { name: "flood", description: "floods stderr", inputSchema: { type: "object", properties: { lines: { type: "number" } } } },
+  { name: "grow", description: "adds a tool", inputSchema: { type: "object" } },
+  { name: "hold", description: "never answers", inputSchema: { type: "object" } },
+];
+
 const input = readline.createInterface({ input: process.stdin });
 input.on("line", (text) => {
   let message;
@@ -27,14 +34,15 @@ input.on("line", (text) => {
   if (method === "initialize") {
     send({ jsonrpc: "2.0", id, result: { protocolVersion: "2025-11-25", capabilities: { tools: {} }, serverInfo: { name: "flood", version: "1" } } });
   } else if (method === "tools/list") {
-    send({ jsonrpc: "2.0", id, result: { tools: [
-      { name: "flood", description: "floods stderr", inputSchema: { type: "object", properties: { lines: { type: "number" } } } },
-      { name: "hold", description: "never answers", inputSchema: { type: "object" } },
-    ] } });
+    send({ jsonrpc: "2.0", id, result: { tools } });
   } else if (method === "tools/call" && params.name === "flood") {
     const lines = params.arguments.lines || 0;
     flood(lines);
     send({ jsonrpc: "2.0", id, result: { content: [{ type: "text", text: `flooded ${lines} lines` }] } });
+  } else if (method === "tools/call" && params.name === "grow") {
+    tools.push({ name: "extra", description: "added later", inputSchema: { type: "object" } });
+    send({ jsonrpc: "2.0", method: "notifications/tools/list_changed" });
+    send({ jsonrpc: "2.0", id, result: { content: [{ type: "text", text: "grown" }] } });
   } else if (method === "tools/call" && params.name === "hold") {
     // no answer
   } else if (id !== undefined) {

@@ -59,10 +59,10 @@ async fn the_servers_endpoint_shows_each_servers_state_and_discover_counts_them(
     let flood = &servers[0];
     assert_eq!(flood["name"], "flood");
     assert_eq!(flood["protocol_version"], "2025-11-25");
-    assert_eq!(flood["tool_count"], 2);
+    assert_eq!(flood["tool_count"], 3);
     assert_eq!(
         flood["tools"],
-        serde_json::json!(["flood__flood", "flood__hold"])
+        serde_json::json!(["flood__flood", "flood__grow", "flood__hold"])
     );
     assert_eq!(flood["restarts"], 0);
     assert!(flood["last_error"].is_null());
@@ -76,6 +76,6 @@ async fn the_servers_endpoint_shows_each_servers_state_and_discover_counts_them(
     assert_eq!(status, 200);
     assert_eq!(
         discover["mcp"],
-        serde_json::json!({"servers": 2, "running": 1, "tools": 2})
+        serde_json::json!({"servers": 2, "running": 1, "tools": 3})
     );
 }

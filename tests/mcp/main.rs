@@ -6,6 +6,7 @@
 
 mod support;
 
+mod agent;
 mod calls;
 mod http;
 mod our_server;

@@ -148,3 +148,19 @@ async fn env_references_are_expanded_and_unset_ones_fail_the_start() {
     assert!(error.contains("KUBIYA_TEST_UNSET_VARIABLE"), "{error}");
     supervisor.send(Shutdown).await.unwrap();
 }
+
+#[actix_rt::test]
+async fn a_list_changed_notification_refreshes_the_catalog() {
+    let supervisor = start(vec![("flood", flood_server())], test_settings());
+    let before = wait_running(&supervisor, "flood").await;
+    assert!(!before.tools.contains(&"flood__extra".to_owned()));
+    let grown = call(&supervisor, "flood__grow", json!({})).await.unwrap();
+    assert_eq!(grown.content, "grown");
+    let after = wait_for(&supervisor, "flood", |status| {
+        status.tools.contains(&"flood__extra".to_owned())
+    })
+    .await;
+    assert_eq!(after.tool_count, before.tool_count + 1);
+    assert_eq!(after.restarts, 0);
+    supervisor.send(Shutdown).await.unwrap();
+}
