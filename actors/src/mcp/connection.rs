@@ -74,6 +74,23 @@ impl RequestLimits {
     }
 }
 
+/// How one request is sent and waited for.
+struct RequestOptions<'a> {
+    limits: RequestLimits,
+    cancel: Option<&'a CancellationToken>,
+    /// Ask for progress (our token is the request id) and let it reset the idle timeout.
+    with_progress: bool,
+}
+
+/// Options for negotiation requests: one fixed deadline, no progress, not cancellable.
+fn handshake_options(limit: Duration) -> RequestOptions<'static> {
+    RequestOptions {
+        limits: RequestLimits::fixed(limit),
+        cancel: None,
+        with_progress: false,
+    }
+}
+
 /// Why a request produced no result.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum RequestFailure {
@@ -243,13 +260,7 @@ impl Connection {
         let mut params = json!({});
         insert_modern_meta(&mut params);
         match self
-            .request_raw(
-                "server/discover",
-                params,
-                RequestLimits::fixed(limit),
-                None,
-                false,
-            )
+            .request_raw("server/discover", params, handshake_options(limit))
             .await
         {
             Ok(result) => {
@@ -283,13 +294,7 @@ impl Connection {
             "clientInfo": client_info(),
         });
         let result = self
-            .request_raw(
-                "initialize",
-                params,
-                RequestLimits::fixed(limit),
-                None,
-                false,
-            )
+            .request_raw("initialize", params, handshake_options(limit))
             .await
             .map_err(|failure| format!("initialize failed: {failure}"))?;
         let version = result
@@ -360,17 +365,25 @@ impl Connection {
         if self.era.get() == Some(&Era::Modern) {
             insert_modern_meta(&mut params);
         }
-        self.request_raw(method, params, limits, cancel, true).await
+        let options = RequestOptions {
+            limits,
+            cancel,
+            with_progress: true,
+        };
+        self.request_raw(method, params, options).await
     }
 
     async fn request_raw(
         &self,
         method: &str,
         mut params: Value,
-        limits: RequestLimits,
-        cancel: Option<&CancellationToken>,
-        with_progress: bool,
+        options: RequestOptions<'_>,
     ) -> Result<Value, RequestFailure> {
+        let RequestOptions {
+            limits,
+            cancel,
+            with_progress,
+        } = options;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
@@ -441,10 +454,12 @@ impl Connection {
             .is_ok_and(|mut pending| pending.remove(&id).is_some())
     }
 
-    /// Stops waiting for `id` and tells the server, unless it was `initialize` (which must never
-    /// be cancelled) or already finished. A late reply or progress is dropped by the reader.
+    /// Stops waiting for `id` and tells the server, unless it was part of negotiation (which
+    /// must never be cancelled) or already finished. A late reply or progress is dropped by
+    /// the reader.
     fn abandon(&self, id: i64, method: &str, reason: &str) {
-        if self.forget(id) && method != "initialize" {
+        // Before the handshake completes a legacy server may receive nothing but pings.
+        if self.forget(id) && method != "initialize" && method != "server/discover" {
             self.notify(
                 "notifications/cancelled",
                 json!({"requestId": id, "reason": reason}),

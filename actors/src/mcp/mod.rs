@@ -18,8 +18,8 @@
 //! does not give or gives with caveats: a discover probe with our own short timeout, call
 //! timeouts reset by progress under a hard cap and tied to the caller's `CancellationToken`,
 //! failing in-flight calls the moment the process exits, group-wide SIGTERM/SIGKILL with a
-//! bounded reap, and a rate-limited stderr drain. Owning [`connection`] and [`server`] (about
-//! a thousand lines on `serde_json` and tokio) also avoids `rmcp`'s weekly API churn and ~80
+//! bounded reap, and a rate-limited stderr drain. Owning [`connection`] and [`server`] (some
+//! 1,300 lines with [`jsonrpc`], on `serde_json` and tokio) also avoids `rmcp`'s weekly API churn and ~80
 //! extra crates on a 2-core build. [`jsonrpc`] keeps the wire facts in one place should we
 //! move to `rmcp` later. What we leave out: MRTR `input_required` rounds (reported as an error)
 //! and modern-era `subscriptions/listen` (tool lists are re-read after every restart).
