@@ -20,10 +20,6 @@ test-only:
 VENV := .venv
 CLIENTS := tests/clients
 
-## deps: what the tests need beyond the Rust toolchain: bubblewrap (sandboxes local steps),
-## and the real client SDKs the tests read our streams with, pinned in tests/clients/
-deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json
-	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
 
 $(VENV)/.installed: $(CLIENTS)/requirements.txt
 	python3 -m venv $(VENV)
@@ -32,6 +28,26 @@ $(VENV)/.installed: $(CLIENTS)/requirements.txt
 
 $(CLIENTS)/node_modules/.package-lock.json: $(CLIENTS)/package-lock.json
 	cd $(CLIENTS) && npm ci --no-audit --no-fund
+MCP_PEERS := tests/mcp-peers
+
+## deps: what the tests need beyond the Rust toolchain, all pinned in the repository and
+## installed only when missing or when their manifests changed: bubblewrap (sandboxes local
+## steps), the real client SDKs that read our streams (tests/clients), and the MCP test peers
+## (tests/mcp-peers: npm servers and the Python SDK client)
+deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json \
+		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed
+	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
+
+$(MCP_PEERS)/node_modules/.package-lock.json: $(MCP_PEERS)/package.json $(MCP_PEERS)/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	npm ci --prefix $(MCP_PEERS) --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(MCP_PEERS)/.venv/.installed: $(MCP_PEERS)/requirements.txt
+	@test -x $(MCP_PEERS)/.venv/bin/pip || python3 -m venv $(MCP_PEERS)/.venv || \
+		{ apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(MCP_PEERS)/.venv; }
+	$(MCP_PEERS)/.venv/bin/pip install -q --disable-pip-version-check -r $(MCP_PEERS)/requirements.txt
+	@touch $@
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -1,6 +1,7 @@
 //! The command line, with clap: `kubiya mcp agent` starts the server with the options the
 //! original's documents show (`--provider`, `--model`, `--port`, `--host`, `--api-key`) plus
-//! `--config`; `kubiya workflow validate|run` check and run workflow files on this host. A
+//! `--config` and `--mcp-config`; `kubiya mcp server` serves the workflow tools to an MCP host
+//! over stdio; `kubiya workflow validate|run` check and run workflow files on this host. A
 //! value clap cannot parse stops start-up with exit status 2.
 
 use std::path::PathBuf;
@@ -82,6 +83,23 @@ fn parse_param(value: &str) -> Result<(String, String), String> {
 pub enum McpCommand {
     /// Start the OpenAI-compatible agent server (model `kubiya-workflow-agent`)
     Agent(AgentArgs),
+    /// Serve the workflow tools to an MCP host over stdio (stdout carries only the protocol)
+    Server(ServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Configuration file (TOML) layered over the built-in defaults (for logging)
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Let workflow steps use the network (they run without it by default)
+    #[arg(long)]
+    pub allow_network: bool,
+
+    /// Run workflows without the bubblewrap sandbox when it is unavailable
+    #[arg(long)]
+    pub allow_unsandboxed: bool,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +133,10 @@ pub struct AgentArgs {
     /// Configuration file (TOML) layered over the built-in defaults
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// MCP servers to supervise, as a desktop host's {"mcpServers": {...}} JSON file
+    #[arg(long, value_name = "FILE")]
+    pub mcp_config: Option<PathBuf>,
 }
 
 fn parse_port(value: &str) -> Result<u16, String> {
@@ -136,6 +158,7 @@ impl AgentArgs {
             model: self.model.clone(),
             api_key: self.api_key.clone(),
             base_url: self.base_url.clone(),
+            mcp_config: self.mcp_config.clone(),
         }
     }
 }

@@ -4,12 +4,17 @@
 //! [`Settings::load`] merges the layers with `figment` and turns any bad value into a
 //! [`ConfigError`] that names the setting, the value, where it came from and what is allowed;
 //! `main` prints it as one line and exits with status 2.
+//!
+//! MCP servers come from `[mcp_servers.NAME]` tables, and from a desktop host's
+//! `{"mcpServers": {...}}` JSON file given with `--mcp-config`, whose servers are layered last.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use kubiya_actors::mcp::{DesktopHostConfig, McpServerConfig, McpSettings, check_servers};
 use serde::{Deserialize, Serialize};
 
 /// The documented defaults, compiled in so the binary runs from any directory.
@@ -25,6 +30,10 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub compose: ComposeSettings,
     pub runner: RunnerSettings,
+    /// Timeouts and limits shared by every MCP server.
+    pub mcp: McpSettings,
+    /// The stdio MCP servers to supervise, by name (their tools are namespaced `NAME__tool`).
+    pub mcp_servers: BTreeMap<String, McpServerConfig>,
 }
 
 /// The Compose API's refinement loop.
@@ -356,6 +365,8 @@ pub struct FlagOverrides {
     pub model: Option<String>,
     pub api_key: Option<String>,
     pub base_url: Option<String>,
+    /// A desktop host's `{"mcpServers": {...}}` file (`--mcp-config`).
+    pub mcp_config: Option<PathBuf>,
 }
 
 /// A setting that could not be accepted, ready to print as one line.
@@ -414,8 +425,35 @@ impl Settings {
             .merge(named)
             .merge(prefixed)
             .merge(Serialized::defaults(flags.as_layer()));
-        figment.extract().map_err(describe)
+        if let Some(path) = &flags.mcp_config {
+            let servers = read_mcp_config(path)?;
+            figment = figment.merge(Serialized::defaults(
+                serde_json::json!({ "mcp_servers": servers }),
+            ));
+        }
+        let settings: Settings = figment.extract().map_err(describe)?;
+        check_servers(&settings.mcp_servers)
+            .map_err(|error| ConfigError(format!("invalid setting {error}")))?;
+        Ok(settings)
     }
+}
+
+/// The servers of a desktop host's `mcpServers` file.
+fn read_mcp_config(path: &Path) -> Result<BTreeMap<String, McpServerConfig>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigError(format!(
+            "invalid setting --mcp-config: cannot read `{}`: {error}",
+            path.display()
+        ))
+    })?;
+    DesktopHostConfig::from_json(&text)
+        .map(|document| document.mcp_servers)
+        .map_err(|error| {
+            ConfigError(format!(
+                "invalid setting --mcp-config: `{}` is not an {{\"mcpServers\": {{...}}}} document: {error}",
+                path.display()
+            ))
+        })
 }
 
 impl FlagOverrides {
@@ -528,6 +566,52 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with("invalid setting log.level"), "{text}");
         assert!(text.contains("loud") && text.contains("trace"), "{text}");
+    }
+
+    #[test]
+    fn mcp_servers_come_from_toml_tables() {
+        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(
+                "[mcp]\ncall_timeout_secs = 5\n[mcp_servers.fs]\ncommand = \"node\"\nargs = [\"server.js\", \"/tmp\"]\nenv = { TOKEN = \"${FS_TOKEN}\" }\n",
+            ))
+            .extract()
+            .unwrap();
+        assert_eq!(settings.mcp.call_timeout_secs, 5);
+        assert_eq!(settings.mcp.max_result_bytes, 65536);
+        let fs = &settings.mcp_servers["fs"];
+        assert_eq!((fs.command.as_str(), fs.args.len()), ("node", 2));
+        assert_eq!(fs.env["TOKEN"], "${FS_TOKEN}");
+    }
+
+    #[test]
+    fn a_desktop_mcp_config_file_adds_servers_and_bad_names_are_refused() {
+        let dir = std::env::temp_dir().join(format!("kubiya-mcp-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.json");
+        std::fs::write(
+            &good,
+            r#"{"mcpServers":{"everything":{"command":"node","args":["index.js","stdio"]}}}"#,
+        )
+        .unwrap();
+        let flags = FlagOverrides {
+            mcp_config: Some(good),
+            ..FlagOverrides::default()
+        };
+        let settings = Settings::load(&flags).unwrap();
+        assert_eq!(
+            settings.mcp_servers["everything"].args,
+            ["index.js", "stdio"]
+        );
+
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, r#"{"mcpServers":{"a__b":{"command":"node"}}}"#).unwrap();
+        let flags = FlagOverrides {
+            mcp_config: Some(bad),
+            ..FlagOverrides::default()
+        };
+        let error = Settings::load(&flags).unwrap_err().to_string();
+        assert!(error.contains("mcp_servers.a__b"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! `kubiya`: parses the command line and runs the chosen command. Configuration problems are
 //! printed as one line on stderr with exit status 2, before any server starts.
+//! `kubiya mcp server` keeps stdout for the MCP protocol alone; everything else goes to stderr.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
-use kubiya::cli::{AgentArgs, Cli, Command, McpCommand};
-use kubiya::config::Settings;
+use kubiya::cli::{AgentArgs, Cli, Command, McpCommand, ServerArgs};
+use kubiya::config::{FlagOverrides, Settings};
 use kubiya::startup::Application;
 use kubiya::workflow_cli;
 use kubiya::{provider_setup, telemetry};
+use kubiya_actors::mcp::{ServerIdentity, WorkflowTools, serve};
+use kubiya_actors::workflow::{LocalRunner, PlainHttpClient, RunOptions};
 
 /// Exit status for bad usage or configuration, as clap uses for bad flags.
 const USAGE_ERROR: u8 = 2;
@@ -18,6 +22,65 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Mcp(McpCommand::Agent(args)) => run_agent(&args),
         Command::Workflow(command) => workflow_cli::run(command),
+        Command::Mcp(McpCommand::Server(args)) => run_mcp_server(&args),
+    }
+}
+
+fn run_mcp_server(args: &ServerArgs) -> ExitCode {
+    let flags = FlagOverrides {
+        config_file: args.config.clone(),
+        ..FlagOverrides::default()
+    };
+    let settings = match Settings::load(&flags) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("kubiya: {err}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    let _log_guard = telemetry::init(&settings.log);
+    let runner = LocalRunner::new(RunOptions {
+        allow_network: args.allow_network,
+        allow_unsandboxed: args.allow_unsandboxed,
+        http_client: Some(Arc::new(PlainHttpClient::default())),
+        ..RunOptions::default()
+    });
+    let kubiya_configured = std::env::var("KUBIYA_API_KEY").is_ok_and(|key| !key.is_empty());
+    let tools = Arc::new(WorkflowTools::new(runner, kubiya_configured));
+    let identity = ServerIdentity {
+        name: "kubiya".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        instructions: "Kubiya workflow tools: write a workflow (a DAG of steps), check it with \
+                       validate_workflow, run it with execute_workflow, and follow a run with \
+                       get_execution. list_runners says where workflows can run."
+            .to_owned(),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!("serving MCP on stdio");
+    let served = runtime.block_on(serve(
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        identity,
+        tools,
+    ));
+    // Runs still going (started with wait=false) are dropped with the runtime, which kills
+    // their processes.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "MCP server failed");
+            ExitCode::FAILURE
+        }
     }
 }
 

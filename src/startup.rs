@@ -3,7 +3,8 @@
 //! serves until SIGTERM or SIGINT, then drains: readiness turns 503 at once, new requests
 //! are refused, running workflow executions are cancelled, open requests get up to
 //! `shutdown_timeout_secs`, and the future resolves so the process can exit 0. It also starts
-//! the `ExecutionWatcher` actor the execution routes talk to.
+//! the `ExecutionWatcher` actor the execution routes talk to, and the MCP supervisor with the
+//! configured servers, which it stops once the HTTP side has drained.
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use actix::Actor;
 use kubiya_actors::composer::Composer;
+use kubiya_actors::mcp::{self, McpSupervisor};
 use kubiya_actors::provider::ProviderPool;
 use kubiya_actors::session::MemorySessionStore;
 
@@ -42,6 +44,8 @@ impl Application {
     pub fn build(settings: &Settings, provider: &ProviderSetup) -> std::io::Result<Self> {
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
         let port = listener.local_addr()?.port();
+        let supervisor = McpSupervisor::new(settings.mcp_servers.clone(), settings.mcp.clone())
+            .start_supervised();
         let actors = match settings.provider.actors {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             count => count,
@@ -51,13 +55,16 @@ impl Application {
             Duration::from_secs(settings.sessions.ttl_secs),
             settings.sessions.max_sessions,
         );
-        let state = web::Data::new(AppState::new(AppParts {
-            providers,
-            composer: Composer::new().start(),
-            store: Arc::new(store),
-            agent: settings.agent.clone(),
-            compose: settings.compose.clone(),
-        }));
+        let state = web::Data::new(
+            AppState::new(AppParts {
+                providers,
+                composer: Composer::new().start(),
+                store: Arc::new(store),
+                agent: settings.agent.clone(),
+                compose: settings.compose.clone(),
+            })
+            .with_mcp(supervisor),
+        );
         let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
         let executions = ExecutionWatcher::start_on_own_arbiter(execution_setup::watcher_config(
             &settings.runner,
@@ -107,7 +114,10 @@ impl Application {
         let handle = self.server.handle();
         let mut server = actix_web::rt::spawn(self.server);
         tokio::select! {
-            finished = &mut server => return finished.unwrap_or_else(|err| Err(std::io::Error::other(err))),
+            finished = &mut server => {
+                stop_mcp_servers(&self.state).await;
+                return finished.unwrap_or_else(|err| Err(std::io::Error::other(err)));
+            }
             signal = shutdown_signal() => tracing::info!(signal, "shutdown requested: draining"),
         }
         self.state.begin_drain();
@@ -140,8 +150,16 @@ impl Application {
         let result = server
             .await
             .unwrap_or_else(|err| Err(std::io::Error::other(err)));
+        // Tool calls end with the requests that made them; then the servers can go.
+        stop_mcp_servers(&self.state).await;
         tracing::info!("stopped");
         result
+    }
+}
+
+async fn stop_mcp_servers(state: &AppState) {
+    if let Some(supervisor) = &state.mcp {
+        let _ = supervisor.send(mcp::Shutdown).await;
     }
 }
 

@@ -1,13 +1,14 @@
 //! `AppState`: what every handler may read, shared by all workers behind `web::Data`. It holds
-//! no locks on the request path: the drain flag is atomic and metrics are lock-free.
+//! no locks on the request path: the drain flag is atomic and metrics are lock-free. Actors the
+//! handlers message (the MCP supervisor) are reached through their addresses here.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
-use std::sync::Arc;
-
 use actix::Addr;
 use kubiya_actors::composer::Composer;
+use kubiya_actors::mcp::McpSupervisor;
 use kubiya_actors::provider::ProviderPool;
 use kubiya_actors::session::{SessionDeps, SessionStore};
 use tokio_util::sync::CancellationToken;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub started: Instant,
     pub started_at: SystemTime,
     pub metrics: Metrics,
+    /// The supervisor of the configured MCP servers, once started.
+    pub mcp: Option<Addr<McpSupervisor>>,
     draining: AtomicBool,
 }
 
@@ -44,6 +47,7 @@ impl AppState {
             started: Instant::now(),
             started_at: SystemTime::now(),
             metrics: Metrics::new(),
+            mcp: None,
             draining: AtomicBool::new(false),
         }
     }
@@ -57,6 +61,11 @@ impl AppState {
             max_iterations: self.agent.max_iterations,
             shutdown: self.shutdown.clone(),
         }
+    }
+
+    pub fn with_mcp(mut self, supervisor: Addr<McpSupervisor>) -> Self {
+        self.mcp = Some(supervisor);
+        self
     }
 
     /// From now on readiness fails and new work is refused.

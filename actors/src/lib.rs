@@ -9,11 +9,11 @@
 //! - [`workflow`]: the workflow DSL's model and validation, the runners (the local one, a
 //!   tokio DAG scheduler with sandboxed steps, and the Kubiya platform one) and the
 //!   `ExecutionWatcher` actor that drives them and fans their events out.
-//!
-//! Sessions, the composer and the MCP supervisor join as their own modules when their actors
-//! arrive.
+//! - [`mcp`]: the Model Context Protocol: the `McpSupervisor` actor that runs the configured
+//!   stdio MCP servers and calls their tools, and the stdio server `kubiya mcp server` runs.
 
 pub mod composer;
+pub mod mcp;
 pub mod provider;
 pub mod session;
 pub mod tools;

@@ -1,7 +1,8 @@
 //! `GET /discover`: the superset of every shape the original's documents and code use, so
 //! each of their readers finds its fields: the agent-server doc's `name`/`version`/
 //! `capabilities`, the code's `provider`/`model`/`features`/`api_version`, and the discovery
-//! doc's `server`/`models`/`health` objects.
+//! doc's `server`/`models`/`health` objects. It adds an `mcp` summary of the supervised MCP
+//! servers.
 
 use std::time::UNIX_EPOCH;
 
@@ -9,6 +10,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::AGENT_MODEL;
+use super::mcp::summary as mcp_summary;
 use crate::state::AppState;
 
 const NAME: &str = "Kubiya MCP Agent Server";
@@ -19,6 +21,7 @@ pub async fn discover(state: web::Data<AppState>) -> HttpResponse {
     let now = std::time::SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
+    let mcp = mcp_summary(&state).await;
     HttpResponse::Ok().json(json!({
         "name": NAME,
         "version": VERSION,
@@ -54,5 +57,6 @@ pub async fn discover(state: web::Data<AppState>) -> HttpResponse {
             "uptime": state.started.elapsed().as_secs(),
         },
         "discovery_version": "1.0",
+        "mcp": mcp,
     }))
 }

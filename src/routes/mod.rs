@@ -7,6 +7,7 @@ mod compose;
 mod discover;
 mod executions;
 mod health;
+mod mcp;
 mod metrics;
 pub mod models;
 mod workflows;
@@ -30,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/v1/compose", &["POST"]).post(compose::compose))
         .service(resource("/api/v2/compose", &["POST"]).post(compose::compose))
         .service(resource("/ws/compose", &["GET"]).get(compose::compose_ws))
+        .service(resource("/v1/mcp/servers", &["GET"]).get(mcp::servers))
         .service(resource("/v1/models", &["GET"]).get(models::list))
         .service(resource("/v1/models/{id:.+}", &["GET"]).get(models::retrieve))
         .service(resource("/v1/workflows/validate", &["POST"]).post(workflows::validate))

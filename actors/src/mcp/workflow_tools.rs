@@ -1,0 +1,452 @@
+//! The workflow tools `kubiya mcp server` offers to MCP hosts: `validate_workflow`,
+//! `execute_workflow`, `get_execution` and `list_runners`. They sit on the workflow domain
+//! (validation and the [`LocalRunner`]); [`super::server`] speaks the protocol around them.
+//!
+//! Executions run in this process, each in its own task, and are remembered here (the last
+//! [`KEPT_EXECUTIONS`]) so `get_execution` can follow one started with `wait: false`. A
+//! waiting `execute_workflow` streams its step events as progress notifications.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::jsonrpc::{INVALID_PARAMS, RpcError};
+use super::server::{CallContext, ProgressReporter, ToolProvider};
+use crate::workflow::event::now_millis;
+use crate::workflow::model::parse_document;
+use crate::workflow::sandbox::probe_bubblewrap;
+use crate::workflow::{
+    LocalRunner, RunOutcome, RunRequest, StepEvent, StepOutcome, ValidationError, Workflow,
+    check_runnable_locally, normalised, validate_value,
+};
+
+/// Finished executions remembered for `get_execution`.
+pub const KEPT_EXECUTIONS: usize = 100;
+/// Events kept per execution; older ones are dropped (the count says how many).
+const KEPT_EVENTS: usize = 2000;
+
+/// The workflow tool set.
+pub struct WorkflowTools {
+    runner: LocalRunner,
+    /// Whether a Kubiya platform key is configured (`KUBIYA_API_KEY`).
+    kubiya_configured: bool,
+    executions: Arc<Mutex<Executions>>,
+}
+
+#[derive(Default)]
+struct Executions {
+    records: HashMap<String, ExecutionRecord>,
+    /// Finished ids, oldest first, for eviction.
+    finished: VecDeque<String>,
+}
+
+struct ExecutionRecord {
+    workflow: String,
+    started_at: u64,
+    events: VecDeque<StepEvent>,
+    dropped_events: usize,
+    /// The final result once the run ended.
+    result: Option<Value>,
+}
+
+impl WorkflowTools {
+    pub fn new(runner: LocalRunner, kubiya_configured: bool) -> Self {
+        Self {
+            runner,
+            kubiya_configured,
+            executions: Arc::new(Mutex::new(Executions::default())),
+        }
+    }
+}
+
+impl ToolProvider for WorkflowTools {
+    fn tools(&self) -> Vec<Value> {
+        tool_definitions()
+    }
+
+    fn call(
+        &self,
+        name: &str,
+        arguments: Value,
+        context: CallContext,
+    ) -> BoxFuture<'static, Result<Value, RpcError>> {
+        let runner = self.runner.clone();
+        let executions = self.executions.clone();
+        let kubiya_configured = self.kubiya_configured;
+        match name {
+            "validate_workflow" => {
+                Box::pin(async move { Ok(validate_tool(&runner, &arguments).await) })
+            }
+            "list_runners" => {
+                Box::pin(async move { Ok(list_runners(&runner, kubiya_configured).await) })
+            }
+            "execute_workflow" => Box::pin(execute(runner, executions, arguments, context)),
+            "get_execution" => Box::pin(async move { Ok(get_execution(&executions, &arguments)) }),
+            other => {
+                let error = RpcError::new(INVALID_PARAMS, format!("Unknown tool: {other}"));
+                Box::pin(async move { Err(error) })
+            }
+        }
+    }
+}
+
+fn tool_definitions() -> Vec<Value> {
+    let workflow_schema = json!({
+        "description": "The workflow: an object with \"name\" and \"steps\" (each step has \"name\" and a \"command\", \"script\" or \"executor\"; \"depends\" lists earlier steps), or the same as JSON or YAML text.",
+        "type": ["object", "string"],
+    });
+    vec![
+        json!({
+            "name": "validate_workflow",
+            "title": "Validate a workflow",
+            "description": "Checks a workflow without running it and lists every problem with its JSON path. Also says whether the local runner can run it on this host.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {"workflow": workflow_schema},
+                "required": ["workflow"],
+                "additionalProperties": false,
+            },
+            "annotations": {"readOnlyHint": true, "openWorldHint": false},
+        }),
+        json!({
+            "name": "execute_workflow",
+            "title": "Run a workflow",
+            "description": "Validates and runs a workflow on a runner (\"local\": this host, sandboxed). By default waits for the end and returns the final status, step results and outputs, sending each step event as a progress notification; with \"wait\": false returns the execution id at once (follow it with get_execution).",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "workflow": workflow_schema,
+                    "params": {"type": "object", "description": "Values for the workflow's params, by name.", "additionalProperties": true},
+                    "runner": {"type": "string", "description": "Where to run; see list_runners. Default \"local\".", "default": "local"},
+                    "wait": {"type": "boolean", "description": "Wait for the run to end (default true).", "default": true},
+                },
+                "required": ["workflow"],
+                "additionalProperties": false,
+            },
+            "annotations": {"readOnlyHint": false, "destructiveHint": true, "openWorldHint": true},
+        }),
+        json!({
+            "name": "get_execution",
+            "title": "Follow an execution",
+            "description": "The status, step events and (once finished) result of an execution started by execute_workflow in this server.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "execution_id": {"type": "string"},
+                    "after": {"type": "integer", "minimum": 0, "description": "Return only events after this many (to poll for new ones)."},
+                },
+                "required": ["execution_id"],
+                "additionalProperties": false,
+            },
+            "annotations": {"readOnlyHint": true, "openWorldHint": false},
+        }),
+        json!({
+            "name": "list_runners",
+            "title": "List runners",
+            "description": "The runners workflows can run on, with whether each is usable now.",
+            "inputSchema": {"type": "object", "properties": {}, "additionalProperties": false},
+            "annotations": {"readOnlyHint": true, "openWorldHint": false},
+        }),
+    ]
+}
+
+/// A `CallToolResult` whose text is `value` as JSON (and whose structured content is `value`).
+fn result(value: Value, is_error: bool) -> Value {
+    json!({
+        "content": [{"type": "text", "text": serde_json::to_string_pretty(&value).unwrap_or_default()}],
+        "structuredContent": value,
+        "isError": is_error,
+    })
+}
+
+fn tool_error(message: impl Into<String>) -> Value {
+    json!({"content": [{"type": "text", "text": message.into()}], "isError": true})
+}
+
+/// The workflow argument as a validated workflow, or the problems to report.
+fn parse_workflow(arguments: &Value) -> Result<Workflow, Vec<ValidationError>> {
+    let document = match arguments.get("workflow") {
+        Some(Value::String(text)) => parse_document(text)
+            .map_err(|error| vec![ValidationError::new("", error.to_string())])?,
+        Some(value @ Value::Object(_)) => value.clone(),
+        Some(_) | None => {
+            return Err(vec![ValidationError::new(
+                "",
+                "\"workflow\" is required: a workflow object, or its JSON or YAML text",
+            )]);
+        }
+    };
+    validate_value(&document)
+}
+
+async fn validate_tool(runner: &LocalRunner, arguments: &Value) -> Value {
+    match parse_workflow(arguments) {
+        Ok(workflow) => {
+            let host = runner.host_capabilities(&workflow).await;
+            let local_problems = check_runnable_locally(&workflow, &host);
+            result(
+                json!({
+                    "valid": true,
+                    "workflow": workflow.name,
+                    "steps": workflow.steps.len(),
+                    "runnable_locally": local_problems.is_empty(),
+                    "local_runner_problems": local_problems,
+                    "normalised": normalised(&workflow).to_value(),
+                }),
+                false,
+            )
+        }
+        Err(errors) => result(json!({"valid": false, "errors": errors}), false),
+    }
+}
+
+async fn list_runners(runner: &LocalRunner, kubiya_configured: bool) -> Value {
+    let options = runner.options();
+    let sandbox = probe_bubblewrap(&options.bubblewrap).await;
+    let (status, isolation) = match &sandbox {
+        Ok(()) => ("available", "bubblewrap".to_owned()),
+        Err(_) if options.allow_unsandboxed => {
+            ("available", "none (bubblewrap unavailable)".to_owned())
+        }
+        Err(reason) => ("unavailable", format!("bubblewrap unavailable: {reason}")),
+    };
+    let mut runners = vec![json!({
+        "name": "local",
+        "type": "local",
+        "status": status,
+        "description": "Runs command, script and plain-http steps on this host in a private work directory.",
+        "isolation": isolation,
+        "network": options.allow_network,
+    })];
+    if kubiya_configured {
+        runners.push(json!({
+            "name": "kubiya",
+            "type": "kubiya-hosted",
+            "status": "configured",
+            "description": "Kubiya platform runners (KUBIYA_API_KEY is set); workflows run there through the agent server.",
+            "executable_here": false,
+        }));
+    }
+    result(json!({"runners": runners}), false)
+}
+
+async fn execute(
+    runner: LocalRunner,
+    executions: Arc<Mutex<Executions>>,
+    arguments: Value,
+    context: CallContext,
+) -> Result<Value, RpcError> {
+    let workflow = match parse_workflow(&arguments) {
+        Ok(workflow) => workflow,
+        Err(errors) => {
+            return Ok(result(json!({"status": "invalid", "errors": errors}), true));
+        }
+    };
+    match arguments
+        .get("runner")
+        .and_then(Value::as_str)
+        .unwrap_or("local")
+    {
+        "local" => {}
+        "kubiya" => {
+            return Ok(tool_error(
+                "the kubiya runner cannot be used from this MCP server; run with runner \"local\", or through the agent server",
+            ));
+        }
+        other => {
+            return Ok(tool_error(format!(
+                "unknown runner `{other}`; list_runners shows the runners available"
+            )));
+        }
+    }
+    let params = match arguments.get("params") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(params)) => params.clone(),
+        Some(_) => return Ok(tool_error("\"params\" must be an object of values by name")),
+    };
+    let wait = arguments
+        .get("wait")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let id = format!("exec_{}", uuid::Uuid::new_v4().simple());
+    if let Ok(mut executions) = executions.lock() {
+        executions.records.insert(
+            id.clone(),
+            ExecutionRecord {
+                workflow: workflow.name.clone(),
+                started_at: now_millis(),
+                events: VecDeque::new(),
+                dropped_events: 0,
+                result: None,
+            },
+        );
+    }
+    tracing::info!(execution = %id, workflow = %workflow.name, wait, "workflow execution started");
+
+    // A waiting call is cancelled with its request; a detached run ends with the process.
+    let cancel = if wait {
+        context.cancel.clone()
+    } else {
+        CancellationToken::new()
+    };
+    let progress = if wait { context.progress } else { None };
+    let (done_tx, done_rx) = oneshot::channel();
+    tokio::spawn(run_execution(RunJob {
+        runner,
+        executions,
+        id: id.clone(),
+        workflow,
+        params,
+        cancel,
+        progress,
+        done: done_tx,
+    }));
+    if !wait {
+        return Ok(result(
+            json!({"execution_id": id, "status": "running"}),
+            false,
+        ));
+    }
+    let summary = done_rx.await.unwrap_or_else(|_| {
+        json!({"execution_id": id, "status": "failed", "error": "the run ended without a result"})
+    });
+    let failed = summary.get("status").and_then(Value::as_str) != Some("success");
+    Ok(result(summary, failed))
+}
+
+/// One run and where its events and result go.
+struct RunJob {
+    runner: LocalRunner,
+    executions: Arc<Mutex<Executions>>,
+    id: String,
+    workflow: Workflow,
+    params: Map<String, Value>,
+    cancel: CancellationToken,
+    progress: Option<ProgressReporter>,
+    done: oneshot::Sender<Value>,
+}
+
+async fn run_execution(job: RunJob) {
+    let RunJob {
+        runner,
+        executions,
+        id,
+        workflow,
+        params,
+        cancel,
+        mut progress,
+        done,
+    } = job;
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let run = runner.run(RunRequest {
+        workflow,
+        params,
+        events: events_tx,
+        cancel,
+    });
+    tokio::pin!(run);
+    let mut record_event = |event: StepEvent| {
+        if let Some(progress) = progress.as_mut() {
+            progress.report(serde_json::to_string(&event).unwrap_or_default());
+        }
+        if let Ok(mut executions) = executions.lock()
+            && let Some(record) = executions.records.get_mut(&id)
+        {
+            if record.events.len() >= KEPT_EVENTS {
+                record.events.pop_front();
+                record.dropped_events += 1;
+            }
+            record.events.push_back(event);
+        }
+    };
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut run => break outcome,
+            Some(event) = events_rx.recv() => record_event(event),
+        }
+    };
+    while let Ok(event) = events_rx.try_recv() {
+        record_event(event);
+    }
+    let summary = summarise(&id, &outcome);
+    tracing::info!(execution = %id, status = %summary["status"], "workflow execution finished");
+    if let Ok(mut executions) = executions.lock() {
+        if let Some(record) = executions.records.get_mut(&id) {
+            record.result = Some(summary.clone());
+        }
+        executions.finished.push_back(id.clone());
+        while executions.finished.len() > KEPT_EXECUTIONS {
+            if let Some(old) = executions.finished.pop_front() {
+                executions.records.remove(&old);
+            }
+        }
+    }
+    let _ = done.send(summary);
+}
+
+fn summarise(id: &str, outcome: &RunOutcome) -> Value {
+    let step = |(name, step): (&String, &StepOutcome)| {
+        json!({
+            "name": name,
+            "status": step.status,
+            "output": step.output,
+            "error": step.error,
+            "exit_code": step.exit_code,
+            "attempts": step.attempts,
+            "duration_ms": u64::try_from(step.duration.as_millis()).unwrap_or(u64::MAX),
+        })
+    };
+    json!({
+        "execution_id": id,
+        "status": outcome.status,
+        "error": outcome.error,
+        "duration_ms": u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
+        "outputs": outcome.outputs,
+        "steps": outcome.steps.iter().map(step).collect::<Vec<_>>(),
+        "handlers": outcome.handlers.iter().map(step).collect::<Vec<_>>(),
+        "validation_errors": outcome.validation_errors,
+        "sandboxed": outcome.sandboxed,
+    })
+}
+
+fn get_execution(executions: &Mutex<Executions>, arguments: &Value) -> Value {
+    let Some(id) = arguments.get("execution_id").and_then(Value::as_str) else {
+        return tool_error("\"execution_id\" is required");
+    };
+    let after = arguments
+        .get("after")
+        .and_then(Value::as_u64)
+        .and_then(|after| usize::try_from(after).ok())
+        .unwrap_or(0);
+    let Ok(executions) = executions.lock() else {
+        return tool_error("the execution table is unavailable");
+    };
+    let Some(record) = executions.records.get(id) else {
+        return tool_error(format!(
+            "no execution `{id}` in this server (only the last {KEPT_EXECUTIONS} finished ones are kept)"
+        ));
+    };
+    let total = record.dropped_events + record.events.len();
+    let skip = after.saturating_sub(record.dropped_events);
+    let status = record
+        .result
+        .as_ref()
+        .and_then(|result| result.get("status").cloned())
+        .unwrap_or_else(|| Value::from("running"));
+    result(
+        json!({
+            "execution_id": id,
+            "workflow": record.workflow,
+            "status": status,
+            "started_at": record.started_at,
+            "event_count": total,
+            "events": record.events.iter().skip(skip).collect::<Vec<_>>(),
+            "result": record.result,
+        }),
+        false,
+    )
+}

@@ -1,0 +1,14 @@
+//! Black-box tests of MCP: the supervisor against real third-party servers (the reference
+//! `everything` and `filesystem` servers, the dual-era Python `mcp-server-time`) and small
+//! script servers, process-tree cleanup, the `/v1/mcp/servers` endpoint, and `kubiya mcp
+//! server` driven by the Python SDK client. The peers are installed into `tests/mcp-peers/` by
+//! `make deps`; a test that finds them missing fails and says so.
+
+mod support;
+
+mod agent;
+mod calls;
+mod http;
+mod our_server;
+mod peers;
+mod processes;

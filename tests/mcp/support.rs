@@ -1,0 +1,178 @@
+//! What the MCP tests share: where the installed peers are, server configurations for them,
+//! starting a supervisor and waiting for its servers, and counting the processes of a group.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use kubiya_actors::mcp::{
+    CallTool, McpError, McpServerConfig, McpServerStatus, McpSettings, McpSupervisor, ServerState,
+    ServerStatuses, ToolOutput,
+};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// The folder the Makefile installs the peers into.
+pub fn peers_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp-peers")
+}
+
+/// A file inside the peers folder, which must exist.
+pub fn peer_path(relative: &str) -> String {
+    let path = peers_dir().join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: run `make deps` (it installs the MCP test peers into tests/mcp-peers/)",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
+pub fn everything() -> McpServerConfig {
+    McpServerConfig::new(
+        "node",
+        [
+            peer_path("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+            "stdio".to_owned(),
+        ],
+    )
+}
+
+pub fn filesystem(allowed: &std::path::Path) -> McpServerConfig {
+    McpServerConfig::new(
+        "node",
+        [
+            peer_path("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"),
+            allowed.to_string_lossy().into_owned(),
+        ],
+    )
+}
+
+pub fn time() -> McpServerConfig {
+    McpServerConfig::new(
+        peer_path(".venv/bin/mcp-server-time"),
+        ["--local-timezone", "UTC"],
+    )
+}
+
+pub fn flood_server() -> McpServerConfig {
+    McpServerConfig::new("node", [peer_path("flood-server.js")])
+}
+
+/// Settings with short timeouts for tests.
+pub fn test_settings() -> McpSettings {
+    McpSettings {
+        call_timeout_secs: 10,
+        max_call_timeout_secs: 30,
+        startup_timeout_secs: 30,
+        max_result_bytes: 65536,
+        max_restart_backoff_secs: 2,
+    }
+}
+
+pub fn start(servers: Vec<(&str, McpServerConfig)>, settings: McpSettings) -> Addr<McpSupervisor> {
+    let servers: BTreeMap<String, McpServerConfig> = servers
+        .into_iter()
+        .map(|(name, config)| (name.to_owned(), config))
+        .collect();
+    McpSupervisor::new(servers, settings).start_supervised()
+}
+
+pub async fn status_of(supervisor: &Addr<McpSupervisor>, name: &str) -> McpServerStatus {
+    supervisor
+        .send(ServerStatuses)
+        .await
+        .expect("the supervisor answers")
+        .into_iter()
+        .find(|status| status.name == name)
+        .unwrap_or_else(|| panic!("no status for {name}"))
+}
+
+/// Waits up to 40 s until `name`'s status satisfies `ready`.
+pub async fn wait_for(
+    supervisor: &Addr<McpSupervisor>,
+    name: &str,
+    ready: impl Fn(&McpServerStatus) -> bool,
+) -> McpServerStatus {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let status = status_of(supervisor, name).await;
+        if ready(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server {name} never reached the expected state: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn wait_running(supervisor: &Addr<McpSupervisor>, name: &str) -> McpServerStatus {
+    wait_for(supervisor, name, |status| {
+        status.state == ServerState::Running
+    })
+    .await
+}
+
+pub async fn call(
+    supervisor: &Addr<McpSupervisor>,
+    tool: &str,
+    arguments: Value,
+) -> Result<ToolOutput, McpError> {
+    call_with(supervisor, tool, arguments, CancellationToken::new()).await
+}
+
+pub async fn call_with(
+    supervisor: &Addr<McpSupervisor>,
+    tool: &str,
+    arguments: Value,
+    cancel: CancellationToken,
+) -> Result<ToolOutput, McpError> {
+    supervisor
+        .send(CallTool {
+            tool: tool.to_owned(),
+            arguments,
+            cancel,
+        })
+        .await
+        .expect("the supervisor answers")
+}
+
+/// Live (not zombie) processes whose process group is `pgid`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc")
+        .expect("/proc is readable")
+        .flatten()
+    {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised command: state, ppid, pgrp, ...
+        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string() {
+            members.push(pid);
+        }
+    }
+    members
+}
+
+/// Waits up to `within` for the group to be empty; returns what is left.
+pub async fn wait_group_gone(pgid: u32, within: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + within;
+    loop {
+        let members = group_members(pgid);
+        if members.is_empty() || Instant::now() >= deadline {
+            return members;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
