@@ -55,20 +55,19 @@ impl Application {
             Duration::from_secs(settings.sessions.ttl_secs),
             settings.sessions.max_sessions,
         );
-        let state = web::Data::new(
-            AppState::new(AppParts {
-                providers,
-                composer: Composer::new().start(),
-                store: Arc::new(store),
-                agent: settings.agent.clone(),
-                compose: settings.compose.clone(),
-            })
-            .with_mcp(supervisor),
-        );
-        let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
         let executions = ExecutionWatcher::start_on_own_arbiter(execution_setup::watcher_config(
             &settings.runner,
         ));
+        let state = web::Data::new(AppState::new(AppParts {
+            providers,
+            composer: Composer::new(Some(supervisor.clone())).start(),
+            store: Arc::new(store),
+            agent: settings.agent.clone(),
+            compose: settings.compose.clone(),
+            executions: executions.clone(),
+            mcp: Some(supervisor),
+        }));
+        let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
         let watcher = web::Data::new(executions.clone());
 
         let app_state = state.clone();

@@ -11,6 +11,7 @@ use kubiya_actors::composer::Composer;
 use kubiya_actors::mcp::McpSupervisor;
 use kubiya_actors::provider::ProviderPool;
 use kubiya_actors::session::{SessionDeps, SessionStore};
+use kubiya_actors::workflow::ExecutionWatcher;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentSettings, ComposeSettings};
@@ -31,6 +32,7 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The supervisor of the configured MCP servers, once started.
     pub mcp: Option<Addr<McpSupervisor>>,
+    pub executions: Addr<ExecutionWatcher>,
     draining: AtomicBool,
 }
 
@@ -47,7 +49,8 @@ impl AppState {
             started: Instant::now(),
             started_at: SystemTime::now(),
             metrics: Metrics::new(),
-            mcp: None,
+            mcp: parts.mcp,
+            executions: parts.executions,
             draining: AtomicBool::new(false),
         }
     }
@@ -58,14 +61,11 @@ impl AppState {
             providers: self.providers.clone(),
             composer: self.composer.clone(),
             store: self.store.clone(),
+            executions: self.executions.clone(),
+            mcp: self.mcp.clone(),
             max_iterations: self.agent.max_iterations,
             shutdown: self.shutdown.clone(),
         }
-    }
-
-    pub fn with_mcp(mut self, supervisor: Addr<McpSupervisor>) -> Self {
-        self.mcp = Some(supervisor);
-        self
     }
 
     /// From now on readiness fails and new work is refused.
@@ -85,4 +85,6 @@ pub struct AppParts {
     pub store: Arc<dyn SessionStore>,
     pub agent: AgentSettings,
     pub compose: ComposeSettings,
+    pub executions: Addr<ExecutionWatcher>,
+    pub mcp: Option<Addr<McpSupervisor>>,
 }

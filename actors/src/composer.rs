@@ -1,10 +1,12 @@
 //! The `Composer` actor: builds each model request of a turn — the system prompt that
 //! teaches the workflow JSON format and the tools, the conversation so far, and the tool
-//! catalog the model may call. Sessions ask it with [`ComposeTurn`]; it is shared by all
+//! catalog the model may call: the built-in workflow tools and, for chat, the tools of the
+//! supervised MCP servers. Sessions ask it with [`ComposeTurn`]; it is shared by all
 //! sessions and never does I/O on their behalf.
 
 use actix::prelude::*;
 
+use crate::mcp::{ListTools, McpSupervisor};
 use crate::provider::{ChatMessage, ChatRequest, ToolSpec};
 use crate::tools;
 
@@ -32,20 +34,17 @@ pub enum Purpose {
 pub struct Composer {
     system_prompt: String,
     catalog: Vec<ToolSpec>,
+    /// Tools of the supervised MCP servers join the chat catalog when there are any.
+    mcp: Option<Addr<McpSupervisor>>,
 }
 
 impl Composer {
-    pub fn new() -> Self {
+    pub fn new(mcp: Option<Addr<McpSupervisor>>) -> Self {
         Self {
             system_prompt: SYSTEM_PROMPT.to_owned(),
             catalog: tools::builtin_catalog(),
+            mcp,
         }
-    }
-}
-
-impl Default for Composer {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -54,7 +53,7 @@ impl Actor for Composer {
 }
 
 impl Handler<ComposeTurn> for Composer {
-    type Result = MessageResult<ComposeTurn>;
+    type Result = ResponseFuture<ChatRequest>;
 
     fn handle(&mut self, turn: ComposeTurn, _: &mut Context<Self>) -> Self::Result {
         let mut system = self.system_prompt.clone();
@@ -65,7 +64,7 @@ impl Handler<ComposeTurn> for Composer {
             system.push_str("\n\nInstructions from the user's application:\n");
             system.push_str(&extra);
         }
-        let tools = match turn.purpose {
+        let mut tools = match turn.purpose {
             Purpose::Chat => self.catalog.clone(),
             Purpose::Compose => self
                 .catalog
@@ -74,16 +73,23 @@ impl Handler<ComposeTurn> for Composer {
                 .cloned()
                 .collect(),
         };
-        MessageResult(ChatRequest {
-            model: turn.model.unwrap_or_default(),
-            system: Some(system),
-            messages: turn.transcript,
-            tools,
-            max_tokens: None,
-            temperature: None,
-            // Always streamed upstream, whatever the client asked: the same decode path,
-            // and a call that can be dropped the moment the client leaves.
-            stream: true,
+        let mcp = self.mcp.clone().filter(|_| turn.purpose == Purpose::Chat);
+        Box::pin(async move {
+            // A supervisor that is gone has no tools to offer; the built-in ones still work.
+            if let Some(mcp) = mcp {
+                tools.extend(mcp.send(ListTools).await.unwrap_or_default());
+            }
+            ChatRequest {
+                model: turn.model.unwrap_or_default(),
+                system: Some(system),
+                messages: turn.transcript,
+                tools,
+                max_tokens: None,
+                temperature: None,
+                // Always streamed upstream, whatever the client asked: the same decode path,
+                // and a call that can be dropped the moment the client leaves.
+                stream: true,
+            }
         })
     }
 }

@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason};
 use kubiya_actors::provider::ChatMessage;
 use kubiya_actors::session::{ComposeOptions, SessionKey, TurnEvent, TurnMode, TurnRequest};
+use kubiya_actors::tools;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 
@@ -197,8 +198,8 @@ async fn whole(
                 workflow = data;
             }
             TurnEvent::ValidationFailed { .. } => iterations += 1,
-            TurnEvent::Execution(event) if event["type"] == "workflow_complete" => {
-                execution = event
+            TurnEvent::ToolResult { name, result, .. } if name == tools::EXECUTE_WORKFLOW => {
+                execution = result
             }
             TurnEvent::Finished { usage, .. } => tokens = usage.input + usage.output,
             _ => {}

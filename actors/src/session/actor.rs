@@ -18,10 +18,15 @@ use tokio_util::sync::CancellationToken;
 use super::event::{TurnError, TurnErrorKind, TurnEvent};
 use super::store::{SessionKey, SessionRecord, SessionStore, StoreError, TurnLease};
 use crate::composer::{ComposeTurn, Composer, Purpose};
+use crate::mcp::{CallTool, McpSupervisor};
 use crate::provider::{
     ChatMessage, FinishReason, LlmEvent, ProviderPool, StartCompletion, ToolCall, Usage,
 };
 use crate::tools;
+use crate::workflow::{
+    ExecutionEvent, ExecutionWatcher, GetExecution, StartExecution, Subscribe, Subscription,
+    Workflow,
+};
 
 /// What the HTTP layer extracted from the request.
 #[derive(Debug, Clone)]
@@ -64,6 +69,8 @@ pub struct SessionDeps {
     pub providers: ProviderPool,
     pub composer: Addr<Composer>,
     pub store: Arc<dyn SessionStore>,
+    pub executions: Addr<ExecutionWatcher>,
+    pub mcp: Option<Addr<McpSupervisor>>,
     pub max_iterations: u32,
     /// Fires when the server drains: the turn ends with an error and its terminator.
     pub shutdown: CancellationToken,
@@ -101,6 +108,8 @@ pub struct Session {
     step_finished: Option<TurnEvent>,
     /// Compose: workflows proposed so far.
     attempts: u32,
+    /// The `execute_workflow` call waiting for its execution to finish, and that execution.
+    running: Option<(ToolCall, String)>,
     done: bool,
 }
 
@@ -125,6 +134,7 @@ impl Session {
             pending_tools: VecDeque::new(),
             step_finished: None,
             attempts: 0,
+            running: None,
             done: false,
         }
     }
@@ -239,11 +249,177 @@ impl Session {
                 self.tool_finished(&call, result, false, ctx);
             }
             tools::LIST_RUNNERS => self.tool_finished(&call, tools::runners(), false, ctx),
+            tools::EXECUTE_WORKFLOW => self.start_execution(call, ctx),
+            tools::GET_EXECUTION => {
+                let execution_id = call.arguments["execution_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let get = GetExecution {
+                    tenant: self.request.key.tenant.clone(),
+                    execution_id,
+                };
+                self.deps
+                    .executions
+                    .send(get)
+                    .into_actor(self)
+                    .map(move |answer, session, ctx| {
+                        let (result, is_error) = match answer {
+                            Ok(Ok(snapshot)) => {
+                                (serde_json::to_value(snapshot).unwrap_or_default(), false)
+                            }
+                            Ok(Err(err)) => (json!({"error": err.to_string()}), true),
+                            Err(err) => (
+                                json!({"error": format!("executions are unavailable: {err}")}),
+                                true,
+                            ),
+                        };
+                        session.tool_finished(&call, result, is_error, ctx);
+                    })
+                    .wait(ctx);
+            }
+            name if name.contains("__") && self.deps.mcp.is_some() => self.call_mcp_tool(call, ctx),
             other => {
                 let result = json!({"error": format!("unknown tool `{other}`")});
                 self.tool_finished(&call, result, true, ctx);
             }
         }
+    }
+
+    /// `execute_workflow`: start the run, then follow it; the tool result comes when it ends.
+    fn start_execution(&mut self, call: ToolCall, ctx: &mut Context<Self>) {
+        let arguments = &call.arguments;
+        let workflow = match Workflow::from_value(tools::workflow_argument(arguments).clone()) {
+            Ok(workflow) => workflow,
+            Err(err) => {
+                let result = json!({"error": format!("the workflow could not be read: {err}; validate it first")});
+                self.tool_finished(&call, result, true, ctx);
+                return;
+            }
+        };
+        let start = StartExecution {
+            tenant: self.request.key.tenant.clone(),
+            workflow,
+            params: arguments["params"].as_object().cloned().unwrap_or_default(),
+            runner: arguments["runner"].as_str().map(str::to_owned),
+        };
+        self.deps
+            .executions
+            .send(start)
+            .into_actor(self)
+            .map(move |started, session, ctx| {
+                let summary = match started {
+                    Ok(Ok(summary)) => summary,
+                    Ok(Err(err)) => {
+                        let result = json!({"error": err.to_string()});
+                        return session.execution_ended(&call, result, true, ctx);
+                    }
+                    Err(err) => {
+                        let result = json!({"error": format!("executions are unavailable: {err}")});
+                        return session.execution_ended(&call, result, true, ctx);
+                    }
+                };
+                if let Some(record) = session.record.as_mut() {
+                    record.executions.push(summary.execution_id.clone());
+                }
+                let subscribe = Subscribe {
+                    tenant: session.request.key.tenant.clone(),
+                    execution_id: summary.execution_id.clone(),
+                    after_seq: 0,
+                    subscriber: ctx.address().recipient(),
+                };
+                session.running = Some((call, summary.execution_id));
+                session
+                    .deps
+                    .executions
+                    .send(subscribe)
+                    .into_actor(session)
+                    .map(|subscribed, session, ctx| {
+                        if !matches!(subscribed, Ok(Ok(Subscription::Following))) {
+                            session.execution_complete(ctx);
+                        }
+                    })
+                    .wait(ctx);
+            })
+            .wait(ctx);
+    }
+
+    /// The followed execution ended: its final state is the tool's result.
+    fn execution_complete(&mut self, ctx: &mut Context<Self>) {
+        let Some((call, execution_id)) = self.running.take() else {
+            return;
+        };
+        let get = GetExecution {
+            tenant: self.request.key.tenant.clone(),
+            execution_id,
+        };
+        self.deps
+            .executions
+            .send(get)
+            .into_actor(self)
+            .map(move |answer, session, ctx| {
+                let (result, is_error) = match answer {
+                    Ok(Ok(snapshot)) => {
+                        let failed = !matches!(snapshot.status.as_str(), "success");
+                        (serde_json::to_value(snapshot).unwrap_or_default(), failed)
+                    }
+                    Ok(Err(err)) => (json!({"error": err.to_string()}), true),
+                    Err(err) => (
+                        json!({"error": format!("executions are unavailable: {err}")}),
+                        true,
+                    ),
+                };
+                session.execution_ended(&call, result, is_error, ctx);
+            })
+            .wait(ctx);
+    }
+
+    /// Chat: the result goes back to the model. Compose (act): the turn ends with it.
+    fn execution_ended(
+        &mut self,
+        call: &ToolCall,
+        result: Value,
+        is_error: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        match self.request.mode {
+            TurnMode::Chat => self.tool_finished(call, result, is_error, ctx),
+            TurnMode::Compose(_) => {
+                self.emit(TurnEvent::ToolResult {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    result,
+                    is_error,
+                });
+                self.finish(FinishReason::Stop, ctx);
+            }
+        }
+    }
+
+    /// A tool of a supervised MCP server; cancelled with the turn.
+    fn call_mcp_tool(&mut self, call: ToolCall, ctx: &mut Context<Self>) {
+        let Some(mcp) = self.deps.mcp.clone() else {
+            return;
+        };
+        let request = CallTool {
+            tool: call.name.clone(),
+            arguments: call.arguments.clone(),
+            cancel: self.cancel.child_token(),
+        };
+        mcp.send(request)
+            .into_actor(self)
+            .map(move |answer, session, ctx| {
+                let (result, is_error) = match answer {
+                    Ok(Ok(output)) => (Value::String(output.content), output.is_error),
+                    Ok(Err(err)) => (json!({"error": err.to_string()}), true),
+                    Err(err) => (
+                        json!({"error": format!("MCP servers are unavailable: {err}")}),
+                        true,
+                    ),
+                };
+                session.tool_finished(&call, result, is_error, ctx);
+            })
+            .wait(ctx);
     }
 
     /// Compose: the context the model works with, shown as tool calls and results.
@@ -343,9 +519,9 @@ impl Session {
             if let Some(record) = self.record.as_mut() {
                 record.workflows.push(workflow.clone());
             }
-            self.emit(TurnEvent::Workflow(workflow));
+            self.emit(TurnEvent::Workflow(workflow.clone()));
             if options.act {
-                self.run_workflow(ctx);
+                self.run_workflow(workflow, options, ctx);
             } else {
                 self.finish(FinishReason::Stop, ctx);
             }
@@ -376,8 +552,18 @@ impl Session {
     }
 
     /// Act mode: run the validated workflow and stream its execution.
-    fn run_workflow(&mut self, ctx: &mut Context<Self>) {
-        self.finish(FinishReason::Stop, ctx);
+    fn run_workflow(&mut self, workflow: Value, options: &ComposeOptions, ctx: &mut Context<Self>) {
+        let call = ToolCall {
+            id: "compose_execute".to_owned(),
+            name: tools::EXECUTE_WORKFLOW.to_owned(),
+            arguments: json!({"workflow": workflow, "params": options.parameters, "runner": options.runner}),
+        };
+        self.emit(TurnEvent::ToolCall {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+        });
+        self.start_execution(call, ctx);
     }
 
     fn emit_step_finished(&mut self) {
@@ -550,6 +736,28 @@ impl Handler<LlmEvent> for Session {
             }
             LlmEvent::Finished { reason } => self.model_call_finished(reason, ctx),
             LlmEvent::Failed(error) => self.fail(error.into(), ctx),
+        }
+    }
+}
+
+impl Handler<ExecutionEvent> for Session {
+    type Result = ();
+
+    fn handle(&mut self, event: ExecutionEvent, ctx: &mut Context<Self>) {
+        if self.done {
+            return;
+        }
+        let last = event.is_final();
+        self.emit(TurnEvent::Execution(
+            serde_json::to_value(&event).unwrap_or_default(),
+        ));
+        if last
+            && self
+                .running
+                .as_ref()
+                .is_some_and(|(_, id)| *id == event.execution_id)
+        {
+            self.execution_complete(ctx);
         }
     }
 }
