@@ -445,3 +445,200 @@ async fn the_offline_provider_works_end_to_end() {
         "system-health-check"
     );
 }
+
+fn runnable_workflow() -> Value {
+    json!({"name": "greet", "type": "graph", "steps": [
+        {"name": "hello", "command": "echo hello", "output": "GREETING"},
+        {"name": "shout", "command": "echo ${GREETING} | tr a-z A-Z", "depends": ["hello"]}
+    ]})
+}
+
+fn execution_script() -> Vec<Reply> {
+    vec![
+        Reply::sse(openai_tool_call_stream(
+            "call_v1",
+            "validate_workflow",
+            &json!({"workflow": invalid_workflow()}),
+        )),
+        Reply::sse(openai_tool_call_stream(
+            "call_v2",
+            "validate_workflow",
+            &json!({"workflow": runnable_workflow()}),
+        )),
+        Reply::sse(openai_tool_call_stream(
+            "call_x",
+            "execute_workflow",
+            &json!({"workflow": runnable_workflow()}),
+        )),
+        Reply::sse(openai_text_stream("It ran: HELLO.")),
+    ]
+}
+
+#[actix_rt::test]
+async fn a_workflow_fixed_then_executed_streams_its_steps_as_openai_chunks() {
+    let mock = MockUpstream::start(execution_script());
+    let app = spawn_app_against(&mock.base(), |_| {}).await;
+    let (status, _, body) = app
+        .post_raw(CHAT, &chat("greet loudly", json!({"stream": true})), &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let chunks = chunks(&body);
+    let text = content_of(&chunks);
+    for line in [
+        "▶ hello: running",
+        "✓ hello (",
+        "✓ shout (",
+        "Workflow greet: success",
+        "[Tool execute_workflow: success]",
+    ] {
+        assert!(text.contains(line), "{line} missing from {text}");
+    }
+    let steps: Vec<(&str, &str)> = chunks
+        .iter()
+        .filter_map(|chunk| {
+            let event = &chunk["x_kubiya"];
+            Some((
+                event["type"].as_str()?,
+                event["step"].as_str().unwrap_or(""),
+            ))
+        })
+        .filter(|(kind, _)| kind.starts_with("step_") || *kind == "workflow_complete")
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("step_running", "hello"),
+            ("step_complete", "hello"),
+            ("step_running", "shout"),
+            ("step_complete", "shout"),
+            ("workflow_complete", "")
+        ]
+    );
+    let complete = chunks
+        .iter()
+        .find(|c| c["x_kubiya"]["type"] == "workflow_complete")
+        .unwrap();
+    assert_eq!(complete["x_kubiya"]["status"], "success");
+    assert!(
+        complete["x_kubiya"]["execution_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("exec_")
+    );
+
+    // The model got the final status and the outputs to summarise.
+    let requests = mock.requests();
+    let result = requests[3].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(result["tool_call_id"], "call_x");
+    let result: Value = serde_json::from_str(result["content"].as_str().unwrap()).unwrap();
+    assert_eq!(result["status"], "success");
+    assert_eq!(result["steps"][1]["output"], "HELLO");
+
+    // The execution outlives the turn and can be read on its own.
+    let id = complete["x_kubiya"]["execution_id"].as_str().unwrap();
+    let (status, _, execution) = app.get_json(&format!("/v1/executions/{id}")).await;
+    assert_eq!(
+        (status, execution["status"].as_str()),
+        (200, Some("success"))
+    );
+}
+
+#[actix_rt::test]
+async fn a_workflow_executed_streams_its_steps_as_vercel_data_parts() {
+    let mock = MockUpstream::start(execution_script());
+    let app = spawn_app_against(&mock.base(), |_| {}).await;
+    let (status, _, body) = app
+        .post_raw(
+            CHAT,
+            &chat("greet loudly", json!({"format": "vercel"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let data: Vec<Value> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("2:"))
+        .map(|json| serde_json::from_str::<Value>(json).unwrap())
+        .inspect(|parts| assert!(parts.is_array(), "data parts are arrays"))
+        .map(|parts| parts[0].clone())
+        .collect();
+    let kinds: Vec<&str> = data
+        .iter()
+        .map(|event| event["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "step_running",
+            "step_complete",
+            "step_running",
+            "step_complete",
+            "workflow_complete"
+        ]
+    );
+    assert_eq!(data[3]["output"], "HELLO");
+    assert!(
+        body.lines()
+            .any(|line| line.starts_with("a:") && line.contains("\"status\":\"success\""))
+    );
+    let finish: Value =
+        serde_json::from_str(body.lines().last().unwrap().strip_prefix("d:").unwrap()).unwrap();
+    // Three tool-call steps (20 + 9 tokens each) and the answer (11 + 7).
+    assert_eq!(
+        finish,
+        json!({"finishReason": "stop", "usage": {"promptTokens": 71, "completionTokens": 34}})
+    );
+}
+
+#[actix_rt::test]
+async fn an_execution_keeps_running_when_the_client_leaves() {
+    let slow = json!({"name": "slow", "steps": [
+        {"name": "wait", "command": "sleep 1"},
+        {"name": "done", "command": "echo finished"}
+    ]});
+    let mock = MockUpstream::start(vec![
+        Reply::sse(openai_tool_call_stream(
+            "call_x",
+            "execute_workflow",
+            &json!({"workflow": slow}),
+        )),
+        Reply::sse(openai_text_stream("never read")),
+    ]);
+    let app = spawn_app_against(&mock.base(), |_| {}).await;
+    let mut response = app
+        .client
+        .post(app.url(CHAT))
+        .send_json(&chat("run slowly", json!({"stream": true})))
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    let id = loop {
+        let chunk = response.next().await.unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        if let Some(at) = seen.find("\"execution_id\":\"") {
+            let rest = &seen[at + 16..];
+            break rest[..rest.find('"').unwrap()].to_owned();
+        }
+    };
+    drop(response);
+    let mut status = String::new();
+    for _ in 0..100 {
+        let (_, _, execution) = app.get_json(&format!("/v1/executions/{id}")).await;
+        status = execution["status"].as_str().unwrap().to_owned();
+        if status != "running" && status != "queued" {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "success");
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "the model is not called again for a gone client"
+    );
+}

@@ -7,6 +7,7 @@ mod mock_upstream;
 
 mod chat;
 mod clients;
+mod compose;
 mod config;
 mod errors;
 mod executions;
