@@ -79,3 +79,116 @@ async fn servers_from_a_desktop_config_file_run_and_stop_with_the_agent() {
     assert!(left.is_empty(), "MCP server processes left: {left:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The agent loop offers MCP tools to the model and runs the call it makes: a scripted model
+/// calls `everything__get-sum`, the sum comes back to it and reaches the client.
+#[actix_rt::test]
+async fn a_model_calls_an_mcp_tool_and_the_result_reaches_the_client() {
+    use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, openai_tool_call_stream};
+    use kubiya::config::{FlagOverrides, ProviderChoice, Settings};
+    use kubiya::provider_setup;
+    use kubiya::startup::Application;
+
+    let mock = MockUpstream::start(vec![
+        Reply::sse(openai_tool_call_stream(
+            "call_sum",
+            "everything__get-sum",
+            &json!({"a": 2, "b": 40}),
+        )),
+        Reply::sse(openai_text_stream("The sum is 42.")),
+    ]);
+    let mut settings = Settings::default();
+    settings.server.host = "127.0.0.1".into();
+    settings.server.port = 0;
+    settings.server.workers = 1;
+    settings
+        .mcp_servers
+        .insert("everything".into(), crate::support::everything());
+    settings.provider.name = ProviderChoice::OpenAi;
+    settings.provider.actors = 1;
+    let flags = FlagOverrides {
+        api_key: Some("sk-test".into()),
+        base_url: Some(format!("{}/v1", mock.base())),
+        ..FlagOverrides::default()
+    };
+    let provider = provider_setup::resolve(&settings.provider, &flags, |_| None).unwrap();
+    let app = Application::build(&settings, &provider).unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    actix_rt::spawn(app.run_until_stopped());
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body: Value = client
+            .get(format!("{base}/v1/mcp/servers"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["servers"][0]["state"] == "running" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the everything server never ran: {body}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let request = json!({"model": "kubiya-workflow-agent", "stream": true, "messages": [{"role": "user", "content": "add 2 and 40"}]});
+    let mut response = client
+        .post(format!("{base}/v1/chat/completions"))
+        .send_json(&request)
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body = String::from_utf8(response.body().limit(1 << 24).await.unwrap().to_vec()).unwrap();
+    let chunks: Vec<Value> = body
+        .split("\n\n")
+        .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str::<Value>(data).unwrap())
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    let extensions: Vec<&Value> = chunks
+        .iter()
+        .map(|chunk| &chunk["x_kubiya"])
+        .filter(|extension| !extension.is_null())
+        .collect();
+    assert_eq!(extensions[0]["type"], "tool_call");
+    assert_eq!(extensions[0]["name"], "everything__get-sum");
+    assert_eq!(extensions[1]["type"], "tool_result");
+    assert!(
+        extensions[1]["result"].as_str().unwrap().contains("42"),
+        "{}",
+        extensions[1]
+    );
+    assert!(text.ends_with("The sum is 42."), "{text}");
+
+    let sent = mock.requests();
+    let tools: Vec<&str> = sent[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tool| tool["function"]["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"validate_workflow") && tools.contains(&"everything__get-sum"),
+        "{tools:?}"
+    );
+    let result = sent[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(result["tool_call_id"], "call_sum");
+    assert!(result["content"].as_str().unwrap().contains("42"));
+}

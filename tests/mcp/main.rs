@@ -4,6 +4,8 @@
 //! server` driven by the Python SDK client. The peers are installed into `tests/mcp-peers/` by
 //! `make deps`; a test that finds them missing fails and says so.
 
+#[path = "../support/mock_upstream.rs"]
+mod mock_upstream;
 mod support;
 
 mod agent;
