@@ -17,7 +17,7 @@ use super::models::model_not_found;
 use crate::error::ApiError;
 use crate::extract::ValidJson;
 use crate::state::AppState;
-use crate::tenant::DEFAULT_TENANT;
+use crate::tenant::Tenant;
 use crate::turn::{self, SESSION_ID};
 use crate::wire::completion::CompletionBuilder;
 use crate::wire::openai::OpenAiSseEncoder;
@@ -138,7 +138,11 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
         .filter(|value| !value.is_empty())
 }
 
-fn validate(req: &HttpRequest, body: ChatCompletionRequest) -> Result<ValidTurn, ApiError> {
+fn validate(
+    req: &HttpRequest,
+    tenant: Tenant,
+    body: ChatCompletionRequest,
+) -> Result<ValidTurn, ApiError> {
     if body.model != AGENT_MODEL {
         return Err(model_not_found(&body.model));
     }
@@ -181,7 +185,7 @@ fn validate(req: &HttpRequest, body: ChatCompletionRequest) -> Result<ValidTurn,
     Ok(ValidTurn {
         turn: TurnRequest {
             key: SessionKey {
-                tenant: DEFAULT_TENANT.to_owned(),
+                tenant: tenant.0,
                 user,
                 id: session_id
                     .clone()
@@ -283,13 +287,14 @@ fn convert_messages(
 pub async fn chat_completions(
     req: HttpRequest,
     state: web::Data<AppState>,
+    tenant: Tenant,
     ValidJson(body): ValidJson<ChatCompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ValidTurn {
         turn,
         stream,
         include_usage,
-    } = validate(&req, body)?;
+    } = validate(&req, tenant, body)?;
     let started = turn::start(&state, turn).await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = SystemTime::now()

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use crate::error::ApiError;
 use crate::extract::{self, ValidJson};
 use crate::state::AppState;
-use crate::tenant::DEFAULT_TENANT;
+use crate::tenant::Tenant;
 use crate::turn;
 use crate::wire::compose::{ComposeSseEncoder, NdjsonEncoder, event_json};
 use crate::wire::vercel::VercelEncoder;
@@ -63,7 +63,11 @@ struct ValidCompose {
     act: bool,
 }
 
-fn validate(body: ComposeRequest, state: &AppState) -> Result<ValidCompose, ApiError> {
+fn validate(
+    body: ComposeRequest,
+    tenant: Tenant,
+    state: &AppState,
+) -> Result<ValidCompose, ApiError> {
     let task = body.task.trim();
     if task.is_empty() {
         return Err(ApiError::invalid_field(
@@ -128,7 +132,7 @@ fn validate(body: ComposeRequest, state: &AppState) -> Result<ValidCompose, ApiE
     Ok(ValidCompose {
         turn: TurnRequest {
             key: SessionKey {
-                tenant: DEFAULT_TENANT.to_owned(),
+                tenant: tenant.0,
                 user: body.user_id.unwrap_or_else(|| DEFAULT_USER.to_owned()),
                 id: body
                     .session_id
@@ -163,13 +167,14 @@ fn encoder(format: StreamFormat) -> Box<dyn StreamEncoder> {
 
 pub async fn compose(
     state: web::Data<AppState>,
+    tenant: Tenant,
     ValidJson(body): ValidJson<ComposeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ValidCompose {
         turn,
         delivery,
         act,
-    } = validate(body, &state)?;
+    } = validate(body, tenant, &state)?;
     let started = turn::start(&state, turn).await?;
     let format = match delivery {
         Delivery::Stream(format) => format,
@@ -239,6 +244,7 @@ pub async fn compose_ws(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
+    tenant: Tenant,
 ) -> actix_web::Result<HttpResponse> {
     let (response, mut socket, mut incoming) = actix_ws::handle(&req, payload)?;
     actix_web::rt::spawn(async move {
@@ -253,7 +259,7 @@ pub async fn compose_ws(
             }
         };
         let started = match extract::parse::<ComposeRequest>(request.as_bytes())
-            .and_then(|body| validate(body, &state))
+            .and_then(|body| validate(body, tenant, &state))
         {
             Ok(valid) => turn::start(&state, valid.turn).await,
             Err(error) => Err(error),
