@@ -12,4 +12,5 @@ mod config;
 mod errors;
 mod executions;
 mod probes;
+mod readme;
 mod shutdown;
