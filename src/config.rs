@@ -313,33 +313,26 @@ impl fmt::Debug for KubiyaRunnerSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KubiyaRunnerSettings")
             .field("api_url", &self.api_url)
-            .field(
-                "api_key",
-                &if self.api_key.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
+            .field("api_key", &redacted(&self.api_key))
             .finish()
     }
 }
 
-// Keys are secrets: they never reach a log line, not even through `{:?}`.
+/// Keys are secrets: they never reach a log line, not even through `{:?}`.
+fn redacted(secret: &str) -> &'static str {
+    if secret.is_empty() { "" } else { "<redacted>" }
+}
+
 impl fmt::Debug for ProviderSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProviderSettings")
             .field("name", &self.name)
             .field("model", &self.model)
-            .field(
-                "api_key",
-                &if self.api_key.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
-            .finish()
+            .field("api_key", &redacted(&self.api_key))
+            .field("base_url", &self.base_url)
+            .field("protocol", &self.protocol)
+            .field("fallbacks", &self.fallbacks)
+            .finish_non_exhaustive()
     }
 }
 

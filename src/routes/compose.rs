@@ -18,7 +18,8 @@ use crate::extract::{self, ValidJson};
 use crate::state::AppState;
 use crate::tenant::Tenant;
 use crate::turn;
-use crate::wire::compose::{ComposeSseEncoder, NdjsonEncoder, event_json};
+use crate::wire::compose::{ComposeSseEncoder, NdjsonEncoder};
+use crate::wire::event_json;
 use crate::wire::vercel::VercelEncoder;
 use crate::wire::{StreamEncoder, StreamFormat};
 

@@ -21,39 +21,16 @@ impl CompletionBuilder {
         match event {
             TurnEvent::Text(text) => self.content.push_str(&text),
             TurnEvent::Reasoning(_) | TurnEvent::StepFinished { .. } | TurnEvent::Failed(_) => {}
-            TurnEvent::ToolCall {
-                id,
-                name,
-                arguments,
-            } => {
-                self.content.push_str(&readable::tool_call(&name));
-                self.activity.push(
-                    json!({"type": "tool_call", "id": id, "name": name, "arguments": arguments}),
-                );
-            }
-            TurnEvent::ToolResult {
-                id,
-                name,
-                result,
-                is_error,
-            } => {
-                self.content
-                    .push_str(&readable::tool_result(&name, &result, is_error));
-                self.activity.push(
-                    json!({"type": "tool_result", "id": id, "name": name, "result": result, "is_error": is_error}),
-                );
-            }
-            TurnEvent::Execution(event) => {
-                self.content.push_str(&readable::execution_event(&event));
-                self.activity.push(event);
-            }
-            TurnEvent::Workflow(_) | TurnEvent::ValidationFailed { .. } => {
-                if let Some(event) = super::compose::event_json(&event) {
-                    self.activity.push(event);
-                }
-            }
             TurnEvent::Finished { reason, usage } => {
                 self.finish = Some((finish_reason(&reason), usage_json(usage)));
+            }
+            activity => {
+                if let (Some(line), Some(json)) =
+                    (readable::line(&activity), super::event_json(&activity))
+                {
+                    self.content.push_str(&line);
+                    self.activity.push(json);
+                }
             }
         }
     }

@@ -6,40 +6,9 @@ use std::io::Write;
 
 use bytes::{BufMut, BytesMut};
 use kubiya_actors::session::TurnEvent;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::StreamEncoder;
-use crate::error::ApiError;
-
-/// The event's JSON, or `None` for events the Compose API does not show.
-pub fn event_json(event: &TurnEvent) -> Option<Value> {
-    Some(match event {
-        TurnEvent::Text(content) => json!({"type": "text", "content": content}),
-        TurnEvent::Reasoning(content) => json!({"type": "reasoning", "content": content}),
-        TurnEvent::ToolCall {
-            id,
-            name,
-            arguments,
-        } => {
-            json!({"type": "tool_call", "id": id, "name": name, "arguments": arguments})
-        }
-        TurnEvent::ToolResult {
-            id, name, result, ..
-        } => {
-            json!({"type": "tool_result", "id": id, "name": name, "result": result})
-        }
-        TurnEvent::Workflow(data) => json!({"type": "workflow", "data": data}),
-        TurnEvent::ValidationFailed { errors, attempt } => {
-            json!({"type": "validation_error", "errors": errors, "attempt": attempt})
-        }
-        TurnEvent::Execution(event) => event.clone(),
-        TurnEvent::Failed(error) => {
-            let error = ApiError::from(error.clone());
-            json!({"type": "error", "message": error.message, "code": error.code.code()})
-        }
-        TurnEvent::StepFinished { .. } | TurnEvent::Finished { .. } => return None,
-    })
-}
+use super::{StreamEncoder, event_json};
 
 /// `id: N` + `data: {event}` per event, `data: [DONE]` after the last.
 #[derive(Default)]

@@ -12,6 +12,9 @@ pub mod vercel;
 
 use bytes::BytesMut;
 use kubiya_actors::session::TurnEvent;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
 
 /// The streaming formats a client can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,4 +32,35 @@ pub enum StreamFormat {
 pub trait StreamEncoder: Send {
     fn encode(&mut self, event: &TurnEvent, out: &mut BytesMut);
     fn heartbeat(&self) -> Option<&'static [u8]>;
+}
+
+/// An event's structured form — the Compose API's events, OpenAI chunks' `x_kubiya`, the
+/// Vercel `2:` parts — or `None` for the markers that have none.
+pub fn event_json(event: &TurnEvent) -> Option<Value> {
+    Some(match event {
+        TurnEvent::Text(content) => json!({"type": "text", "content": content}),
+        TurnEvent::Reasoning(content) => json!({"type": "reasoning", "content": content}),
+        TurnEvent::ToolCall {
+            id,
+            name,
+            arguments,
+        } => {
+            json!({"type": "tool_call", "id": id, "name": name, "arguments": arguments})
+        }
+        TurnEvent::ToolResult {
+            id, name, result, ..
+        } => {
+            json!({"type": "tool_result", "id": id, "name": name, "result": result})
+        }
+        TurnEvent::Workflow(data) => json!({"type": "workflow", "data": data}),
+        TurnEvent::ValidationFailed { errors, attempt } => {
+            json!({"type": "validation_error", "errors": errors, "attempt": attempt})
+        }
+        TurnEvent::Execution(event) => event.clone(),
+        TurnEvent::Failed(error) => {
+            let error = ApiError::from(error.clone());
+            json!({"type": "error", "message": error.message, "code": error.code.code()})
+        }
+        TurnEvent::StepFinished { .. } | TurnEvent::Finished { .. } => return None,
+    })
 }

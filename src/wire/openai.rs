@@ -154,34 +154,15 @@ impl StreamEncoder for OpenAiSseEncoder {
                 None,
                 None,
             ),
-            TurnEvent::ToolCall {
-                id,
-                name,
-                arguments,
-            } => {
-                let extension =
-                    json!({"type": "tool_call", "id": id, "name": name, "arguments": arguments});
-                self.content(out, &readable::tool_call(name), Some(&extension));
-            }
-            TurnEvent::ToolResult {
-                id,
-                name,
-                result,
-                is_error,
-            } => {
-                let extension = json!({"type": "tool_result", "id": id, "name": name, "result": result, "is_error": is_error});
-                self.content(
-                    out,
-                    &readable::tool_result(name, result, *is_error),
-                    Some(&extension),
-                );
-            }
-            TurnEvent::Execution(event) => {
-                self.content(out, &readable::execution_event(event), Some(event))
-            }
-            TurnEvent::Workflow(_) | TurnEvent::ValidationFailed { .. } => {
-                if let Some(extension) = super::compose::event_json(event) {
-                    self.content(out, &readable::compose_event(&extension), Some(&extension));
+            TurnEvent::ToolCall { .. }
+            | TurnEvent::ToolResult { .. }
+            | TurnEvent::Execution(_)
+            | TurnEvent::Workflow(_)
+            | TurnEvent::ValidationFailed { .. } => {
+                if let (Some(line), Some(extension)) =
+                    (readable::line(event), super::event_json(event))
+                {
+                    self.content(out, &line, Some(&extension));
                 }
             }
             TurnEvent::StepFinished { .. } => {}

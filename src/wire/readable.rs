@@ -1,13 +1,37 @@
 //! Tool calls, tool results and workflow events as short text lines, so a client that only
 //! shows `content` still sees what the agent is doing.
 
+use kubiya_actors::session::TurnEvent;
 use serde_json::Value;
 
-pub fn tool_call(name: &str) -> String {
+/// The line an activity event shows as, or `None` for text and markers.
+pub fn line(event: &TurnEvent) -> Option<String> {
+    Some(match event {
+        TurnEvent::ToolCall { name, .. } => tool_call(name),
+        TurnEvent::ToolResult {
+            name,
+            result,
+            is_error,
+            ..
+        } => tool_result(name, result, *is_error),
+        TurnEvent::Execution(event) => execution_event(event),
+        TurnEvent::Workflow(data) => format!(
+            "[Workflow {} is valid]\n",
+            data["name"].as_str().unwrap_or("?")
+        ),
+        TurnEvent::ValidationFailed { errors, attempt } => format!(
+            "[Validation failed on attempt {attempt}: {} error(s)]\n",
+            errors.as_array().map_or(0, Vec::len)
+        ),
+        _ => return None,
+    })
+}
+
+fn tool_call(name: &str) -> String {
     format!("\n[Calling tool: {name}]\n")
 }
 
-pub fn tool_result(name: &str, result: &Value, is_error: bool) -> String {
+fn tool_result(name: &str, result: &Value, is_error: bool) -> String {
     if is_error {
         let message = result["error"].as_str().unwrap_or("failed");
         return format!("[Tool {name} failed: {message}]\n");
@@ -24,7 +48,7 @@ pub fn tool_result(name: &str, result: &Value, is_error: bool) -> String {
 }
 
 /// `▶ step build: running`, `✓ step build (1.2s)`, `✗ step build: exit 1`, ...
-pub fn execution_event(event: &Value) -> String {
+fn execution_event(event: &Value) -> String {
     let step = event["step"].as_str().unwrap_or("?");
     match event["type"].as_str().unwrap_or("") {
         "step_running" => format!("▶ {step}: running\n"),
@@ -56,21 +80,5 @@ fn duration(event: &Value) -> String {
         Value::String(text) => text.clone(),
         Value::Number(seconds) => format!("{seconds}s"),
         _ => "-".to_owned(),
-    }
-}
-
-/// A compose event (`workflow`, `validation_error`) as a line.
-pub fn compose_event(event: &Value) -> String {
-    match event["type"].as_str() {
-        Some("workflow") => format!(
-            "[Workflow {} is valid]\n",
-            event["data"]["name"].as_str().unwrap_or("?")
-        ),
-        Some("validation_error") => format!(
-            "[Validation failed on attempt {}: {} error(s)]\n",
-            event["attempt"],
-            event["errors"].as_array().map_or(0, Vec::len)
-        ),
-        _ => String::new(),
     }
 }

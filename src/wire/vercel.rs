@@ -74,7 +74,7 @@ impl StreamEncoder for VercelEncoder {
             }
             TurnEvent::Execution(event) => data_part(out, event),
             TurnEvent::Workflow(_) | TurnEvent::ValidationFailed { .. } => {
-                if let Some(part) = super::compose::event_json(event) {
+                if let Some(part) = super::event_json(event) {
                     data_part(out, &part);
                 }
             }

@@ -24,8 +24,8 @@ use crate::provider::{
 };
 use crate::tools;
 use crate::workflow::{
-    ExecutionEvent, ExecutionWatcher, GetExecution, StartExecution, Subscribe, Subscription,
-    Workflow,
+    ExecutionEvent, ExecutionSnapshot, ExecutionStatus, ExecutionWatcher, GetExecution,
+    StartExecution, Subscribe, Subscription, Workflow,
 };
 
 /// What the HTTP layer extracted from the request.
@@ -255,28 +255,10 @@ impl Session {
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
-                let get = GetExecution {
-                    tenant: self.request.key.tenant.clone(),
-                    execution_id,
-                };
-                self.deps
-                    .executions
-                    .send(get)
-                    .into_actor(self)
-                    .map(move |answer, session, ctx| {
-                        let (result, is_error) = match answer {
-                            Ok(Ok(snapshot)) => {
-                                (serde_json::to_value(snapshot).unwrap_or_default(), false)
-                            }
-                            Ok(Err(err)) => (json!({"error": err.to_string()}), true),
-                            Err(err) => (
-                                json!({"error": format!("executions are unavailable: {err}")}),
-                                true,
-                            ),
-                        };
-                        session.tool_finished(&call, result, is_error, ctx);
-                    })
-                    .wait(ctx);
+                self.fetch_execution(execution_id, ctx, move |session, snapshot, ctx| {
+                    let (result, is_error) = snapshot_result(snapshot);
+                    session.tool_finished(&call, result, is_error, ctx);
+                });
             }
             name if name.contains("__") && self.deps.mcp.is_some() => self.call_mcp_tool(call, ctx),
             other => {
@@ -349,6 +331,22 @@ impl Session {
         let Some((call, execution_id)) = self.running.take() else {
             return;
         };
+        self.fetch_execution(execution_id, ctx, move |session, snapshot, ctx| {
+            let succeeded = snapshot
+                .as_ref()
+                .is_ok_and(|snapshot| snapshot.status == ExecutionStatus::Success);
+            let (result, _) = snapshot_result(snapshot);
+            session.execution_ended(&call, result, !succeeded, ctx);
+        });
+    }
+
+    /// Asks the watcher for an execution's state and hands the answer to `then`.
+    fn fetch_execution(
+        &mut self,
+        execution_id: String,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, Result<ExecutionSnapshot, String>, &mut Context<Self>) + 'static,
+    ) {
         let get = GetExecution {
             tenant: self.request.key.tenant.clone(),
             execution_id,
@@ -358,18 +356,11 @@ impl Session {
             .send(get)
             .into_actor(self)
             .map(move |answer, session, ctx| {
-                let (result, is_error) = match answer {
-                    Ok(Ok(snapshot)) => {
-                        let failed = !matches!(snapshot.status.as_str(), "success");
-                        (serde_json::to_value(snapshot).unwrap_or_default(), failed)
-                    }
-                    Ok(Err(err)) => (json!({"error": err.to_string()}), true),
-                    Err(err) => (
-                        json!({"error": format!("executions are unavailable: {err}")}),
-                        true,
-                    ),
+                let snapshot = match answer {
+                    Ok(answer) => answer.map_err(|err| err.to_string()),
+                    Err(err) => Err(format!("executions are unavailable: {err}")),
                 };
-                session.execution_ended(&call, result, is_error, ctx);
+                then(session, snapshot, ctx);
             })
             .wait(ctx);
     }
@@ -737,6 +728,14 @@ impl Handler<LlmEvent> for Session {
             LlmEvent::Finished { reason } => self.model_call_finished(reason, ctx),
             LlmEvent::Failed(error) => self.fail(error.into(), ctx),
         }
+    }
+}
+
+/// A snapshot as a tool result, or the error the model should see.
+fn snapshot_result(snapshot: Result<ExecutionSnapshot, String>) -> (Value, bool) {
+    match snapshot {
+        Ok(snapshot) => (serde_json::to_value(snapshot).unwrap_or_default(), false),
+        Err(message) => (json!({ "error": message }), true),
     }
 }
 
