@@ -21,9 +21,11 @@ VENV := .venv
 CLIENTS := tests/clients
 
 ## deps: what the tests need beyond the Rust toolchain: bubblewrap (sandboxes local steps),
-## and the real client SDKs the tests read our streams with, pinned in tests/clients/
+## redis-server (the replica tests share a real one), and the real client SDKs the tests
+## read our streams with, pinned in tests/clients/
 deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json
 	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 
 $(VENV)/.installed: $(CLIENTS)/requirements.txt
 	python3 -m venv $(VENV)

@@ -12,6 +12,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+mod tenancy;
+pub use tenancy::{ApiKeySettings, AuthSettings, StoreSettings, redact_url};
+
 /// The documented defaults, compiled in so the binary runs from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -23,6 +26,8 @@ pub struct Settings {
     pub provider: ProviderSettings,
     pub agent: AgentSettings,
     pub sessions: SessionSettings,
+    pub auth: AuthSettings,
+    pub store: StoreSettings,
 }
 
 /// The agent loop of one chat turn.
@@ -258,6 +263,7 @@ pub struct FlagOverrides {
     pub model: Option<String>,
     pub api_key: Option<String>,
     pub base_url: Option<String>,
+    pub store_url: Option<String>,
 }
 
 /// A setting that could not be accepted, ready to print as one line.
@@ -279,10 +285,11 @@ impl ConfigError {
 }
 
 /// Environment variables with names of their own, and the setting each one sets.
-const NAMED_ENV: [(&str, &str); 3] = [
+const NAMED_ENV: [(&str, &str); 4] = [
     ("LOG_LEVEL", "log.level"),
     ("LOG_FORMAT", "log.format"),
     ("MCP_DEBUG", "log.mcp_debug"),
+    ("REDIS_URL", "store.url"),
 ];
 
 impl Settings {
@@ -314,7 +321,12 @@ impl Settings {
             .merge(named)
             .merge(prefixed)
             .merge(Serialized::defaults(flags.as_layer()));
-        figment.extract().map_err(describe)
+        let mut settings: Settings = figment.extract().map_err(describe)?;
+        settings
+            .auth
+            .resolve_keys(|name| std::env::var(name).ok())?;
+        settings.store.check()?;
+        Ok(settings)
     }
 }
 
@@ -344,7 +356,11 @@ impl FlagOverrides {
         if let Some(url) = &self.base_url {
             provider.insert("base_url".into(), url.clone().into());
         }
-        serde_json::json!({ "server": server, "provider": provider })
+        let mut store = serde_json::Map::new();
+        if let Some(url) = &self.store_url {
+            store.insert("url".into(), url.clone().into());
+        }
+        serde_json::json!({ "server": server, "provider": provider, "store": store })
     }
 }
 

@@ -11,19 +11,18 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
-use std::sync::Arc;
-
 use actix::Actor;
 use kubiya_actors::composer::Composer;
 use kubiya_actors::provider::ProviderPool;
-use kubiya_actors::session::MemorySessionStore;
 
+use crate::auth::authenticate;
 use crate::config::Settings;
 use crate::extract::BodyLimit;
 use crate::middleware::observe;
 use crate::provider_setup::ProviderSetup;
 use crate::routes;
 use crate::state::{AppParts, AppState};
+use crate::tenancy_setup;
 
 pub struct Application {
     port: u16,
@@ -42,15 +41,13 @@ impl Application {
             count => count,
         };
         let providers = ProviderPool::start(provider.upstreams.clone(), actors);
-        let store = MemorySessionStore::new(
-            Duration::from_secs(settings.sessions.ttl_secs),
-            settings.sessions.max_sessions,
-        );
+        let tenancy = tenancy_setup::build(settings)?;
         let state = web::Data::new(AppState::new(AppParts {
             providers,
             composer: Composer::new().start(),
-            store: Arc::new(store),
+            store: tenancy.store,
             agent: settings.agent.clone(),
+            tenants: tenancy.tenants,
         }));
         let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
 
@@ -59,6 +56,7 @@ impl Application {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(body_limit.clone())
+                .wrap(from_fn(authenticate))
                 .wrap(from_fn(observe))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))

@@ -15,12 +15,15 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AgentSettings;
 use crate::metrics::Metrics;
 use crate::streaming::OpenStreams;
+use crate::tenant::Tenants;
 
 pub struct AppState {
     pub providers: ProviderPool,
     pub composer: Addr<Composer>,
     pub store: Arc<dyn SessionStore>,
     pub agent: AgentSettings,
+    /// API keys, the tenants they stand for, and those tenants' limits.
+    pub tenants: Tenants,
     pub open_streams: Arc<OpenStreams>,
     /// Fires when the drain gives up waiting: open turns end with an error and terminator.
     pub shutdown: CancellationToken,
@@ -37,6 +40,7 @@ impl AppState {
             composer: parts.composer,
             store: parts.store,
             agent: parts.agent,
+            tenants: parts.tenants,
             open_streams: Arc::new(OpenStreams::default()),
             shutdown: CancellationToken::new(),
             started: Instant::now(),
@@ -73,4 +77,5 @@ pub struct AppParts {
     pub composer: Addr<Composer>,
     pub store: Arc<dyn SessionStore>,
     pub agent: AgentSettings,
+    pub tenants: Tenants,
 }

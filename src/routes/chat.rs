@@ -22,16 +22,16 @@ use crate::error::{ApiError, ErrorCode};
 use crate::extract::ValidJson;
 use crate::state::AppState;
 use crate::streaming::{EventBody, StreamGuard};
-use crate::tenant::DEFAULT_TENANT;
+use crate::tenant::Tenant;
 use crate::wire::completion::CompletionBuilder;
 use crate::wire::openai::OpenAiSseEncoder;
 use crate::wire::vercel::VercelEncoder;
 use crate::wire::{StreamEncoder, StreamFormat};
 
 pub const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
-const USER_ID: &str = "x-user-id";
+pub(super) const USER_ID: &str = "x-user-id";
 const STREAMING_FORMAT: &str = "x-streaming-format";
-const DEFAULT_USER: &str = "default_user";
+pub(super) const DEFAULT_USER: &str = "default_user";
 
 #[derive(Debug, Deserialize)]
 pub struct ChatCompletionRequest {
@@ -136,14 +136,18 @@ struct ValidTurn {
     include_usage: bool,
 }
 
-fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+pub(super) fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers()
         .get(name)
         .and_then(|value| value.to_str().ok())
         .filter(|value| !value.is_empty())
 }
 
-fn validate(req: &HttpRequest, body: ChatCompletionRequest) -> Result<ValidTurn, ApiError> {
+fn validate(
+    req: &HttpRequest,
+    tenant: &Tenant,
+    body: ChatCompletionRequest,
+) -> Result<ValidTurn, ApiError> {
     if body.model != AGENT_MODEL {
         return Err(model_not_found(&body.model));
     }
@@ -186,7 +190,7 @@ fn validate(req: &HttpRequest, body: ChatCompletionRequest) -> Result<ValidTurn,
     Ok(ValidTurn {
         turn: TurnRequest {
             key: SessionKey {
-                tenant: DEFAULT_TENANT.to_owned(),
+                tenant: tenant.id.to_string(),
                 user,
                 id: session_id
                     .clone()
@@ -286,6 +290,7 @@ fn convert_messages(
 
 pub async fn chat_completions(
     req: HttpRequest,
+    tenant: Tenant,
     state: web::Data<AppState>,
     ValidJson(body): ValidJson<ChatCompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -293,10 +298,11 @@ pub async fn chat_completions(
         turn,
         stream,
         include_usage,
-    } = validate(&req, body)?;
+    } = validate(&req, &tenant, body)?;
     let session_id = turn.key.id.clone();
+    let permit = state.tenants.open_stream(&tenant).await?;
     // Counted from now: the drain on shutdown waits for turns in progress, whole or streamed.
-    let open_turn = StreamGuard::new(state.open_streams.clone());
+    let open_turn = StreamGuard::new(state.open_streams.clone()).with_permit(permit);
     let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
     let session = Session::new(state.session_deps(), turn, sender).start();
     session
@@ -335,7 +341,7 @@ pub async fn chat_completions(
             completion.push(event);
             next = if terminal { None } else { events.recv().await };
         }
-        drop(open_turn);
+        open_turn.close().await;
         return Ok(HttpResponse::Ok()
             .insert_header((SESSION_ID, session_header))
             .json(completion.build(&id, created, &session_id)));

@@ -7,6 +7,7 @@ mod discover;
 mod health;
 mod metrics;
 pub mod models;
+mod sessions;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, Resource, ResponseError, web};
@@ -24,7 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/metrics", &["GET"]).get(metrics::metrics))
         .service(resource("/v1/chat/completions", &["POST"]).post(chat::chat_completions))
         .service(resource("/v1/models", &["GET"]).get(models::list))
-        .service(resource("/v1/models/{id:.+}", &["GET"]).get(models::retrieve));
+        .service(resource("/v1/models/{id:.+}", &["GET"]).get(models::retrieve))
+        .service(resource("/v1/sessions/{id}", &["GET"]).get(sessions::retrieve));
 }
 
 /// A resource whose wrong methods get 405 with an `Allow` header and an OpenAI-shaped body.

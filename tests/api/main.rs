@@ -4,10 +4,14 @@
 mod helpers;
 #[path = "../support/mock_upstream.rs"]
 mod mock_upstream;
+#[path = "../support/redis_server.rs"]
+mod redis_server;
 
 mod chat;
 mod clients;
 mod config;
 mod errors;
 mod probes;
+mod replicas;
 mod shutdown;
+mod tenants;
