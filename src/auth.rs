@@ -1,10 +1,11 @@
 //! The auth middleware. When API keys are configured, every route but the probes
 //! (`/health*`), `/discover` and `/metrics` needs `Authorization: Bearer <key>`: no key is
 //! 401 `missing_api_key`, a wrong one 401 `invalid_api_key`, both in OpenAI's error shape.
-//! The key's [`Tenant`] goes into the request's extensions for handlers to take, and the
-//! request is counted against the tenant's per-minute limit (429 with `Retry-After`). Without
-//! keys every request runs as the default tenant. Keys are compared in constant time by
-//! [`Tenants`] and never logged. Runs inside `observe`, so refusals are logged and counted.
+//! The key's [`Tenant`](crate::tenant::Tenant) goes into the request's extensions for
+//! handlers to take, and the request is counted against the tenant's per-minute limit (429
+//! with `Retry-After`). Without keys every request runs as the default tenant. Keys are
+//! compared in constant time by [`Tenants`](crate::tenant::Tenants) and never logged. Runs
+//! inside `observe`, so refusals are logged and counted.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -14,7 +15,6 @@ use actix_web::{Error, HttpMessage, ResponseError, web};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::tenant::Tenant;
 
 /// Routes anyone may call: load balancers and scrapers carry no keys.
 fn is_open(path: &str) -> bool {
@@ -30,7 +30,7 @@ pub async fn authenticate(
     };
     let tenants = &state.tenants;
     if !tenants.auth_enabled() {
-        req.extensions_mut().insert(Tenant::default_tenant());
+        req.extensions_mut().insert(tenants.default_tenant());
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     if is_open(req.path()) {

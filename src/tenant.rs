@@ -53,6 +53,8 @@ impl FromRequest for Tenant {
 pub struct Tenants {
     keys: Vec<(Box<[u8]>, Tenant)>,
     limiter: RateLimiter,
+    /// Built once: without keys every request clones it.
+    default: Tenant,
 }
 
 impl Tenants {
@@ -76,7 +78,16 @@ impl Tenants {
                 Ok((entry.key.as_bytes().into(), tenant))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { keys, limiter })
+        Ok(Self {
+            keys,
+            limiter,
+            default: Tenant::default_tenant(),
+        })
+    }
+
+    /// Who a request runs as when auth is off.
+    pub fn default_tenant(&self) -> Tenant {
+        self.default.clone()
     }
 
     /// Whether requests must carry a key.

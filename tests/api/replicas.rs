@@ -8,7 +8,9 @@ use std::time::Duration;
 use kubiya::config::{ApiKeySettings, Settings};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error, spawn_app_against};
+use crate::helpers::{
+    ServerProcess, TestApp, assert_error, blocking_get, kubiya_command, spawn_app_against,
+};
 use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream};
 use crate::redis_server::RedisServer;
 use crate::tenants::{chat, get, history, key, pairs, turn};
@@ -332,4 +334,49 @@ async fn a_redis_outage_is_503_until_it_returns_and_loses_no_acknowledged_turn()
         history(&mock.requests()[1].body),
         pairs(&[("user", "before"), ("assistant", "kept"), ("user", "after")])
     );
+}
+
+#[test]
+fn the_binary_takes_its_store_from_the_flag_or_redis_url() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let address = format!("127.0.0.1:{}/0", redis.port);
+    for (args, env) in [
+        (vec!["--store", url.as_str()], vec![]),
+        (vec![], vec![("REDIS_URL", url.as_str())]),
+    ] {
+        let mut server = ServerProcess::start(&args, &env, None);
+        let store = server.wait_for_log(|record| record["store"].is_string());
+        assert_eq!(store["store"], "redis");
+        assert_eq!(store["redis"], address.as_str());
+        let mut ready = 0;
+        for _ in 0..100 {
+            ready = blocking_get(&server.url("/health/ready")).0;
+            if ready == 200 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(ready, 200, "{args:?} {env:?}");
+    }
+
+    let output = kubiya_command()
+        .args([
+            "mcp",
+            "agent",
+            "--port",
+            "0",
+            "--store",
+            "http://user:hunter2@cache:6379",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with("kubiya: invalid setting store.url (`http://<redacted>@cache:6379`)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
