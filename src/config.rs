@@ -17,6 +17,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use kubiya_actors::mcp::{DesktopHostConfig, McpServerConfig, McpSettings, check_servers};
 use serde::{Deserialize, Serialize};
 
+mod tenancy;
+pub use tenancy::{ApiKeySettings, AuthSettings, StoreSettings, redact_url};
+
 /// The documented defaults, compiled in so the binary runs from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -34,6 +37,8 @@ pub struct Settings {
     pub mcp: McpSettings,
     /// The stdio MCP servers to supervise, by name (their tools are namespaced `NAME__tool`).
     pub mcp_servers: BTreeMap<String, McpServerConfig>,
+    pub auth: AuthSettings,
+    pub store: StoreSettings,
 }
 
 /// The Compose API's refinement loop.
@@ -360,6 +365,7 @@ pub struct FlagOverrides {
     pub base_url: Option<String>,
     /// A desktop host's `{"mcpServers": {...}}` file (`--mcp-config`).
     pub mcp_config: Option<PathBuf>,
+    pub store_url: Option<String>,
 }
 
 /// A setting that could not be accepted, ready to print as one line.
@@ -381,12 +387,13 @@ impl ConfigError {
 }
 
 /// Environment variables with names of their own, and the setting each one sets.
-const NAMED_ENV: [(&str, &str); 5] = [
+const NAMED_ENV: [(&str, &str); 6] = [
     ("LOG_LEVEL", "log.level"),
     ("LOG_FORMAT", "log.format"),
     ("MCP_DEBUG", "log.mcp_debug"),
     ("KUBIYA_API_URL", "runner.kubiya.api_url"),
     ("KUBIYA_API_KEY", "runner.kubiya.api_key"),
+    ("REDIS_URL", "store.url"),
 ];
 
 impl Settings {
@@ -424,9 +431,13 @@ impl Settings {
                 serde_json::json!({ "mcp_servers": servers }),
             ));
         }
-        let settings: Settings = figment.extract().map_err(describe)?;
+        let mut settings: Settings = figment.extract().map_err(describe)?;
         check_servers(&settings.mcp_servers)
             .map_err(|error| ConfigError(format!("invalid setting {error}")))?;
+        settings
+            .auth
+            .resolve_keys(|name| std::env::var(name).ok())?;
+        settings.store.check()?;
         Ok(settings)
     }
 }
@@ -475,7 +486,11 @@ impl FlagOverrides {
         if let Some(url) = &self.base_url {
             provider.insert("base_url".into(), url.clone().into());
         }
-        serde_json::json!({ "server": server, "provider": provider })
+        let mut store = serde_json::Map::new();
+        if let Some(url) = &self.store_url {
+            store.insert("url".into(), url.clone().into());
+        }
+        serde_json::json!({ "server": server, "provider": provider, "store": store })
     }
 }
 
