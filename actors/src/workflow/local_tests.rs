@@ -595,8 +595,10 @@ async fn the_sandbox_denies_network_and_writes_outside_the_work_directory() {
         .await
         .expect("binds");
     let port = listener.local_addr().expect("address").port();
-    let outside = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("sandbox-probe-{}", uuid::Uuid::new_v4().simple()));
+    // Writable on the host and outside /tmp (which the sandbox replaces), wherever the
+    // repository itself lives: only the sandbox can make this write fail.
+    let outside =
+        PathBuf::from("/var/tmp").join(format!("sandbox-probe-{}", uuid::Uuid::new_v4().simple()));
     let in_tmp =
         std::env::temp_dir().join(format!("sandbox-probe-{}", uuid::Uuid::new_v4().simple()));
     let connect = format!(
