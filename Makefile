@@ -37,6 +37,7 @@ MCP_PEERS := tests/mcp-peers
 deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json \
 		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed
 	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 
 $(MCP_PEERS)/node_modules/.package-lock.json: $(MCP_PEERS)/package.json $(MCP_PEERS)/package-lock.json
 	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }

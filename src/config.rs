@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use kubiya_actors::mcp::{DesktopHostConfig, McpServerConfig, McpSettings, check_servers};
+use kubiya_actors::workflow::shared;
 use serde::{Deserialize, Serialize};
 
 /// The documented defaults, compiled in so the binary runs from any directory.
@@ -30,6 +31,7 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub compose: ComposeSettings,
     pub runner: RunnerSettings,
+    pub store: StoreSettings,
     /// Timeouts and limits shared by every MCP server.
     pub mcp: McpSettings,
     /// The stdio MCP servers to supervise, by name (their tools are namespaced `NAME__tool`).
@@ -176,8 +178,29 @@ pub struct RunnerSettings {
     pub default: String,
     pub finished_ttl_secs: u64,
     pub max_finished: usize,
+    /// How often this replica renews the heartbeat of each execution it runs (shared store).
+    pub heartbeat_ms: u64,
+    /// A running execution whose heartbeat is older than this is `lost` (shared store).
+    pub lost_after_ms: u64,
     pub local: LocalRunnerSettings,
     pub kubiya: KubiyaRunnerSettings,
+}
+
+/// The store replicas share; an empty URL keeps everything in this process.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `redis://[user:password@]host:port/db`.
+    pub url: String,
+}
+
+impl fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password: only whether one is set shows.
+        f.debug_struct("StoreSettings")
+            .field("url", &redacted(&self.url))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,6 +296,8 @@ impl Default for RunnerSettings {
             default: "local".into(),
             finished_ttl_secs: 3600,
             max_finished: 1000,
+            heartbeat_ms: 1000,
+            lost_after_ms: 5000,
             local: LocalRunnerSettings::default(),
             kubiya: KubiyaRunnerSettings::default(),
         }
@@ -381,12 +406,13 @@ impl ConfigError {
 }
 
 /// Environment variables with names of their own, and the setting each one sets.
-const NAMED_ENV: [(&str, &str); 5] = [
+const NAMED_ENV: [(&str, &str); 6] = [
     ("LOG_LEVEL", "log.level"),
     ("LOG_FORMAT", "log.format"),
     ("MCP_DEBUG", "log.mcp_debug"),
     ("KUBIYA_API_URL", "runner.kubiya.api_url"),
     ("KUBIYA_API_KEY", "runner.kubiya.api_key"),
+    ("REDIS_URL", "store.url"),
 ];
 
 impl Settings {
@@ -427,7 +453,31 @@ impl Settings {
         let settings: Settings = figment.extract().map_err(describe)?;
         check_servers(&settings.mcp_servers)
             .map_err(|error| ConfigError(format!("invalid setting {error}")))?;
+        settings.check_shared_executions()?;
         Ok(settings)
+    }
+}
+
+impl Settings {
+    /// The store URL parses, and an execution cannot be declared lost between two heartbeats.
+    fn check_shared_executions(&self) -> Result<(), ConfigError> {
+        let url = self.store.url.trim();
+        if !url.is_empty() {
+            // The parser's message never repeats the URL, which may hold a password.
+            shared::check_url(url).map_err(|error| {
+                ConfigError(format!(
+                    "invalid setting store.url: not a redis:// URL ({error}); expected redis://[user:password@]host:port/db"
+                ))
+            })?;
+        }
+        let runner = &self.runner;
+        if runner.heartbeat_ms == 0 || runner.lost_after_ms <= runner.heartbeat_ms {
+            return Err(ConfigError(format!(
+                "invalid setting runner.lost_after_ms: found {} with runner.heartbeat_ms {}, expected a heartbeat above 0 and lost_after_ms above it (a few heartbeats)",
+                runner.lost_after_ms, runner.heartbeat_ms
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -619,5 +669,25 @@ mod tests {
             ..Default::default()
         };
         assert!(!format!("{kubiya:?}").contains("uk-secret"));
+        let store = StoreSettings {
+            url: "redis://:hunter2@cache:6379/0".into(),
+        };
+        assert!(!format!("{store:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn shared_execution_settings_are_checked() {
+        let mut settings = Settings::default();
+        assert!(settings.check_shared_executions().is_ok());
+        settings.store.url = "redis://:hunter2@cache:6379/0".into();
+        assert!(settings.check_shared_executions().is_ok());
+        settings.store.url = "http://:hunter2@cache/".into();
+        let error = settings.check_shared_executions().unwrap_err().to_string();
+        assert!(error.starts_with("invalid setting store.url"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        settings.store.url.clear();
+        settings.runner.lost_after_ms = settings.runner.heartbeat_ms;
+        let error = settings.check_shared_executions().unwrap_err().to_string();
+        assert!(error.contains("runner.lost_after_ms"), "{error}");
     }
 }

@@ -55,9 +55,10 @@ impl Application {
             Duration::from_secs(settings.sessions.ttl_secs),
             settings.sessions.max_sessions,
         );
-        let executions = ExecutionWatcher::start_on_own_arbiter(execution_setup::watcher_config(
-            &settings.runner,
-        ));
+        let mut watcher_config = execution_setup::watcher_config(&settings.runner);
+        watcher_config.shared =
+            execution_setup::shared_executions(&settings.store, &settings.runner);
+        let executions = ExecutionWatcher::start_on_own_arbiter(watcher_config);
         let state = web::Data::new(AppState::new(AppParts {
             providers,
             composer: Composer::new(Some(supervisor.clone())).start(),
