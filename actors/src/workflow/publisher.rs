@@ -109,7 +109,14 @@ async fn publish(parts: PublisherParts, mut updates: UnboundedReceiver<Update>) 
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            // The heartbeat first: it is due only every `heartbeat`, so it cannot starve the
+            // writes, while a steady flow of writes would starve it (and cancel requests).
             biased;
+            _ = heartbeat.tick(), if progress.registered && !progress.complete => {
+                if !renew(&parts, &progress).await {
+                    return;
+                }
+            }
             update = updates.recv() => {
                 let Some(first) = update else { return };
                 let mut batch = Batch::default();
@@ -118,11 +125,6 @@ async fn publish(parts: PublisherParts, mut updates: UnboundedReceiver<Update>) 
                     batch.absorb(more);
                 }
                 if !write(&parts, &mut progress, batch).await {
-                    return;
-                }
-            }
-            _ = heartbeat.tick(), if progress.registered && !progress.complete => {
-                if !renew(&parts, &progress).await {
                     return;
                 }
             }

@@ -36,7 +36,7 @@ use super::kubiya::{KubiyaConfig, KubiyaRunner, PlatformRun};
 use super::local::{LocalRunner, RunOptions, RunOutcome, RunRequest};
 use super::model::Workflow;
 use super::publisher::{ExecutionPublisher, PublisherParts};
-use super::shared::{LOST_REASON, SharedConfig, SharedError, SharedExecutions};
+use super::shared::{ExecutionKeys, LOST_REASON, SharedConfig, SharedError, SharedExecutions};
 use super::validate::{ValidationError, check_runnable_locally, validate};
 
 /// The runner name that means "this host".
@@ -558,7 +558,7 @@ impl ExecutionWatcher {
         &self,
         tenant: &str,
         id: &str,
-    ) -> Result<(SharedExecutions, super::shared::ExecutionKeys), ExecutionError> {
+    ) -> Result<(SharedExecutions, ExecutionKeys), ExecutionError> {
         self.shared
             .as_ref()
             .and_then(|shared| Some((shared.clone(), shared.keys(tenant, id)?)))
