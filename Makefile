@@ -32,8 +32,9 @@ MCP_PEERS := tests/mcp-peers
 
 ## deps: what the tests need beyond the Rust toolchain, all pinned in the repository and
 ## installed only when missing or when their manifests changed: bubblewrap (sandboxes local
-## steps), the real client SDKs that read our streams (tests/clients), and the MCP test peers
-## (tests/mcp-peers: npm servers and the Python SDK client)
+## steps), redis-server (the replica tests share a real one), the real client SDKs that read
+## our streams (tests/clients), and the MCP test peers (tests/mcp-peers: npm servers and the
+## Python SDK client)
 deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json \
 		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed
 	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; }

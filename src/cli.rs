@@ -130,6 +130,11 @@ pub struct AgentArgs {
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
 
+    /// Shared store for replicas (sessions, turn leases, rate limits), e.g.
+    /// redis://127.0.0.1:6379/0; in memory when absent (also REDIS_URL)
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+
     /// Configuration file (TOML) layered over the built-in defaults
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -159,6 +164,7 @@ impl AgentArgs {
             api_key: self.api_key.clone(),
             base_url: self.base_url.clone(),
             mcp_config: self.mcp_config.clone(),
+            store_url: self.store.clone(),
         }
     }
 }

@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use kubiya_actors::mcp::{DesktopHostConfig, McpServerConfig, McpSettings, check_servers};
-use kubiya_actors::workflow::shared;
 use serde::{Deserialize, Serialize};
+
+mod tenancy;
+pub use tenancy::{ApiKeySettings, AuthSettings, StoreSettings, redact_url};
 
 /// The documented defaults, compiled in so the binary runs from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -31,11 +33,12 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub compose: ComposeSettings,
     pub runner: RunnerSettings,
-    pub store: StoreSettings,
     /// Timeouts and limits shared by every MCP server.
     pub mcp: McpSettings,
     /// The stdio MCP servers to supervise, by name (their tools are namespaced `NAME__tool`).
     pub mcp_servers: BTreeMap<String, McpServerConfig>,
+    pub auth: AuthSettings,
+    pub store: StoreSettings,
 }
 
 /// The Compose API's refinement loop.
@@ -184,23 +187,6 @@ pub struct RunnerSettings {
     pub lost_after_ms: u64,
     pub local: LocalRunnerSettings,
     pub kubiya: KubiyaRunnerSettings,
-}
-
-/// The store replicas share; an empty URL keeps everything in this process.
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreSettings {
-    /// `redis://[user:password@]host:port/db`.
-    pub url: String,
-}
-
-impl fmt::Debug for StoreSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URL may carry a password: only whether one is set shows.
-        f.debug_struct("StoreSettings")
-            .field("url", &redacted(&self.url))
-            .finish()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -385,6 +371,7 @@ pub struct FlagOverrides {
     pub base_url: Option<String>,
     /// A desktop host's `{"mcpServers": {...}}` file (`--mcp-config`).
     pub mcp_config: Option<PathBuf>,
+    pub store_url: Option<String>,
 }
 
 /// A setting that could not be accepted, ready to print as one line.
@@ -450,26 +437,21 @@ impl Settings {
                 serde_json::json!({ "mcp_servers": servers }),
             ));
         }
-        let settings: Settings = figment.extract().map_err(describe)?;
+        let mut settings: Settings = figment.extract().map_err(describe)?;
         check_servers(&settings.mcp_servers)
             .map_err(|error| ConfigError(format!("invalid setting {error}")))?;
-        settings.check_shared_executions()?;
+        settings
+            .auth
+            .resolve_keys(|name| std::env::var(name).ok())?;
+        settings.store.check()?;
+        settings.check_execution_heartbeats()?;
         Ok(settings)
     }
 }
 
 impl Settings {
-    /// The store URL parses, and an execution cannot be declared lost between two heartbeats.
-    fn check_shared_executions(&self) -> Result<(), ConfigError> {
-        let url = self.store.url.trim();
-        if !url.is_empty() {
-            // The parser's message never repeats the URL, which may hold a password.
-            shared::check_url(url).map_err(|error| {
-                ConfigError(format!(
-                    "invalid setting store.url: not a redis:// URL ({error}); expected redis://[user:password@]host:port/db"
-                ))
-            })?;
-        }
+    /// An execution must not be declared lost between two heartbeats of a live replica.
+    fn check_execution_heartbeats(&self) -> Result<(), ConfigError> {
         let runner = &self.runner;
         if runner.heartbeat_ms == 0 || runner.lost_after_ms <= runner.heartbeat_ms {
             return Err(ConfigError(format!(
@@ -525,7 +507,11 @@ impl FlagOverrides {
         if let Some(url) = &self.base_url {
             provider.insert("base_url".into(), url.clone().into());
         }
-        serde_json::json!({ "server": server, "provider": provider })
+        let mut store = serde_json::Map::new();
+        if let Some(url) = &self.store_url {
+            store.insert("url".into(), url.clone().into());
+        }
+        serde_json::json!({ "server": server, "provider": provider, "store": store })
     }
 }
 
@@ -669,25 +655,19 @@ mod tests {
             ..Default::default()
         };
         assert!(!format!("{kubiya:?}").contains("uk-secret"));
-        let store = StoreSettings {
-            url: "redis://:hunter2@cache:6379/0".into(),
-        };
-        assert!(!format!("{store:?}").contains("hunter2"));
     }
 
     #[test]
-    fn shared_execution_settings_are_checked() {
+    fn an_execution_cannot_be_lost_between_two_heartbeats() {
         let mut settings = Settings::default();
-        assert!(settings.check_shared_executions().is_ok());
-        settings.store.url = "redis://:hunter2@cache:6379/0".into();
-        assert!(settings.check_shared_executions().is_ok());
-        settings.store.url = "http://:hunter2@cache/".into();
-        let error = settings.check_shared_executions().unwrap_err().to_string();
-        assert!(error.starts_with("invalid setting store.url"), "{error}");
-        assert!(!error.contains("hunter2"), "{error}");
-        settings.store.url.clear();
+        assert!(settings.check_execution_heartbeats().is_ok());
         settings.runner.lost_after_ms = settings.runner.heartbeat_ms;
-        let error = settings.check_shared_executions().unwrap_err().to_string();
+        let error = settings
+            .check_execution_heartbeats()
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("runner.lost_after_ms"), "{error}");
+        settings.runner.heartbeat_ms = 0;
+        assert!(settings.check_execution_heartbeats().is_err());
     }
 }

@@ -248,6 +248,17 @@ impl From<kubiya_actors::session::TurnError> for ApiError {
     }
 }
 
+impl From<kubiya_actors::limits::LimitError> for ApiError {
+    fn from(error: kubiya_actors::limits::LimitError) -> Self {
+        use kubiya_actors::limits::LimitError;
+        let code = match error {
+            LimitError::RequestRate { .. } | LimitError::Streams { .. } => ErrorCode::RateLimited,
+            LimitError::Unavailable(_) => ErrorCode::Unavailable,
+        };
+        ApiError::new(code, error.to_string()).with_retry_after(error.retry_after_secs())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -54,11 +54,11 @@ pub fn watcher_config(runner: &RunnerSettings) -> WatcherConfig {
 
 /// Where executions are shared with other replicas: `None` without a store URL.
 pub fn shared_executions(store: &StoreSettings, runner: &RunnerSettings) -> Option<SharedConfig> {
-    let url = store.url.trim();
-    (!url.is_empty()).then(|| SharedConfig {
-        url: url.to_owned(),
-        key_prefix: "kubiya".to_owned(),
+    (!store.url.is_empty()).then(|| SharedConfig {
+        url: store.url.clone(),
+        key_prefix: store.key_prefix.clone(),
         heartbeat: Duration::from_millis(runner.heartbeat_ms),
         lost_after: Duration::from_millis(runner.lost_after_ms),
+        timeout: Duration::from_millis(store.timeout_ms),
     })
 }

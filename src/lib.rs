@@ -3,6 +3,7 @@
 //! and the domain live in the `kubiya-actors` crate; this crate turns HTTP into their
 //! messages and their events back into HTTP.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod startup;
 pub mod state;
 pub mod streaming;
 pub mod telemetry;
+pub mod tenancy_setup;
 pub mod tenant;
 pub mod turn;
 pub mod wire;

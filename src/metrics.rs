@@ -1,48 +1,100 @@
-//! Prometheus metrics of the HTTP layer: request counts and latency histograms by route,
-//! method and status. Later layers register their own series in the same registry, which
-//! `GET /metrics` renders in the text exposition format.
+//! Prometheus metrics: request counts and latency histograms by route, method and status,
+//! counted as requests end; and model calls, tokens, open streams and MCP servers, copied from
+//! the parts that count them when `GET /metrics` renders the registry in the text format.
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    /// Read from their owners when scraped (see [`Snapshot`]).
+    model_calls: IntCounter,
+    tokens: IntCounterVec,
+    open_streams: IntGauge,
+    mcp_servers: IntGaugeVec,
+    mcp_restarts: IntCounter,
+}
+
+/// Values other parts keep, copied into the registry at scrape time.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub model_calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub open_streams: u64,
+    /// MCP servers by state (`running`, `restarting`, ...).
+    pub mcp_servers: Vec<(String, i64)>,
+    pub mcp_restarts: u64,
 }
 
 impl Metrics {
     pub fn new() -> Self {
         let registry =
             Registry::new_custom(Some("kubiya".into()), None).expect("a constant prefix is valid");
+        let labels = &["route", "method", "status"];
         let requests = IntCounterVec::new(
             Opts::new("http_requests_total", "HTTP requests answered"),
-            &["route", "method", "status"],
+            labels,
         )
         .expect("valid metric");
+        let buckets = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
         let latency = HistogramVec::new(
             HistogramOpts::new(
                 "http_request_duration_seconds",
                 "Time to the response head, by route",
             )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ]),
-            &["route", "method", "status"],
+            .buckets(buckets),
+            labels,
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(requests.clone()))
-            .expect("registered once");
-        registry
-            .register(Box::new(latency.clone()))
-            .expect("registered once");
+        let model_calls =
+            IntCounter::new("llm_calls_total", "Model calls started").expect("valid metric");
+        let tokens = IntCounterVec::new(
+            Opts::new(
+                "llm_tokens_total",
+                "Tokens the providers reported, by direction",
+            ),
+            &["direction"],
+        )
+        .expect("valid metric");
+        let open_streams = IntGauge::new("open_streams", "Chat and compose turns in progress")
+            .expect("valid metric");
+        let mcp_servers = IntGaugeVec::new(
+            Opts::new("mcp_servers", "Supervised MCP servers by state"),
+            &["state"],
+        )
+        .expect("valid metric");
+        let mcp_restarts =
+            IntCounter::new("mcp_restarts_total", "Restarts of supervised MCP servers")
+                .expect("valid metric");
+        let collectors: [Box<dyn Collector>; 7] = [
+            Box::new(requests.clone()),
+            Box::new(latency.clone()),
+            Box::new(model_calls.clone()),
+            Box::new(tokens.clone()),
+            Box::new(open_streams.clone()),
+            Box::new(mcp_servers.clone()),
+            Box::new(mcp_restarts.clone()),
+        ];
+        for collector in collectors {
+            registry.register(collector).expect("registered once");
+        }
         Self {
             registry,
             requests,
             latency,
+            model_calls,
+            tokens,
+            open_streams,
+            mcp_servers,
+            mcp_restarts,
         }
     }
 
@@ -56,6 +108,29 @@ impl Metrics {
         self.latency.with_label_values(&labels).observe(seconds);
     }
 
+    /// Copies what other parts count into the registry; the counters only ever move up
+    /// because their sources do.
+    pub fn record(&self, snapshot: &Snapshot) {
+        set_counter(&self.model_calls, snapshot.model_calls);
+        set_counter(
+            &self.tokens.with_label_values(&["input"]),
+            snapshot.input_tokens,
+        );
+        set_counter(
+            &self.tokens.with_label_values(&["output"]),
+            snapshot.output_tokens,
+        );
+        self.open_streams
+            .set(i64::try_from(snapshot.open_streams).unwrap_or(i64::MAX));
+        self.mcp_servers.reset();
+        for (state, count) in &snapshot.mcp_servers {
+            self.mcp_servers
+                .with_label_values(&[state.as_str()])
+                .set(*count);
+        }
+        set_counter(&self.mcp_restarts, snapshot.mcp_restarts);
+    }
+
     /// Everything registered, in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut buffer = Vec::with_capacity(4096);
@@ -63,6 +138,13 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buffer)
             .expect("encoding to memory cannot fail");
         String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+fn set_counter(counter: &IntCounter, value: u64) {
+    let current = counter.get();
+    if value > current {
+        counter.inc_by(value - current);
     }
 }
 

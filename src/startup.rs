@@ -15,14 +15,12 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use kubiya_actors::workflow::{DrainExecutions, ExecutionWatcher};
 
-use std::sync::Arc;
-
 use actix::Actor;
 use kubiya_actors::composer::Composer;
 use kubiya_actors::mcp::{self, McpSupervisor};
 use kubiya_actors::provider::ProviderPool;
-use kubiya_actors::session::MemorySessionStore;
 
+use crate::auth::authenticate;
 use crate::config::Settings;
 use crate::execution_setup;
 use crate::extract::BodyLimit;
@@ -30,6 +28,7 @@ use crate::middleware::observe;
 use crate::provider_setup::ProviderSetup;
 use crate::routes;
 use crate::state::{AppParts, AppState};
+use crate::tenancy_setup;
 
 pub struct Application {
     port: u16,
@@ -51,10 +50,7 @@ impl Application {
             count => count,
         };
         let providers = ProviderPool::start(provider.upstreams.clone(), actors);
-        let store = MemorySessionStore::new(
-            Duration::from_secs(settings.sessions.ttl_secs),
-            settings.sessions.max_sessions,
-        );
+        let tenancy = tenancy_setup::build(settings)?;
         let mut watcher_config = execution_setup::watcher_config(&settings.runner);
         watcher_config.shared =
             execution_setup::shared_executions(&settings.store, &settings.runner);
@@ -62,9 +58,10 @@ impl Application {
         let state = web::Data::new(AppState::new(AppParts {
             providers,
             composer: Composer::new(Some(supervisor.clone())).start(),
-            store: Arc::new(store),
+            store: tenancy.store,
             agent: settings.agent.clone(),
             compose: settings.compose.clone(),
+            tenants: tenancy.tenants,
             executions: executions.clone(),
             mcp: Some(supervisor),
         }));
@@ -77,6 +74,7 @@ impl Application {
                 .app_data(app_state.clone())
                 .app_data(body_limit.clone())
                 .app_data(watcher.clone())
+                .wrap(from_fn(authenticate))
                 .wrap(from_fn(observe))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AgentSettings, ComposeSettings};
 use crate::metrics::Metrics;
 use crate::streaming::OpenStreams;
+use crate::tenant::Tenants;
 
 pub struct AppState {
     pub providers: ProviderPool,
@@ -24,6 +25,8 @@ pub struct AppState {
     pub store: Arc<dyn SessionStore>,
     pub agent: AgentSettings,
     pub compose: ComposeSettings,
+    /// API keys, the tenants they stand for, and those tenants' limits.
+    pub tenants: Tenants,
     pub open_streams: Arc<OpenStreams>,
     /// Fires when the drain gives up waiting: open turns end with an error and terminator.
     pub shutdown: CancellationToken,
@@ -44,6 +47,7 @@ impl AppState {
             store: parts.store,
             agent: parts.agent,
             compose: parts.compose,
+            tenants: parts.tenants,
             open_streams: Arc::new(OpenStreams::default()),
             shutdown: CancellationToken::new(),
             started: Instant::now(),
@@ -87,4 +91,5 @@ pub struct AppParts {
     pub compose: ComposeSettings,
     pub executions: Addr<ExecutionWatcher>,
     pub mcp: Option<Addr<McpSupervisor>>,
+    pub tenants: Tenants,
 }

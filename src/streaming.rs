@@ -1,8 +1,9 @@
 //! The body of a streamed turn: a `Stream` over the Session's [`TurnEvent`] channel that
 //! encodes each event into one chunk (one event per write), sends a heartbeat comment when
 //! the stream has been idle, and ends after the terminal event. While it lives it counts as
-//! an open stream, which the drain on shutdown waits for; dropping it (the client left)
-//! closes the channel, which stops the Session.
+//! an open stream, which the drain on shutdown waits for, and holds the tenant's stream
+//! permit, freed before the last chunk goes out; dropping it (the client left) closes the
+//! channel, which stops the Session.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,6 +13,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
+use futures_util::future::BoxFuture;
+use kubiya_actors::limits::StreamPermit;
 use kubiya_actors::session::TurnEvent;
 use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -43,12 +46,25 @@ impl OpenStreams {
 }
 
 /// Held by a stream body for as long as it is open.
-pub struct StreamGuard(Arc<OpenStreams>);
+pub struct StreamGuard(Arc<OpenStreams>, Option<StreamPermit>);
 
 impl StreamGuard {
     pub fn new(streams: Arc<OpenStreams>) -> Self {
         streams.count.fetch_add(1, Ordering::AcqRel);
-        Self(streams)
+        Self(streams, None)
+    }
+
+    /// Counts the turn against its tenant's concurrent streams until the guard drops.
+    pub fn with_permit(mut self, permit: StreamPermit) -> Self {
+        self.1 = Some(permit);
+        self
+    }
+
+    /// Frees the tenant's stream permit (completing once it is free), then stops counting.
+    pub async fn close(mut self) {
+        if let Some(permit) = self.1.take() {
+            permit.release().await;
+        }
     }
 }
 
@@ -68,7 +84,9 @@ pub struct EventBody {
     heartbeat: Option<tokio::time::Interval>,
     buffer: BytesMut,
     done: bool,
-    _guard: StreamGuard,
+    guard: StreamGuard,
+    /// The last chunk, held back until the tenant's stream permit is free again.
+    last: Option<(BoxFuture<'static, ()>, Bytes)>,
 }
 
 impl EventBody {
@@ -94,7 +112,8 @@ impl EventBody {
             heartbeat,
             buffer: BytesMut::with_capacity(512),
             done: false,
-            _guard: guard,
+            guard,
+            last: None,
         }
     }
 
@@ -108,15 +127,44 @@ impl EventBody {
         }
         self.buffer.split().freeze()
     }
+
+    /// Sends `bytes`; the last chunk waits until the stream permit is released, so a client
+    /// that starts its next stream at once is never refused because of this one.
+    fn deliver(&mut self, bytes: Bytes, cx: &mut Context<'_>) -> Poll<Option<Chunk>> {
+        if self.done
+            && let Some(permit) = self.guard.1.take()
+        {
+            self.last = Some((permit.release(), bytes));
+            return self.poll_last(cx);
+        }
+        Poll::Ready(Some(Ok(bytes)))
+    }
+
+    fn poll_last(&mut self, cx: &mut Context<'_>) -> Poll<Option<Chunk>> {
+        let Some((release, _)) = self.last.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if release.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let (_, bytes) = self.last.take().expect("checked above");
+        Poll::Ready(Some(Ok(bytes)))
+    }
 }
 
+type Chunk = Result<Bytes, std::convert::Infallible>;
+
 impl Stream for EventBody {
-    type Item = Result<Bytes, std::convert::Infallible>;
+    type Item = Chunk;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if this.last.is_some() {
+            return this.poll_last(cx);
+        }
         if let Some(first) = this.first.take() {
-            return Poll::Ready(Some(Ok(this.encode(&first))));
+            let bytes = this.encode(&first);
+            return this.deliver(bytes, cx);
         }
         loop {
             if this.done {
@@ -128,7 +176,7 @@ impl Stream for EventBody {
                     if bytes.is_empty() {
                         continue;
                     }
-                    return Poll::Ready(Some(Ok(bytes)));
+                    return this.deliver(bytes, cx);
                 }
                 // The Session ended without a terminal event (it cannot, but never hang).
                 Poll::Ready(None) => return Poll::Ready(None),

@@ -1,27 +1,166 @@
-//! [`Tenant`]: which tenant a request acts for, as an extractor. Until authentication
-//! arrives every request belongs to the `default` tenant; this is the one place that
-//! decides it, so handlers that scope data by tenant need no change when keys map to
-//! tenants.
+//! Tenants. [`Tenants`] knows the configured API keys, which tenant each one stands for and
+//! that tenant's limits, and counts requests and streams against those limits with the
+//! [`RateLimiter`]. The auth middleware ([`crate::auth`]) puts the caller's [`Tenant`] into
+//! the request; handlers take it as an extractor and key everything they store by it, so one
+//! tenant's sessions do not exist for another. Without API keys every request runs as the
+//! one default tenant, unlimited.
 
-use std::future::{Ready, ready};
+use std::sync::Arc;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use futures_util::future::{Ready, ready};
+use kubiya_actors::limits::{RateLimiter, StreamPermit, TenantLimits};
+use subtle::ConstantTimeEq;
 
+use crate::config::AuthSettings;
 use crate::error::ApiError;
 
-/// The tenant every request belongs to while the server has no authentication.
 pub const DEFAULT_TENANT: &str = "default";
 
-/// The tenant of the request being handled.
+/// The tenant a request runs as, with its limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tenant(pub String);
+pub struct Tenant {
+    pub id: Arc<str>,
+    pub limits: TenantLimits,
+}
 
+impl Tenant {
+    pub fn default_tenant() -> Self {
+        Self {
+            id: DEFAULT_TENANT.into(),
+            limits: TenantLimits::default(),
+        }
+    }
+}
+
+/// Handlers take the caller's tenant as an argument; the auth middleware always sets it.
 impl FromRequest for Tenant {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
 
-    fn from_request(_: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(Tenant(DEFAULT_TENANT.to_owned())))
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.extensions()
+                .get::<Tenant>()
+                .cloned()
+                .ok_or_else(|| ApiError::internal("no tenant: the auth middleware is not mounted")),
+        )
+    }
+}
+
+/// The configured keys and the limiter their tenants are counted by.
+pub struct Tenants {
+    keys: Vec<(Box<[u8]>, Tenant)>,
+    limiter: RateLimiter,
+    /// Built once: without keys every request clones it.
+    default: Tenant,
+}
+
+impl Tenants {
+    /// Keys from resolved settings (every `key_env` already read into `key`).
+    pub fn new(auth: &AuthSettings, limiter: RateLimiter) -> Result<Self, String> {
+        let keys = auth
+            .api_keys
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                if entry.key.is_empty() {
+                    return Err(format!("auth.api_keys[{index}] has no key"));
+                }
+                let tenant = Tenant {
+                    id: entry.tenant.as_str().into(),
+                    limits: TenantLimits {
+                        requests_per_minute: entry.requests_per_minute,
+                        max_concurrent_streams: entry.max_concurrent_streams,
+                    },
+                };
+                Ok((entry.key.as_bytes().into(), tenant))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            keys,
+            limiter,
+            default: Tenant::default_tenant(),
+        })
+    }
+
+    /// Who a request runs as when auth is off.
+    pub fn default_tenant(&self) -> Tenant {
+        self.default.clone()
+    }
+
+    /// Whether requests must carry a key.
+    pub fn auth_enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// How many distinct tenants the keys name.
+    pub fn tenant_count(&self) -> usize {
+        let mut names: Vec<&str> = self.keys.iter().map(|(_, tenant)| &*tenant.id).collect();
+        names.sort_unstable();
+        names.dedup();
+        names.len()
+    }
+
+    /// The tenant `presented` is the key of. Every configured key is compared, each in
+    /// constant time, so the time taken does not tell how much of a key was right.
+    pub fn tenant_for(&self, presented: &[u8]) -> Option<&Tenant> {
+        let mut found = None;
+        for (key, tenant) in &self.keys {
+            if bool::from(key[..].ct_eq(presented)) {
+                found = Some(tenant);
+            }
+        }
+        found
+    }
+
+    /// Counts one request against the tenant's per-minute limit.
+    pub async fn admit_request(&self, tenant: &Tenant) -> Result<(), ApiError> {
+        Ok(self
+            .limiter
+            .admit_request(&tenant.id, tenant.limits)
+            .await?)
+    }
+
+    /// A slot for one more concurrent chat turn of the tenant, held until its stream ends.
+    pub async fn open_stream(&self, tenant: &Tenant) -> Result<StreamPermit, ApiError> {
+        Ok(self.limiter.open_stream(&tenant.id, tenant.limits).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ApiKeySettings;
+    use kubiya_actors::limits::local::LocalLimiter;
+
+    #[test]
+    fn a_key_maps_to_its_tenant_and_nothing_else_does() {
+        let auth = AuthSettings {
+            api_keys: vec![
+                ApiKeySettings {
+                    key: "sk-a".into(),
+                    tenant: "team-a".into(),
+                    requests_per_minute: Some(5),
+                    ..Default::default()
+                },
+                ApiKeySettings {
+                    key: "sk-b".into(),
+                    tenant: "team-b".into(),
+                    ..Default::default()
+                },
+            ],
+        };
+        let tenants = Tenants::new(&auth, RateLimiter::Local(LocalLimiter::default())).unwrap();
+        assert!(tenants.auth_enabled());
+        assert_eq!(tenants.tenant_count(), 2);
+        let a = tenants.tenant_for(b"sk-a").unwrap();
+        assert_eq!(&*a.id, "team-a");
+        assert_eq!(a.limits.requests_per_minute, Some(5));
+        assert_eq!(&*tenants.tenant_for(b"sk-b").unwrap().id, "team-b");
+        for wrong in [&b"sk-"[..], b"sk-aa", b"", b"SK-A"] {
+            assert!(tenants.tenant_for(wrong).is_none());
+        }
     }
 }

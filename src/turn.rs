@@ -14,6 +14,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::streaming::{EventBody, StreamGuard};
+use crate::tenant::Tenant;
 use crate::wire::{StreamEncoder, StreamFormat};
 
 pub const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
@@ -27,9 +28,14 @@ pub struct StartedTurn {
     guard: StreamGuard,
 }
 
-pub async fn start(state: &AppState, turn: TurnRequest) -> Result<StartedTurn, ApiError> {
+pub async fn start(
+    state: &AppState,
+    tenant: &Tenant,
+    turn: TurnRequest,
+) -> Result<StartedTurn, ApiError> {
     let session_id = turn.key.id.clone();
-    let guard = StreamGuard::new(state.open_streams.clone());
+    let permit = state.tenants.open_stream(tenant).await?;
+    let guard = StreamGuard::new(state.open_streams.clone()).with_permit(permit);
     let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
     let session = Session::new(state.session_deps(), turn, sender).start();
     session
@@ -67,12 +73,15 @@ impl StartedTurn {
     }
 
     /// Every event up to the terminal one; a failure becomes the error status, since
-    /// nothing has been sent yet.
+    /// nothing has been sent yet. The tenant's stream permit is free again when this returns,
+    /// so a client that continues at once is not counted twice.
     pub async fn collect(mut self, mut each: impl FnMut(TurnEvent)) -> Result<(), ApiError> {
         let mut next = Some(self.first);
+        let mut outcome = Ok(());
         while let Some(event) = next {
             if let TurnEvent::Failed(error) = event {
-                return Err(error.into());
+                outcome = Err(error.into());
+                break;
             }
             let terminal = event.is_terminal();
             each(event);
@@ -82,7 +91,8 @@ impl StartedTurn {
                 self.events.recv().await
             };
         }
-        Ok(())
+        self.guard.close().await;
+        outcome
     }
 
     /// The events as a streamed response in `format`.

@@ -11,10 +11,15 @@
 //!   `ExecutionWatcher` actor that drives them and fans their events out.
 //! - [`mcp`]: the Model Context Protocol: the `McpSupervisor` actor that runs the configured
 //!   stdio MCP servers and calls their tools, and the stdio server `kubiya mcp server` runs.
+//! - [`limits`]: per-tenant request rates and concurrent streams, counted in this process or,
+//!   across replicas, in Redis through the shared [`redis_connection`].
 
 pub mod composer;
+pub mod hold;
+pub mod limits;
 pub mod mcp;
 pub mod provider;
+pub mod redis_connection;
 pub mod session;
 pub mod tools;
 pub mod workflow;

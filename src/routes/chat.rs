@@ -24,9 +24,9 @@ use crate::wire::openai::OpenAiSseEncoder;
 use crate::wire::vercel::VercelEncoder;
 use crate::wire::{StreamEncoder, StreamFormat};
 
-const USER_ID: &str = "x-user-id";
+pub(super) const USER_ID: &str = "x-user-id";
 const STREAMING_FORMAT: &str = "x-streaming-format";
-const DEFAULT_USER: &str = "default_user";
+pub(super) const DEFAULT_USER: &str = "default_user";
 
 #[derive(Debug, Deserialize)]
 pub struct ChatCompletionRequest {
@@ -131,7 +131,7 @@ struct ValidTurn {
     include_usage: bool,
 }
 
-fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+pub(super) fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers()
         .get(name)
         .and_then(|value| value.to_str().ok())
@@ -140,7 +140,7 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
 
 fn validate(
     req: &HttpRequest,
-    tenant: Tenant,
+    tenant: &Tenant,
     body: ChatCompletionRequest,
 ) -> Result<ValidTurn, ApiError> {
     if body.model != AGENT_MODEL {
@@ -185,7 +185,7 @@ fn validate(
     Ok(ValidTurn {
         turn: TurnRequest {
             key: SessionKey {
-                tenant: tenant.0,
+                tenant: tenant.id.to_string(),
                 user,
                 id: session_id
                     .clone()
@@ -294,8 +294,8 @@ pub async fn chat_completions(
         turn,
         stream,
         include_usage,
-    } = validate(&req, tenant, body)?;
-    let started = turn::start(&state, turn).await?;
+    } = validate(&req, &tenant, body)?;
+    let started = turn::start(&state, &tenant, turn).await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -66,7 +66,7 @@ struct ValidCompose {
 
 fn validate(
     body: ComposeRequest,
-    tenant: Tenant,
+    tenant: &Tenant,
     state: &AppState,
 ) -> Result<ValidCompose, ApiError> {
     let task = body.task.trim();
@@ -133,7 +133,7 @@ fn validate(
     Ok(ValidCompose {
         turn: TurnRequest {
             key: SessionKey {
-                tenant: tenant.0,
+                tenant: tenant.id.to_string(),
                 user: body.user_id.unwrap_or_else(|| DEFAULT_USER.to_owned()),
                 id: body
                     .session_id
@@ -175,8 +175,8 @@ pub async fn compose(
         turn,
         delivery,
         act,
-    } = validate(body, tenant, &state)?;
-    let started = turn::start(&state, turn).await?;
+    } = validate(body, &tenant, &state)?;
+    let started = turn::start(&state, &tenant, turn).await?;
     let format = match delivery {
         Delivery::Stream(format) => format,
         Delivery::Whole => return whole(&state, started, act).await,
@@ -260,9 +260,9 @@ pub async fn compose_ws(
             }
         };
         let started = match extract::parse::<ComposeRequest>(request.as_bytes())
-            .and_then(|body| validate(body, tenant, &state))
+            .and_then(|body| validate(body, &tenant, &state))
         {
-            Ok(valid) => turn::start(&state, valid.turn).await,
+            Ok(valid) => turn::start(&state, &tenant, valid.turn).await,
             Err(error) => Err(error),
         };
         let (first, mut events, _guard) = match started {

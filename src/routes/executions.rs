@@ -42,7 +42,7 @@ pub async fn start(
         .map_err(|errors| execution_error(ExecutionError::Invalid(errors)))?;
     let summary = watcher
         .send(StartExecution {
-            tenant: tenant.0,
+            tenant: tenant.id.to_string(),
             workflow,
             params: request.params,
             runner: request.runner,
@@ -70,7 +70,7 @@ pub async fn retrieve(
 ) -> Result<HttpResponse, ApiError> {
     let snapshot = watcher
         .send(GetExecution {
-            tenant: tenant.0,
+            tenant: tenant.id.to_string(),
             execution_id: id.into_inner(),
         })
         .await
@@ -87,7 +87,7 @@ pub async fn cancel(
     let execution_id = id.into_inner();
     let status = watcher
         .send(CancelExecution {
-            tenant: tenant.0,
+            tenant: tenant.id.to_string(),
             execution_id: execution_id.clone(),
         })
         .await
@@ -115,7 +115,7 @@ pub async fn events(
     let (stream, body) = ExecutionEventStream::open();
     let subscription = watcher
         .send(Subscribe {
-            tenant: tenant.0,
+            tenant: tenant.id.to_string(),
             execution_id: id.into_inner(),
             after_seq,
             subscriber: stream.recipient(),

@@ -1,5 +1,6 @@
 //! Probes: `/health` in the original's shape, `/health/live` (the process answers) and
-//! `/health/ready` (503 while draining, so load balancers stop sending work).
+//! `/health/ready` (503 while draining or while the shared store is unreachable, so load
+//! balancers stop sending work).
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -26,6 +27,12 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             "The server is draining and not ready for new work.",
         )
         .with_retry_after(1));
+    }
+    if let Err(why) = state.store.readiness() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!("Not ready: {why}."),
+        ));
     }
     Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
 }

@@ -10,6 +10,7 @@ mod health;
 mod mcp;
 mod metrics;
 pub mod models;
+mod sessions;
 mod workflows;
 
 use actix_web::http::header;
@@ -41,7 +42,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .get(executions::retrieve)
                 .delete(executions::cancel),
         )
-        .service(resource("/v1/executions/{id}/events", &["GET"]).get(executions::events));
+        .service(resource("/v1/executions/{id}/events", &["GET"]).get(executions::events))
+        .service(resource("/v1/sessions/{id}", &["GET"]).get(sessions::retrieve));
 }
 
 /// A resource whose wrong methods get 405 with an `Allow` header and an OpenAI-shaped body.

@@ -59,12 +59,17 @@ async fn the_openai_python_package_reads_answers_streams_usage_and_errors() {
 }
 
 #[actix_rt::test]
-async fn the_ai_sdk_parses_our_data_stream_with_its_own_parser() {
+async fn the_ai_sdk_parses_text_tool_calls_and_step_events_with_its_own_parser() {
     let workflow = json!({"name": "hello", "steps": [{"name": "say", "command": "echo hi"}]});
     let mock = MockUpstream::start(vec![
         Reply::sse(openai_tool_call_stream(
             "call_v",
             "validate_workflow",
+            &json!({"workflow": workflow}),
+        )),
+        Reply::sse(openai_tool_call_stream(
+            "call_x",
+            "execute_workflow",
             &json!({"workflow": workflow}),
         )),
         Reply::sse(openai_text_stream("It is valid.")),
@@ -88,7 +93,32 @@ async fn the_ai_sdk_parses_our_data_stream_with_its_own_parser() {
     assert_eq!(seen["toolCalls"][0]["args"]["workflow"]["name"], "hello");
     assert_eq!(seen["toolResults"][0]["toolCallId"], "call_v");
     assert_eq!(seen["toolResults"][0]["result"]["valid"], true);
+    assert_eq!(
+        seen["toolCalls"][1]["toolName"], "execute_workflow",
+        "{seen}"
+    );
+    assert_eq!(seen["toolResults"][1]["result"]["status"], "success");
+    let step_events: Vec<(&str, &str)> = seen["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            (
+                event["type"].as_str().unwrap(),
+                event["step"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        step_events,
+        [
+            ("step_running", "say"),
+            ("step_complete", "say"),
+            ("workflow_complete", "")
+        ]
+    );
+    assert_eq!(seen["data"][1]["output"], "hi");
     assert_eq!(seen["steps"][0]["finishReason"], "tool-calls");
     assert_eq!(seen["finish"]["finishReason"], "stop");
-    assert_eq!(seen["finish"]["usage"]["promptTokens"], 31);
+    assert_eq!(seen["finish"]["usage"]["promptTokens"], 51);
 }

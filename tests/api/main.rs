@@ -4,6 +4,8 @@
 mod helpers;
 #[path = "../support/mock_upstream.rs"]
 mod mock_upstream;
+#[path = "../support/redis_server.rs"]
+mod redis_server;
 
 mod chat;
 mod clients;
@@ -13,4 +15,6 @@ mod errors;
 mod executions;
 mod probes;
 mod readme;
+mod replicas;
 mod shutdown;
+mod tenants;

@@ -148,3 +148,26 @@ async fn unknown_routes_and_wrong_methods_get_openai_errors() {
     assert_eq!(status, 405);
     assert_error(&body, "invalid_request_error", "method_not_allowed", None);
 }
+
+#[actix_rt::test]
+async fn metrics_count_model_calls_tokens_and_open_streams() {
+    let app = spawn_app().await;
+    let request = json!({"model": "kubiya-workflow-agent", "messages": [{"role": "user", "content": "hello"}]});
+    let (status, _, _) = app.post_raw("/v1/chat/completions", &request, &[]).await;
+    assert_eq!(status, 200);
+    let mut response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let text = String::from_utf8(response.body().await.unwrap().to_vec()).unwrap();
+    let value = |series: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(series))
+            .unwrap_or_else(|| panic!("{series} missing from:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    // The offline planner answers in two model calls: the tool call, then the reply.
+    assert_eq!(value("kubiya_llm_calls_total "), 2);
+    assert!(value(r#"kubiya_llm_tokens_total{direction="input"}"#) > 0);
+    assert!(value(r#"kubiya_llm_tokens_total{direction="output"}"#) > 0);
+    assert_eq!(value("kubiya_open_streams "), 0);
+    assert_eq!(value("kubiya_mcp_restarts_total "), 0);
+}

@@ -1,4 +1,4 @@
-//! Replicas sharing executions through a real Redis ([`redis_server`]): an execution run on
+//! Replicas sharing executions through a real Redis (the harness's [`redis_server`]): an execution run on
 //! one replica is followed live, resumed without gap or duplicate, read and cancelled on
 //! another; another tenant finds nothing; and when the replica running an execution is
 //! killed, the others end it as `lost` once its heartbeat lapses. Replicas are the app
@@ -10,6 +10,7 @@
     reason = "the API tests' harness, of which these tests use a part"
 )]
 mod helpers;
+#[path = "../support/redis_server.rs"]
 mod redis_server;
 
 use std::fmt::Debug;
@@ -89,13 +90,18 @@ fn kinds(events: &[SseEvent]) -> Vec<String> {
         .collect()
 }
 
-/// A replica of the app, in this process, sharing executions through `redis`.
+/// A replica of the app, in this process, sharing executions through `redis`, whose
+/// executions are lost 1 s after it stopped renewing their heartbeat.
 async fn replica(redis: &RedisServer) -> TestApp {
+    replica_losing_after(redis, 1000).await
+}
+
+async fn replica_losing_after(redis: &RedisServer, lost_after_ms: u64) -> TestApp {
     let url = redis.url();
     spawn_app_with(|settings| {
         settings.store.url = url;
         settings.runner.heartbeat_ms = 100;
-        settings.runner.lost_after_ms = 1000;
+        settings.runner.lost_after_ms = lost_after_ms;
     })
     .await
 }
@@ -226,13 +232,16 @@ async fn an_execution_run_on_one_replica_is_followed_and_resumed_on_another() {
     // Finished executions expire from the store after the retention.
     let ttl: u64 = redis
         .command(&["PTTL", &format!("kubiya:exec:default:{id}:events")])
+        .expect("an answer")
         .trim_start_matches(':')
         .parse()
         .expect("a TTL in milliseconds");
     assert!(ttl > 0 && ttl <= 3_600_000, "{ttl}");
     assert_eq!(
-        redis.command(&["EXISTS", &format!("kubiya:exec:default:{id}:heartbeat")]),
-        ":0",
+        redis
+            .command(&["EXISTS", &format!("kubiya:exec:default:{id}:heartbeat")])
+            .as_deref(),
+        Some(":0"),
         "a finished execution has no heartbeat"
     );
 }
@@ -288,6 +297,7 @@ fn shared_watcher(redis: &RedisServer) -> Addr<ExecutionWatcher> {
             key_prefix: "kubiya".to_owned(),
             heartbeat: Duration::from_millis(100),
             lost_after: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
         }),
         ..WatcherConfig::default()
     })
@@ -414,8 +424,10 @@ async fn an_execution_whose_replica_was_killed_ends_lost_on_the_others() {
     );
 
     assert_eq!(
-        redis.command(&["XLEN", &format!("kubiya:exec:default:{id}:events")]),
-        ":4",
+        redis
+            .command(&["XLEN", &format!("kubiya:exec:default:{id}:events")])
+            .as_deref(),
+        Some(":4"),
         "one lost event, however many replicas noticed"
     );
     for app in [&b, &c] {
@@ -426,6 +438,41 @@ async fn an_execution_whose_replica_was_killed_ends_lost_on_the_others() {
         assert_eq!(execution["steps"][1]["status"], "failed");
         assert_eq!(execution["steps"][2]["status"], "pending");
     }
+}
+
+#[actix_rt::test]
+async fn events_of_a_redis_outage_reach_it_in_order_once_it_is_back() {
+    let mut redis = RedisServer::start();
+    // An outage shorter than `lost_after` is not a lost execution.
+    let owner = replica_losing_after(&redis, 10_000).await;
+    let other = replica_losing_after(&redis, 10_000).await;
+    let id = owner.start_execution(slow_chain()).await;
+    other
+        .wait_for(&id, |execution| {
+            execution["steps"][0]["status"] == "running"
+        })
+        .await;
+
+    redis.stop();
+    // Meanwhile the run goes on, on its own replica.
+    let on_owner = owner
+        .wait_for(&id, |execution| execution["status"] == "success")
+        .await;
+    let (status, body) = other
+        .send_json("GET", &format!("/v1/executions/{id}"), "")
+        .await;
+    assert_eq!(status, 503, "{body}");
+    helpers::assert_error(&body, "server_error", "service_unavailable", None);
+    redis.restart();
+
+    let on_other = other
+        .wait_for(&id, |execution| *execution == on_owner)
+        .await;
+    assert_eq!(on_other["last_seq"], 11);
+    let events = other.read_events(&id, None).await;
+    let seqs: Vec<u64> = events.iter().map(|event| event.id).collect();
+    assert_eq!(seqs, (1..=11).collect::<Vec<u64>>(), "no gap, no duplicate");
+    assert_eq!(events[10].data["status"], "success");
 }
 
 #[actix_rt::test]

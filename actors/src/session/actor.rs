@@ -563,34 +563,41 @@ impl Session {
         }
     }
 
-    /// Saves the turn, then sends `Finished`: an acknowledged turn is a kept turn.
+    /// Saves the turn and frees the session, then sends `Finished`: an acknowledged turn is
+    /// a kept turn, and the client may continue it at once, on any replica.
     fn finish(&mut self, reason: FinishReason, ctx: &mut Context<Self>) {
         self.emit_step_finished();
         let Some(record) = self.record.clone() else {
             return;
         };
         let usage = self.turn_usage;
-        self.deps
-            .store
-            .save(record)
-            .into_actor(self)
-            .map(move |saved, session, ctx| {
-                match saved {
-                    Ok(()) => {
-                        session.done = true;
-                        session.emit(TurnEvent::Finished { reason, usage });
-                    }
-                    Err(err) => session.fail(
-                        TurnError {
-                            kind: TurnErrorKind::StoreUnavailable,
-                            message: format!("the turn could not be saved: {err}"),
-                        },
-                        ctx,
-                    ),
+        let store = self.deps.store.clone();
+        let lease = self.lease.take();
+        async move {
+            store.save(record).await?;
+            if let Some(lease) = lease {
+                lease.release().await;
+            }
+            Ok(())
+        }
+        .into_actor(self)
+        .map(move |saved: Result<(), StoreError>, session, ctx| {
+            match saved {
+                Ok(()) => {
+                    session.done = true;
+                    session.emit(TurnEvent::Finished { reason, usage });
                 }
-                ctx.stop();
-            })
-            .wait(ctx);
+                Err(err) => session.fail(
+                    TurnError {
+                        kind: TurnErrorKind::StoreUnavailable,
+                        message: format!("the turn could not be saved: {err}"),
+                    },
+                    ctx,
+                ),
+            }
+            ctx.stop();
+        })
+        .wait(ctx);
     }
 
     fn fail(&mut self, error: TurnError, ctx: &mut Context<Self>) {

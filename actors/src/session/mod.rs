@@ -1,15 +1,18 @@
 //! Conversations: the per-request [`Session`] actor that runs one agent turn, the
 //! [`TurnEvent`]s it emits (wire-independent; the HTTP layer encodes them), and the
-//! [`store`] that keeps transcripts between turns.
+//! [`store`] that keeps transcripts between turns (in memory, or in Redis with
+//! [`redis_store`] when replicas share them).
 
 mod actor;
 mod event;
+pub mod redis_store;
 pub mod store;
 
 pub use actor::{
     BeginTurn, ComposeOptions, Session, SessionDeps, TurnMode, TurnRejected, TurnRequest,
 };
 pub use event::{TurnError, TurnErrorKind, TurnEvent};
+pub use redis_store::{RedisSessionStore, RedisStoreSettings};
 pub use store::{
     MemorySessionStore, SessionKey, SessionRecord, SessionStore, StoreError, TurnLease,
 };

@@ -1,6 +1,6 @@
 //! Where conversations live between turns. [`SessionStore`] is the seam: the in-memory
-//! [`MemorySessionStore`] (the default, one process) implements it here, a shared store for
-//! several replicas implements it elsewhere. A store also hands out [`TurnLease`]s so that a
+//! [`MemorySessionStore`] (the default, one process) implements it here, the Redis store that
+//! replicas share implements it in [`super::redis_store`]. A store also hands out [`TurnLease`]s so that a
 //! session runs one turn at a time.
 //!
 //! The memory store is bounded: records idle longer than the TTL are dropped, and past the
@@ -15,6 +15,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::hold::Release;
 use crate::provider::ChatMessage;
 
 /// A session is addressed by tenant, user and id; ids of other tenants do not exist.
@@ -67,16 +68,22 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-/// Held for the length of a turn; dropping it frees the session for the next turn.
+/// Held for the length of a turn; dropping it frees the session for the next turn, and
+/// [`TurnLease::release`] frees it before the turn is acknowledged.
 pub struct TurnLease {
-    _release: Box<dyn Send + Sync>,
+    held: Box<dyn Release>,
 }
 
 impl TurnLease {
-    pub fn new(release: impl Send + Sync + 'static) -> Self {
+    pub fn new(held: impl Release + 'static) -> Self {
         Self {
-            _release: Box::new(release),
+            held: Box::new(held),
         }
+    }
+
+    /// Frees the session now; completes once another turn may take it.
+    pub fn release(self) -> BoxFuture<'static, ()> {
+        self.held.release()
     }
 }
 
@@ -89,6 +96,10 @@ pub trait SessionStore: Send + Sync + 'static {
     fn save(&self, record: SessionRecord) -> BoxFuture<'static, Result<(), StoreError>>;
     /// `Err(Busy)` while another turn holds the session.
     fn acquire_turn(&self, key: &SessionKey) -> BoxFuture<'static, Result<TurnLease, StoreError>>;
+    /// `Err(why)` while the store cannot serve requests (readiness reports it).
+    fn readiness(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 pub struct MemorySessionStore {
@@ -180,6 +191,13 @@ impl SessionStore for MemorySessionStore {
 struct MemoryLease {
     leases: Arc<DashMap<SessionKey, ()>>,
     key: SessionKey,
+}
+
+impl Release for MemoryLease {
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
+        drop(self);
+        futures_util::future::ready(()).boxed()
+    }
 }
 
 impl Drop for MemoryLease {

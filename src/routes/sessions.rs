@@ -1,0 +1,60 @@
+//! `GET /v1/sessions/{id}`: a session's transcript (tool calls and results the client never
+//! saw included), the workflows the agent produced and the executions it started. Sessions
+//! are keyed by tenant, user and id, so the caller's tenant only ever finds its own; another
+//! tenant's id is 404, exactly like an id that never existed. The user is `X-User-Id` or
+//! `?user_id=`, as for chat turns.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use kubiya_actors::session::{SessionKey, StoreError};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::chat::{DEFAULT_USER, USER_ID, header};
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+use crate::tenant::Tenant;
+
+#[derive(Deserialize)]
+struct SessionQuery {
+    user_id: Option<String>,
+}
+
+pub async fn retrieve(
+    req: HttpRequest,
+    tenant: Tenant,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let query = web::Query::<SessionQuery>::from_query(req.query_string())
+        .map_err(|err| ApiError::invalid_field("user_id", err.to_string()))?;
+    let user = header(&req, USER_ID)
+        .map(str::to_owned)
+        .or_else(|| query.into_inner().user_id)
+        .unwrap_or_else(|| DEFAULT_USER.to_owned());
+    let key = SessionKey {
+        tenant: tenant.id.to_string(),
+        user,
+        id: id.into_inner(),
+    };
+    let record = state.store.load(&key).await.map_err(|err| match err {
+        StoreError::Unavailable(message) => ApiError::new(ErrorCode::Unavailable, message),
+        StoreError::Busy => ApiError::internal(err),
+    })?;
+    let Some(record) = record else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("No session with id `{}` for this user.", key.id),
+        )
+        .with_param("id"));
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "id": record.key.id,
+        "object": "session",
+        "user": record.key.user,
+        "transcript": record.transcript,
+        "workflows": record.workflows,
+        "executions": record.executions,
+        "created_at": record.created_at_ms / 1000,
+        "updated_at": record.updated_at_ms / 1000,
+    })))
+}
