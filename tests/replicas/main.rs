@@ -1,8 +1,10 @@
-//! Replicas sharing executions through a real Redis (the harness's [`redis_server`]): an execution run on
-//! one replica is followed live, resumed without gap or duplicate, read and cancelled on
-//! another; another tenant finds nothing; and when the replica running an execution is
-//! killed, the others end it as `lost` once its heartbeat lapses. Replicas are the app
-//! in-process (`helpers::spawn_app_with`, shared with the API tests) or the real binary.
+//! Replicas sharing executions through a real Redis (the harness's [`redis_server`]): an
+//! execution run on one replica is followed live, resumed without gap or duplicate, read and
+//! cancelled on another; another tenant finds nothing on any replica; events written during
+//! a Redis outage reach it in order once it is back, while a replica without Redis still
+//! runs its own executions; and when the replica running an execution is killed, the others
+//! end it as `lost` once its heartbeat lapses. Replicas are the app in-process
+//! (`helpers::spawn_app_with`, shared with the API tests) or the real binary.
 
 #[path = "../api/helpers.rs"]
 #[expect(
@@ -26,6 +28,7 @@ use kubiya_actors::workflow::{
 use serde_json::{Map, Value, json};
 
 use helpers::{ServerProcess, TestApp, blocking_post, spawn_app_with};
+use kubiya::config::ApiKeySettings;
 use redis_server::RedisServer;
 
 /// One SSE event: its id and its JSON data.
@@ -284,6 +287,83 @@ async fn an_execution_is_cancelled_through_another_replica() {
         .await;
     assert_eq!(on_owner["status"], "cancelled");
     assert_eq!(on_owner["steps"][1]["status"], "skipped");
+}
+
+/// Sends `method path` with `key` as bearer; returns status and JSON body.
+async fn send_as(app: &TestApp, key: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let method = awc::http::Method::from_bytes(method.as_bytes()).expect("a method");
+    let mut response = app
+        .client
+        .request(method, app.url(path))
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .insert_header(("Content-Type", "application/json"))
+        .send_body(body.to_owned())
+        .await
+        .expect("request sent");
+    let status = response.status().as_u16();
+    let body = response.body().await.expect("body read");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[actix_rt::test]
+async fn an_execution_is_found_on_another_replica_only_by_its_own_tenant() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let keys = vec![
+        ApiKeySettings {
+            key: "sk-team-a-1234".into(),
+            tenant: "team-a".into(),
+            ..ApiKeySettings::default()
+        },
+        ApiKeySettings {
+            key: "sk-team-b-5678".into(),
+            tenant: "team-b".into(),
+            ..ApiKeySettings::default()
+        },
+    ];
+    let configure = |settings: &mut kubiya::config::Settings| {
+        settings.store.url.clone_from(&url);
+        settings.auth.api_keys.clone_from(&keys);
+        settings.runner.heartbeat_ms = 100;
+    };
+    let owner = spawn_app_with(configure).await;
+    let other = spawn_app_with(configure).await;
+    let (status, started) = send_as(
+        &owner,
+        "sk-team-a-1234",
+        "POST",
+        "/v1/executions",
+        &json!({"workflow": {"name": "w", "steps": [{"name": "a", "command": "sleep 1.5"}]}})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(status, 202, "{started}");
+    let id = started["execution_id"].as_str().expect("an id");
+
+    let path = format!("/v1/executions/{id}");
+    let (status, body) = send_as(&other, "sk-team-a-1234", "GET", &path, "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["execution_id"], id);
+    for (method, path) in [
+        ("GET", path.clone()),
+        ("GET", format!("{path}/events")),
+        ("DELETE", path.clone()),
+    ] {
+        let (status, body) = send_as(&other, "sk-team-b-5678", method, &path, "").await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        helpers::assert_error(&body, "invalid_request_error", "not_found", None);
+    }
+    // The other tenant's cancel did nothing: the run ends as it would have.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = send_as(&other, "sk-team-a-1234", "GET", &path, "").await;
+        if body["status"] != "running" && body["status"] != "queued" {
+            assert_eq!(body["status"], "success", "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never finished: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn shared_watcher(redis: &RedisServer) -> Addr<ExecutionWatcher> {
