@@ -181,6 +181,10 @@ pub struct RunnerSettings {
     pub default: String,
     pub finished_ttl_secs: u64,
     pub max_finished: usize,
+    /// How often this replica renews the heartbeat of each execution it runs (shared store).
+    pub heartbeat_ms: u64,
+    /// A running execution whose heartbeat is older than this is `lost` (shared store).
+    pub lost_after_ms: u64,
     pub local: LocalRunnerSettings,
     pub kubiya: KubiyaRunnerSettings,
 }
@@ -278,6 +282,8 @@ impl Default for RunnerSettings {
             default: "local".into(),
             finished_ttl_secs: 3600,
             max_finished: 1000,
+            heartbeat_ms: 1000,
+            lost_after_ms: 5000,
             local: LocalRunnerSettings::default(),
             kubiya: KubiyaRunnerSettings::default(),
         }
@@ -438,7 +444,22 @@ impl Settings {
             .auth
             .resolve_keys(|name| std::env::var(name).ok())?;
         settings.store.check()?;
+        settings.check_execution_heartbeats()?;
         Ok(settings)
+    }
+}
+
+impl Settings {
+    /// An execution must not be declared lost between two heartbeats of a live replica.
+    fn check_execution_heartbeats(&self) -> Result<(), ConfigError> {
+        let runner = &self.runner;
+        if runner.heartbeat_ms == 0 || runner.lost_after_ms <= runner.heartbeat_ms {
+            return Err(ConfigError(format!(
+                "invalid setting runner.lost_after_ms: found {} with runner.heartbeat_ms {}, expected a heartbeat above 0 and lost_after_ms above it (a few heartbeats)",
+                runner.lost_after_ms, runner.heartbeat_ms
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -634,5 +655,19 @@ mod tests {
             ..Default::default()
         };
         assert!(!format!("{kubiya:?}").contains("uk-secret"));
+    }
+
+    #[test]
+    fn an_execution_cannot_be_lost_between_two_heartbeats() {
+        let mut settings = Settings::default();
+        assert!(settings.check_execution_heartbeats().is_ok());
+        settings.runner.lost_after_ms = settings.runner.heartbeat_ms;
+        let error = settings
+            .check_execution_heartbeats()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("runner.lost_after_ms"), "{error}");
+        settings.runner.heartbeat_ms = 0;
+        assert!(settings.check_execution_heartbeats().is_err());
     }
 }

@@ -1,16 +1,18 @@
 //! Turns the `[runner]` settings into what the workflow runners take: the local runner's
 //! [`RunOptions`] (with the real HTTP client for `http` steps when the network is allowed)
 //! and the `ExecutionWatcher`'s [`WatcherConfig`] (with the Kubiya platform when a key is
-//! set). Start-up and the `kubiya workflow run` command both use it.
+//! set, and executions shared through Redis when `[store] url` is). Start-up and the
+//! `kubiya workflow run` command both use it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kubiya_actors::workflow::{
-    AwcStepClient, HttpStepClient, KubiyaConfig, LOCAL_RUNNER, RunOptions, WatcherConfig,
+    AwcStepClient, HttpStepClient, KubiyaConfig, LOCAL_RUNNER, RunOptions, SharedConfig,
+    WatcherConfig,
 };
 
-use crate::config::{LocalRunnerSettings, RunnerSettings};
+use crate::config::{LocalRunnerSettings, RunnerSettings, StoreSettings};
 
 /// The local runner's options. Starts the `http` step client's arbiter when the network is
 /// allowed, so it must run inside an actix system.
@@ -46,5 +48,17 @@ pub fn watcher_config(runner: &RunnerSettings) -> WatcherConfig {
         kubiya,
         finished_ttl: Duration::from_secs(runner.finished_ttl_secs),
         max_finished: runner.max_finished,
+        shared: None,
     }
+}
+
+/// Where executions are shared with other replicas: `None` without a store URL.
+pub fn shared_executions(store: &StoreSettings, runner: &RunnerSettings) -> Option<SharedConfig> {
+    (!store.url.is_empty()).then(|| SharedConfig {
+        url: store.url.clone(),
+        key_prefix: store.key_prefix.clone(),
+        heartbeat: Duration::from_millis(runner.heartbeat_ms),
+        lost_after: Duration::from_millis(runner.lost_after_ms),
+        timeout: Duration::from_millis(store.timeout_ms),
+    })
 }

@@ -51,9 +51,10 @@ impl Application {
         };
         let providers = ProviderPool::start(provider.upstreams.clone(), actors);
         let tenancy = tenancy_setup::build(settings)?;
-        let executions = ExecutionWatcher::start_on_own_arbiter(execution_setup::watcher_config(
-            &settings.runner,
-        ));
+        let mut watcher_config = execution_setup::watcher_config(&settings.runner);
+        watcher_config.shared =
+            execution_setup::shared_executions(&settings.store, &settings.runner);
+        let executions = ExecutionWatcher::start_on_own_arbiter(watcher_config);
         let state = web::Data::new(AppState::new(AppParts {
             providers,
             composer: Composer::new(Some(supervisor.clone())).start(),

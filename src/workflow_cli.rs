@@ -239,7 +239,8 @@ fn report(workflow: &Workflow, outcome: &RunOutcome) {
     let name = &workflow.name;
     match outcome.status {
         RunStatus::Success => println!("✓ workflow {name} succeeded in {duration}"),
-        RunStatus::Failed => println!(
+        // A local run is never lost; the arm only keeps the match whole.
+        RunStatus::Failed | RunStatus::Lost => println!(
             "✗ workflow {name} failed after {duration}: {}",
             outcome.error.as_deref().unwrap_or("unknown error")
         ),

@@ -175,6 +175,9 @@ fn execution_error(error: ExecutionError) -> ApiError {
         ExecutionError::RunnerUnavailable(_) => {
             ApiError::invalid_field("runner", sentence(&error.to_string()))
         }
+        ExecutionError::Unavailable(_) => {
+            ApiError::new(ErrorCode::Unavailable, sentence(&error.to_string()))
+        }
     }
 }
 

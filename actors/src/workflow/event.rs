@@ -12,6 +12,9 @@ pub enum RunStatus {
     Success,
     Failed,
     Cancelled,
+    /// The replica running it stopped before it ended; another replica, sharing the execution
+    /// through Redis, said so once the owner's heartbeat lapsed. Runners never report it.
+    Lost,
 }
 
 /// One thing that happened during a run.

@@ -42,11 +42,16 @@ pub enum ExecutionStatus {
     Success,
     Failed,
     Cancelled,
+    /// The replica running it stopped before it ended (see [`RunStatus::Lost`]).
+    Lost,
 }
 
 impl ExecutionStatus {
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Success | Self::Failed | Self::Cancelled)
+        matches!(
+            self,
+            Self::Success | Self::Failed | Self::Cancelled | Self::Lost
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +61,7 @@ impl ExecutionStatus {
             Self::Success => "success",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Lost => "lost",
         }
     }
 }
@@ -66,6 +72,7 @@ impl From<RunStatus> for ExecutionStatus {
             RunStatus::Success => Self::Success,
             RunStatus::Failed => Self::Failed,
             RunStatus::Cancelled => Self::Cancelled,
+            RunStatus::Lost => Self::Lost,
         }
     }
 }
@@ -158,6 +165,39 @@ pub struct ExecutionSnapshot {
     pub steps: Vec<StepSnapshot>,
 }
 
+impl ExecutionSnapshot {
+    /// Declares the execution lost: it ends now with `reason`, and steps still running fail
+    /// with it. Answers the `workflow_complete` event that tells so, numbered after the last.
+    pub fn lose(&mut self, reason: &str, now: u64) -> ExecutionEvent {
+        let elapsed = now.saturating_sub(self.started_at.unwrap_or(self.created_at));
+        self.status = ExecutionStatus::Lost;
+        self.finished_at = Some(now);
+        self.duration_ms = Some(elapsed);
+        self.duration = Some(format_duration(std::time::Duration::from_millis(elapsed)));
+        self.error = Some(reason.to_owned());
+        for step in &mut self.steps {
+            if step.status == StepState::Running {
+                step.status = StepState::Failed;
+                step.error = Some(reason.to_owned());
+                step.finished_at = Some(now);
+            }
+        }
+        self.last_seq += 1;
+        ExecutionEvent {
+            execution_id: self.execution_id.clone(),
+            seq: self.last_seq,
+            event: StepEvent::WorkflowComplete {
+                workflow: self.workflow.clone(),
+                status: RunStatus::Lost,
+                duration: format_duration(std::time::Duration::from_millis(elapsed)),
+                duration_ms: elapsed,
+                error: Some(reason.to_owned()),
+                timestamp: now,
+            },
+        }
+    }
+}
+
 /// What `StartExecution` answers: enough to follow the execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutionSummary {
@@ -224,6 +264,19 @@ impl Execution {
 
     pub fn status(&self) -> ExecutionStatus {
         self.status
+    }
+
+    /// The sequence number of the last event recorded (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        self.log.len() as u64
+    }
+
+    /// The events recorded after `seq`, in order.
+    pub fn events_after(&self, seq: u64) -> &[ExecutionEvent] {
+        let start = usize::try_from(seq)
+            .unwrap_or(usize::MAX)
+            .min(self.log.len());
+        &self.log[start..]
     }
 
     /// The final event has been recorded.
@@ -428,7 +481,7 @@ impl Execution {
                 // A step still running when the run ended went the run's way.
                 let settled = match status {
                     RunStatus::Success => StepState::Success,
-                    RunStatus::Failed => StepState::Failed,
+                    RunStatus::Failed | RunStatus::Lost => StepState::Failed,
                     RunStatus::Cancelled => StepState::Cancelled,
                 };
                 for snapshot in self.steps.values_mut() {
@@ -552,6 +605,40 @@ mod tests {
         assert_eq!(step.attempts, 2);
         assert_eq!(step.error.as_deref(), Some("exit status 2"));
         assert_eq!(step.duration_ms, Some(5));
+    }
+
+    #[test]
+    fn a_lost_snapshot_ends_with_one_numbered_final_event_and_fails_running_steps() {
+        let mut execution = execution();
+        execution.record(running("a"));
+        let mut snapshot = execution.snapshot();
+        let event = snapshot.lose("the replica running it stopped", 1_010);
+        assert_eq!((event.seq, snapshot.last_seq), (2, 2));
+        assert!(event.is_final());
+        assert_eq!(
+            serde_json::to_value(&event).expect("serializes")["status"],
+            "lost"
+        );
+        assert_eq!(snapshot.status, ExecutionStatus::Lost);
+        assert!(snapshot.status.is_finished());
+        assert_eq!(snapshot.steps[0].status, StepState::Failed);
+        assert_eq!(snapshot.steps[1].status, StepState::Pending);
+        assert_eq!(
+            snapshot.error.as_deref(),
+            Some("the replica running it stopped")
+        );
+        assert_eq!(snapshot.finished_at, Some(1_010));
+    }
+
+    #[test]
+    fn events_after_a_seq_are_the_log_past_it() {
+        let mut execution = execution();
+        execution.record(running("a"));
+        execution.record(running("b"));
+        assert_eq!(execution.last_seq(), 2);
+        assert_eq!(execution.events_after(1)[0].seq, 2);
+        assert!(execution.events_after(2).is_empty());
+        assert!(execution.events_after(9).is_empty());
     }
 
     #[test]

@@ -739,7 +739,8 @@ async fn run_handlers(context: &RunContext<'_>, base_scope: &Scope, outcome: &mu
     };
     let chosen = match outcome.status {
         RunStatus::Success => "success",
-        RunStatus::Failed => "failure",
+        // A local run is never lost: only another replica can say so of a run it reads.
+        RunStatus::Failed | RunStatus::Lost => "failure",
         RunStatus::Cancelled => "cancel",
     };
     let mut scope = base_scope.clone();

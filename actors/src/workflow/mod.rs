@@ -11,12 +11,15 @@
 //!   each one's state and numbered event log ([`execution`]) and fans events out to
 //!   subscribers; [`kubiya`] is the platform runner it can use instead of the local one, and
 //!   [`awc_http`] the real HTTP client for `http` steps.
+//! - [`shared`]: executions shared between replicas through Redis; the watcher writes the
+//!   ones it runs with a `publisher` and reads the others with a `follower`.
 //! - [`template`] (`${VAR}`), [`graph`] (dependencies) and [`host`] (what this host offers)
 //!   serve the others.
 
 pub mod awc_http;
 pub mod event;
 pub mod execution;
+mod follower;
 pub mod graph;
 pub mod host;
 pub mod http;
@@ -24,8 +27,10 @@ pub mod kubiya;
 pub mod local;
 pub mod model;
 pub mod process;
+mod publisher;
 pub mod sandbox;
 mod shape;
+pub mod shared;
 mod step_runner;
 pub mod template;
 pub mod validate;
@@ -47,6 +52,7 @@ pub use http::{HttpStepClient, HttpStepRequest, HttpStepResponse, PlainHttpClien
 pub use kubiya::{KubiyaConfig, KubiyaRunner, PlatformRun};
 pub use local::{LocalRunner, RunOptions, RunOutcome, RunRequest, StepOutcome, StepStatus};
 pub use model::{Workflow, WorkflowKind, WorkflowParseError};
+pub use shared::{LOST_REASON, SharedConfig};
 pub use validate::{
     ValidationError, check_runnable_locally, normalised, validate, validate_text, validate_value,
 };

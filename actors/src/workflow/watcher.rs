@@ -8,6 +8,11 @@
 //! the mailbox never waits on a run: a run reports back through messages to the watcher
 //! itself, in order ([`RunStarted`], [`RunProgressed`]…, [`RunFinished`]). Executions outlive
 //! the request that started them; finished ones are kept for a bounded time and count.
+//!
+//! With a shared store configured ([`WatcherConfig::shared`]), each execution it runs is also
+//! published to Redis by an [`ExecutionPublisher`], and an execution it does not have is
+//! looked up there: read, followed ([`follower`](super::follower)) and cancelled on behalf
+//! of the replica that runs it, or declared lost when that replica's heartbeat has lapsed.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -18,15 +23,20 @@ use futures_util::future::LocalBoxFuture;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use super::event::StepEvent;
+use super::event::{RunStatus, StepEvent, format_duration, now_millis};
 use super::execution::{
     Execution, ExecutionEvent, ExecutionIdentity, ExecutionSnapshot, ExecutionStatus,
     ExecutionSummary, Subscription,
 };
+use super::follower::{self, RemoteSubscribe};
 use super::kubiya::{KubiyaConfig, KubiyaRunner, PlatformRun};
 use super::local::{LocalRunner, RunOptions, RunOutcome, RunRequest};
 use super::model::Workflow;
+use super::publisher::{ExecutionPublisher, PublisherParts};
+use super::shared::{ExecutionKeys, LOST_REASON, SharedConfig, SharedError, SharedExecutions};
 use super::validate::{ValidationError, check_runnable_locally, validate};
 
 /// The runner name that means "this host".
@@ -44,6 +54,8 @@ pub struct WatcherConfig {
     pub finished_ttl: Duration,
     /// How many finished executions are kept at most (the oldest go first).
     pub max_finished: usize,
+    /// Redis, to share executions with other replicas; `None` keeps them in this process.
+    pub shared: Option<SharedConfig>,
 }
 
 impl Default for WatcherConfig {
@@ -54,6 +66,7 @@ impl Default for WatcherConfig {
             kubiya: None,
             finished_ttl: Duration::from_secs(3600),
             max_finished: 1000,
+            shared: None,
         }
     }
 }
@@ -72,6 +85,15 @@ pub enum ExecutionError {
         "runner '{0}' runs on the Kubiya platform, which needs an API key (set KUBIYA_API_KEY); use runner \"local\" to run on this host"
     )]
     RunnerUnavailable(String),
+    /// The shared store, where executions of other replicas are, cannot be reached.
+    #[error("executions shared between replicas cannot be read right now: {0}")]
+    Unavailable(String),
+}
+
+impl From<SharedError> for ExecutionError {
+    fn from(error: SharedError) -> Self {
+        Self::Unavailable(error.to_string())
+    }
 }
 
 fn summarise(errors: &[ValidationError]) -> String {
@@ -153,6 +175,13 @@ struct RunFinished {
     outcome: Option<RunOutcome>,
 }
 
+/// The publisher of an execution found that another replica declared it lost.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct ExecutionTakenOver {
+    pub execution_id: String,
+}
+
 /// Which runner an execution uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum RunnerChoice {
@@ -181,14 +210,44 @@ pub struct ExecutionWatcher {
     active_runs: usize,
     /// Answered when `active_runs` drops to zero.
     drain_waiters: Vec<oneshot::Sender<()>>,
+    /// The shared store, when configured.
+    shared: Option<SharedExecutions>,
+    /// Publishers of the running executions, by id.
+    publishers: HashMap<String, ExecutionPublisher>,
+    /// Publishers closed after their run ended, still writing what was queued.
+    flushing: Vec<JoinHandle<()>>,
+    /// Fires at drain: followers of other replicas' executions end.
+    followers_stop: CancellationToken,
+    /// Fires when the watcher stops: publishers give up writes that keep failing.
+    stopped: CancellationToken,
 }
 
 /// How often expired executions are swept, at most.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How long a start waits for the store to have the new execution before answering anyway
+/// (it is readable here at once, and on other replicas once the write lands); a write that
+/// fails answers at once.
+const REGISTRATION_WAIT: Duration = Duration::from_secs(3);
+
 impl ExecutionWatcher {
     /// Builds the watcher; call it on the arbiter it will run on.
     pub fn new(config: WatcherConfig) -> Self {
+        let shared = config.shared.as_ref().and_then(|shared| {
+            match SharedExecutions::open(shared, config.finished_ttl) {
+                Ok(opened) => {
+                    tracing::info!(
+                        redis = opened.address(),
+                        "executions are shared through Redis"
+                    );
+                    Some(opened)
+                }
+                Err(error) => {
+                    tracing::error!(%error, "executions are not shared: the store cannot be used");
+                    None
+                }
+            }
+        });
         Self {
             local: LocalRunner::new(config.local.clone()),
             kubiya: config
@@ -200,6 +259,11 @@ impl ExecutionWatcher {
             finished: VecDeque::new(),
             active_runs: 0,
             drain_waiters: Vec::new(),
+            shared,
+            publishers: HashMap::new(),
+            flushing: Vec::new(),
+            followers_stop: CancellationToken::new(),
+            stopped: CancellationToken::new(),
         }
     }
 
@@ -237,13 +301,14 @@ impl ExecutionWatcher {
             .ok_or_else(|| ExecutionError::NotFound(id.to_owned()))
     }
 
-    /// Records the execution and spawns its run.
+    /// Records the execution and spawns its run. With a shared store, the receiver is
+    /// answered once the store has the execution.
     fn launch(
         &mut self,
         start: StartExecution,
         runner: RunnerChoice,
         ctx: &mut Context<Self>,
-    ) -> ExecutionSummary {
+    ) -> Launched {
         let id = format!("exec_{}", uuid::Uuid::new_v4().simple());
         let identity = ExecutionIdentity {
             id: id.clone(),
@@ -257,6 +322,7 @@ impl ExecutionWatcher {
         );
         let cancel = execution.cancel.clone();
         let summary = execution.summary();
+        let registered = self.start_publisher(&execution, ctx);
         self.executions.insert(id.clone(), execution);
         self.active_runs += 1;
         tracing::info!(execution = %id, workflow = %summary.workflow, runner = %summary.runner, "execution started");
@@ -320,7 +386,41 @@ impl ExecutionWatcher {
                 outcome,
             });
         }));
-        summary
+        Launched {
+            summary,
+            registered,
+        }
+    }
+
+    /// Starts publishing a new execution, when executions are shared.
+    fn start_publisher(
+        &mut self,
+        execution: &Execution,
+        ctx: &mut Context<Self>,
+    ) -> Option<oneshot::Receiver<()>> {
+        let shared = self.shared.clone()?;
+        let identity = &execution.identity;
+        let keys = shared.keys(&identity.tenant, &identity.id)?;
+        let parts = PublisherParts {
+            shared,
+            keys,
+            execution_id: identity.id.clone(),
+            cancel: execution.cancel.clone(),
+            watcher: ctx.address(),
+            shutdown: self.stopped.clone(),
+        };
+        let (publisher, registered) = ExecutionPublisher::start(parts, execution);
+        self.publishers.insert(identity.id.clone(), publisher);
+        Some(registered)
+    }
+
+    /// Hands what changed in the execution to its publisher.
+    fn publish(&mut self, id: &str) {
+        if let (Some(publisher), Some(execution)) =
+            (self.publishers.get_mut(id), self.executions.get(id))
+        {
+            publisher.publish(execution);
+        }
     }
 
     /// Forgets finished executions past their time or beyond the count.
@@ -334,6 +434,34 @@ impl ExecutionWatcher {
             self.executions.remove(id);
             self.finished.pop_front();
         }
+    }
+}
+
+/// A launched execution: its summary and, when shared, when the store has it.
+struct Launched {
+    summary: ExecutionSummary,
+    registered: Option<oneshot::Receiver<()>>,
+}
+
+impl Launched {
+    /// Answers with the summary once the store has the execution (or after a short wait),
+    /// so a client sent to another replica right away finds it there.
+    fn answer(
+        self,
+    ) -> impl ActorFuture<ExecutionWatcher, Output = Result<ExecutionSummary, ExecutionError>> {
+        actix::fut::wrap_future(async move {
+            if let Some(registered) = self.registered
+                && tokio::time::timeout(REGISTRATION_WAIT, registered)
+                    .await
+                    .is_err()
+            {
+                tracing::warn!(
+                    execution = %self.summary.execution_id,
+                    "the store does not have the new execution yet: other replicas will find it once it does"
+                );
+            }
+            Ok(self.summary)
+        })
     }
 }
 
@@ -352,6 +480,8 @@ impl Actor for ExecutionWatcher {
         for execution in self.executions.values() {
             execution.cancel.cancel();
         }
+        self.followers_stop.cancel();
+        self.stopped.cancel();
         Running::Stop
     }
 }
@@ -381,19 +511,22 @@ impl Handler<StartExecution> for ExecutionWatcher {
                         let host = local.host_capabilities(&start.workflow).await;
                         (start, host)
                     })
-                    .map(|(start, host), watcher: &mut Self, ctx| {
+                    .then(|(start, host), watcher: &mut Self, ctx| {
                         let problems = check_runnable_locally(&start.workflow, &host);
-                        if !problems.is_empty() {
-                            return Err(ExecutionError::Invalid(problems));
+                        if problems.is_empty() {
+                            watcher
+                                .launch(start, RunnerChoice::Local, ctx)
+                                .answer()
+                                .boxed_local()
+                        } else {
+                            actix::fut::ready(Err(ExecutionError::Invalid(problems))).boxed_local()
                         }
-                        Ok(watcher.launch(start, RunnerChoice::Local, ctx))
                     }),
                 )
             }
-            Ok(runner) => Box::pin(
-                actix::fut::ready(())
-                    .map(move |(), watcher: &mut Self, ctx| Ok(watcher.launch(start, runner, ctx))),
-            ),
+            Ok(runner) => Box::pin(actix::fut::ready(()).then(
+                move |(), watcher: &mut Self, ctx| watcher.launch(start, runner, ctx).answer(),
+            )),
         }
     }
 }
@@ -418,54 +551,126 @@ fn missing_params(workflow: &Workflow, params: &Map<String, Value>) -> Vec<Valid
         .collect()
 }
 
+impl ExecutionWatcher {
+    /// The store and the keys of an execution this replica does not have; `NotFound` when
+    /// nothing is shared.
+    fn elsewhere(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<(SharedExecutions, ExecutionKeys), ExecutionError> {
+        self.shared
+            .as_ref()
+            .and_then(|shared| Some((shared.clone(), shared.keys(tenant, id)?)))
+            .ok_or_else(|| ExecutionError::NotFound(id.to_owned()))
+    }
+}
+
 impl Handler<Subscribe> for ExecutionWatcher {
-    type Result = Result<Subscription, ExecutionError>;
+    type Result = ResponseFuture<Result<Subscription, ExecutionError>>;
 
     fn handle(&mut self, subscribe: Subscribe, _: &mut Self::Context) -> Self::Result {
-        let execution = self.find(&subscribe.tenant, &subscribe.execution_id)?;
-        Ok(execution.subscribe(subscribe.after_seq, subscribe.subscriber))
+        if let Ok(execution) = self.find(&subscribe.tenant, &subscribe.execution_id) {
+            let subscribed = execution.subscribe(subscribe.after_seq, subscribe.subscriber);
+            return Box::pin(std::future::ready(Ok(subscribed)));
+        }
+        let (shared, keys) = match self.elsewhere(&subscribe.tenant, &subscribe.execution_id) {
+            Ok(found) => found,
+            Err(error) => return Box::pin(std::future::ready(Err(error))),
+        };
+        Box::pin(follower::subscribe(RemoteSubscribe {
+            shared,
+            keys,
+            execution_id: subscribe.execution_id,
+            after_seq: subscribe.after_seq,
+            subscriber: subscribe.subscriber,
+            stop: self.followers_stop.clone(),
+        }))
     }
 }
 
 impl Handler<GetExecution> for ExecutionWatcher {
-    type Result = Result<ExecutionSnapshot, ExecutionError>;
+    type Result = ResponseFuture<Result<ExecutionSnapshot, ExecutionError>>;
 
     fn handle(&mut self, get: GetExecution, _: &mut Self::Context) -> Self::Result {
-        Ok(self.find(&get.tenant, &get.execution_id)?.snapshot())
+        if let Ok(execution) = self.find(&get.tenant, &get.execution_id) {
+            return Box::pin(std::future::ready(Ok(execution.snapshot())));
+        }
+        let found = self.elsewhere(&get.tenant, &get.execution_id);
+        Box::pin(async move {
+            let (shared, keys) = found?;
+            shared
+                .snapshot(&keys)
+                .await?
+                .ok_or(ExecutionError::NotFound(get.execution_id))
+        })
     }
 }
 
 impl Handler<CancelExecution> for ExecutionWatcher {
-    type Result = Result<ExecutionStatus, ExecutionError>;
+    type Result = ResponseFuture<Result<ExecutionStatus, ExecutionError>>;
 
     fn handle(&mut self, cancel: CancelExecution, _: &mut Self::Context) -> Self::Result {
-        let execution = self.find(&cancel.tenant, &cancel.execution_id)?;
-        if !execution.status().is_finished() {
-            tracing::info!(execution = %cancel.execution_id, "execution cancel requested");
-            execution.cancel.cancel();
+        if let Ok(execution) = self.find(&cancel.tenant, &cancel.execution_id) {
+            if !execution.status().is_finished() {
+                tracing::info!(execution = %cancel.execution_id, "execution cancel requested");
+                execution.cancel.cancel();
+            }
+            return Box::pin(std::future::ready(Ok(execution.status())));
         }
-        Ok(execution.status())
+        let found = self.elsewhere(&cancel.tenant, &cancel.execution_id);
+        // Another replica runs it: leave a request its owner takes at its next heartbeat.
+        Box::pin(async move {
+            let (shared, keys) = found?;
+            let snapshot = shared
+                .snapshot(&keys)
+                .await?
+                .ok_or_else(|| ExecutionError::NotFound(cancel.execution_id.clone()))?;
+            if !snapshot.status.is_finished() {
+                tracing::info!(execution = %cancel.execution_id, "execution cancel requested for its replica");
+                shared.request_cancel(&keys).await?;
+            }
+            Ok(snapshot.status)
+        })
     }
 }
 
 impl Handler<DrainExecutions> for ExecutionWatcher {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, drain: DrainExecutions, _: &mut Self::Context) -> Self::Result {
         for execution in self.executions.values() {
             execution.cancel.cancel();
         }
-        if self.active_runs == 0 {
-            return Box::pin(async {});
-        }
-        let (done, finished) = oneshot::channel();
-        self.drain_waiters.push(done);
+        self.followers_stop.cancel();
+        let deadline = tokio::time::Instant::now() + drain.within;
+        let runs_ended = (self.active_runs > 0).then(|| {
+            let (done, finished) = oneshot::channel();
+            self.drain_waiters.push(done);
+            finished
+        });
         let active = self.active_runs;
-        Box::pin(async move {
-            if tokio::time::timeout(drain.within, finished).await.is_err() {
-                tracing::warn!(active, "executions still running after the drain timeout");
-            }
-        })
+        Box::pin(
+            actix::fut::wrap_future(async move {
+                if let Some(finished) = runs_ended
+                    && tokio::time::timeout_at(deadline, finished).await.is_err()
+                {
+                    tracing::warn!(active, "executions still running after the drain timeout");
+                }
+            })
+            // Then the store gets every event the runs wrote, the final ones included.
+            .then(move |(), watcher: &mut Self, _| {
+                let flushing = std::mem::take(&mut watcher.flushing);
+                actix::fut::wrap_future(async move {
+                    let flushed = futures_util::future::join_all(flushing);
+                    if tokio::time::timeout_at(deadline, flushed).await.is_err() {
+                        tracing::warn!(
+                            "execution events not yet in the store at the drain timeout"
+                        );
+                    }
+                })
+            }),
+        )
     }
 }
 
@@ -476,6 +681,7 @@ impl Handler<RunStarted> for ExecutionWatcher {
         if let Some(execution) = self.executions.get_mut(&started.execution_id) {
             execution.mark_started();
         }
+        self.publish(&started.execution_id);
     }
 }
 
@@ -486,6 +692,7 @@ impl Handler<RunProgressed> for ExecutionWatcher {
         if let Some(execution) = self.executions.get_mut(&progressed.execution_id) {
             execution.record(progressed.event);
         }
+        self.publish(&progressed.execution_id);
     }
 }
 
@@ -505,6 +712,11 @@ impl Handler<RunFinished> for ExecutionWatcher {
                 status = execution.status().as_str(),
                 "execution finished"
             );
+            self.publish(&finished.execution_id);
+            if let Some(publisher) = self.publishers.remove(&finished.execution_id) {
+                self.flushing.retain(|task| !task.is_finished());
+                self.flushing.push(publisher.close());
+            }
             self.finished
                 .push_back((finished.execution_id, Instant::now()));
         }
@@ -514,6 +726,31 @@ impl Handler<RunFinished> for ExecutionWatcher {
             }
         }
         self.sweep();
+    }
+}
+
+impl Handler<ExecutionTakenOver> for ExecutionWatcher {
+    type Result = ();
+
+    fn handle(&mut self, taken: ExecutionTakenOver, _: &mut Self::Context) {
+        self.publishers.remove(&taken.execution_id);
+        let Some(mut execution) = self.executions.remove(&taken.execution_id) else {
+            return;
+        };
+        execution.cancel.cancel();
+        // Its followers here end as the store says it ended; from now on it is read there.
+        let elapsed = execution
+            .snapshot()
+            .started_at
+            .map_or(0, |started| now_millis().saturating_sub(started));
+        execution.record(StepEvent::WorkflowComplete {
+            workflow: execution.identity.workflow.clone(),
+            status: RunStatus::Lost,
+            duration: format_duration(Duration::from_millis(elapsed)),
+            duration_ms: elapsed,
+            error: Some(LOST_REASON.to_owned()),
+            timestamp: now_millis(),
+        });
     }
 }
 
