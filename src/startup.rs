@@ -7,7 +7,9 @@
 //! configured servers, which it stops once the HTTP side has drained.
 
 use std::net::TcpListener;
+
 use std::time::Duration;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use actix::Addr;
 use actix_web::dev::Server;
@@ -37,10 +39,35 @@ pub struct Application {
     drain_delay: Duration,
     executions: Addr<ExecutionWatcher>,
     shutdown_timeout: Duration,
+    signals: ShutdownSignals,
+}
+
+/// SIGTERM and SIGINT, caught from before the server says it listens: a signal that comes
+/// early must drain the server, not kill it with the default action.
+struct ShutdownSignals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
 }
 
 impl Application {
     pub fn build(settings: &Settings, provider: &ProviderSetup) -> std::io::Result<Self> {
+        let signals = ShutdownSignals::install()?;
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
         let port = listener.local_addr()?.port();
         let supervisor = McpSupervisor::new(settings.mcp_servers.clone(), settings.mcp.clone())
@@ -100,6 +127,7 @@ impl Application {
             drain_delay: Duration::from_secs(settings.server.drain_delay_secs),
             executions,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+            signals,
         })
     }
 
@@ -108,7 +136,7 @@ impl Application {
     }
 
     /// Serves until a shutdown signal, then drains and stops gracefully.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+    pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let mut server = actix_web::rt::spawn(self.server);
         tokio::select! {
@@ -116,7 +144,7 @@ impl Application {
                 stop_mcp_servers(&self.state).await;
                 return finished.unwrap_or_else(|err| Err(std::io::Error::other(err)));
             }
-            signal = shutdown_signal() => tracing::info!(signal, "shutdown requested: draining"),
+            signal = self.signals.recv() => tracing::info!(signal, "shutdown requested: draining"),
         }
         self.state.begin_drain();
         if !self.drain_delay.is_zero() {
@@ -158,15 +186,5 @@ impl Application {
 async fn stop_mcp_servers(state: &AppState) {
     if let Some(supervisor) = &state.mcp {
         let _ = supervisor.send(mcp::Shutdown).await;
-    }
-}
-
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
-    tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
     }
 }
