@@ -4,15 +4,22 @@
 //! into the domain types defined here and talks to the actors through typed messages. Each
 //! concept lives in its own module:
 //!
-//! - [`provider`]: the LLM vendors we speak to, their presets (base URL, key variable,
-//!   default model) and, later, the `LlmProvider` actor with its protocol adapters.
+//! - [`session`]: the per-request `Session` actor that runs a chat turn or a compose (the
+//!   agent loop, or the refinement loop), the events it emits, and the session stores.
+//! - [`composer`]: the `Composer` actor that builds each model request: system prompt,
+//!   history, and the tool catalog.
+//! - [`tools`]: the built-in workflow tools offered to the model.
+//! - [`provider`]: the LLM vendors (presets), the wire protocols' codecs, and the
+//!   `LlmProvider` actors that call them with retries, fallbacks and cancellation.
 //! - [`workflow`]: the workflow DSL's model and validation, the runners (the local one, a
 //!   tokio DAG scheduler with sandboxed steps, and the Kubiya platform one) and the
-//!   `ExecutionWatcher` actor that drives them and fans their events out.
+//!   `ExecutionWatcher` actor that drives them and fans their events out, shared between
+//!   replicas through Redis when one is configured.
 //! - [`mcp`]: the Model Context Protocol: the `McpSupervisor` actor that runs the configured
 //!   stdio MCP servers and calls their tools, and the stdio server `kubiya mcp server` runs.
 //! - [`limits`]: per-tenant request rates and concurrent streams, counted in this process or,
 //!   across replicas, in Redis through the shared [`redis_connection`].
+//! - [`hold`]: what is held for a turn or a stream (leases, permits) and how it is let go.
 
 pub mod composer;
 pub mod hold;
