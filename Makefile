@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run build test test-only lint fmt fmt-check deps clean
+.PHONY: run build test test-only bench lint fmt fmt-check deps clean
 
 ## run: build (release) and start the agent server on port 8000 with the built-in defaults
 run:
@@ -50,6 +50,10 @@ $(MCP_PEERS)/.venv/.installed: $(MCP_PEERS)/requirements.txt
 		{ apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(MCP_PEERS)/.venv; }
 	$(MCP_PEERS)/.venv/bin/pip install -q --disable-pip-version-check -r $(MCP_PEERS)/requirements.txt
 	@touch $@
+
+## bench: the budgets of DESIGN.md measured against the release binary (prints measured vs budget)
+bench:
+	$(CARGO) bench --bench gateway
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
