@@ -303,14 +303,7 @@ async fn a_provider_failure_after_the_first_byte_is_reported_in_band() {
 
 #[actix_rt::test]
 async fn a_client_that_disconnects_closes_the_upstream_call() {
-    let endless: Vec<String> = (0..1000)
-        .map(|i| openai_chunk(json!({"content": format!("{i} ")}), None))
-        .collect();
-    let mock = MockUpstream::start(vec![Reply::sse_chunks(
-        endless,
-        Duration::from_millis(50),
-        true,
-    )]);
+    let mock = MockUpstream::start(vec![Reply::endless_openai_stream()]);
     let app = spawn_app_against(&mock.base(), |_| {}).await;
     let mut response = app
         .client

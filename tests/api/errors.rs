@@ -3,16 +3,29 @@
 
 use serde_json::json;
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with};
 
 const CHAT: &str = "/v1/chat/completions";
+const INVALID: &str = "invalid_request_error";
+
+/// POSTs `body` to the chat route and asserts the whole error it gets.
+async fn refused(
+    app: &TestApp,
+    body: impl Into<String>,
+    status: u16,
+    code: &str,
+    param: Option<&str>,
+) {
+    let body = body.into();
+    let (answered, error) = app.send_json("POST", CHAT, body.clone()).await;
+    assert_eq!(answered, status, "{body}");
+    assert_error(&error, INVALID, code, param);
+}
 
 #[actix_rt::test]
 async fn malformed_json_is_400_invalid_json() {
     let app = spawn_app().await;
-    let (status, body) = app.send_json("POST", CHAT, "{\"model\": ").await;
-    assert_eq!(status, 400);
-    assert_error(&body, "invalid_request_error", "invalid_json", None);
+    refused(&app, "{\"model\": ", 400, "invalid_json", None).await;
 }
 
 #[actix_rt::test]
@@ -20,68 +33,57 @@ async fn a_wrong_field_type_is_400_naming_the_field() {
     let app = spawn_app().await;
     let request =
         json!({"model": "kubiya-workflow-agent", "messages": [{"role": "user", "content": 42}]});
-    let (status, body) = app.send_json("POST", CHAT, request.to_string()).await;
-    assert_eq!(status, 400);
-    assert_error(
-        &body,
-        "invalid_request_error",
+    refused(
+        &app,
+        request.to_string(),
+        400,
         "invalid_value",
         Some("messages[0]"),
-    );
-
-    let (status, body) = app
-        .send_json(
-            "POST",
-            CHAT,
-            json!({"model": "kubiya-workflow-agent"}).to_string(),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert_error(
-        &body,
-        "invalid_request_error",
+    )
+    .await;
+    let request = json!({"model": "kubiya-workflow-agent"});
+    refused(
+        &app,
+        request.to_string(),
+        400,
         "invalid_value",
         Some("messages"),
-    );
-
+    )
+    .await;
     let request = json!({"model": "kubiya-workflow-agent", "stream": "yes", "messages": []});
-    let (status, body) = app.send_json("POST", CHAT, request.to_string()).await;
-    assert_eq!(status, 400);
-    assert_error(
-        &body,
-        "invalid_request_error",
+    refused(
+        &app,
+        request.to_string(),
+        400,
         "invalid_value",
         Some("stream"),
-    );
+    )
+    .await;
 }
 
 #[actix_rt::test]
 async fn an_unknown_model_is_404_and_n_above_1_is_400() {
     let app = spawn_app().await;
     let request = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
-    let (status, body) = app.send_json("POST", CHAT, request.to_string()).await;
-    assert_eq!(status, 404);
-    assert_error(
-        &body,
-        "invalid_request_error",
+    refused(
+        &app,
+        request.to_string(),
+        404,
         "model_not_found",
         Some("model"),
-    );
-
+    )
+    .await;
     let request = json!({"model": "kubiya-workflow-agent", "n": 2, "messages": [{"role": "user", "content": "hi"}]});
-    let (status, body) = app.send_json("POST", CHAT, request.to_string()).await;
-    assert_eq!(status, 400);
-    assert_error(&body, "invalid_request_error", "invalid_value", Some("n"));
-
+    refused(&app, request.to_string(), 400, "invalid_value", Some("n")).await;
     let request = json!({"model": "kubiya-workflow-agent", "messages": [{"role": "system", "content": "only"}]});
-    let (status, body) = app.send_json("POST", CHAT, request.to_string()).await;
-    assert_eq!(status, 400);
-    assert_error(
-        &body,
-        "invalid_request_error",
+    refused(
+        &app,
+        request.to_string(),
+        400,
         "invalid_value",
         Some("messages"),
-    );
+    )
+    .await;
 }
 
 #[actix_rt::test]
@@ -90,9 +92,7 @@ async fn a_body_over_the_limit_is_413() {
     let big = "x".repeat(4096);
     let request =
         json!({"model": "kubiya-workflow-agent", "messages": [{"role": "user", "content": big}]});
-    let (status, body) = app.send_json("POST", CHAT, request.to_string()).await;
-    assert_eq!(status, 413);
-    assert_error(&body, "invalid_request_error", "request_too_large", None);
+    refused(&app, request.to_string(), 413, "request_too_large", None).await;
 
     // The default limit is 1 MiB.
     let app = spawn_app().await;

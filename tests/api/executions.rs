@@ -13,7 +13,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ServerProcess, TestApp, assert_error, blocking_get, kubiya_command, spawn_app, spawn_app_with,
+    ServerProcess, SseEvent, TestApp, assert_error, blocking_get, kubiya_command, parse_sse,
+    spawn_app, spawn_app_with,
 };
 
 fn hello_workflow() -> Value {
@@ -25,37 +26,6 @@ fn hello_workflow() -> Value {
             {"name": "shout", "command": "echo \"${GREETING}\" | tr 'a-z' 'A-Z'"}
         ]
     })
-}
-
-/// One parsed SSE event: its id and its JSON data.
-#[derive(Debug, Clone, PartialEq)]
-struct SseEvent {
-    id: u64,
-    data: Value,
-}
-
-/// Parses a whole SSE body; comments (heartbeats) are skipped.
-fn parse_sse(body: &str) -> Vec<SseEvent> {
-    body.split("\n\n")
-        .filter(|block| !block.trim().is_empty())
-        .filter_map(|block| {
-            let mut id = None;
-            let mut data = None;
-            for line in block.lines() {
-                if let Some(value) = line.strip_prefix("id: ") {
-                    id = Some(value.parse().expect("a numeric id"));
-                } else if let Some(value) = line.strip_prefix("data: ") {
-                    data = Some(serde_json::from_str(value).expect("JSON data"));
-                } else {
-                    assert!(line.starts_with(':'), "unexpected SSE line {line:?}");
-                }
-            }
-            Some(SseEvent {
-                id: id?,
-                data: data.expect("an event with an id has data"),
-            })
-        })
-        .collect()
 }
 
 impl TestApp {

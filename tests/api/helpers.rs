@@ -321,3 +321,37 @@ pub fn blocking_post(url: &str, body: Value) -> (u16, String) {
     .join()
     .expect("the request thread")
 }
+
+/// One SSE event with an id: its sequence number and its JSON data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    pub id: u64,
+    pub data: Value,
+}
+
+/// Parses one SSE block; `None` for a comment (heartbeat). Any other line fails the test.
+pub fn parse_sse_block(block: &str) -> Option<SseEvent> {
+    let mut id = None;
+    let mut data = None;
+    for line in block.lines() {
+        if let Some(value) = line.strip_prefix("id: ") {
+            id = Some(value.parse().expect("a numeric id"));
+        } else if let Some(value) = line.strip_prefix("data: ") {
+            data = Some(serde_json::from_str(value).expect("JSON data"));
+        } else {
+            assert!(line.starts_with(':'), "unexpected SSE line {line:?}");
+        }
+    }
+    Some(SseEvent {
+        id: id?,
+        data: data.expect("an event with an id has data"),
+    })
+}
+
+/// Parses a whole SSE body; comments (heartbeats) are skipped.
+pub fn parse_sse(body: &str) -> Vec<SseEvent> {
+    body.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .filter_map(parse_sse_block)
+        .collect()
+}

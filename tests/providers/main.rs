@@ -536,29 +536,29 @@ async fn a_truncated_stream_and_a_malformed_line_are_clear_errors() {
     }
 }
 
-#[actix_rt::test]
-async fn cancelling_a_call_closes_the_upstream_connection() {
-    let chunks: Vec<String> = (0..1000)
-        .map(|i| mock_upstream::openai_chunk(json!({"content": format!("{i} ")}), None))
-        .collect();
-    let mock = MockUpstream::start(vec![Reply::sse_chunks(
-        chunks,
-        Duration::from_millis(50),
-        true,
-    )]);
+/// A call under way on an upstream that never ends, past its first delta: the mock, the
+/// collector receiving its events, and the call's cancel token.
+async fn call_under_way() -> (MockUpstream, Addr<Collector>, CancellationToken) {
+    let mock = MockUpstream::start(vec![Reply::endless_openai_stream()]);
     let pool = ProviderPool::start(vec![openai(&mock)], 1);
     let (sender, mut receiver) = mpsc::unbounded_channel();
     let collector = Collector(sender).start();
     let cancel = CancellationToken::new();
     pool.start_completion(StartCompletion {
         request: request(true),
-        reply_to: collector.recipient(),
+        reply_to: collector.clone().recipient(),
         cancel: cancel.clone(),
     });
     assert!(matches!(
         receiver.recv().await,
         Some(LlmEvent::TextDelta(_))
     ));
+    (mock, collector, cancel)
+}
+
+#[actix_rt::test]
+async fn cancelling_a_call_closes_the_upstream_connection() {
+    let (mock, _collector, cancel) = call_under_way().await;
     cancel.cancel();
     mock.wait_until("the stream abandoned", |mock| mock.abandoned_streams() == 1)
         .await;
@@ -566,26 +566,7 @@ async fn cancelling_a_call_closes_the_upstream_connection() {
 
 #[actix_rt::test]
 async fn a_caller_that_goes_away_stops_the_upstream_read() {
-    let chunks: Vec<String> = (0..1000)
-        .map(|i| mock_upstream::openai_chunk(json!({"content": format!("{i} ")}), None))
-        .collect();
-    let mock = MockUpstream::start(vec![Reply::sse_chunks(
-        chunks,
-        Duration::from_millis(50),
-        true,
-    )]);
-    let pool = ProviderPool::start(vec![openai(&mock)], 1);
-    let (sender, mut receiver) = mpsc::unbounded_channel();
-    let collector = Collector(sender).start();
-    pool.start_completion(StartCompletion {
-        request: request(true),
-        reply_to: collector.clone().recipient(),
-        cancel: CancellationToken::new(),
-    });
-    assert!(matches!(
-        receiver.recv().await,
-        Some(LlmEvent::TextDelta(_))
-    ));
+    let (mock, collector, _cancel) = call_under_way().await;
     collector.do_send(StopCollector);
     mock.wait_until("the stream abandoned", |mock| mock.abandoned_streams() == 1)
         .await;

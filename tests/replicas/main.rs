@@ -27,35 +27,9 @@ use kubiya_actors::workflow::{
 };
 use serde_json::{Map, Value, json};
 
-use helpers::{ServerProcess, TestApp, blocking_post, spawn_app_with};
+use helpers::{ServerProcess, SseEvent, TestApp, blocking_post, parse_sse_block, spawn_app_with};
 use kubiya::config::ApiKeySettings;
 use redis_server::RedisServer;
-
-/// One SSE event: its id and its JSON data.
-#[derive(Debug, Clone, PartialEq)]
-struct SseEvent {
-    id: u64,
-    data: Value,
-}
-
-/// Parses one SSE block; `None` for a comment (heartbeat).
-fn parse_block(block: &str) -> Option<SseEvent> {
-    let mut id = None;
-    let mut data = None;
-    for line in block.lines() {
-        if let Some(value) = line.strip_prefix("id: ") {
-            id = Some(value.parse().expect("a numeric id"));
-        } else if let Some(value) = line.strip_prefix("data: ") {
-            data = Some(serde_json::from_str(value).expect("JSON data"));
-        } else {
-            assert!(line.starts_with(':'), "unexpected SSE line {line:?}");
-        }
-    }
-    Some(SseEvent {
-        id: id?,
-        data: data.expect("an event with an id has data"),
-    })
-}
 
 /// Reads whole SSE events from `body` until `enough` holds for those read or the stream
 /// ends; a part of an event left unread is dropped, as a client that goes away drops it.
@@ -73,7 +47,7 @@ where
         let Some(chunk) = next else { break };
         text.push_str(std::str::from_utf8(&chunk.expect("a body chunk")).expect("UTF-8"));
         while let Some(end) = text.find("\n\n") {
-            events.extend(parse_block(&text[..end]));
+            events.extend(parse_sse_block(&text[..end]));
             text.drain(..end + 2);
         }
     }

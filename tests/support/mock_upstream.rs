@@ -79,6 +79,14 @@ impl Reply {
         }
     }
 
+    /// An OpenAI stream that never ends: a numbered text delta every 50 ms, then silence.
+    pub fn endless_openai_stream() -> Self {
+        let chunks = (0..1000)
+            .map(|i| openai_chunk(json!({"content": format!("{i} ")}), None))
+            .collect();
+        Reply::sse_chunks(chunks, Duration::from_millis(50), true)
+    }
+
     /// Chunks one after another with `delay` between them.
     pub fn sse_chunks(chunks: Vec<String>, delay: Duration, hang: bool) -> Self {
         Reply::Stream {
