@@ -372,6 +372,7 @@ async fn another_tenant_finds_nothing_on_any_replica() {
             workflow,
             params: Map::new(),
             runner: None,
+            permit: None,
         })
         .await
         .expect("answers")

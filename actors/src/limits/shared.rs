@@ -6,14 +6,15 @@
 //!   `{prefix}:rate:{tenant}` holding the current window's index and the two counts;
 //! - concurrent streams: a sorted set `{prefix}:streams:{tenant}` of open permits scored by
 //!   their expiry. A permit is renewed while its stream lasts and removed when it drops; a
-//!   crashed replica's permits expire and are swept by the next acquisition.
+//!   crashed replica's permits expire and are swept by the next acquisition;
+//! - concurrent executions: the same, in `{prefix}:executions:{tenant}`.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::Script;
 
-use super::{LimitError, REQUEST_WINDOW_MS, StreamPermit};
+use super::{LimitError, REQUEST_WINDOW_MS, Slot, StreamPermit};
 use crate::redis_connection::RedisConnection;
 use crate::session::StoreError;
 use crate::session::redis_store::key_part;
@@ -127,13 +128,22 @@ impl RedisLimiter {
     }
 
     pub async fn open_stream(&self, tenant: &str, max: u32) -> Result<StreamPermit, LimitError> {
-        let key = self.key("streams", tenant);
+        self.open_slot(Slot::Stream, tenant, max).await
+    }
+
+    pub async fn open_slot(
+        &self,
+        slot: Slot,
+        tenant: &str,
+        max: u32,
+    ) -> Result<StreamPermit, LimitError> {
+        let key = self.key(slot.key(), tenant);
         let id = uuid::Uuid::new_v4().to_string();
         let ttl_ms = u64::try_from(self.permit_ttl.as_millis()).unwrap_or(u64::MAX);
         let mut open = OPEN_STREAM.prepare_invoke();
         open.key(&key).arg(max).arg(&id).arg(ttl_ms);
         if self.redis.invoke::<i64>(open).await.map_err(unavailable)? != 1 {
-            return Err(LimitError::Streams { limit: max });
+            return Err(slot.full(max));
         }
         let mut close = CLOSE_STREAM.prepare_invoke();
         close.key(&key).arg(&id);
