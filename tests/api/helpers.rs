@@ -178,7 +178,16 @@ pub fn kubiya_command() -> Command {
 impl ServerProcess {
     /// Starts `kubiya mcp agent` on port 0 with `args` and `env`, and waits for it to listen.
     pub fn start(args: &[&str], env: &[(&str, &str)], dir: Option<&Path>) -> Self {
-        let mut command = kubiya_command();
+        Self::start_command(kubiya_command(), args, env, dir)
+    }
+
+    /// Like [`ServerProcess::start`], with `command` (the binary, or a wrapper running it).
+    pub fn start_command(
+        mut command: Command,
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: Option<&Path>,
+    ) -> Self {
         command
             .args(["mcp", "agent", "--host", "127.0.0.1"])
             .args(args)

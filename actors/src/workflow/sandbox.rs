@@ -115,8 +115,10 @@ impl Bubblewrap {
             ]
             .map(str::to_owned),
         );
-        // After the /tmp tmpfs, so that a work directory under /tmp stays visible.
+        // After the /tmp tmpfs, so that a work directory under /tmp stays visible; then the
+        // sandbox's own root is made read-only too (the mounts on it keep their modes).
         args.extend(["--bind".to_owned(), work.clone(), work]);
+        args.extend(["--remount-ro", "/"].map(str::to_owned));
         args.push("--unshare-all".to_owned());
         if self.allow_network {
             args.push("--share-net".to_owned());
@@ -252,7 +254,7 @@ mod tests {
             wrapped.args.join(" "),
             format!(
                 "--ro-bind /usr /usr --dev /dev --proc /proc --size 268435456 --tmpfs /tmp \
-                 --bind /w/run /w/run --unshare-all --unshare-user --disable-userns \
+                 --bind /w/run /w/run --remount-ro / --unshare-all --unshare-user --disable-userns \
                  --uid 1000 --gid 1000 --hostname sandbox --cap-drop ALL --die-with-parent \
                  --new-session --seccomp {fd} --chdir /w/run/sub -- sh -c echo hi"
             )

@@ -165,7 +165,11 @@ fn push_link(root: &Path, link: &Path, inside: &str, args: &mut Vec<String>) {
     let shown = |path: &Path| {
         let path = path.strip_prefix(root).unwrap_or(path);
         let path = Path::new("/").join(path);
-        path.starts_with("/usr") || path.starts_with("/etc") || path.starts_with("/bin")
+        // /proc and /dev are the sandbox's own: a link there (mtab) must stay a link, never
+        // become the server's file.
+        ["/usr", "/etc", "/bin", "/proc", "/dev"]
+            .iter()
+            .any(|shown| path.starts_with(shown))
     };
     let Some(name) = link
         .file_name()
