@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::helpers::{ServerProcess, blocking_get};
+use super::helpers::{ServerProcess, blocking_get, blocking_post_json as post};
 
 /// Small limits, so that bombs stop quickly.
 const LIMITS: &[(&str, &str)] = &[
@@ -39,33 +39,6 @@ fn unprivileged_server() -> ServerProcess {
         command.env("PATH", path);
     }
     ServerProcess::start_command(command, &[], LIMITS, Some(Path::new("/")))
-}
-
-/// A POST whose status, `Retry-After` and JSON body the test reads.
-fn post(url: &str, body: &Value) -> (u16, Option<String>, Value) {
-    let (url, body) = (url.to_owned(), body.clone());
-    std::thread::spawn(move || {
-        actix_rt::System::new().block_on(async move {
-            let mut response = awc::Client::new()
-                .post(&url)
-                .send_json(&body)
-                .await
-                .expect("request sent");
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned);
-            let body = response.body().await.expect("body");
-            (
-                response.status().as_u16(),
-                retry_after,
-                serde_json::from_slice(&body).unwrap_or(Value::Null),
-            )
-        })
-    })
-    .join()
-    .expect("the request thread")
 }
 
 fn delete(url: &str) {

@@ -331,6 +331,34 @@ pub fn blocking_post(url: &str, body: Value) -> (u16, String) {
     .expect("the request thread")
 }
 
+/// A blocking JSON POST for tests that drive the binary without an actix runtime: status,
+/// `Retry-After` and the body parsed as JSON (`Null` when it is not).
+pub fn blocking_post_json(url: &str, body: &Value) -> (u16, Option<String>, Value) {
+    let (url, body) = (url.to_owned(), body.clone());
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let mut response = awc::Client::new()
+                .post(&url)
+                .send_json(&body)
+                .await
+                .expect("request sent");
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            let body = response.body().await.expect("body");
+            (
+                response.status().as_u16(),
+                retry_after,
+                serde_json::from_slice(&body).unwrap_or(Value::Null),
+            )
+        })
+    })
+    .join()
+    .expect("the request thread")
+}
+
 /// One SSE event with an id: its sequence number and its JSON data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SseEvent {

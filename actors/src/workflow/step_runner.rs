@@ -584,10 +584,11 @@ impl Attempt<'_, '_> {
         .map(str::to_owned)
         .collect();
         args.extend([format!("{work}:/work"), "-w".to_owned(), "/work".to_owned()]);
-        let command_text = match &self.step.command {
-            Some(command) => Some(shell_env::prepare(command, self.scope)),
-            None => None,
-        };
+        let command_text = self
+            .step
+            .command
+            .as_ref()
+            .map(|command| shell_env::prepare(command, self.scope));
         let forwarded: Vec<(String, String)> = self
             .scope
             .iter()
