@@ -160,7 +160,10 @@ pub(crate) async fn run_step(
                 if let AttemptError::Failed { message, .. } = &error {
                     emitter.failed(&label, message, true);
                 }
-                let delay = retry.delay(outcome.attempts);
+                // A backoff base below 1 shrinks the wait; it never goes under the floor.
+                let delay = retry
+                    .delay(outcome.attempts)
+                    .max(context.options.workflow_limits.min_retry_interval);
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = token.cancelled() => {
