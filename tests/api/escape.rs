@@ -321,9 +321,15 @@ fn a_param_value_is_printed_literally_not_run() {
     let value = "x; cat /etc/hostname; echo $(id -u)";
     let step = run_step_with(
         &server,
-        json!({"name": "echo", "command": "echo ${VALUE}; echo \"${VALUE}\"; echo '${VALUE}'"}),
+        json!({
+            "name": "echo",
+            "command": "echo ${VALUE}; echo \"${VALUE}\"; echo '${VALUE}'",
+            // Met only when the check's command prints the value as it is.
+            "preconditions": [{"condition": "`echo ${VALUE}`", "expected": value}]
+        }),
         json!({"VALUE": value}),
     );
+    assert_eq!(step["status"], "success", "{step}");
     assert_eq!(output(&step), [value; 3].join("\n"), "{step}");
 }
 

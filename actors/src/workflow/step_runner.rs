@@ -315,9 +315,10 @@ impl Attempt<'_, '_> {
                 Precondition::Command(command) => (command, None),
                 Precondition::Check(check) => (&check.condition, check.expected.as_ref()),
             };
+            // Shown in messages; a command itself runs with its values in the environment.
             let condition_text = self.scope.substitute(condition);
             let Some(expected) = expected else {
-                let code = self.condition_exit_code(&condition_text).await?;
+                let code = self.condition_exit_code(condition).await?;
                 if code != Some(0) {
                     let code = code.map_or_else(
                         || "did not finish".to_owned(),
@@ -331,7 +332,7 @@ impl Attempt<'_, '_> {
             };
             let expected = self.scope.substitute(&expected.to_text());
             // A backquoted condition is a command whose output is compared.
-            let actual = match condition_text
+            let actual = match condition
                 .trim()
                 .strip_prefix('`')
                 .and_then(|inner| inner.strip_suffix('`'))
