@@ -8,44 +8,119 @@
 //! root server runs each step as a host uid of its own taken from [`HostIds`] (a configured
 //! range), and each execution as a host gid of its own that owns its work directory. A
 //! server that is not root runs steps as its own user: the kernel then maps that user into
-//! the sandbox and its process limit counts the server's user as a whole.
+//! the sandbox and its process limit counts the server's user as a whole. Ids are locked
+//! across processes, so replicas on one host never hand out the same one.
 
+use std::collections::HashSet;
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::limits::StepLimits;
 
-/// A range of host ids no one else uses, lent out one at a time.
+/// A range of host ids no one else uses, lent out one at a time. An id is held in this
+/// process and, through an advisory lock on a file named after it, across every process on
+/// the host that shares the lock directory (replicas, the CLI): two steps never share a uid,
+/// so a step's process limit is its own. A lock dies with its process.
 #[derive(Debug, Clone)]
 pub struct HostIds {
-    free: Arc<Mutex<Vec<u32>>>,
+    pool: Arc<Mutex<IdPool>>,
+}
+
+#[derive(Debug)]
+struct IdPool {
+    first: u32,
+    count: u32,
+    /// Where the next search starts, so that ids are spread rather than reused at once.
+    cursor: u32,
+    held: HashSet<u32>,
+    lock_dir: Option<PathBuf>,
 }
 
 impl HostIds {
-    /// Ids `first .. first + count`.
+    /// Ids `first .. first + count`, locked in the default directory (under the temporary
+    /// directory, made private to its owner).
     pub fn new(first: u32, count: u32) -> Self {
-        let last = first.saturating_add(count);
+        Self::with_lock_dir(first, count, default_lock_dir())
+    }
+
+    fn with_lock_dir(first: u32, count: u32, lock_dir: Option<PathBuf>) -> Self {
+        let count = count.min(u32::MAX - first);
         Self {
-            free: Arc::new(Mutex::new((first..last).rev().collect())),
+            pool: Arc::new(Mutex::new(IdPool {
+                first,
+                count,
+                cursor: if count == 0 {
+                    0
+                } else {
+                    fastrand::u32(..count)
+                },
+                held: HashSet::new(),
+                lock_dir,
+            })),
         }
     }
 
     /// Borrows a free id, given back when the lease drops; `None` when all are in use.
     pub fn lease(&self) -> Option<IdLease> {
-        let id = self.free.lock().ok()?.pop()?;
-        Some(IdLease {
-            id,
-            pool: self.free.clone(),
-        })
+        let mut pool = self.pool.lock().ok()?;
+        for _ in 0..pool.count {
+            let id = pool.first + pool.cursor;
+            pool.cursor = (pool.cursor + 1) % pool.count;
+            if pool.held.contains(&id) {
+                continue;
+            }
+            let lock = match &pool.lock_dir {
+                Some(dir) => match lock_id(dir, id) {
+                    Some(lock) => Some(lock),
+                    None => continue,
+                },
+                None => None,
+            };
+            pool.held.insert(id);
+            return Some(IdLease {
+                id,
+                pool: self.pool.clone(),
+                _lock: lock,
+            });
+        }
+        None
     }
+}
+
+fn default_lock_dir() -> Option<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let dir = std::env::temp_dir().join("kubiya-sandbox-ids");
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    // Only a directory of our own: anyone else could hold every lock.
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    (meta.is_dir() && meta.uid() == me && meta.mode() & 0o022 == 0).then_some(dir)
+}
+
+/// The lock on `id`, when no other process holds it.
+fn lock_id(dir: &Path, id: u32) -> Option<File> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(id.to_string()))
+        .ok()?;
+    // SAFETY: flock on a descriptor we own; non-blocking.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    locked.then_some(file)
 }
 
 /// One borrowed id.
 #[derive(Debug)]
 pub struct IdLease {
     id: u32,
-    pool: Arc<Mutex<Vec<u32>>>,
+    pool: Arc<Mutex<IdPool>>,
+    /// Holds the id for other processes; closing it unlocks.
+    _lock: Option<File>,
 }
 
 impl IdLease {
@@ -56,8 +131,8 @@ impl IdLease {
 
 impl Drop for IdLease {
     fn drop(&mut self) {
-        if let Ok(mut free) = self.pool.lock() {
-            free.push(self.id);
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.held.remove(&self.id);
         }
     }
 }
@@ -133,12 +208,31 @@ mod tests {
 
     #[test]
     fn ids_are_lent_once_and_come_back() {
-        let ids = HostIds::new(10, 2);
+        let ids = HostIds::with_lock_dir(10, 2, None);
         let first = ids.lease().expect("free");
         let second = ids.lease().expect("free");
-        assert_eq!((first.id(), second.id()), (10, 11));
+        let mut lent = [first.id(), second.id()];
+        lent.sort_unstable();
+        assert_eq!(lent, [10, 11]);
         assert!(ids.lease().is_none(), "all in use");
+        let given_back = first.id();
         drop(first);
-        assert_eq!(ids.lease().expect("given back").id(), 10);
+        assert_eq!(ids.lease().expect("given back").id(), given_back);
+    }
+
+    #[test]
+    fn an_id_locked_by_another_pool_is_not_lent() {
+        let dir = std::env::temp_dir().join(format!("ids-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir(&dir).expect("creates");
+        // Two pools stand for two processes sharing the lock directory.
+        let one = HostIds::with_lock_dir(20, 2, Some(dir.clone()));
+        let other = HostIds::with_lock_dir(20, 2, Some(dir.clone()));
+        let held = one.lease().expect("free");
+        let lent = other.lease().expect("the other id is free");
+        assert_ne!(held.id(), lent.id());
+        assert!(other.lease().is_none(), "the first pool's id is locked");
+        drop(held);
+        assert!(other.lease().is_some(), "unlocked when the lease dropped");
+        std::fs::remove_dir_all(&dir).expect("removes");
     }
 }

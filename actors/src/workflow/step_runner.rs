@@ -568,6 +568,7 @@ impl Attempt<'_, '_> {
             .get("image")
             .and_then(Value::as_str)
             .ok_or_else(|| AttemptError::failed("the docker executor needs config.image"))?;
+        check_image(image).map_err(AttemptError::failed)?;
         let container = format!("kubiya-step-{}", uuid::Uuid::new_v4().simple());
         let work = self.context.work_dir.to_string_lossy().into_owned();
         let network = if self.context.options.allow_network {
@@ -588,6 +589,14 @@ impl Attempt<'_, '_> {
         .map(str::to_owned)
         .collect();
         args.extend([format!("{work}:/work"), "-w".to_owned(), "/work".to_owned()]);
+        // The container gets the bounds a sandboxed step gets.
+        let limits = &self.context.options.step_limits;
+        args.extend([
+            "--cap-drop=ALL".to_owned(),
+            "--security-opt=no-new-privileges".to_owned(),
+            format!("--pids-limit={}", limits.max_processes),
+            format!("--memory={}", limits.memory_bytes),
+        ]);
         let command_text = self
             .step
             .command
@@ -834,6 +843,20 @@ impl Attempt<'_, '_> {
     }
 }
 
+/// An image reference may not pass for an option of `docker run` (`-v=/:/host`, `--privileged`).
+fn check_image(image: &str) -> Result<(), String> {
+    let valid = !image.is_empty()
+        && !image.starts_with('-')
+        && image
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("{image:?} is not an image reference"))
+    }
+}
+
 /// Whether `program` (a path or a name) is a shell.
 fn is_shell(program: &str) -> bool {
     let name = program.rsplit('/').next().unwrap_or(program);
@@ -902,6 +925,15 @@ mod tests {
         assert!(plan.retries_on(Some(75)));
         assert!(!plan.retries_on(Some(1)));
         assert!(!plan.retries_on(None));
+    }
+
+    #[test]
+    fn an_image_cannot_be_an_option() {
+        assert!(check_image("python:3.11-slim").is_ok());
+        assert!(check_image("ghcr.io/org/tool@sha256:abc").is_ok());
+        for hostile in ["-v=/:/host", "--privileged", "alpine --privileged", ""] {
+            assert!(check_image(hostile).is_err(), "{hostile} accepted");
+        }
     }
 
     #[test]
