@@ -25,14 +25,14 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::confinement::{HostIds, IdLease};
+use super::confinement::{HostIds, IdLease, running_as_root};
 use super::event::{RunStatus, StepEvent, duration_millis, format_duration, now_millis};
 use super::graph::DependencyGraph;
 use super::host::{HostCapabilities, docker_engine_reachable};
 use super::http::HttpStepClient;
 use super::limits::{StepLimits, WorkflowLimits, check_workflow_limits};
 use super::model::{ExecutorKind, Step, Workflow};
-use super::sandbox::{Bubblewrap, Sandbox, StepIds, needs_host_ids};
+use super::sandbox::{Bubblewrap, Sandbox, StepIds};
 use super::sandbox_view::FsView;
 use super::step_runner::{StepJob, run_step};
 use super::template::{Scope, is_var_name};
@@ -420,18 +420,7 @@ impl LocalRunner {
             return Err(format!("the workflow cannot run locally: {summary}"));
         }
         let base_scope = base_scope(workflow, params)?;
-        let work_dir = self
-            .options
-            .work_root
-            .join(format!("kubiya-run-{}", uuid::Uuid::new_v4().simple()));
-        let group = if needs_host_ids() {
-            Some(self.options.host_ids.lease().ok_or(
-                "every sandbox id is in use; wait for other executions to finish or raise runner.local.sandbox_id_count",
-            )?)
-        } else {
-            None
-        };
-        make_work_dir(&work_dir, group.as_ref().map(IdLease::id)).await?;
+        let (work_dir, group) = self.work_dir("kubiya-run").await?;
         let sandbox = match self.sandbox(group.as_ref(), &work_dir).await {
             Ok(sandbox) => sandbox,
             Err(reason) if self.options.allow_unsandboxed => {
@@ -485,24 +474,28 @@ impl LocalRunner {
 
     /// Whether steps could run sandboxed on this host now: `Ok`, or why not.
     pub async fn probe_sandbox(&self) -> Result<(), String> {
+        let (work_dir, group) = self.work_dir("kubiya-probe").await?;
+        let probed = self.sandbox(group.as_ref(), &work_dir).await.map(drop);
+        remove_work_dir(&work_dir).await;
+        probed
+    }
+
+    /// A fresh work directory named `prefix-…`, with the host group of its execution when the
+    /// server is root.
+    async fn work_dir(&self, prefix: &str) -> Result<(PathBuf, Option<IdLease>), String> {
         let work_dir = self
             .options
             .work_root
-            .join(format!("kubiya-probe-{}", uuid::Uuid::new_v4().simple()));
-        let group = if needs_host_ids() {
-            Some(
-                self.options
-                    .host_ids
-                    .lease()
-                    .ok_or("every sandbox id is in use")?,
-            )
+            .join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+        let group = if running_as_root() {
+            Some(self.options.host_ids.lease().ok_or(
+                "every sandbox id is in use; wait for other executions to finish or raise runner.local.sandbox_id_count",
+            )?)
         } else {
             None
         };
         make_work_dir(&work_dir, group.as_ref().map(IdLease::id)).await?;
-        let probed = self.sandbox(group.as_ref(), &work_dir).await.map(drop);
-        remove_work_dir(&work_dir).await;
-        probed
+        Ok((work_dir, group))
     }
 
     /// The sandbox of a run whose steps use `group` (if any), probed as a step would run.

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::confinement::{Confinement, running_as_root};
+use super::confinement::Confinement;
 use super::limits::StepLimits;
 use super::process::{ProcessEnd, ProcessLimits, ProcessSpec, run_process};
 use super::sandbox_view::FsView;
@@ -177,11 +177,6 @@ fn filter_descriptor() -> Result<OwnedFd, String> {
         .and_then(|()| file.rewind())
         .map_err(|error| format!("cannot hold the seccomp filter: {error}"))?;
     Ok(OwnedFd::from(file))
-}
-
-/// Whether steps must get host ids of their own: when the server runs as root.
-pub fn needs_host_ids() -> bool {
-    running_as_root()
 }
 
 impl Sandbox {
