@@ -227,6 +227,9 @@ pub struct LocalRunnerSettings {
 pub struct KubiyaRunnerSettings {
     pub api_url: String,
     pub api_key: String,
+    /// A run whose platform stream reports no step or workflow event for this long fails;
+    /// heartbeats do not count.
+    pub idle_timeout_secs: u64,
 }
 
 /// `auto` or a named vendor.
@@ -357,6 +360,7 @@ impl Default for KubiyaRunnerSettings {
         Self {
             api_url: "https://api.kubiya.ai".into(),
             api_key: String::new(),
+            idle_timeout_secs: 300,
         }
     }
 }
@@ -366,6 +370,7 @@ impl fmt::Debug for KubiyaRunnerSettings {
         f.debug_struct("KubiyaRunnerSettings")
             .field("api_url", &self.api_url)
             .field("api_key", &redacted(&self.api_key))
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
             .finish()
     }
 }

@@ -83,6 +83,7 @@ pub fn egress_policy(
 pub fn watcher_config(runner: &RunnerSettings, own_listener: Option<SocketAddr>) -> WatcherConfig {
     let kubiya = (!runner.kubiya.api_key.trim().is_empty()).then(|| KubiyaConfig {
         max_output_bytes: runner.local.max_output_bytes,
+        idle_timeout: Duration::from_secs(runner.kubiya.idle_timeout_secs.max(1)),
         ..KubiyaConfig::new(runner.kubiya.api_url.trim(), runner.kubiya.api_key.trim())
     });
     let default_runner = match runner.default.trim() {

@@ -1,20 +1,15 @@
 //! Workflows and executions over HTTP: validation, starting a run, following its events as
-//! SSE (and resuming them), reading its state, cancelling it, the Kubiya platform runner
-//! against a mock platform, and the `kubiya workflow` commands of the real binary.
+//! SSE (and resuming them), reading its state, cancelling it, the platform key's variables,
+//! and the `kubiya workflow` commands of the real binary.
 
-use std::convert::Infallible;
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::helpers::{
     ServerProcess, SseEvent, TestApp, assert_error, blocking_get, blocking_post_json,
-    kubiya_command, parse_sse, spawn_app, spawn_app_with,
+    kubiya_command, parse_sse, spawn_app,
 };
 
 fn hello_workflow() -> Value {
@@ -29,7 +24,7 @@ fn hello_workflow() -> Value {
 }
 
 impl TestApp {
-    async fn start_execution(&self, request: Value) -> Value {
+    pub(crate) async fn start_execution(&self, request: Value) -> Value {
         let (status, body) = self
             .send_json("POST", "/v1/executions", request.to_string())
             .await;
@@ -38,7 +33,11 @@ impl TestApp {
     }
 
     /// Reads an execution's event stream to its end, with `Last-Event-ID` when given.
-    async fn read_events(&self, path: &str, last_event_id: Option<u64>) -> (u16, Vec<SseEvent>) {
+    pub(crate) async fn read_events(
+        &self,
+        path: &str,
+        last_event_id: Option<u64>,
+    ) -> (u16, Vec<SseEvent>) {
         let mut request = self.client.get(self.url(path));
         if let Some(id) = last_event_id {
             request = request.insert_header(("Last-Event-ID", id.to_string()));
@@ -62,7 +61,7 @@ impl TestApp {
     }
 
     /// Polls the execution until `done` holds for it.
-    async fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         for _ in 0..300 {
             let (status, _, body) = self.get_json(&format!("/v1/executions/{id}")).await;
             assert_eq!(status, 200, "{body}");
@@ -75,7 +74,7 @@ impl TestApp {
     }
 }
 
-fn types(events: &[SseEvent]) -> Vec<String> {
+pub(crate) fn types(events: &[SseEvent]) -> Vec<String> {
     events
         .iter()
         .map(|event| {
@@ -369,151 +368,6 @@ async fn unknown_executions_are_404_and_bad_requests_are_400() {
 
     let (status, _) = app.send_json("PUT", "/v1/executions/exec_nope", "").await;
     assert_eq!(status, 405);
-}
-
-/// What the mock platform saw of a request.
-#[derive(Debug, Clone)]
-struct PlatformRequest {
-    path: String,
-    query: String,
-    authorization: String,
-    accept: String,
-    body: Value,
-}
-
-/// A realistic platform stream (reference §3.2): comments, retry lines, plain JSON and a
-/// Vercel-style `2:` record, `step` as an object, split at awkward chunk boundaries.
-const PLATFORM_STREAM: &[&str] = &[
-    ": heartbeat\n\nretry: 3000\n\n",
-    "data: {\"type\":\"workflow_start\",\"requestId\":\"req-1\",\"workflowId\":\"wf-1\",\"progress\":{\"completed\":0,\"total\":2,\"currentStep\":\"build\",\"percentage\":0}}\n\n",
-    "data: {\"type\":\"step_running\",\"step\":{\"name\":\"build\",\"status\":\"running\",\"logs\":[]}}\n\n",
-    "data: {\"type\":\"heartbeat\"}\n\ndata: {\"type\":\"step_complete\",\"step\":{\"name\":\"build\",\"status\":\"fin",
-    "ished\",\"output\":\"built 3 packages\\n\",\"exitCode\":0,\"startedAt\":\"2025-07-22T10:00:00Z\",\"finishedAt\":\"2025-07-22T10:00:01Z\",\"duration\":\"1.5s\"}}\n\n",
-    "data: 2:{\"type\":\"step_running\",\"step\":{\"name\":\"test\",\"status\":\"running\"}}\n\n",
-    "data: {\"type\":\"step_failed\",\"step\":{\"name\":\"test\",\"error\":\"exit status 1\",\"canRetry\":true,\"logs\":[\"FAIL flaky_test\"]}}\n\n",
-    "data: {\"type\":\"step_running\",\"step\":{\"name\":\"test\",\"status\":\"running\",\"retryCount\":1}}\n\n",
-    "data: {\"type\":\"step_complete\",\"step\":{\"name\":\"test\",\"status\":\"completed\",\"output\":\"42 passed\",\"retryCount\":1,\"duration\":\"2s\"}}\n\n",
-    "data: {\"type\":\"workflow_complete\",\"requestId\":\"req-1\",\"status\":\"finished\",\"success\":true}\n\n",
-    "data: [DONE]\n\n",
-];
-
-async fn platform(
-    req: HttpRequest,
-    body: web::Bytes,
-    seen: web::Data<Mutex<Vec<PlatformRequest>>>,
-) -> HttpResponse {
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    seen.lock().expect("not poisoned").push(PlatformRequest {
-        path: req.path().to_owned(),
-        query: req.query_string().to_owned(),
-        authorization: header("authorization"),
-        accept: header("accept"),
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-    });
-    let chunks = PLATFORM_STREAM
-        .iter()
-        .map(|chunk| Ok::<_, Infallible>(Bytes::from_static(chunk.as_bytes())));
-    HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .streaming(futures_util::stream::iter(chunks))
-}
-
-/// Starts the mock platform on port 0; returns its base URL and what it saw.
-fn start_mock_platform() -> (String, Arc<Mutex<Vec<PlatformRequest>>>) {
-    let seen = web::Data::new(Mutex::new(Vec::new()));
-    let recorded = seen.clone().into_inner();
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
-    let address = format!("http://{}", listener.local_addr().expect("address"));
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(seen.clone())
-            .route("/api/v1/workflow", web::post().to(platform))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .expect("listens")
-    .run();
-    actix_rt::spawn(server);
-    (address, recorded)
-}
-
-#[actix_rt::test]
-async fn the_kubiya_runner_follows_the_platform_stream() {
-    let (platform_url, seen) = start_mock_platform();
-    let app = spawn_app_with(|settings| {
-        settings.runner.kubiya.api_url = platform_url;
-        settings.runner.kubiya.api_key = "test-key".into();
-    })
-    .await;
-    let workflow = json!({
-        "name": "ci",
-        "runner": "core-testing-2",
-        "steps": [
-            {"name": "build", "executor": {"type": "docker", "config": {"image": "python:3.11-slim", "content": "make"}}},
-            {"name": "test", "command": "make test", "retryPolicy": {"limit": 2, "intervalSec": 1}}
-        ]
-    });
-    let started = app
-        .start_execution(json!({"workflow": workflow, "params": {"BRANCH": "main"}}))
-        .await;
-    assert_eq!(started["runner"], "core-testing-2");
-    let id = started["execution_id"].as_str().unwrap().to_owned();
-
-    let (_, events) = app
-        .read_events(started["events_url"].as_str().unwrap(), None)
-        .await;
-    assert_eq!(
-        types(&events),
-        [
-            "step_running build",
-            "step_complete build",
-            "step_running test",
-            "step_failed test",
-            "step_running test",
-            "step_complete test",
-            "workflow_complete"
-        ]
-    );
-    assert_eq!(events[1].data["output"], "built 3 packages");
-    assert_eq!(events[1].data["duration"], "1.5s");
-    assert_eq!(events[3].data["error"], "exit status 1");
-    assert_eq!(events[3].data["will_retry"], true);
-    assert_eq!(events[5].data["output"], "42 passed");
-    assert_eq!(
-        (&events[6].data["workflow"], &events[6].data["status"]),
-        (&json!("ci"), &json!("success"))
-    );
-
-    let request = seen.lock().unwrap()[0].clone();
-    assert_eq!(request.path, "/api/v1/workflow");
-    let mut query: Vec<&str> = request.query.split('&').collect();
-    query.sort_unstable();
-    assert_eq!(
-        query,
-        [
-            "native_sse=true",
-            "operation=execute_workflow",
-            "runner=core-testing-2"
-        ]
-    );
-    assert_eq!(request.authorization, "UserKey test-key");
-    assert_eq!(request.accept, "text/event-stream");
-    let mut expected_body = workflow.clone();
-    expected_body.as_object_mut().unwrap().remove("runner");
-    expected_body["parameters"] = json!({"BRANCH": "main"});
-    assert_eq!(request.body, expected_body);
-
-    let (_, _, execution) = app.get_json(&format!("/v1/executions/{id}")).await;
-    assert_eq!(execution["status"], "success", "{execution}");
-    assert_eq!(execution["steps"][0]["output"], "built 3 packages");
-    assert_eq!(execution["steps"][1]["attempts"], 2);
 }
 
 #[test]

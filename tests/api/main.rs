@@ -14,6 +14,7 @@ mod config;
 mod errors;
 mod escape;
 mod executions;
+mod platform;
 mod probes;
 mod readme;
 mod replicas;

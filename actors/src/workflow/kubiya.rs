@@ -33,7 +33,8 @@ pub struct KubiyaConfig {
     pub api_key: String,
     /// Bytes of a step's output kept; more is cut.
     pub max_output_bytes: usize,
-    /// Longest silence (not even a heartbeat) before the stream counts as dead.
+    /// Longest time without a step or workflow event before the run counts as failed;
+    /// heartbeats, comments and records without step information do not count.
     pub idle_timeout: Duration,
 }
 
@@ -82,6 +83,8 @@ pub struct KubiyaRunner {
 const RETRYABLE_STATUSES: [u16; 5] = [429, 500, 502, 503, 504];
 /// Retries after the first attempt, for those statuses and for refused connections.
 const MAX_RETRIES: u32 = 2;
+/// The longest `Retry-After` obeyed; a platform asking for more waits this long.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// How much of an error response is quoted, as the SDK does.
 const ERROR_BODY_CHARS: usize = 200;
 
@@ -116,6 +119,9 @@ impl KubiyaRunner {
             () = run.cancel.cancelled() => Ending::Cancelled,
         };
         let (status, error) = stream.verdict(ending);
+        for event in stream.unsettled(&run.workflow, status, error.as_deref()) {
+            let _ = run.events.send(event);
+        }
         let duration = started.elapsed();
         // A receiver that went away only means nobody is listening any more.
         let _ = run.events.send(StepEvent::WorkflowComplete {
@@ -136,13 +142,15 @@ impl KubiyaRunner {
         };
         let mut decoder = SseDecoder::new();
         let mut events = Vec::new();
+        let idle = self.config.idle_timeout;
+        let mut deadline = tokio::time::Instant::now() + idle;
         loop {
-            let chunk = match tokio::time::timeout(self.config.idle_timeout, response.next()).await
-            {
+            let chunk = match tokio::time::timeout_at(deadline, response.next()).await {
                 Err(_) => {
                     return Ending::Failed(format!(
-                        "the Kubiya platform sent nothing for {}s",
-                        self.config.idle_timeout.as_secs()
+                        "the Kubiya platform reported no progress for {}s (heartbeats alone do \
+                         not keep a run alive; runner.kubiya.idle_timeout_secs)",
+                        idle.as_secs()
                     ));
                 }
                 Ok(Some(Err(error))) => {
@@ -159,6 +167,9 @@ impl KubiyaRunner {
             }
             while let Some(event) = decoder.next_event() {
                 let ending = stream.on_event(&event, &mut events);
+                if stream.take_progress() {
+                    deadline = tokio::time::Instant::now() + idle;
+                }
                 for event in events.drain(..) {
                     let _ = run.events.send(event);
                 }
@@ -200,18 +211,24 @@ impl KubiyaRunner {
                     header::USER_AGENT,
                     concat!("kubiya-agent-server/", env!("CARGO_PKG_VERSION")),
                 ));
-            let retry = match request.send_body(body.clone()).await {
+            let (retry, retry_after) = match request.send_body(body.clone()).await {
                 Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(mut response) => {
                     let status = response.status().as_u16();
+                    // Read to its end either way, so the connection can be reused.
+                    let text = response.body().limit(64 * 1024).await.unwrap_or_default();
                     if !RETRYABLE_STATUSES.contains(&status) || attempt == MAX_RETRIES {
-                        let text = response.body().limit(64 * 1024).await.unwrap_or_default();
                         return Err(describe_status(status, &text));
                     }
-                    format!("HTTP {status}")
+                    let retry_after = response
+                        .headers()
+                        .get(header::RETRY_AFTER)
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(parse_retry_after);
+                    (format!("HTTP {status}"), retry_after)
                 }
                 Err(error @ awc::error::SendRequestError::Connect(_)) if attempt < MAX_RETRIES => {
-                    error.to_string()
+                    (error.to_string(), None)
                 }
                 Err(error) => {
                     return Err(format!(
@@ -220,11 +237,17 @@ impl KubiyaRunner {
                 }
             };
             attempt += 1;
-            let delay = Duration::from_secs(1 << (attempt - 1));
+            let delay = retry_after.unwrap_or(Duration::from_secs(1 << (attempt - 1)));
             tracing::warn!(%retry, attempt, delay_secs = delay.as_secs(), "the Kubiya platform failed; retrying");
             tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// `Retry-After` in seconds (the platform does not send HTTP dates), capped.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let secs: u64 = value.trim().parse().ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 fn describe_status(status: u16, body: &[u8]) -> String {
@@ -274,6 +297,8 @@ struct PlatformStream {
     steps: HashMap<String, PlatformStep>,
     failed_steps: Vec<String>,
     last_error: Option<String>,
+    /// A record with step or workflow information arrived since the last look.
+    progressed: bool,
 }
 
 /// The step status words the platform uses for each outcome.
@@ -288,7 +313,54 @@ impl PlatformStream {
             steps: HashMap::new(),
             failed_steps: Vec::new(),
             last_error: None,
+            progressed: false,
         }
+    }
+
+    /// Whether the platform reported progress since the last call; heartbeats do not count.
+    fn take_progress(&mut self) -> bool {
+        std::mem::take(&mut self.progressed)
+    }
+
+    /// Settles every step of the workflow the platform left open, so none stays `pending`
+    /// or `running` after the run: one that never started is `step_skipped`, one still
+    /// running when a run failed is `step_failed` (a cancelled run's running steps become
+    /// `cancelled` with the execution).
+    fn unsettled(
+        &self,
+        workflow: &Workflow,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> Vec<StepEvent> {
+        let why = match (status, error) {
+            (RunStatus::Cancelled, _) => "the run was cancelled".to_owned(),
+            (_, Some(error)) => format!("the run ended first: {error}"),
+            (_, None) => "the Kubiya platform did not run it".to_owned(),
+        };
+        let why = truncate(why, self.output_limit);
+        let mut events = Vec::new();
+        for step in &workflow.steps {
+            let state = self.steps.get(&step.name);
+            if state.is_some_and(|state| state.settled) {
+                continue;
+            }
+            let started = state.is_some_and(|state| state.running_since.is_some());
+            if !started {
+                events.push(StepEvent::StepSkipped {
+                    step: step.name.clone(),
+                    reason: why.clone(),
+                    timestamp: now_millis(),
+                });
+            } else if status == RunStatus::Failed {
+                events.push(StepEvent::StepFailed {
+                    step: step.name.clone(),
+                    error: why.clone(),
+                    will_retry: false,
+                    timestamp: now_millis(),
+                });
+            }
+        }
+        events
     }
 
     /// Maps one SSE event, appending ours to `out`; `Some` when the stream is over.
@@ -297,6 +369,7 @@ impl PlatformStream {
         match event.event.as_deref() {
             Some("end") => return Some(Ending::Marker),
             Some("error") => {
+                self.progressed = true;
                 self.last_error = Some(error_text(data));
                 return None;
             }
@@ -312,6 +385,7 @@ impl PlatformStream {
         match prefix {
             Some('d') => return Some(Ending::Marker),
             Some('3') => {
+                self.progressed = true;
                 self.last_error = Some(error_text(payload));
                 return None;
             }
@@ -342,6 +416,9 @@ impl PlatformStream {
         out: &mut Vec<StepEvent>,
     ) -> Option<Ending> {
         let kind = record.get("type").and_then(Value::as_str).unwrap_or("");
+        if !matches!(kind, "heartbeat" | "ping" | "") {
+            self.progressed = true;
+        }
         match kind {
             "step_running" | "step_start" | "step_started" => {
                 if let Some((name, step)) = step_of(record) {
@@ -536,12 +613,18 @@ impl PlatformStream {
             },
             Ending::BodyEnded => (
                 RunStatus::Failed,
-                Some(
+                Some(self.last_error.clone().unwrap_or_else(|| {
                     "the Kubiya platform's event stream ended before the workflow completed"
-                        .to_owned(),
-                ),
+                        .to_owned()
+                })),
             ),
-            Ending::Failed(error) => (RunStatus::Failed, Some(error)),
+            Ending::Failed(error) => (
+                RunStatus::Failed,
+                Some(match &self.last_error {
+                    Some(said) => format!("{said} ({error})"),
+                    None => error,
+                }),
+            ),
             Ending::Cancelled => (
                 RunStatus::Cancelled,
                 Some("the run was cancelled; the Kubiya platform may still finish it".to_owned()),
