@@ -16,7 +16,9 @@ pub async fn servers(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     Ok(HttpResponse::Ok().json(json!({ "servers": servers })))
 }
 
-/// `{servers, running, tools}` for `/discover`; zeros when the supervisor does not answer.
+/// `{servers, running, tools, list}` for `/discover`: counts, and each server by name with its
+/// state and tool count (not its errors or tool names, which may say more than a public
+/// endpoint should); empty when the supervisor does not answer.
 pub async fn summary(state: &AppState) -> Value {
     let servers = statuses(state).await.unwrap_or_default();
     let running: Vec<&McpServerStatus> = servers
@@ -27,6 +29,11 @@ pub async fn summary(state: &AppState) -> Value {
         "servers": servers.len(),
         "running": running.len(),
         "tools": running.iter().map(|server| server.tool_count).sum::<usize>(),
+        "list": servers.iter().map(|server| json!({
+            "name": server.name,
+            "state": server.state,
+            "tool_count": server.tool_count,
+        })).collect::<Vec<_>>(),
     })
 }
 

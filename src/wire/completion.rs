@@ -1,12 +1,13 @@
 //! The non-streaming answer: the turn's events folded into one `chat.completion`, with the
 //! same readable activity lines in `content` as a stream shows, the structured events in
-//! `x_kubiya`, and the turn's real token usage.
+//! `x_kubiya`, the workflow as a YAML block when the model's text did not show it, and the
+//! turn's real token usage.
 
 use kubiya_actors::session::TurnEvent;
 use serde_json::{Value, json};
 
 use super::openai::{finish_reason, usage_json};
-use super::readable;
+use super::readable::{self, WorkflowEcho};
 use crate::routes::AGENT_MODEL;
 
 #[derive(Default)]
@@ -14,14 +15,19 @@ pub struct CompletionBuilder {
     content: String,
     activity: Vec<Value>,
     finish: Option<(&'static str, Value)>,
+    echo: WorkflowEcho,
 }
 
 impl CompletionBuilder {
     pub fn push(&mut self, event: TurnEvent) {
+        self.echo.observe(&event);
         match event {
             TurnEvent::Text(text) => self.content.push_str(&text),
             TurnEvent::Reasoning(_) | TurnEvent::StepFinished { .. } | TurnEvent::Failed(_) => {}
             TurnEvent::Finished { reason, usage } => {
+                if let Some(block) = self.echo.block() {
+                    self.content.push_str(&block);
+                }
                 self.finish = Some((finish_reason(&reason), usage_json(usage)));
             }
             activity => {

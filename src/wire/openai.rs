@@ -1,7 +1,8 @@
 //! OpenAI chat-completion chunks over SSE: one stable id per stream, `{"role":"assistant"}`
 //! first, text in `delta.content`, tool and workflow activity as readable content lines with
 //! the structured event in `x_kubiya` (which SDKs ignore), a finish chunk, a usage chunk with
-//! `choices: []` when asked, then `data: [DONE]`. A failure becomes
+//! `choices: []` when asked, then `data: [DONE]`. A turn that produced a workflow the model's
+//! text did not show ends with it as a fenced YAML block. A failure becomes
 //! `data: {"error":{...}}` followed by `[DONE]`. Every event carries an SSE `id:`.
 
 use std::io::Write;
@@ -12,7 +13,8 @@ use kubiya_actors::session::TurnEvent;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{StreamEncoder, readable};
+use super::StreamEncoder;
+use super::readable::{self, WorkflowEcho};
 use crate::error::ApiError;
 use crate::routes::AGENT_MODEL;
 
@@ -22,6 +24,7 @@ pub struct OpenAiSseEncoder {
     include_usage: bool,
     seq: u64,
     started: bool,
+    echo: WorkflowEcho,
 }
 
 #[derive(Serialize)]
@@ -73,6 +76,7 @@ impl OpenAiSseEncoder {
             include_usage,
             seq: 0,
             started: false,
+            echo: WorkflowEcho::default(),
         }
     }
 
@@ -143,6 +147,7 @@ impl StreamEncoder for OpenAiSseEncoder {
                 );
             }
         }
+        self.echo.observe(event);
         match event {
             TurnEvent::Text(text) => self.content(out, text, None),
             TurnEvent::Reasoning(text) => self.chunk(
@@ -167,6 +172,9 @@ impl StreamEncoder for OpenAiSseEncoder {
             }
             TurnEvent::StepFinished { .. } => {}
             TurnEvent::Finished { reason, usage } => {
+                if let Some(block) = self.echo.block() {
+                    self.content(out, &block, None);
+                }
                 self.chunk(out, Delta::default(), Some(finish_reason(reason)), None);
                 if self.include_usage {
                     let usage_chunk = json!({

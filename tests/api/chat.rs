@@ -158,7 +158,11 @@ async fn the_model_fixes_a_workflow_after_a_validation_error() {
     let text = content_of(&chunks);
     assert!(text.contains("[Calling tool: validate_workflow]"), "{text}");
     assert!(text.contains("validation error(s)"), "{text}");
-    assert!(text.ends_with("The workflow is valid now."), "{text}");
+    // The model's words, then the workflow it fixed, which its text did not show.
+    assert!(
+        text.contains("The workflow is valid now.\n```yaml\nname: deploy\n"),
+        "{text}"
+    );
     let results: Vec<&Value> = chunks
         .iter()
         .filter(|chunk| chunk["x_kubiya"]["type"] == "tool_result")

@@ -122,3 +122,70 @@ async fn the_ai_sdk_parses_text_tool_calls_and_step_events_with_its_own_parser()
     assert_eq!(seen["finish"]["finishReason"], "stop");
     assert_eq!(seen["finish"]["usage"]["promptTokens"], 51);
 }
+
+#[actix_rt::test]
+async fn a_plain_openai_client_reads_step_output_and_the_workflow_it_asked_for() {
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    let load = json!({"name": "system-load", "steps": [
+        {"name": "load", "command": "echo 'CPU: 45%'; echo 'Memory: 60%'"},
+        {"name": "report", "command": "echo all good", "depends": ["load"]}
+    ]});
+    let disk = json!({"name": "disk-check", "description": "How full the disks are",
+        "steps": [{"name": "usage", "command": "df -h /"}]});
+    let validate = |id: &str, workflow: &Value| {
+        Reply::sse(openai_tool_call_stream(
+            id,
+            "validate_workflow",
+            &json!({"workflow": workflow}),
+        ))
+    };
+    let mock = MockUpstream::start(vec![
+        validate("call_1", &load),
+        Reply::sse(openai_tool_call_stream(
+            "call_2",
+            "execute_workflow",
+            &json!({"workflow": load}),
+        )),
+        Reply::sse(openai_text_stream("The load is fine.")),
+        validate("call_3", &disk),
+        Reply::sse(openai_text_stream("I created the workflow disk-check.")),
+        validate("call_4", &disk),
+        Reply::sse(openai_text_stream("I created the workflow disk-check.")),
+    ]);
+    let app = spawn_app_against(&mock.base(), |_| {}).await;
+    let seen = run_client(
+        python,
+        vec!["openai_readable.py".into(), app.address.clone()],
+    )
+    .await;
+
+    let ran = seen["ran"].as_str().unwrap();
+    for line in [
+        "▶ load: running\n",
+        "✓ load (",
+        "    CPU: 45%\n    Memory: 60%\n",
+        "    all good\n",
+        "Workflow system-load: success (",
+        "The load is fine.",
+    ] {
+        assert!(ran.contains(line), "{line:?} missing from:\n{ran}");
+    }
+    // The model's text had no code block: the workflow it made is shown as YAML, once,
+    // after the model's own words, in a whole answer and in a stream alike.
+    // Keys in the original's order: `name` and `steps` first.
+    let yaml = "```yaml\nname: disk-check\nsteps:\n- name: usage\n  command: df -h /\ndescription: How full the disks are\n```";
+    for created in [&seen["created"], &seen["created_streamed"]] {
+        let created = created.as_str().unwrap();
+        assert!(
+            created.contains("I created the workflow disk-check."),
+            "{created}"
+        );
+        assert_eq!(created.matches("```yaml").count(), 1, "{created}");
+        assert!(created.contains(yaml), "{created}");
+        assert!(created.trim_end().ends_with("```"), "{created}");
+    }
+    assert!(
+        ran.contains("```yaml\nname: system-load"),
+        "an answer that ran a workflow shows it too:\n{ran}"
+    );
+}

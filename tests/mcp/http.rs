@@ -70,6 +70,9 @@ async fn the_servers_endpoint_shows_each_servers_state_and_discover_counts_them(
     assert_eq!(status, 200);
     assert_eq!(
         discover["mcp"],
-        serde_json::json!({"servers": 2, "running": 1, "tools": 3})
+        serde_json::json!({"servers": 2, "running": 1, "tools": 3, "list": [
+            {"name": "flood", "state": "running", "tool_count": 3},
+            {"name": "off", "state": "stopped", "tool_count": 0}
+        ]})
     );
 }

@@ -63,7 +63,7 @@ pub use http::{HttpStepClient, HttpStepRequest, HttpStepResponse, PlainHttpClien
 pub use kubiya::{KubiyaConfig, KubiyaRunner, PlatformRun};
 pub use limits::{StepLimits, WorkflowLimits};
 pub use local::{LocalRunner, RunOptions, RunOutcome, RunRequest, StepOutcome, StepStatus};
-pub use model::{Workflow, WorkflowKind, WorkflowParseError};
+pub use model::{Workflow, WorkflowKind, WorkflowParseError, yaml_document};
 pub use shared::{LOST_REASON, SharedConfig};
 pub use validate::{
     ValidationError, check_runnable_locally, normalised, validate, validate_text, validate_value,

@@ -622,6 +622,13 @@ pub fn parse_document(text: &str) -> Result<Value, WorkflowParseError> {
     }
 }
 
+/// A workflow document as YAML, the way a person reads it: fields in the model's order
+/// (`name` first), unknown fields kept; `None` when it is not a workflow.
+pub fn yaml_document(value: &Value) -> Option<String> {
+    let workflow = Workflow::from_value(value.clone()).ok()?;
+    serde_yaml_ng::to_string(&workflow).ok()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
