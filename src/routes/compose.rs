@@ -20,6 +20,7 @@ use crate::tenant::Tenant;
 use crate::turn;
 use crate::wire::compose::{ComposeSseEncoder, NdjsonEncoder};
 use crate::wire::event_json;
+use crate::wire::filter::{FilteredEncoder, StreamFilter};
 use crate::wire::vercel::VercelEncoder;
 use crate::wire::{StreamEncoder, StreamFormat};
 
@@ -46,6 +47,9 @@ pub struct ComposeRequest {
     session_id: Option<String>,
     #[serde(default)]
     user_id: Option<String>,
+    /// Which events the stream carries; absent keeps tool events, drops thoughts.
+    #[serde(default)]
+    stream_filter: Option<StreamFilter>,
 }
 
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
@@ -62,6 +66,7 @@ struct ValidCompose {
     turn: TurnRequest,
     delivery: Delivery,
     act: bool,
+    filter: StreamFilter,
 }
 
 fn validate(
@@ -155,15 +160,17 @@ fn validate(
         },
         delivery,
         act,
+        filter: body.stream_filter.unwrap_or_default(),
     })
 }
 
-fn encoder(format: StreamFormat) -> Box<dyn StreamEncoder> {
-    match format {
+fn encoder(format: StreamFormat, filter: StreamFilter) -> Box<dyn StreamEncoder> {
+    let inner: Box<dyn StreamEncoder> = match format {
         StreamFormat::Vercel => Box::new(VercelEncoder),
         StreamFormat::Ndjson => Box::new(NdjsonEncoder),
         _ => Box::new(ComposeSseEncoder::default()),
-    }
+    };
+    Box::new(FilteredEncoder::new(inner, filter))
 }
 
 pub async fn compose(
@@ -175,6 +182,7 @@ pub async fn compose(
         turn,
         delivery,
         act,
+        filter,
     } = validate(body, &tenant, &state)?;
     let started = turn::start(&state, &tenant, turn).await?;
     let format = match delivery {
@@ -182,7 +190,7 @@ pub async fn compose(
         Delivery::Whole => return whole(&state, started, act).await,
     };
     let heartbeat = Duration::from_secs(state.agent.heartbeat_secs);
-    Ok(started.into_response(format, encoder(format), heartbeat))
+    Ok(started.into_response(format, encoder(format, filter), heartbeat))
 }
 
 /// The non-streamed answer: the workflow with metadata, and the execution in act mode.
@@ -259,10 +267,14 @@ pub async fn compose_ws(
                 Some(Ok(_)) => {}
             }
         };
+        let mut filter = StreamFilter::default();
         let started = match extract::parse::<ComposeRequest>(request.as_bytes())
             .and_then(|body| validate(body, &tenant, &state))
         {
-            Ok(valid) => turn::start(&state, &tenant, valid.turn).await,
+            Ok(valid) => {
+                filter = valid.filter;
+                turn::start(&state, &tenant, valid.turn).await
+            }
             Err(error) => Err(error),
         };
         let (first, mut events, _guard) = match started {
@@ -282,7 +294,7 @@ pub async fn compose_ws(
         let mut next = Some(first);
         while let Some(event) = next {
             let terminal = event.is_terminal();
-            if let Some(frame) = event_json(&event)
+            if let Some(frame) = event_json(&event).filter(|_| filter.keeps(&event))
                 && socket.text(frame.to_string()).await.is_err()
             {
                 // The client left: dropping the receiver stops the Session.

@@ -2,10 +2,12 @@
 //! writes one event into a buffer the stream hands to the connection as one write: OpenAI
 //! chat-completion chunks over SSE ([`openai`]), the Vercel AI SDK data stream ([`vercel`]),
 //! and the whole `chat.completion` object for non-streaming clients ([`completion`]).
-//! [`readable`] renders tool and workflow activity as text lines for plain clients.
+//! [`readable`] renders tool and workflow activity as text lines for plain clients;
+//! [`filter`] drops what a Compose client's `stream_filter` does not want.
 
 pub mod completion;
 pub mod compose;
+pub mod filter;
 pub mod openai;
 pub mod readable;
 pub mod vercel;
@@ -39,7 +41,7 @@ pub trait StreamEncoder: Send {
 pub fn event_json(event: &TurnEvent) -> Option<Value> {
     Some(match event {
         TurnEvent::Text(content) => json!({"type": "text", "content": content}),
-        TurnEvent::Reasoning(content) => json!({"type": "reasoning", "content": content}),
+        TurnEvent::Reasoning(content) => json!({"type": "thought", "content": content}),
         TurnEvent::ToolCall {
             id,
             name,

@@ -10,6 +10,7 @@ mod redis_server;
 mod chat;
 mod clients;
 mod compose;
+mod compose_filter;
 mod config;
 mod errors;
 mod escape;
