@@ -216,6 +216,10 @@ pub struct LocalRunnerSettings {
     pub max_active_steps_limit: u32,
     pub max_retries: u32,
     pub min_retry_interval_secs: u64,
+    /// Most runs of a repeating step, items of a `parallel` step, bytes of `files`.
+    pub max_repeats: u32,
+    pub max_parallel_items: usize,
+    pub max_files_bytes: usize,
     /// Host ids for sandboxed steps when the server runs as root.
     pub sandbox_id_first: u32,
     pub sandbox_id_count: u32,
@@ -349,6 +353,9 @@ impl Default for LocalRunnerSettings {
             max_active_steps_limit: workflow.max_active_steps,
             max_retries: workflow.max_retries,
             min_retry_interval_secs: workflow.min_retry_interval.as_secs(),
+            max_repeats: workflow.max_repeats,
+            max_parallel_items: workflow.max_parallel_items,
+            max_files_bytes: workflow.max_files_bytes,
             sandbox_id_first: kubiya_actors::workflow::local::DEFAULT_HOST_ID_FIRST,
             sandbox_id_count: kubiya_actors::workflow::local::DEFAULT_HOST_ID_COUNT,
         }

@@ -58,6 +58,9 @@ pub fn sandboxed_run_options(local: &LocalRunnerSettings) -> RunOptions {
             max_active_steps: local.max_active_steps_limit,
             max_retries: local.max_retries,
             min_retry_interval: Duration::from_secs(local.min_retry_interval_secs),
+            max_repeats: local.max_repeats,
+            max_parallel_items: local.max_parallel_items,
+            max_files_bytes: local.max_files_bytes,
         },
         host_ids: HostIds::new(local.sandbox_id_first, local.sandbox_id_count),
         ..RunOptions::default()

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use super::model::{Step, Workflow};
+use super::model::{Parallel, ParallelItems, Step, Workflow};
 use super::validate::{ValidationError, handler_steps};
 
 /// Bounds on every sandboxed step.
@@ -57,8 +57,14 @@ pub struct WorkflowLimits {
     pub max_active_steps: u32,
     /// Highest `retryPolicy.limit` (and `retries`) a step may ask for.
     pub max_retries: u32,
-    /// Shortest `retryPolicy.intervalSec` of a step that retries.
+    /// Shortest `retryPolicy.intervalSec` of a step that retries (and `repeatPolicy`'s).
     pub min_retry_interval: Duration,
+    /// Most runs of a step with a `repeatPolicy` (its `limit`, or this when it sets none).
+    pub max_repeats: u32,
+    /// Most items a `parallel` step fans out over.
+    pub max_parallel_items: usize,
+    /// Total bytes of the workflow's `files`.
+    pub max_files_bytes: usize,
 }
 
 impl Default for WorkflowLimits {
@@ -69,6 +75,9 @@ impl Default for WorkflowLimits {
             max_active_steps: 16,
             max_retries: 10,
             min_retry_interval: Duration::from_secs(1),
+            max_repeats: 100,
+            max_parallel_items: 100,
+            max_files_bytes: 1024 * 1024,
         }
     }
 }
@@ -110,8 +119,99 @@ pub fn check_workflow_limits(workflow: &Workflow, limits: &WorkflowLimits) -> Ve
         .map(|(index, step)| (format!("steps[{index}]"), step));
     for (path, step) in steps.chain(handlers) {
         check_retries(step, &path, limits, &mut errors);
+        check_repeats(step, &path, limits, &mut errors);
+        check_parallel(step, &path, limits, &mut errors);
+    }
+    let files_bytes: usize = workflow
+        .files()
+        .map(|(name, content)| name.len() + content.len())
+        .sum();
+    if files_bytes > limits.max_files_bytes {
+        errors.push(ValidationError::new(
+            "files",
+            format!(
+                "the workflow's files hold {files_bytes} bytes; at most {} are allowed",
+                limits.max_files_bytes
+            ),
+        ));
     }
     errors
+}
+
+fn check_parallel(
+    step: &Step,
+    path: &str,
+    limits: &WorkflowLimits,
+    errors: &mut Vec<ValidationError>,
+) {
+    let Some(value) = &step.parallel else {
+        return;
+    };
+    let Some(parallel) = Parallel::of(value) else {
+        errors.push(ValidationError::new(
+            format!("{path}.parallel"),
+            "parallel must be a list of items, {\"items\": [...], \"maxConcurrent\": N}, or a ${VAR} holding a list",
+        ));
+        return;
+    };
+    if let ParallelItems::Listed(items) = &parallel.items
+        && items.len() > limits.max_parallel_items
+    {
+        errors.push(ValidationError::new(
+            format!("{path}.parallel.items"),
+            format!(
+                "parallel has {} items; at most {} are allowed",
+                items.len(),
+                limits.max_parallel_items
+            ),
+        ));
+    }
+    if let Some(max) = parallel.max_concurrent
+        && (max == 0 || max > u64::from(limits.max_active_steps))
+    {
+        errors.push(ValidationError::new(
+            format!("{path}.parallel.maxConcurrent"),
+            format!(
+                "maxConcurrent is {max}; it must be between 1 and {}",
+                limits.max_active_steps
+            ),
+        ));
+    }
+}
+
+fn check_repeats(
+    step: &Step,
+    path: &str,
+    limits: &WorkflowLimits,
+    errors: &mut Vec<ValidationError>,
+) {
+    let Some(policy) = &step.repeat_policy else {
+        return;
+    };
+    if let Some(limit) = policy.limit
+        && limit > limits.max_repeats
+    {
+        errors.push(ValidationError::new(
+            format!("{path}.repeatPolicy.limit"),
+            format!(
+                "repeatPolicy.limit is {limit}; a step may run at most {} times",
+                limits.max_repeats
+            ),
+        ));
+    }
+    if let Some(interval) = &policy.interval_sec
+        && interval
+            .duration()
+            .is_none_or(|interval| interval < limits.min_retry_interval)
+    {
+        errors.push(ValidationError::new(
+            format!("{path}.repeatPolicy.intervalSec"),
+            format!(
+                "repeatPolicy.intervalSec must be at least {} second(s) between runs",
+                limits.min_retry_interval.as_secs_f64()
+            ),
+        ));
+    }
 }
 
 fn check_retries(

@@ -421,6 +421,11 @@ impl LocalRunner {
         }
         let base_scope = base_scope(workflow, params)?;
         let (work_dir, group) = self.work_dir("kubiya-run").await?;
+        if let Err(error) = write_files(workflow, &work_dir, group.as_ref().map(IdLease::id)).await
+        {
+            remove_work_dir(&work_dir).await;
+            return Err(error);
+        }
         let sandbox = match self.sandbox(group.as_ref(), &work_dir).await {
             Ok(sandbox) => sandbox,
             Err(reason) if self.options.allow_unsandboxed => {
@@ -559,6 +564,43 @@ async fn make_work_dir(work_dir: &std::path::Path, group: Option<u32>) -> Result
         tokio::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o2770))
             .await
             .map_err(cannot)?;
+    }
+    Ok(())
+}
+
+/// Writes the workflow's `files` into the fresh work directory (names were validated as plain
+/// relative paths, and nothing else is in the directory yet, so nothing can redirect them).
+/// With a `group`, they belong to it so that every step of the execution may read and change
+/// them.
+async fn write_files(
+    workflow: &Workflow,
+    work_dir: &std::path::Path,
+    group: Option<u32>,
+) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    for (name, content) in workflow.files() {
+        let path = work_dir.join(name);
+        let cannot = |error: std::io::Error| format!("cannot write the file {name:?}: {error}");
+        if let Some(parent) = path.parent().filter(|parent| *parent != work_dir) {
+            tokio::fs::create_dir_all(parent).await.map_err(cannot)?;
+            if let Some(gid) = group {
+                let mut dir = parent;
+                while dir != work_dir {
+                    std::os::unix::fs::chown(dir, Some(0), Some(gid)).map_err(cannot)?;
+                    tokio::fs::set_permissions(dir, PermissionsExt::from_mode(0o2770))
+                        .await
+                        .map_err(cannot)?;
+                    dir = dir.parent().unwrap_or(work_dir);
+                }
+            }
+        }
+        tokio::fs::write(&path, content).await.map_err(cannot)?;
+        if let Some(gid) = group {
+            std::os::unix::fs::chown(&path, Some(0), Some(gid)).map_err(cannot)?;
+            tokio::fs::set_permissions(&path, PermissionsExt::from_mode(0o660))
+                .await
+                .map_err(cannot)?;
+        }
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use super::model::Workflow;
 use super::process::group_exists;
 
 /// Options for tests: sandboxed when bubblewrap works, quick to retry and to kill.
-fn options() -> RunOptions {
+pub(super) fn options() -> RunOptions {
     RunOptions {
         allow_unsandboxed: true,
         default_retry_interval: Duration::ZERO,
@@ -38,35 +38,48 @@ fn unsandboxed_options() -> RunOptions {
     }
 }
 
-struct Finished {
-    outcome: RunOutcome,
-    events: Vec<StepEvent>,
+pub(super) struct Finished {
+    pub(super) outcome: RunOutcome,
+    pub(super) events: Vec<StepEvent>,
 }
 
 impl Finished {
-    fn events_of(&self, step: &str) -> Vec<&StepEvent> {
+    pub(super) fn events_of(&self, step: &str) -> Vec<&StepEvent> {
         self.events
             .iter()
             .filter(|event| event.step() == Some(step))
             .collect()
     }
 
-    fn kinds_of(&self, step: &str) -> Vec<&'static str> {
+    pub(super) fn kinds_of(&self, step: &str) -> Vec<&'static str> {
         self.events_of(step)
             .iter()
             .map(|event| event.kind())
             .collect()
     }
 
-    fn status_of(&self, step: &str) -> StepStatus {
+    pub(super) fn status_of(&self, step: &str) -> StepStatus {
         self.outcome.steps[step].status
     }
 
-    fn output_of(&self, step: &str) -> &str {
+    pub(super) fn output_of(&self, step: &str) -> &str {
         &self.outcome.steps[step].output
     }
 
-    fn first(&self, step: &str, kind: &str) -> &StepEvent {
+    /// The output of the step's last `step_complete` event (children of `parallel` steps
+    /// have events but no entry of their own in the outcome).
+    pub(super) fn output_of_event(&self, step: &str) -> String {
+        self.events_of(step)
+            .iter()
+            .rev()
+            .find_map(|event| match event {
+                StepEvent::StepComplete { output, .. } => Some(output.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no step_complete for {step}: {:#?}", self.events))
+    }
+
+    pub(super) fn first(&self, step: &str, kind: &str) -> &StepEvent {
         self.events_of(step)
             .into_iter()
             .find(|event| event.kind() == kind)
@@ -91,7 +104,11 @@ fn collect(mut receiver: UnboundedReceiver<StepEvent>) -> Vec<StepEvent> {
     events
 }
 
-async fn run_workflow(workflow: Workflow, options: RunOptions, params: Value) -> Finished {
+pub(super) async fn run_workflow(
+    workflow: Workflow,
+    options: RunOptions,
+    params: Value,
+) -> Finished {
     let (events, receiver) = unbounded_channel();
     let outcome = LocalRunner::new(options)
         .run(RunRequest {
@@ -107,7 +124,7 @@ async fn run_workflow(workflow: Workflow, options: RunOptions, params: Value) ->
     }
 }
 
-async fn run_json(document: Value, options: RunOptions) -> Finished {
+pub(super) async fn run_json(document: Value, options: RunOptions) -> Finished {
     run_workflow(
         Workflow::from_value(document).expect("parses"),
         options,
@@ -117,7 +134,7 @@ async fn run_json(document: Value, options: RunOptions) -> Finished {
 }
 
 /// Fails loudly when bubblewrap cannot sandbox here: these tests exist to prove the sandbox.
-async fn require_bubblewrap() {
+pub(super) async fn require_bubblewrap() {
     if let Err(reason) = LocalRunner::new(options()).probe_sandbox().await {
         panic!(
             "this test needs a working bubblewrap ({reason}); install it with `apt-get install -y bubblewrap`"

@@ -32,6 +32,7 @@ pub mod kubiya;
 pub mod limits;
 pub mod local;
 pub mod model;
+mod parallel;
 pub mod process;
 mod publisher;
 pub mod sandbox;
@@ -45,6 +46,8 @@ pub mod template;
 pub mod validate;
 pub mod watcher;
 
+#[cfg(test)]
+mod dsl_tests;
 #[cfg(test)]
 mod local_tests;
 #[cfg(test)]

@@ -48,6 +48,9 @@ pub struct Workflow {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_active_steps: Option<u32>,
+    /// Files written into the work directory before any step runs: relative path → content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<IndexMap<String, String>>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -581,13 +584,75 @@ impl Workflow {
             .or_else(|| seconds_in(&self.extra, "timeoutSec"))
     }
 
+    /// The `files` to write, in document order.
+    pub fn files(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.files.iter().flatten()
+    }
+
     /// The index of the step with this name.
     pub fn step_index(&self, name: &str) -> Option<usize> {
         self.steps.iter().position(|step| step.name == name)
     }
 }
 
+/// The variable each child of a `parallel` step gets its item in.
+pub const PARALLEL_ITEM: &str = "ITEM";
+
+/// A `parallel` step's fan-out as written: the items (or a `${VAR}` to read them from at run
+/// time) and how many run at once.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParallelItems {
+    Listed(Vec<Value>),
+    /// `${NAME}` or `$NAME`: a JSON array, else one item per line or word.
+    Variable(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parallel {
+    pub items: ParallelItems,
+    pub max_concurrent: Option<u64>,
+}
+
+impl Parallel {
+    /// Reads `{items, maxConcurrent}`, a bare list, a variable reference, and the SDK's
+    /// double-nested `{items: {items, maxConcurrent}}`; `None` for anything else.
+    pub fn of(value: &Value) -> Option<Self> {
+        match value {
+            Value::Array(items) => Some(Self {
+                items: ParallelItems::Listed(items.clone()),
+                max_concurrent: None,
+            }),
+            Value::String(reference) => Some(Self {
+                items: ParallelItems::Variable(reference.clone()),
+                max_concurrent: None,
+            }),
+            Value::Object(fields) => {
+                let max_concurrent = fields.get("maxConcurrent").and_then(Value::as_u64);
+                let inner = Self::of(fields.get("items")?)?;
+                Some(Self {
+                    items: inner.items,
+                    max_concurrent: max_concurrent.or(inner.max_concurrent),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An item as its child step sees it: strings as they are, anything else as JSON.
+pub fn item_text(item: &Value) -> String {
+    match item {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
 impl Step {
+    /// The step's fan-out, when it has a readable `parallel`.
+    pub fn parallel(&self) -> Option<Parallel> {
+        self.parallel.as_ref().and_then(Parallel::of)
+    }
+
     /// The names this step lists in `depends` (empty when absent).
     pub fn depends_names(&self) -> &[String] {
         self.depends.as_ref().map_or(&[], Depends::names)

@@ -82,6 +82,18 @@ pub(crate) async fn run_step(
     job: StepJob<'_>,
     token: &CancellationToken,
 ) -> StepOutcome {
+    match job.step.parallel() {
+        Some(parallel) => super::parallel::fan_out(context, job, parallel, token).await,
+        None => run_single_step(context, job, token).await,
+    }
+}
+
+/// Runs one step that does not fan out (a `parallel` step's child is one).
+pub(crate) async fn run_single_step(
+    context: &RunContext<'_>,
+    job: StepJob<'_>,
+    token: &CancellationToken,
+) -> StepOutcome {
     let started = Instant::now();
     let StepJob {
         step,
@@ -122,60 +134,90 @@ pub(crate) async fn run_step(
         }
     }
     let retry = RetryPlan::of(step, context.options.default_retry_interval);
+    let repeat = RepeatPlan::of(step, &context.options.workflow_limits);
+    let mut runs = 0_u32;
     loop {
-        outcome.attempts += 1;
-        if outcome.attempts > 1 {
+        runs += 1;
+        if runs > 1 {
             emitter.running(
                 &label,
                 format!(
-                    "retrying (attempt {} of {}); {}",
-                    outcome.attempts,
-                    retry.limit + 1,
+                    "repeating (run {runs} of at most {}); {}",
+                    repeat.max_runs,
                     context.sandbox.describe()
                 ),
             );
         }
-        match attempt_context.attempt().await {
-            Ok(output) => {
-                outcome.status = StepStatus::Success;
-                outcome.output = output.stdout.trim().to_owned();
-                outcome.stderr = output.stderr;
-                outcome.exit_code = Some(0);
-                emitter.complete(&label, &outcome.output, started.elapsed());
-                break;
-            }
-            Err(error) => {
-                let will_retry = match &error {
-                    AttemptError::Failed { exit_code, .. } => {
-                        outcome.attempts <= retry.limit
-                            && retry.retries_on(*exit_code)
-                            && !token.is_cancelled()
-                    }
-                    AttemptError::Interrupted => false,
-                };
-                if !will_retry {
-                    attempt_context.finish_failure(&mut outcome, error);
-                    break;
-                }
-                if let AttemptError::Failed { message, .. } = &error {
-                    emitter.failed(&label, message, true);
-                }
-                // A backoff base below 1 shrinks the wait; it never goes under the floor.
-                let delay = retry
-                    .delay(outcome.attempts)
-                    .max(context.options.workflow_limits.min_retry_interval);
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = token.cancelled() => {
-                        attempt_context.finish_failure(&mut outcome, AttemptError::Interrupted);
-                        break;
-                    }
-                }
-            }
+        attempt_context.run_with_retries(&mut outcome, &retry).await;
+        if runs >= repeat.max_runs
+            || outcome.status == StepStatus::Cancelled
+            || !attempt_context.repeats(&repeat, &outcome).await
+        {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(repeat.interval) => {}
+            () = token.cancelled() => break,
         }
     }
     outcome.duration = started.elapsed();
     outcome
+}
+
+/// A step's `repeatPolicy`: how often it runs again, how long it waits between runs, and
+/// when it stops. Without a policy a step runs once.
+#[derive(Debug, Clone, PartialEq)]
+struct RepeatPlan {
+    /// Runs in all, the first included: the policy's `limit`, capped by the workflow limits.
+    max_runs: u32,
+    interval: Duration,
+    /// Repeat while the run's exit code is one of these (`exitCode`).
+    while_exit_codes: Option<ExitCodes>,
+    /// Repeat until this condition's value (a backquoted command's output) is `expected`.
+    until: Option<(String, String)>,
+}
+
+impl RepeatPlan {
+    fn of(step: &Step, limits: &super::limits::WorkflowLimits) -> Self {
+        let Some(policy) = &step.repeat_policy else {
+            return Self {
+                max_runs: 1,
+                interval: Duration::ZERO,
+                while_exit_codes: None,
+                until: None,
+            };
+        };
+        let repeats = policy.repeat == Some(true)
+            || policy.limit.is_some()
+            || policy.exit_code.is_some()
+            || policy.condition.is_some();
+        let max_runs = if repeats {
+            policy
+                .limit
+                .unwrap_or(limits.max_repeats)
+                .clamp(1, limits.max_repeats)
+        } else {
+            1
+        };
+        Self {
+            max_runs,
+            interval: policy
+                .interval_sec
+                .as_ref()
+                .and_then(|interval| interval.duration())
+                .unwrap_or(limits.min_retry_interval)
+                .max(limits.min_retry_interval),
+            while_exit_codes: policy.exit_code.clone(),
+            until: policy.condition.clone().map(|condition| {
+                let expected = policy
+                    .expected
+                    .as_ref()
+                    .map(|expected| expected.to_text())
+                    .unwrap_or_default();
+                (condition, expected)
+            }),
+        }
+    }
 }
 
 /// The retry settings of a step: `retryPolicy` and `retries` (the larger limit wins).
@@ -271,6 +313,94 @@ enum Work {
 }
 
 impl Attempt<'_, '_> {
+    /// Attempts the step as often as its retry settings allow; `outcome` gets the last
+    /// attempt's result, its attempts counted on top of earlier runs'.
+    async fn run_with_retries(&self, outcome: &mut StepOutcome, retry: &RetryPlan) {
+        let context = self.context;
+        let emitter = &context.emitter;
+        let label = self.label;
+        let first_attempt = outcome.attempts + 1;
+        loop {
+            outcome.attempts += 1;
+            let attempt = outcome.attempts + 1 - first_attempt;
+            if attempt > 1 {
+                emitter.running(
+                    label,
+                    format!(
+                        "retrying (attempt {attempt} of {}); {}",
+                        retry.limit + 1,
+                        context.sandbox.describe()
+                    ),
+                );
+            }
+            match self.attempt().await {
+                Ok(output) => {
+                    outcome.status = StepStatus::Success;
+                    outcome.output = output.stdout.trim().to_owned();
+                    outcome.stderr = output.stderr;
+                    outcome.exit_code = Some(0);
+                    outcome.error = None;
+                    emitter.complete(label, &outcome.output, self.started.elapsed());
+                    return;
+                }
+                Err(error) => {
+                    let will_retry = match &error {
+                        AttemptError::Failed { exit_code, .. } => {
+                            attempt <= retry.limit
+                                && retry.retries_on(*exit_code)
+                                && !self.token.is_cancelled()
+                        }
+                        AttemptError::Interrupted => false,
+                    };
+                    if !will_retry {
+                        self.finish_failure(outcome, error);
+                        return;
+                    }
+                    if let AttemptError::Failed { message, .. } = &error {
+                        emitter.failed(label, message, true);
+                    }
+                    // A backoff base below 1 shrinks the wait; it never goes under the floor.
+                    let delay = retry
+                        .delay(attempt)
+                        .max(context.options.workflow_limits.min_retry_interval);
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = self.token.cancelled() => {
+                            self.finish_failure(outcome, AttemptError::Interrupted);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the step runs again after a run that ended as `outcome`.
+    async fn repeats(&self, repeat: &RepeatPlan, outcome: &StepOutcome) -> bool {
+        if let Some(codes) = &repeat.while_exit_codes {
+            return outcome.exit_code.is_some_and(|code| codes.contains(code));
+        }
+        if outcome.status != StepStatus::Success {
+            return false;
+        }
+        let Some((condition, expected)) = &repeat.until else {
+            return true;
+        };
+        let expected = self.scope.substitute(expected);
+        let actual = match condition
+            .trim()
+            .strip_prefix('`')
+            .and_then(|inner| inner.strip_suffix('`'))
+        {
+            Some(command) => match self.condition_output(command).await {
+                Ok(output) => output,
+                Err(_) => return false,
+            },
+            None => self.scope.substitute(condition).trim().to_owned(),
+        };
+        actual != expected.trim()
+    }
+
     /// Records a final failure (or cancellation) and emits its event. A failure that
     /// `continueOn` tolerates with `markSuccess` counts as a success.
     fn finish_failure(&self, outcome: &mut StepOutcome, error: AttemptError) {

@@ -120,6 +120,7 @@ pub fn validate(workflow: &Workflow) -> Vec<ValidationError> {
     if let Some(env) = &workflow.env {
         check_env_names(env, "env", &mut errors);
     }
+    check_files(workflow, &mut errors);
     check_step_names(workflow, &mut errors);
     check_dependencies(workflow, &mut errors);
     let graph = DependencyGraph::new(workflow);
@@ -148,6 +149,32 @@ pub fn validate(workflow: &Workflow) -> Vec<ValidationError> {
     }
     errors.extend(ReferenceCheck::new(workflow, &graph).run());
     errors
+}
+
+/// `files` names must be plain relative paths inside the work directory: no absolute paths,
+/// no `..`, nothing in the runner's own script directory.
+fn check_files(workflow: &Workflow, errors: &mut Vec<ValidationError>) {
+    for (name, _) in workflow.files() {
+        let path = std::path::Path::new(name);
+        let inside = !name.trim().is_empty()
+            && path
+                .components()
+                .all(|part| matches!(part, std::path::Component::Normal(_)))
+            && !name.contains('\0')
+            && path
+                .components()
+                .next()
+                .is_some_and(|first| first.as_os_str() != super::step_runner::SCRIPT_DIR);
+        if !inside {
+            errors.push(ValidationError::new(
+                format!("files.{name}"),
+                format!(
+                    "file names must be relative paths inside the work directory (no leading /, no .., not under {}); got {name:?}",
+                    super::step_runner::SCRIPT_DIR
+                ),
+            ));
+        }
+    }
 }
 
 /// The handlers that are set, with their key.
@@ -534,6 +561,9 @@ impl<'a> ReferenceCheck<'a> {
         mut visible: HashSet<&'a str>,
         index: Option<usize>,
     ) {
+        if step.parallel.is_some() {
+            visible.insert(super::model::PARALLEL_ITEM);
+        }
         if let Some(env) = &step.env {
             for (name, value) in env.pairs() {
                 self.report_unknown(&value, &format!("{path}.env.{name}"), &visible, index);
@@ -721,18 +751,6 @@ fn check_step_runnable_locally(
         errors.push(ValidationError::new(
             format!("{path}.type"),
             format!("{label}: the local runner cannot run {kind:?} steps; run the workflow on a Kubiya runner"),
-        ));
-    }
-    if step.parallel.is_some() {
-        errors.push(ValidationError::new(
-            format!("{path}.parallel"),
-            format!("{label}: the local runner does not fan steps out over \"parallel\" items; split it into separate steps"),
-        ));
-    }
-    if step.repeat_policy.is_some() {
-        errors.push(ValidationError::new(
-            format!("{path}.repeatPolicy"),
-            format!("{label}: the local runner does not repeat steps; remove \"repeatPolicy\" or run on a Kubiya runner"),
         ));
     }
 }

@@ -356,7 +356,6 @@ fn platform_only_steps_cannot_run_locally() {
             "steps[2].executor.type",
             "steps[3].executor.type",
             "steps[4].run",
-            "steps[5].parallel",
         ]
     );
     assert!(errors[0].message.contains("cannot run agent steps"));
@@ -365,5 +364,5 @@ fn platform_only_steps_cannot_run_locally() {
         docker_engine: true,
         http_client: true,
     };
-    assert_eq!(check_runnable_locally(&workflow, &capable).len(), 3);
+    assert_eq!(check_runnable_locally(&workflow, &capable).len(), 2);
 }

@@ -1,0 +1,249 @@
+//! The DSL features beyond plain steps, run end to end on the local runner inside the
+//! sandbox: `repeatPolicy` in each of its forms, `files`, `signalOnStop`, `parallel`
+//! fan-out, and secrets. Each test also proves the limits hold.
+
+use serde_json::json;
+
+use super::event::{RunStatus, StepEvent};
+use super::local::StepStatus;
+use super::local_tests::{options, require_bubblewrap, run_json};
+
+fn runs_of(finished: &super::local_tests::Finished, step: &str) -> usize {
+    finished
+        .kinds_of(step)
+        .iter()
+        .filter(|kind| **kind == "step_complete")
+        .count()
+}
+
+#[tokio::test]
+async fn repeat_policy_with_a_limit_runs_the_step_that_many_times() {
+    require_bubblewrap().await;
+    let finished = run_json(
+        json!({"name": "poll", "files": {"count": ""}, "steps": [
+            {"name": "tick", "command": "echo x >> count; wc -l < count",
+             "repeatPolicy": {"intervalSec": 0, "limit": 3}},
+            {"name": "after", "command": "wc -l < count"}]}),
+        options(),
+    )
+    .await;
+    assert_eq!(
+        finished.outcome.status,
+        RunStatus::Success,
+        "{:#?}",
+        finished.events
+    );
+    assert_eq!(runs_of(&finished, "tick"), 3);
+    assert_eq!(finished.output_of("tick"), "3");
+    assert_eq!(finished.output_of("after"), "3");
+    let StepEvent::StepRunning { message, .. } = &finished.events_of("tick")[2] else {
+        panic!("{:#?}", finished.events);
+    };
+    assert!(
+        message.starts_with("repeating (run 2 of at most 3)"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn repeat_policy_until_a_condition_is_expected_and_while_an_exit_code() {
+    require_bubblewrap().await;
+    let finished = run_json(
+        json!({"name": "wait", "type": "graph", "steps": [
+            {"name": "until-ready", "command": "echo x >> n; wc -l < n",
+             "repeatPolicy": {"condition": "`wc -l < n`", "expected": "4", "intervalSec": 0, "limit": 5}},
+            {"name": "while-busy", "command": "echo x >> m; test $(wc -l < m) -ge 2 || exit 3",
+             "repeatPolicy": {"exitCode": [3], "intervalSec": 0, "limit": 5}},
+            {"name": "forever", "command": "echo again",
+             "repeatPolicy": {"repeat": true, "intervalSec": 0}}]}),
+        super::local::RunOptions {
+            workflow_limits: super::limits::WorkflowLimits {
+                max_repeats: 5,
+                ..options().workflow_limits
+            },
+            ..options()
+        },
+    )
+    .await;
+    assert_eq!(
+        finished.outcome.status,
+        RunStatus::Success,
+        "{:#?}",
+        finished.events
+    );
+    assert_eq!(runs_of(&finished, "until-ready"), 4);
+    assert_eq!(finished.output_of("until-ready"), "4");
+    // The first run failed with exit code 3 and was repeated; the second succeeded.
+    assert_eq!(finished.status_of("while-busy"), StepStatus::Success);
+    assert_eq!(finished.outcome.steps["while-busy"].attempts, 2);
+    // `repeat: true` without a limit stops at the configured most.
+    assert_eq!(runs_of(&finished, "forever"), 5);
+}
+
+#[tokio::test]
+async fn repeat_limits_are_validation_errors() {
+    let finished = run_json(
+        json!({"name": "greedy", "steps": [
+            {"name": "spin", "command": "true", "repeatPolicy": {"limit": 100000, "intervalSec": 1}}]}),
+        options(),
+    )
+    .await;
+    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    assert_eq!(
+        finished.outcome.validation_errors[0].path,
+        "steps[0].repeatPolicy.limit"
+    );
+}
+
+#[tokio::test]
+async fn files_are_written_into_the_work_directory_and_cannot_escape_it() {
+    require_bubblewrap().await;
+    let finished = run_json(
+        json!({"name": "with-files", "files": {
+                "config.json": "{\"k\": 1}",
+                "scripts/run.sh": "echo from-script"},
+            "steps": [
+                {"name": "read", "command": "cat config.json"},
+                {"name": "script", "command": "sh scripts/run.sh"},
+                {"name": "change", "command": "echo more >> config.json && wc -l < config.json"}]}),
+        options(),
+    )
+    .await;
+    assert_eq!(
+        finished.outcome.status,
+        RunStatus::Success,
+        "{:#?}",
+        finished.events
+    );
+    assert_eq!(finished.output_of("read"), "{\"k\": 1}");
+    assert_eq!(finished.output_of("script"), "from-script");
+    assert_eq!(finished.output_of("change"), "1");
+
+    for name in [
+        "/etc/cron.d/evil",
+        "../escape",
+        "a/../../escape",
+        ".kubiya/step-0.script",
+        "",
+    ] {
+        let finished = run_json(
+            json!({"name": "escape", "files": {name: "x"},
+                   "steps": [{"name": "s", "command": "true"}]}),
+            options(),
+        )
+        .await;
+        assert_eq!(finished.outcome.status, RunStatus::Failed, "{name}");
+        assert_eq!(
+            finished.outcome.validation_errors[0].path,
+            format!("files.{name}")
+        );
+    }
+    assert!(!std::path::Path::new("/etc/cron.d/evil").exists());
+
+    let finished = run_json(
+        json!({"name": "huge", "files": {"big": "x".repeat(2 * 1024 * 1024)},
+               "steps": [{"name": "s", "command": "true"}]}),
+        options(),
+    )
+    .await;
+    assert_eq!(finished.outcome.validation_errors[0].path, "files");
+}
+
+#[tokio::test]
+async fn parallel_fans_out_over_items_with_events_per_child_and_a_concurrency_cap() {
+    require_bubblewrap().await;
+    let started = std::time::Instant::now();
+    let finished = run_json(
+        json!({"name": "fan", "type": "graph", "params": {"REGIONS": "[\"eu\", \"us\"]"}, "steps": [
+            {"name": "deploy", "command": "sleep 0.4; echo \"deployed ${ITEM}\"", "output": "DEPLOYED",
+             "parallel": {"items": ["a", "b", "c", "d"], "maxConcurrent": 2}},
+            {"name": "report", "command": "echo \"$DEPLOYED\"", "depends": ["deploy"]},
+            {"name": "regions", "command": "echo \"region ${ITEM}\"", "parallel": "${REGIONS}"}]}),
+        options(),
+    )
+    .await;
+    assert_eq!(
+        finished.outcome.status,
+        RunStatus::Success,
+        "{:#?}",
+        finished.events
+    );
+    // Two at a time, 0.4 s each: two rounds, not one and not four.
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!((0.8..3.0).contains(&elapsed), "{elapsed}");
+    assert_eq!(
+        finished.kinds_of("deploy"),
+        ["step_running", "step_complete"]
+    );
+    for (index, item) in ["a", "b", "c", "d"].iter().enumerate() {
+        let child = format!("deploy[{index}]");
+        assert_eq!(finished.kinds_of(&child), ["step_running", "step_complete"]);
+        assert_eq!(finished.output_of_event(&child), format!("deployed {item}"));
+    }
+    assert_eq!(
+        finished.output_of("deploy"),
+        r#"["deployed a","deployed b","deployed c","deployed d"]"#
+    );
+    assert_eq!(
+        finished.output_of("report"),
+        r#"["deployed a","deployed b","deployed c","deployed d"]"#
+    );
+    assert_eq!(
+        finished.output_of("regions"),
+        r#"["region eu","region us"]"#
+    );
+}
+
+#[tokio::test]
+async fn a_failing_item_fails_the_parallel_step_and_limits_hold() {
+    require_bubblewrap().await;
+    let finished = run_json(
+        json!({"name": "fan", "steps": [
+            {"name": "check", "command": "test \"${ITEM}\" != bad", "parallel": ["ok", "bad", "ok"]},
+            {"name": "after", "command": "echo never"}]}),
+        options(),
+    )
+    .await;
+    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    assert_eq!(finished.status_of("check"), StepStatus::Failed);
+    assert_eq!(finished.status_of("after"), StepStatus::Skipped);
+    let error = finished.outcome.steps["check"].error.clone().unwrap();
+    assert!(
+        error.starts_with("1 of 3 item(s) failed; check[1]:"),
+        "{error}"
+    );
+
+    let too_many: Vec<u32> = (0..101).collect();
+    for (parallel, path) in [
+        (json!({"items": too_many}), "steps[0].parallel.items"),
+        (
+            json!({"items": [1], "maxConcurrent": 1000}),
+            "steps[0].parallel.maxConcurrent",
+        ),
+        (json!(42), "steps[0].parallel"),
+    ] {
+        let finished = run_json(
+            json!({"name": "greedy", "steps": [{"name": "s", "command": "true", "parallel": parallel}]}),
+            options(),
+        )
+        .await;
+        assert_eq!(finished.outcome.validation_errors[0].path, path);
+    }
+    // A variable's items are counted when the run reads them.
+    let finished = run_json(
+        json!({"name": "greedy", "params": {"MANY": (0..101).map(|n| n.to_string()).collect::<Vec<_>>().join(" ")},
+               "steps": [{"name": "s", "command": "true", "parallel": "${MANY}"}]}),
+        options(),
+    )
+    .await;
+    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    assert!(
+        finished.outcome.steps["s"]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("at most 100"),
+        "{:#?}",
+        finished.outcome
+    );
+}
