@@ -247,3 +247,42 @@ async fn a_failing_item_fails_the_parallel_step_and_limits_hold() {
         finished.outcome
     );
 }
+
+#[tokio::test]
+async fn signal_on_stop_reaches_the_step_inside_the_sandbox() {
+    require_bubblewrap().await;
+    // The step traps SIGINT only: stopped with SIGINT (its timeout) it says so and exits.
+    let trap = "trap 'echo stopped-by-INT; exit 0' INT; echo started; sleep 30 & wait";
+    let finished = run_json(
+        json!({"name": "graceful", "type": "graph", "steps": [
+            {"name": "interrupted", "command": trap, "timeout": 1, "signalOnStop": "SIGINT"},
+            {"name": "terminated", "command": trap, "timeout": 1}]}),
+        super::local::RunOptions {
+            kill_grace: std::time::Duration::from_secs(2),
+            ..options()
+        },
+    )
+    .await;
+    let interrupted = &finished.outcome.steps["interrupted"];
+    assert!(
+        interrupted.output.contains("stopped-by-INT"),
+        "{interrupted:#?}"
+    );
+    let terminated = &finished.outcome.steps["terminated"];
+    assert!(
+        !terminated.output.contains("stopped-by-INT"),
+        "{terminated:#?}"
+    );
+    assert_eq!(terminated.status, StepStatus::Failed);
+
+    let finished = run_json(
+        json!({"name": "bad", "steps": [
+            {"name": "s", "command": "true", "signalOnStop": "SIGSTOP"}]}),
+        options(),
+    )
+    .await;
+    assert_eq!(
+        finished.outcome.validation_errors[0].path,
+        "steps[0].signalOnStop"
+    );
+}

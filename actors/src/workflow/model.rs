@@ -124,6 +124,13 @@ pub struct Step {
     /// A platform step type such as `get_secret`.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The signal a stopped step gets first (`SIGTERM` by default), e.g. `SIGINT`.
+    #[serde(
+        default,
+        rename = "signalOnStop",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub signal_on_stop: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -791,7 +798,7 @@ pub(crate) mod tests {
         let poll = &workflow.steps[3];
         assert_eq!(poll.depends_names(), ["test-api".to_owned()]);
         assert_eq!(poll.retries, Some(2));
-        assert_eq!(poll.extra.get("signalOnStop"), Some(&json!("SIGINT")));
+        assert_eq!(poll.signal_on_stop.as_deref(), Some("SIGINT"));
         assert_eq!(workflow.steps[1].kind.as_deref(), Some("get_secret"));
         assert_eq!(workflow.steps[0].executor_kind(), Some(&ExecutorKind::Tool));
     }

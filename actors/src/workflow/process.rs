@@ -38,8 +38,25 @@ pub struct ProcessLimits {
     pub timeout: Option<Duration>,
     /// Bytes kept of each of stdout and stderr.
     pub output_limit: usize,
-    /// How long SIGTERM gets before SIGKILL.
+    /// How long the stop signal gets before SIGKILL.
     pub kill_grace: Duration,
+    /// What a stopped process gets first (`SIGTERM`, or a step's `signalOnStop`).
+    pub stop_signal: i32,
+}
+
+/// Signals a step may ask to be stopped with, by name (with or without `SIG`).
+pub fn signal_number(name: &str) -> Option<i32> {
+    let name = name.trim().to_ascii_uppercase();
+    Some(match name.strip_prefix("SIG").unwrap_or(&name) {
+        "TERM" => libc::SIGTERM,
+        "INT" => libc::SIGINT,
+        "HUP" => libc::SIGHUP,
+        "QUIT" => libc::SIGQUIT,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "KILL" => libc::SIGKILL,
+        _ => return None,
+    })
 }
 
 /// How a process ended.
@@ -155,9 +172,13 @@ impl ProcessGroup<'_> {
         let end = match end {
             Ok(end) => end,
             Err(stopped) => {
-                signal_group(pgid, libc::SIGTERM);
+                stop(pgid, limits.stop_signal).await;
                 if timeout(limits.kill_grace, child.wait()).await.is_err() {
-                    tracing::debug!(pgid, "process group ignored SIGTERM; sending SIGKILL");
+                    tracing::debug!(
+                        pgid,
+                        signal = limits.stop_signal,
+                        "process group ignored the stop signal; sending SIGKILL"
+                    );
                 }
                 stopped
             }
@@ -186,6 +207,74 @@ async fn sleep_until_some(deadline: Option<Instant>) {
 }
 
 /// Sends `signal` to every process in the group; a group already gone is fine.
+/// Sends the stop signal where it can be handled: to the step's own processes. A sandboxed
+/// step runs in a session of its own under bubblewrap, which would die of the signal and take
+/// the step with it by SIGKILL; so the processes below the group leader that are not
+/// bubblewrap get it, and the group only when there are none (an unsandboxed step).
+async fn stop(pgid: libc::pid_t, signal: libc::c_int) {
+    let targets = tokio::task::spawn_blocking(move || step_processes(pgid))
+        .await
+        .unwrap_or_default();
+    if targets.is_empty() {
+        signal_group(pgid, signal);
+        return;
+    }
+    for pid in targets {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
+/// The descendants of `root` that are not bubblewrap, from `/proc`.
+fn step_processes(root: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut parents: Vec<(libc::pid_t, libc::pid_t, bool)> = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may hold spaces and parentheses, so split at the last `)`.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let is_bwrap = head.ends_with("(bwrap");
+        let Some(ppid) = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|ppid| ppid.parse().ok())
+        else {
+            continue;
+        };
+        parents.push((pid, ppid, is_bwrap));
+    }
+    let mut tree = vec![root];
+    let mut targets = Vec::new();
+    let mut index = 0;
+    while let Some(&parent) = tree.get(index) {
+        index += 1;
+        for &(pid, ppid, is_bwrap) in &parents {
+            if ppid == parent && !tree.contains(&pid) {
+                tree.push(pid);
+                if !is_bwrap {
+                    targets.push(pid);
+                }
+            }
+        }
+    }
+    targets
+}
+
 pub(crate) fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
     // SAFETY: kill(2) has no memory-safety preconditions; a negative pid names a group.
     unsafe {
@@ -311,6 +400,7 @@ mod tests {
             timeout: None,
             output_limit: 1024,
             kill_grace: Duration::from_millis(200),
+            stop_signal: libc::SIGTERM,
         }
     }
 

@@ -81,6 +81,7 @@ impl Bubblewrap {
             timeout: Some(PROBE_TIMEOUT),
             output_limit: 4096,
             kill_grace: Duration::from_millis(100),
+            stop_signal: libc::SIGTERM,
         };
         let report = match run_process(&spec, &limits, &CancellationToken::new()).await {
             Ok(report) => report,

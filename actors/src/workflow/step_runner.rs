@@ -21,7 +21,9 @@ use super::event::format_duration;
 use super::http::HttpStepRequest;
 use super::local::{RunContext, StepOutcome, StepStatus};
 use super::model::{Backoff, ExecutorKind, ExitCodes, Precondition, Step};
-use super::process::{CappedBuffer, ProcessEnd, ProcessLimits, ProcessSpec, run_process};
+use super::process::{
+    CappedBuffer, ProcessEnd, ProcessLimits, ProcessSpec, run_process, signal_number,
+};
 use super::shell_env;
 use super::template::{Scope, is_var_name};
 
@@ -547,6 +549,13 @@ impl Attempt<'_, '_> {
             timeout: Some(self.timeout()),
             output_limit: self.context.options.output_limit,
             kill_grace: self.context.options.kill_grace,
+            // Validation refused names it does not know.
+            stop_signal: self
+                .step
+                .signal_on_stop
+                .as_deref()
+                .and_then(signal_number)
+                .unwrap_or(libc::SIGTERM),
         }
     }
 

@@ -141,6 +141,14 @@ pub fn validate(workflow: &Workflow) -> Vec<ValidationError> {
         if let Some(env) = &step.env {
             check_env_names(env, &format!("{path}.env"), &mut errors);
         }
+        if let Some(signal) = &step.signal_on_stop
+            && super::process::signal_number(signal).is_none()
+        {
+            errors.push(ValidationError::new(
+                format!("{path}.signalOnStop"),
+                format!("unknown signal {signal:?}: use SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 or SIGKILL"),
+            ));
+        }
     }
     if let Some(handlers) = &workflow.handler_on {
         for (event, handler) in handler_steps(handlers) {
