@@ -223,6 +223,10 @@ pub struct LocalRunnerSettings {
     /// Host ids for sandboxed steps when the server runs as root.
     pub sandbox_id_first: u32,
     pub sandbox_id_count: u32,
+    /// Where secrets come from: `NAME` is the variable `{secrets_env_prefix}NAME`, else an
+    /// entry of `secrets_file`; both empty means workflows cannot use secrets.
+    pub secrets_env_prefix: String,
+    pub secrets_file: String,
 }
 
 /// The Kubiya platform; an empty key means "not configured".
@@ -358,6 +362,8 @@ impl Default for LocalRunnerSettings {
             max_files_bytes: workflow.max_files_bytes,
             sandbox_id_first: kubiya_actors::workflow::local::DEFAULT_HOST_ID_FIRST,
             sandbox_id_count: kubiya_actors::workflow::local::DEFAULT_HOST_ID_COUNT,
+            secrets_env_prefix: String::new(),
+            secrets_file: String::new(),
         }
     }
 }

@@ -5,12 +5,13 @@
 //! `kubiya workflow run` command both use it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kubiya_actors::workflow::{
     AwcStepClient, EgressPolicy, HostIds, HttpStepClient, KubiyaConfig, LOCAL_RUNNER, RunOptions,
-    SharedConfig, StepLimits, WatcherConfig, WorkflowLimits,
+    SharedConfig, StepLimits, WatcherConfig, WorkflowLimits, secrets::SecretSource,
 };
 
 use crate::config::{LocalRunnerSettings, RunnerSettings, StoreSettings};
@@ -63,6 +64,12 @@ pub fn sandboxed_run_options(local: &LocalRunnerSettings) -> RunOptions {
             max_files_bytes: local.max_files_bytes,
         },
         host_ids: HostIds::new(local.sandbox_id_first, local.sandbox_id_count),
+        secrets: SecretSource {
+            env_prefix: Some(local.secrets_env_prefix.clone()).filter(|prefix| !prefix.is_empty()),
+            file: Some(local.secrets_file.trim())
+                .filter(|file| !file.is_empty())
+                .map(PathBuf::from),
+        },
         ..RunOptions::default()
     }
 }

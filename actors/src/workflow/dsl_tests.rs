@@ -286,3 +286,102 @@ async fn signal_on_stop_reaches_the_step_inside_the_sandbox() {
         "steps[0].signalOnStop"
     );
 }
+
+/// Options whose secret source is a file holding `values` (JSON), kept alive by the guard.
+fn with_secret_file(
+    values: serde_json::Value,
+) -> (super::local::RunOptions, tempfile_guard::Guard) {
+    let guard = tempfile_guard::Guard::new(&values.to_string());
+    let options = super::local::RunOptions {
+        secrets: super::secrets::SecretSource {
+            env_prefix: None,
+            file: Some(guard.path.clone()),
+        },
+        ..options()
+    };
+    (options, guard)
+}
+
+mod tempfile_guard {
+    /// A file removed when dropped.
+    pub struct Guard {
+        pub path: std::path::PathBuf,
+    }
+
+    impl Guard {
+        pub fn new(content: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "kubiya-secrets-{}.json",
+                uuid::Uuid::new_v4().simple()
+            ));
+            std::fs::write(&path, content).expect("writes");
+            Self { path }
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[tokio::test]
+async fn secrets_reach_steps_through_env_and_get_secret_and_are_masked_everywhere() {
+    require_bubblewrap().await;
+    let (options, _guard) =
+        with_secret_file(json!({"GH_TOKEN": "ghp-very-secret-1", "DB_PASS": "hunter22"}));
+    let finished = run_json(
+        json!({"name": "deploy", "env": {"DB_PASSWORD": "{{secret:DB_PASS}}"}, "steps": [
+            {"name": "fetch-token", "type": "get_secret", "secret_name": "GH_TOKEN", "output": "TOKEN"},
+            {"name": "use", "command": "test \"$TOKEN\" = ghp-very-secret-1 && echo \"token $TOKEN pass $DB_PASSWORD\""},
+            {"name": "leak", "command": "echo \"$DB_PASSWORD\" >&2; exit 1"}]}),
+        options,
+    )
+    .await;
+    assert_eq!(
+        finished.status_of("fetch-token"),
+        StepStatus::Success,
+        "{:#?}",
+        finished.events
+    );
+    assert_eq!(
+        finished.status_of("use"),
+        StepStatus::Success,
+        "{:#?}",
+        finished.events
+    );
+    assert_eq!(finished.output_of("use"), "token *** pass ***");
+    assert_eq!(finished.output_of("fetch-token"), "***");
+    let everything = format!("{:?} {:?}", finished.events, finished.outcome);
+    assert!(!everything.contains("ghp-very-secret-1"), "{everything}");
+    assert!(!everything.contains("hunter22"), "{everything}");
+}
+
+#[tokio::test]
+async fn missing_secrets_and_secrets_pasted_into_commands_are_refused() {
+    let (options, _guard) = with_secret_file(json!({"ONE": "value-one"}));
+    for (workflow, expected) in [
+        (
+            json!({"name": "w", "steps": [{"name": "s", "type": "get_secret", "secret_name": "TWO"}]}),
+            "secret(s) not found in the secret source: TWO",
+        ),
+        (
+            json!({"name": "w", "steps": [{"name": "s", "command": "echo {{secret:ONE}}"}]}),
+            "may only appear in env values",
+        ),
+    ] {
+        let finished = run_json(workflow, options.clone()).await;
+        assert_eq!(finished.outcome.status, RunStatus::Failed);
+        let error = finished.outcome.error.clone().unwrap();
+        assert!(error.contains(expected), "{error}");
+        assert!(!error.contains("value-one"), "{error}");
+    }
+    // No source configured: a clear refusal.
+    let finished = run_json(
+        json!({"name": "w", "steps": [{"name": "s", "type": "get_secret", "secret_name": "ONE"}]}),
+        super::local_tests::options(),
+    )
+    .await;
+    assert!(finished.outcome.error.unwrap().contains("no secret source"));
+}

@@ -11,7 +11,7 @@
 //! Running one step (preconditions, attempts, retries, processes, HTTP) is `step_runner`'s
 //! job.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +34,7 @@ use super::limits::{StepLimits, WorkflowLimits, check_workflow_limits};
 use super::model::{ExecutorKind, Step, Workflow};
 use super::sandbox::{Bubblewrap, Sandbox, StepIds};
 use super::sandbox_view::FsView;
+use super::secrets::{SecretSource, secret_names};
 use super::step_runner::{StepJob, run_step};
 use super::template::{Scope, is_var_name};
 use super::validate::{ValidationError, check_runnable_locally, handler_steps, validate};
@@ -73,6 +74,8 @@ pub struct RunOptions {
     pub workflow_limits: WorkflowLimits,
     /// Host ids steps and executions run as when the server is root.
     pub host_ids: HostIds,
+    /// Where `get_secret` steps and `{{secret:NAME}}` references find values.
+    pub secrets: SecretSource,
 }
 
 /// First host id given to sandboxed steps by default, far above ordinary and subordinate ids.
@@ -99,6 +102,7 @@ impl Default for RunOptions {
             step_limits: StepLimits::default(),
             workflow_limits: WorkflowLimits::default(),
             host_ids: HostIds::new(DEFAULT_HOST_ID_FIRST, DEFAULT_HOST_ID_COUNT),
+            secrets: SecretSource::default(),
         }
     }
 }
@@ -269,6 +273,8 @@ pub(crate) struct RunContext<'a> {
     pub(crate) emitter: Emitter,
     /// The host group of the execution, when steps get host ids of their own.
     pub(crate) group: Option<u32>,
+    /// The secrets the run asked for, by name (for `get_secret` steps).
+    pub(crate) secrets: &'a HashMap<String, String>,
 }
 
 impl RunContext<'_> {
@@ -294,6 +300,7 @@ impl RunContext<'_> {
 struct Job<'a> {
     workflow: &'a Workflow,
     params: &'a Map<String, Value>,
+    secrets: &'a HashMap<String, String>,
     emitter: &'a Emitter,
     cancel: &'a CancellationToken,
 }
@@ -337,10 +344,20 @@ impl LocalRunner {
             events,
             cancel,
         } = request;
-        let secrets = secret_values(&workflow, &params);
+        let (workflow, secrets, secrets_error) = match self.with_secrets(&workflow).await {
+            Ok((filled, secrets)) => (filled, secrets, None),
+            Err(error) => (workflow, HashMap::new(), Some(error)),
+        };
+        let mut masked = secret_values(&workflow, &params);
+        masked.extend(
+            secrets
+                .values()
+                .filter(|value| value.len() >= MIN_MASKED_SECRET)
+                .cloned(),
+        );
         let emitter = Emitter {
             events,
-            secrets: Arc::new(secrets),
+            secrets: Arc::new(masked),
         };
         let mut outcome = RunOutcome {
             status: RunStatus::Failed,
@@ -360,10 +377,15 @@ impl LocalRunner {
         let job = Job {
             workflow: &workflow,
             params: &params,
+            secrets: &secrets,
             emitter: &emitter,
             cancel: &cancel,
         };
-        if let Err(error) = self.run_prepared(&job, &mut outcome).await {
+        let prepared = match secrets_error {
+            Some(error) => Err(error),
+            None => self.run_prepared(&job, &mut outcome).await,
+        };
+        if let Err(error) = prepared {
             outcome.status = RunStatus::Failed;
             outcome.error = Some(error);
         }
@@ -399,6 +421,7 @@ impl LocalRunner {
         let Job {
             workflow,
             params,
+            secrets,
             emitter,
             cancel,
         } = *job;
@@ -450,6 +473,7 @@ impl LocalRunner {
             sandbox,
             emitter: emitter.clone(),
             group: group.as_ref().map(IdLease::id),
+            secrets,
         };
         let stop = schedule(&context, &base_scope, cancel, outcome).await;
         let (status, error) = match stop {
@@ -478,6 +502,30 @@ impl LocalRunner {
             remove_work_dir(&work_dir).await;
         }
         Ok(())
+    }
+
+    /// The workflow with its `{{secret:NAME}}` references filled in, and the values of every
+    /// secret it asks for; `Err` when one is missing or a reference sits where a value would
+    /// be pasted into shell text.
+    async fn with_secrets(
+        &self,
+        workflow: &Workflow,
+    ) -> Result<(Workflow, HashMap<String, String>), String> {
+        let names = secret_names(workflow);
+        if names.is_empty() {
+            return Ok((workflow.clone(), HashMap::new()));
+        }
+        let values = self.options.secrets.resolve(&names).await?;
+        let filled = super::secrets::fill(workflow, &values)?;
+        if !secret_names(&filled)
+            .iter()
+            .all(|name| filled_only_by_get_secret(&filled, name))
+        {
+            return Err(
+                "{{secret:NAME}} may only appear in env values and executor config; put it in an env var and use $VAR in commands and scripts".to_owned(),
+            );
+        }
+        Ok((filled, values))
     }
 
     /// Whether steps could run sandboxed on this host now: `Ok`, or why not.
@@ -631,6 +679,14 @@ fn value_text(value: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
+}
+
+/// Whether the only mention of secret `name` left is a `get_secret` step reading it.
+fn filled_only_by_get_secret(workflow: &Workflow, name: &str) -> bool {
+    !workflow
+        .to_value()
+        .to_string()
+        .contains(&format!("{{{{secret:{name}}}}}"))
 }
 
 /// Values of params marked secret, given or defaulted, to mask in events.

@@ -38,6 +38,7 @@ mod publisher;
 pub mod sandbox;
 pub mod sandbox_view;
 mod seccomp;
+pub mod secrets;
 mod shape;
 pub mod shared;
 mod shell_env;

@@ -312,6 +312,8 @@ enum Work {
         ids: Option<IdLease>,
     },
     Http(HttpStepRequest),
+    /// A value known without running anything (a `get_secret` step's secret).
+    Value(String),
 }
 
 impl Attempt<'_, '_> {
@@ -621,6 +623,21 @@ impl Attempt<'_, '_> {
 
     async fn plan(&self) -> Result<Work, AttemptError> {
         let step = self.step;
+        if step.kind.as_deref() == Some(super::secrets::GET_SECRET) {
+            let name = step
+                .extra
+                .get("secret_name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            // Every secret the workflow names was read before the run started.
+            return self
+                .context
+                .secrets
+                .get(name)
+                .cloned()
+                .map(Work::Value)
+                .ok_or_else(|| AttemptError::failed(format!("secret {name} is not available")));
+        }
         match step.executor_kind() {
             None | Some(ExecutorKind::Command) => {}
             Some(ExecutorKind::Docker) => return self.docker_plan().await,
@@ -880,6 +897,10 @@ impl Attempt<'_, '_> {
                 result
             }
             Work::Http(request) => self.send_http(request).await,
+            Work::Value(stdout) => Ok(AttemptOutput {
+                stdout,
+                stderr: String::new(),
+            }),
         }
     }
 

@@ -755,10 +755,20 @@ fn check_step_runnable_locally(
             format!("{label}: the local runner cannot run sub-workflows; run the workflow on a Kubiya runner"),
         ));
     }
-    if let Some(kind) = &step.kind {
-        errors.push(ValidationError::new(
+    match step.kind.as_deref() {
+        None => {}
+        Some(super::secrets::GET_SECRET)
+            if step.extra.get("secret_name").and_then(Value::as_str).is_none() =>
+        {
+            errors.push(ValidationError::new(
+                format!("{path}.secret_name"),
+                format!("{label}: a get_secret step needs \"secret_name\""),
+            ));
+        }
+        Some(super::secrets::GET_SECRET) => {}
+        Some(kind) => errors.push(ValidationError::new(
             format!("{path}.type"),
             format!("{label}: the local runner cannot run {kind:?} steps; run the workflow on a Kubiya runner"),
-        ));
+        )),
     }
 }
