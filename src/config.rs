@@ -227,6 +227,8 @@ pub struct LocalRunnerSettings {
     /// entry of `secrets_file`; both empty means workflows cannot use secrets.
     pub secrets_env_prefix: String,
     pub secrets_file: String,
+    /// Where `run` steps find sub-workflows by name; empty refuses them.
+    pub workflows_dir: String,
 }
 
 /// The Kubiya platform; an empty key means "not configured".
@@ -364,6 +366,7 @@ impl Default for LocalRunnerSettings {
             sandbox_id_count: kubiya_actors::workflow::local::DEFAULT_HOST_ID_COUNT,
             secrets_env_prefix: String::new(),
             secrets_file: String::new(),
+            workflows_dir: String::new(),
         }
     }
 }

@@ -70,6 +70,9 @@ pub fn sandboxed_run_options(local: &LocalRunnerSettings) -> RunOptions {
                 .filter(|file| !file.is_empty())
                 .map(PathBuf::from),
         },
+        workflows_dir: Some(local.workflows_dir.trim())
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from),
         ..RunOptions::default()
     }
 }

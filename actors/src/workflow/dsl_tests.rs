@@ -385,3 +385,78 @@ async fn missing_secrets_and_secrets_pasted_into_commands_are_refused() {
     .await;
     assert!(finished.outcome.error.unwrap().contains("no secret source"));
 }
+
+#[tokio::test]
+async fn sub_workflows_run_by_name_with_params_and_nested_events() {
+    require_bubblewrap().await;
+    let dir = std::env::temp_dir().join(format!(
+        "kubiya-workflows-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("greet.yaml"),
+        "name: greet\nparams:\n  WHO: nobody\nsteps:\n  - name: hello\n    command: echo \"hello $WHO\"\n    output: GREETING\n",
+    )
+    .unwrap();
+    // A workflow that runs itself: the depth cap stops it.
+    std::fs::write(
+        dir.join("forever.json"),
+        r#"{"name": "forever", "steps": [{"name": "again", "run": "forever"}]}"#,
+    )
+    .unwrap();
+    let options = super::local::RunOptions {
+        workflows_dir: Some(dir.clone()),
+        ..options()
+    };
+    let finished = run_json(
+        json!({"name": "parent", "params": {"TEAM": "platform"}, "steps": [
+            {"name": "child", "run": "greet", "params": "WHO=${TEAM}", "output": "CHILD"},
+            {"name": "after", "command": "echo \"$CHILD\""}]}),
+        options.clone(),
+    )
+    .await;
+    assert_eq!(
+        finished.outcome.status,
+        RunStatus::Success,
+        "{:#?}",
+        finished.events
+    );
+    assert_eq!(
+        finished.kinds_of("child/hello"),
+        ["step_running", "step_complete"]
+    );
+    assert_eq!(finished.output_of_event("child/hello"), "hello platform");
+    assert_eq!(
+        finished.output_of("after"),
+        r#"{"GREETING":"hello platform"}"#
+    );
+
+    for (workflow, expected) in [
+        (
+            json!({"name": "p", "steps": [{"name": "c", "run": "forever"}]}),
+            "at most 3 levels",
+        ),
+        (
+            json!({"name": "p", "steps": [{"name": "c", "run": "../etc/passwd"}]}),
+            "not a workflow name",
+        ),
+        (
+            json!({"name": "p", "steps": [{"name": "c", "run": "missing"}]}),
+            "no workflow named",
+        ),
+    ] {
+        let finished = run_json(workflow, options.clone()).await;
+        assert_eq!(finished.outcome.status, RunStatus::Failed);
+        let error = finished.outcome.error.clone().unwrap();
+        assert!(error.contains(expected), "{error}");
+    }
+    // Without a directory the step is refused before anything runs.
+    let finished = run_json(
+        json!({"name": "p", "steps": [{"name": "c", "run": "greet"}]}),
+        super::local_tests::options(),
+    )
+    .await;
+    assert_eq!(finished.outcome.validation_errors[0].path, "steps[0].run");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -16,6 +16,8 @@ pub struct HostCapabilities {
     pub docker_engine: bool,
     /// The caller supplied an [`HttpStepClient`](super::http::HttpStepClient).
     pub http_client: bool,
+    /// A workflows directory is configured for sub-workflows.
+    pub sub_workflows: bool,
 }
 
 /// How long `docker version` may take before the engine counts as unreachable.

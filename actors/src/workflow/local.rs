@@ -76,6 +76,10 @@ pub struct RunOptions {
     pub host_ids: HostIds,
     /// Where `get_secret` steps and `{{secret:NAME}}` references find values.
     pub secrets: SecretSource,
+    /// Where sub-workflows (`run` steps) are looked up by name; `None` refuses them.
+    pub workflows_dir: Option<PathBuf>,
+    /// How deep in sub-workflows this run is (0 for a top-level run).
+    pub sub_workflow_depth: u32,
 }
 
 /// First host id given to sandboxed steps by default, far above ordinary and subordinate ids.
@@ -103,6 +107,8 @@ impl Default for RunOptions {
             workflow_limits: WorkflowLimits::default(),
             host_ids: HostIds::new(DEFAULT_HOST_ID_FIRST, DEFAULT_HOST_ID_COUNT),
             secrets: SecretSource::default(),
+            workflows_dir: None,
+            sub_workflow_depth: 0,
         }
     }
 }
@@ -332,6 +338,7 @@ impl LocalRunner {
         HostCapabilities {
             docker_engine: has_docker_step && docker_engine_reachable(&self.options.docker).await,
             http_client: self.options.http_client.is_some(),
+            sub_workflows: self.options.workflows_dir.is_some(),
         }
     }
 

@@ -43,6 +43,7 @@ mod shape;
 pub mod shared;
 mod shell_env;
 mod step_runner;
+pub mod sub_workflow;
 pub mod template;
 pub mod validate;
 pub mod watcher;

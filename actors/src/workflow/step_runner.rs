@@ -623,6 +623,23 @@ impl Attempt<'_, '_> {
 
     async fn plan(&self) -> Result<Work, AttemptError> {
         let step = self.step;
+        if let Some(name) = &step.run {
+            let call = super::sub_workflow::SubWorkflowCall {
+                name: name.trim(),
+                params: step.extra.get("params"),
+                scope: self.scope,
+                label: self.label,
+            };
+            return super::sub_workflow::run(
+                self.context.options,
+                call,
+                &self.context.emitter,
+                self.token,
+            )
+            .await
+            .map(Work::Value)
+            .map_err(AttemptError::failed);
+        }
         if step.kind.as_deref() == Some(super::secrets::GET_SECRET) {
             let name = step
                 .extra

@@ -749,10 +749,10 @@ fn check_step_runnable_locally(
             ));
         }
     }
-    if step.run.is_some() {
+    if step.run.is_some() && !host.sub_workflows {
         errors.push(ValidationError::new(
             format!("{path}.run"),
-            format!("{label}: the local runner cannot run sub-workflows; run the workflow on a Kubiya runner"),
+            format!("{label}: sub-workflows need a workflows directory on this server (runner.local.workflows_dir); run the workflow on a Kubiya runner"),
         ));
     }
     match step.kind.as_deref() {

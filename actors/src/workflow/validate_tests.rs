@@ -363,6 +363,7 @@ fn platform_only_steps_cannot_run_locally() {
     let capable = HostCapabilities {
         docker_engine: true,
         http_client: true,
+        sub_workflows: false,
     };
     assert_eq!(check_runnable_locally(&workflow, &capable).len(), 2);
 }
