@@ -229,6 +229,8 @@ pub struct LocalRunnerSettings {
     pub secrets_file: String,
     /// Where `run` steps find sub-workflows by name; empty refuses them.
     pub workflows_dir: String,
+    /// Most tokens an `llm_completion` or `agent` step's answer may have; 0 refuses such steps.
+    pub model_max_tokens: u32,
 }
 
 /// The Kubiya platform; an empty key means "not configured".
@@ -367,6 +369,7 @@ impl Default for LocalRunnerSettings {
             secrets_env_prefix: String::new(),
             secrets_file: String::new(),
             workflows_dir: String::new(),
+            model_max_tokens: 4096,
         }
     }
 }

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kubiya_actors::provider::ProviderPool;
+use kubiya_actors::workflow::model_step::StepModel;
 use kubiya_actors::workflow::{
     AwcStepClient, EgressPolicy, HostIds, HttpStepClient, KubiyaConfig, LOCAL_RUNNER, RunOptions,
     SharedConfig, StepLimits, WatcherConfig, WorkflowLimits, secrets::SecretSource,
@@ -75,6 +77,15 @@ pub fn sandboxed_run_options(local: &LocalRunnerSettings) -> RunOptions {
             .map(PathBuf::from),
         ..RunOptions::default()
     }
+}
+
+/// The provider `llm_completion` and `agent` steps call: the server's own pool.
+pub fn step_model(local: &LocalRunnerSettings, providers: &ProviderPool) -> Option<StepModel> {
+    (local.model_max_tokens > 0).then(|| StepModel {
+        pool: providers.clone(),
+        model: providers.model.clone(),
+        max_tokens: local.model_max_tokens,
+    })
 }
 
 /// Where `http` steps may connect (the ranges were checked when the settings loaded).

@@ -81,6 +81,8 @@ impl Application {
         let tenancy = tenancy_setup::build(settings)?;
         let mut watcher_config =
             execution_setup::watcher_config(&settings.runner, Some(own_address));
+        watcher_config.local.model =
+            execution_setup::step_model(&settings.runner.local, &providers);
         watcher_config.shared =
             execution_setup::shared_executions(&settings.store, &settings.runner);
         let executions = ExecutionWatcher::start_on_own_arbiter(watcher_config);

@@ -15,6 +15,7 @@ mod config;
 mod errors;
 mod escape;
 mod executions;
+mod model_steps;
 mod platform;
 mod probes;
 mod readme;

@@ -18,6 +18,8 @@ pub struct HostCapabilities {
     pub http_client: bool,
     /// A workflows directory is configured for sub-workflows.
     pub sub_workflows: bool,
+    /// A provider answers `llm_completion` and `agent` steps.
+    pub model_steps: bool,
 }
 
 /// How long `docker version` may take before the engine counts as unreachable.

@@ -32,6 +32,7 @@ use super::host::{HostCapabilities, docker_engine_reachable};
 use super::http::HttpStepClient;
 use super::limits::{StepLimits, WorkflowLimits, check_workflow_limits};
 use super::model::{ExecutorKind, Step, Workflow};
+use super::model_step::StepModel;
 use super::sandbox::{Bubblewrap, Sandbox, StepIds};
 use super::sandbox_view::FsView;
 use super::secrets::{SecretSource, secret_names};
@@ -80,6 +81,8 @@ pub struct RunOptions {
     pub workflows_dir: Option<PathBuf>,
     /// How deep in sub-workflows this run is (0 for a top-level run).
     pub sub_workflow_depth: u32,
+    /// The provider `llm_completion` and `agent` steps call; `None` refuses them.
+    pub model: Option<StepModel>,
 }
 
 /// First host id given to sandboxed steps by default, far above ordinary and subordinate ids.
@@ -109,6 +112,7 @@ impl Default for RunOptions {
             secrets: SecretSource::default(),
             workflows_dir: None,
             sub_workflow_depth: 0,
+            model: None,
         }
     }
 }
@@ -339,6 +343,7 @@ impl LocalRunner {
             docker_engine: has_docker_step && docker_engine_reachable(&self.options.docker).await,
             http_client: self.options.http_client.is_some(),
             sub_workflows: self.options.workflows_dir.is_some(),
+            model_steps: self.options.model.is_some(),
         }
     }
 

@@ -32,6 +32,7 @@ pub mod kubiya;
 pub mod limits;
 pub mod local;
 pub mod model;
+pub mod model_step;
 mod parallel;
 pub mod process;
 mod publisher;

@@ -659,6 +659,9 @@ impl Attempt<'_, '_> {
             None | Some(ExecutorKind::Command) => {}
             Some(ExecutorKind::Docker) => return self.docker_plan().await,
             Some(ExecutorKind::Http) => return self.http_plan().map(Work::Http),
+            Some(ExecutorKind::LlmCompletion | ExecutorKind::Agent) => {
+                return self.model_answer().await.map(Work::Value);
+            }
             Some(other) => {
                 return Err(AttemptError::failed(format!(
                     "the local runner cannot run {other} steps"
@@ -724,6 +727,25 @@ impl Attempt<'_, '_> {
             container: None,
             ids,
         })
+    }
+
+    /// An `llm_completion` or `agent` step's answer from the server's provider.
+    async fn model_answer(&self) -> Result<String, AttemptError> {
+        let (Some(model), Some(executor)) = (&self.context.options.model, &self.step.executor)
+        else {
+            return Err(AttemptError::failed(
+                "this server has no model for workflow steps",
+            ));
+        };
+        let call = super::model_step::ModelCall {
+            executor,
+            scope: self.scope,
+            timeout: self.timeout(),
+            output_limit: self.context.options.output_limit,
+        };
+        super::model_step::answer(model, call, self.token)
+            .await
+            .map_err(AttemptError::failed)
     }
 
     /// `docker run` in the work directory (mounted at `/work`); Docker is the isolation here,

@@ -738,6 +738,10 @@ fn check_step_runnable_locally(
                 "docker steps need a Docker engine, and none is reachable on this host; run the workflow on a Kubiya runner or use a command step".to_owned(),
             ),
             ExecutorKind::Docker => None,
+            ExecutorKind::LlmCompletion | ExecutorKind::Agent if host.model_steps => None,
+            ExecutorKind::LlmCompletion | ExecutorKind::Agent => Some(
+                "this server has no model for workflow steps; run the workflow on a Kubiya runner".to_owned(),
+            ),
             other => Some(format!(
                 "the local runner cannot run {other} steps (they need the Kubiya platform); run the workflow on a Kubiya runner, or replace the step with a command"
             )),

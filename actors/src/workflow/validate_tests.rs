@@ -364,6 +364,7 @@ fn platform_only_steps_cannot_run_locally() {
         docker_engine: true,
         http_client: true,
         sub_workflows: false,
+        model_steps: false,
     };
     assert_eq!(check_runnable_locally(&workflow, &capable).len(), 2);
 }
