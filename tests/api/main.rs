@@ -16,6 +16,7 @@ mod errors;
 mod escape;
 mod executions;
 mod model_steps;
+mod original_examples;
 mod platform;
 mod probes;
 mod readme;
