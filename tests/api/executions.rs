@@ -352,7 +352,7 @@ async fn unknown_executions_are_404_and_bad_requests_are_400() {
             "POST",
             "/v1/executions",
             json!({"workflow": {"name": "w", "steps": [
-                {"name": "ask", "executor": {"type": "agent", "config": {"agent_name": "a", "message": "hi"}}}
+                {"name": "ask", "executor": {"type": "tool", "config": {"name": "slack"}}}
             ]}})
             .to_string(),
         )

@@ -8,6 +8,19 @@ use super::event::{RunStatus, StepEvent};
 use super::local::StepStatus;
 use super::local_tests::{options, require_bubblewrap, run_json};
 
+/// Runs `workflow`, which must fail with an error containing `expected`; the error.
+async fn fails_with(
+    workflow: serde_json::Value,
+    options: &super::local::RunOptions,
+    expected: &str,
+) -> String {
+    let finished = run_json(workflow, options.clone()).await;
+    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    let error = finished.outcome.error.clone().unwrap_or_default();
+    assert!(error.contains(expected), "{error}");
+    error
+}
+
 fn runs_of(finished: &super::local_tests::Finished, step: &str) -> usize {
     finished
         .kinds_of(step)
@@ -371,10 +384,7 @@ async fn missing_secrets_and_secrets_pasted_into_commands_are_refused() {
             "may only appear in env values",
         ),
     ] {
-        let finished = run_json(workflow, options.clone()).await;
-        assert_eq!(finished.outcome.status, RunStatus::Failed);
-        let error = finished.outcome.error.clone().unwrap();
-        assert!(error.contains(expected), "{error}");
+        let error = fails_with(workflow, &options, expected).await;
         assert!(!error.contains("value-one"), "{error}");
     }
     // No source configured: a clear refusal.
@@ -446,10 +456,7 @@ async fn sub_workflows_run_by_name_with_params_and_nested_events() {
             "no workflow named",
         ),
     ] {
-        let finished = run_json(workflow, options.clone()).await;
-        assert_eq!(finished.outcome.status, RunStatus::Failed);
-        let error = finished.outcome.error.clone().unwrap();
-        assert!(error.contains(expected), "{error}");
+        fails_with(workflow, &options, expected).await;
     }
     // Without a directory the step is refused before anything runs.
     let finished = run_json(
