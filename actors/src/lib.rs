@@ -20,6 +20,9 @@
 //! - [`limits`]: per-tenant request rates and concurrent streams, counted in this process or,
 //!   across replicas, in Redis through the shared [`redis_connection`].
 //! - [`hold`]: what is held for a turn or a stream (leases, permits) and how it is let go.
+//!
+//! Turns, model calls, tool calls, executions and steps open spans with the target
+//! [`TRACE`]; the binary exports them as OpenTelemetry traces when a collector is configured.
 
 pub mod composer;
 pub mod hold;
@@ -30,3 +33,8 @@ pub mod redis_connection;
 pub mod session;
 pub mod tools;
 pub mod workflow;
+
+/// The `tracing` target of the spans that become OpenTelemetry traces (GenAI semantic
+/// conventions for model and tool calls). Log output leaves them out; with no collector
+/// configured nothing enables them, so they cost a disabled-callsite check.
+pub const TRACE: &str = "kubiya::trace";

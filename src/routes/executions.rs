@@ -46,6 +46,7 @@ pub async fn start(
             workflow,
             params: request.params,
             runner: request.runner,
+            trace: tracing::Span::current(),
         })
         .await
         .map_err(watcher_gone)?

@@ -376,6 +376,7 @@ async fn another_tenant_finds_nothing_on_any_replica() {
             workflow,
             params: Map::new(),
             runner: None,
+            trace: tracing::Span::none(),
         })
         .await
         .expect("answers")

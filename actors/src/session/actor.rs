@@ -16,6 +16,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use super::event::{TurnError, TurnErrorKind, TurnEvent};
+use super::spans::TurnSpans;
 use super::store::{SessionKey, SessionRecord, SessionStore, StoreError, TurnLease};
 use crate::composer::{ComposeTurn, Composer, Purpose};
 use crate::mcp::{CallTool, McpSupervisor};
@@ -111,6 +112,7 @@ pub struct Session {
     /// The `execute_workflow` call waiting for its execution to finish, and that execution.
     running: Option<(ToolCall, String)>,
     done: bool,
+    spans: TurnSpans,
 }
 
 impl Session {
@@ -120,6 +122,7 @@ impl Session {
         events: UnboundedSender<TurnEvent>,
     ) -> Self {
         Self {
+            spans: TurnSpans::new(&request),
             deps,
             request,
             events,
@@ -184,11 +187,21 @@ impl Session {
             .send(compose)
             .into_actor(self)
             .map(|composed, session, ctx| match composed {
-                Ok(request) => session.deps.providers.start_completion(StartCompletion {
-                    request,
-                    reply_to: ctx.address().recipient(),
-                    cancel: session.cancel.child_token(),
-                }),
+                Ok(request) => {
+                    let providers = &session.deps.providers;
+                    let model = match request.model.as_str() {
+                        "" => providers.model.as_str(),
+                        model => model,
+                    };
+                    session
+                        .spans
+                        .model_call_started(providers.primary.as_str(), model);
+                    session.deps.providers.start_completion(StartCompletion {
+                        request,
+                        reply_to: ctx.address().recipient(),
+                        cancel: session.cancel.child_token(),
+                    });
+                }
                 Err(err) => session.fail(
                     TurnError {
                         kind: TurnErrorKind::Upstream,
@@ -202,6 +215,7 @@ impl Session {
 
     /// The model call ended: record its answer, then run its tool calls or end the turn.
     fn model_call_finished(&mut self, reason: FinishReason, ctx: &mut Context<Self>) {
+        self.spans.model_call_finished(&reason);
         let text = std::mem::take(&mut self.step_text);
         let calls = std::mem::take(&mut self.step_calls);
         let usage = std::mem::take(&mut self.step_usage);
@@ -237,6 +251,7 @@ impl Session {
             name: call.name.clone(),
             arguments: call.arguments.clone(),
         });
+        self.spans.tool_call_started(&call);
         match call.name.as_str() {
             tools::VALIDATE_WORKFLOW => {
                 let result = tools::validate_workflow(&call.arguments);
@@ -284,6 +299,7 @@ impl Session {
             workflow,
             params: arguments["params"].as_object().cloned().unwrap_or_default(),
             runner: arguments["runner"].as_str().map(str::to_owned),
+            trace: self.spans.current(),
         };
         self.deps
             .executions
@@ -376,6 +392,7 @@ impl Session {
         match self.request.mode {
             TurnMode::Chat => self.tool_finished(call, result, is_error, ctx),
             TurnMode::Compose(_) => {
+                self.spans.tool_call_finished(is_error);
                 self.emit(TurnEvent::ToolResult {
                     id: call.id.clone(),
                     name: call.name.clone(),
@@ -446,6 +463,7 @@ impl Session {
         is_error: bool,
         ctx: &mut Context<Self>,
     ) {
+        self.spans.tool_call_finished(is_error);
         self.emit(TurnEvent::ToolResult {
             id: call.id.clone(),
             name: call.name.clone(),
@@ -554,6 +572,7 @@ impl Session {
             name: call.name.clone(),
             arguments: call.arguments.clone(),
         });
+        self.spans.tool_call_started(&call);
         self.start_execution(call, ctx);
     }
 
@@ -571,6 +590,7 @@ impl Session {
             return;
         };
         let usage = self.turn_usage;
+        self.spans.turn_finished(usage);
         let store = self.deps.store.clone();
         let lease = self.lease.take();
         async move {
@@ -605,6 +625,7 @@ impl Session {
             return;
         }
         self.done = true;
+        self.spans.failed(&format!("{:?}", error.kind));
         tracing::warn!(session = %self.request.key.id, error = %error.message, "turn failed");
         self.emit(TurnEvent::Failed(error));
         ctx.stop();
@@ -728,6 +749,7 @@ impl Handler<LlmEvent> for Session {
             LlmEvent::ReasoningDelta(text) => self.emit(TurnEvent::Reasoning(text)),
             LlmEvent::ToolCall(call) => self.step_calls.push(call),
             LlmEvent::Usage(usage) => {
+                self.spans.model_usage(usage);
                 self.step_usage = usage;
                 self.turn_usage.input += usage.input;
                 self.turn_usage.output += usage.output;

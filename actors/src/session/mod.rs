@@ -1,11 +1,12 @@
 //! Conversations: the per-request [`Session`] actor that runs one agent turn, the
 //! [`TurnEvent`]s it emits (wire-independent; the HTTP layer encodes them), and the
 //! [`store`] that keeps transcripts between turns (in memory, or in Redis with
-//! [`redis_store`] when replicas share them).
+//! [`redis_store`] when replicas share them), and the trace spans of a turn (`spans`).
 
 mod actor;
 mod event;
 pub mod redis_store;
+mod spans;
 pub mod store;
 
 pub use actor::{

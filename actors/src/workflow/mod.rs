@@ -31,6 +31,7 @@ mod publisher;
 pub mod sandbox;
 mod shape;
 pub mod shared;
+mod spans;
 mod step_runner;
 pub mod template;
 pub mod validate;
