@@ -73,7 +73,8 @@ $(MCP_PEERS)/.venv/.installed: $(MCP_PEERS)/requirements.txt
 ## podman-compose, the OTLP protobuf types)
 deploy-deps: $(DEPLOY)/.venv/.installed
 	@for tool in podman runc debootstrap openssl; do command -v $$tool >/dev/null || missing=1; done; \
-		if [ -n "$$missing" ]; then apt-get update -qq && $(APT_INSTALL) podman runc debootstrap openssl; fi
+		if [ -n "$$missing" ]; then apt-get update -qq && $(APT_INSTALL) podman runc netavark aardvark-dns \
+			slirp4netns iptables debootstrap openssl; fi
 
 $(DEPLOY)/.venv/.installed: $(DEPLOY)/requirements.txt
 	@test -x $(DEPLOY)/.venv/bin/pip || python3 -m venv $(DEPLOY)/.venv

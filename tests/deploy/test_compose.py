@@ -118,3 +118,19 @@ def test_when_a_replica_stops_the_other_carries_the_conversation(stack):
         assert len([m for m in transcript if m["role"] == "user"]) == 3
     finally:
         podman("start", stack.container("agent-1"))
+
+
+def test_a_workflow_runs_sandboxed_on_a_replica_and_is_read_through_the_proxy(stack):
+    started = requests.post(f"{stack.base}/v1/executions", timeout=10, json={
+        "workflow": {"name": "in-compose", "steps": [
+            {"name": "who", "command": "echo sandboxed as $(id -u)"}]}})
+    assert started.status_code == 202, started.text
+    url = f"{stack.base}{started.json()['url']}"
+
+    def finished():
+        state = requests.get(url, timeout=5).json()
+        return state if state["status"] not in ("queued", "running") else None
+
+    result = wait_until(finished, "the execution to finish", timeout=30)
+    assert result["status"] == "success", result
+    assert "sandboxed as 10001" in json.dumps(result)

@@ -39,16 +39,7 @@ impl ExecutionSpans {
     pub fn observe(&mut self, event: &StepEvent) {
         match event {
             StepEvent::StepRunning { step, .. } => {
-                let span = tracing::info_span!(
-                    target: crate::TRACE,
-                    parent: &self.execution,
-                    "workflow step",
-                    otel.name = %format_args!("step {step}"),
-                    otel.status_code = Empty,
-                    kubiya.step.name = %step,
-                    kubiya.step.status = Empty,
-                    error.type = Empty,
-                );
+                let span = self.step_span(step);
                 self.steps.insert(step.clone(), span);
             }
             StepEvent::StepComplete { step, .. } => self.step_ended(step, "success", None),
@@ -74,20 +65,25 @@ impl ExecutionSpans {
         }
     }
 
+    fn step_span(&self, step: &str) -> Span {
+        tracing::info_span!(
+            target: crate::TRACE,
+            parent: &self.execution,
+            "workflow step",
+            otel.name = %format_args!("step {step}"),
+            otel.status_code = Empty,
+            kubiya.step.name = step,
+            kubiya.step.status = Empty,
+            error.type = Empty,
+        )
+    }
+
     fn step_ended(&mut self, step: &str, status: &str, error: Option<&str>) {
-        let span = self.steps.remove(step).unwrap_or_else(|| {
-            // A step skipped without starting still shows in the trace.
-            tracing::info_span!(
-                target: crate::TRACE,
-                parent: &self.execution,
-                "workflow step",
-                otel.name = %format_args!("step {step}"),
-                otel.status_code = Empty,
-                kubiya.step.name = step,
-                kubiya.step.status = Empty,
-                error.type = Empty,
-            )
-        });
+        // A step skipped without starting still shows in the trace.
+        let span = self
+            .steps
+            .remove(step)
+            .unwrap_or_else(|| self.step_span(step));
         span.record("kubiya.step.status", status);
         if let Some(error) = error {
             span.record("otel.status_code", "ERROR");
