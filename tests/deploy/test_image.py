@@ -131,3 +131,14 @@ def test_without_those_settings_a_step_fails_with_the_sandbox_error(run_containe
     result = run_workflow(container.base)
     assert result["status"] == "failed", result
     assert "proc" in json.dumps(result), result
+
+
+def test_the_image_runs_under_the_kubernetes_security_context(run_container):
+    """What deploy/kubernetes asks for: read-only root, no capabilities, no privilege
+    escalation, writable /tmp and home only."""
+    container = run_container("--read-only", "--tmpfs", "/tmp", "--tmpfs", "/var/lib/kubiya",
+                              "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
+    answer = chat(container.base, "Create a hello world workflow")
+    assert answer.status_code == 200, answer.text
+    assert podman("exec", container.name, "touch", "/usr/local/bin/x", check=False).returncode != 0
+    assert requests.get(f"{container.base}/health/ready", timeout=5).status_code == 200
