@@ -110,7 +110,8 @@ def test_a_conversation_is_kept_in_redis_over_tls_with_the_ca_option(start_serve
 
 
 def test_a_redis_certificate_from_another_ca_is_refused(start_server, tls_redis, pki):
-    server = start_server(["--store", tls_redis.url],
+    url = tls_redis.url.replace("rediss://", "rediss://:s3cret-pass@")
+    server = start_server(["--store", url],
                           {"KUBIYA_STORE__TLS_CA_FILE": str(pki / "other-ca.pem")})
     server.wait_live()
     # The health check pings every second: several rounds, never ready.
@@ -121,6 +122,7 @@ def test_a_redis_certificate_from_another_ca_is_refused(start_server, tls_redis,
     assert answer.json()["error"]["type"]
     assert tls_redis.cli("DBSIZE") == "0", "nothing may reach an untrusted Redis"
     assert "certificate" in server.logs().lower(), server.logs()
+    assert "s3cret-pass" not in server.logs() + answer.text, "the password reached a log or a client"
 
 
 def test_without_the_ca_option_the_system_roots_do_not_trust_a_private_ca(start_server, tls_redis):

@@ -234,12 +234,45 @@ def test_an_execution_started_over_http_is_a_child_of_its_request(start_server, 
     assert steps["two"].status.code == steps["two"].status.STATUS_CODE_ERROR
 
 
+@pytest.mark.parametrize("traceparent", [
+    "garbage",
+    "00-" + "0" * 32 + "-" + "0" * 16 + "-01",            # all-zero ids are invalid
+    "ff-" + CALLER_TRACE + "-" + CALLER_SPAN + "-01",      # version ff is forbidden
+    "00-" + "z" * 32 + "-" + CALLER_SPAN + "-01",
+    "00-" + CALLER_TRACE + "-" + CALLER_SPAN + "-01" + "-x" * 2000,
+])
+def test_a_forged_traceparent_starts_a_new_trace_and_harms_nothing(start_server, receiver, traceparent):
+    server = start_server([], otel_env(receiver))
+    server.wait_live()
+    answer = requests.post(f"{server.base}/v1/chat/completions", timeout=30,
+                           headers={"traceparent": traceparent, "tracestate": "k=" + "v" * 4000},
+                           json={"model": "kubiya-workflow-agent",
+                                 "messages": [{"role": "user", "content": "hello"}]})
+    assert answer.status_code == 200, answer.text
+    (http,) = wait_until(lambda: receiver.named("POST /v1/chat/completions"), "the request's span")
+    assert http.parent_span_id == b"", "an invalid traceparent must not become a parent"
+    assert http.trace_id.hex() not in (CALLER_TRACE, "0" * 32)
+
+
+def test_an_unsupported_protocol_leaves_traces_off_with_a_warning(start_server, receiver):
+    server = start_server([], {**otel_env(receiver), "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    server.wait_live()
+    assert chat_ok(server)
+    time.sleep(1.0)
+    assert receiver.spans == []
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL=grpc is not supported" in server.logs()
+
+
+def chat_ok(server) -> bool:
+    return requests.post(f"{server.base}/v1/chat/completions", timeout=30, json={
+        "model": "kubiya-workflow-agent",
+        "messages": [{"role": "user", "content": "hello"}]}).status_code == 200
+
+
 def test_traces_stay_off_when_the_sdk_is_disabled(start_server, receiver):
     server = start_server([], {**otel_env(receiver), "OTEL_SDK_DISABLED": "true"})
     server.wait_live()
-    assert requests.post(f"{server.base}/v1/chat/completions", timeout=30, json={
-        "model": "kubiya-workflow-agent",
-        "messages": [{"role": "user", "content": "hello"}]}).status_code == 200
+    assert chat_ok(server)
     time.sleep(1.0)
     assert receiver.spans == []
     # Nor do trace spans reach the log lines.
