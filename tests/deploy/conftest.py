@@ -144,8 +144,9 @@ def agent_image(base_image) -> str:
             "--build-arg", "BINARY_FROM=prebuilt",
             "-f", str(ROOT / "Dockerfile"), "-t", tag, context,
         )
-    # The intermediate stage holding only the binary is not needed again.
-    podman("image", "prune", "--force", check=False)
+    # Intermediate stages holding only a binary are not needed again; those of the last
+    # minutes may belong to a build running beside this one.
+    podman("image", "prune", "--force", "--filter", "until=10m", check=False)
     yield tag
     podman("rmi", "--force", tag, check=False)
 
