@@ -3,7 +3,6 @@ front. Through the proxy's one URL a conversation continues whichever replica an
 turn, streams pass through unbuffered, and when a replica stops the other carries on."""
 
 import json
-import os
 import subprocess
 import sys
 import uuid
