@@ -300,6 +300,7 @@ impl Session {
             params: arguments["params"].as_object().cloned().unwrap_or_default(),
             runner: arguments["runner"].as_str().map(str::to_owned),
             trace: self.spans.current(),
+            permit: None,
         };
         self.deps
             .executions

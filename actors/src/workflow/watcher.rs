@@ -33,12 +33,14 @@ use super::execution::{
 };
 use super::follower::{self, RemoteSubscribe};
 use super::kubiya::{KubiyaConfig, KubiyaRunner, PlatformRun};
+use super::limits::check_workflow_limits;
 use super::local::{LocalRunner, RunOptions, RunOutcome, RunRequest};
 use super::model::Workflow;
 use super::publisher::{ExecutionPublisher, PublisherParts};
 use super::shared::{ExecutionKeys, LOST_REASON, SharedConfig, SharedError, SharedExecutions};
 use super::spans::ExecutionSpans;
 use super::validate::{ValidationError, check_runnable_locally, validate};
+use crate::limits::StreamPermit;
 
 /// The runner name that means "this host".
 pub const LOCAL_RUNNER: &str = "local";
@@ -117,6 +119,8 @@ pub struct StartExecution {
     pub runner: Option<String>,
     /// The span the execution's trace span is a child of (`Span::none()` for none).
     pub trace: tracing::Span,
+    /// The tenant's concurrent-execution slot, held until the run ends.
+    pub permit: Option<StreamPermit>,
 }
 
 /// Sends `subscriber` every event after `after_seq`, then the live ones, ending with
@@ -332,6 +336,7 @@ impl ExecutionWatcher {
 
         let mut spans = ExecutionSpans::new(&start.trace, &id, &summary.workflow, &summary.runner);
         let (events, mut received) = unbounded_channel();
+        let permit = start.permit;
         let run: LocalBoxFuture<'static, Option<RunOutcome>> = match runner {
             RunnerChoice::Local => {
                 let local = self.local.clone();
@@ -381,6 +386,8 @@ impl ExecutionWatcher {
                     outcome = &mut run => break outcome,
                 }
             };
+            // The run is over: another execution of the tenant may start.
+            drop(permit);
             received.close();
             while let Ok(event) = received.try_recv() {
                 spans.observe(&event);
@@ -520,7 +527,11 @@ impl Handler<StartExecution> for ExecutionWatcher {
                         (start, host)
                     })
                     .then(|(start, host), watcher: &mut Self, ctx| {
-                        let problems = check_runnable_locally(&start.workflow, &host);
+                        let mut problems = check_workflow_limits(
+                            &start.workflow,
+                            &watcher.local.options().workflow_limits,
+                        );
+                        problems.extend(check_runnable_locally(&start.workflow, &host));
                         if problems.is_empty() {
                             watcher
                                 .launch(start, RunnerChoice::Local, ctx)
@@ -812,6 +823,7 @@ mod tests {
                 params: Map::new(),
                 runner: None,
                 trace: tracing::Span::none(),
+                permit: None,
             })
             .await
             .expect("the watcher answers")
