@@ -89,6 +89,7 @@ impl Application {
             agent: settings.agent.clone(),
             compose: settings.compose.clone(),
             tenants: tenancy.tenants,
+            turn_logs: tenancy.turn_logs,
             executions: executions.clone(),
             mcp: Some(supervisor),
         }));

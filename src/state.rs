@@ -11,6 +11,7 @@ use kubiya_actors::composer::Composer;
 use kubiya_actors::mcp::McpSupervisor;
 use kubiya_actors::provider::ProviderPool;
 use kubiya_actors::session::{SessionDeps, SessionStore};
+use kubiya_actors::turn_log::TurnLogs;
 use kubiya_actors::workflow::ExecutionWatcher;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +37,8 @@ pub struct AppState {
     /// The supervisor of the configured MCP servers, once started.
     pub mcp: Option<Addr<McpSupervisor>>,
     pub executions: Addr<ExecutionWatcher>,
+    /// Chat turns in progress as the chunks they streamed, for clients that resume.
+    pub turn_logs: TurnLogs,
     draining: AtomicBool,
 }
 
@@ -55,6 +58,7 @@ impl AppState {
             metrics: Metrics::new(),
             mcp: parts.mcp,
             executions: parts.executions,
+            turn_logs: parts.turn_logs,
             draining: AtomicBool::new(false),
         }
     }
@@ -92,4 +96,5 @@ pub struct AppParts {
     pub executions: Addr<ExecutionWatcher>,
     pub mcp: Option<Addr<McpSupervisor>>,
     pub tenants: Tenants,
+    pub turn_logs: TurnLogs,
 }

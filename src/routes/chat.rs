@@ -47,6 +47,9 @@ pub struct ChatCompletionRequest {
     session_id: Option<String>,
     #[serde(default)]
     user_id: Option<String>,
+    /// Plan → approve → act: the agent asks before running a workflow.
+    #[serde(default)]
+    require_approval: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +145,7 @@ fn validate(
     req: &HttpRequest,
     tenant: &Tenant,
     body: ChatCompletionRequest,
+    state_default_approval: bool,
 ) -> Result<ValidTurn, ApiError> {
     if body.model != AGENT_MODEL {
         return Err(model_not_found(&body.model));
@@ -195,6 +199,8 @@ fn validate(
             messages,
             instructions,
             mode: TurnMode::Chat,
+            require_approval: body.require_approval.unwrap_or(state_default_approval),
+            approval: None,
         },
         stream,
         include_usage: body
@@ -294,7 +300,7 @@ pub async fn chat_completions(
         turn,
         stream,
         include_usage,
-    } = validate(&req, &tenant, body)?;
+    } = validate(&req, &tenant, body, state.agent.require_approval)?;
     let started = turn::start(&state, &tenant, turn).await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = SystemTime::now()

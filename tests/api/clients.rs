@@ -10,12 +10,12 @@ use serde_json::{Value, json};
 use crate::helpers::spawn_app_against;
 use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, openai_tool_call_stream};
 
-fn clients_dir() -> &'static Path {
+pub fn clients_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients"))
 }
 
 /// Runs a client program off the test's runtime thread and parses the JSON it prints.
-async fn run_client(program: &str, args: Vec<String>) -> Value {
+pub async fn run_client(program: &str, args: Vec<String>) -> Value {
     let program = program.to_owned();
     let output = actix_web::rt::task::spawn_blocking(move || {
         Command::new(&program)

@@ -18,3 +18,4 @@ mod readme;
 mod replicas;
 mod shutdown;
 mod tenants;
+mod ui_chat;

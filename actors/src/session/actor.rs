@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+use super::approval::{self, ApprovalAnswer, PendingApproval};
 use super::event::{TurnError, TurnErrorKind, TurnEvent};
 use super::store::{SessionKey, SessionRecord, SessionStore, StoreError, TurnLease};
 use crate::composer::{ComposeTurn, Composer, Purpose};
@@ -38,6 +39,11 @@ pub struct TurnRequest {
     pub messages: Vec<ChatMessage>,
     pub instructions: Option<String>,
     pub mode: TurnMode,
+    /// `execute_workflow` waits for the user's approval (plan → approve → act).
+    pub require_approval: bool,
+    /// The user's explicit answer to the session's pending approval (the chat UI protocol;
+    /// the text protocols answer with a message).
+    pub approval: Option<ApprovalAnswer>,
 }
 
 /// A chat turn, or a Compose API call.
@@ -110,6 +116,8 @@ pub struct Session {
     attempts: u32,
     /// The `execute_workflow` call waiting for its execution to finish, and that execution.
     running: Option<(ToolCall, String)>,
+    /// The `execute_workflow` call the user approved: it runs without asking again.
+    approved_call: Option<String>,
     done: bool,
 }
 
@@ -135,6 +143,7 @@ impl Session {
             step_finished: None,
             attempts: 0,
             running: None,
+            approved_call: None,
             done: false,
         }
     }
@@ -249,6 +258,12 @@ impl Session {
                 self.tool_finished(&call, result, false, ctx);
             }
             tools::LIST_RUNNERS => self.tool_finished(&call, tools::runners(), false, ctx),
+            tools::EXECUTE_WORKFLOW
+                if self.request.require_approval
+                    && self.approved_call.as_deref() != Some(call.id.as_str()) =>
+            {
+                self.request_approval(call, ctx)
+            }
             tools::EXECUTE_WORKFLOW => self.start_execution(call, ctx),
             tools::GET_EXECUTION => {
                 let execution_id = call.arguments["execution_id"]
@@ -266,6 +281,71 @@ impl Session {
                 self.tool_finished(&call, result, true, ctx);
             }
         }
+    }
+
+    /// Holds `call` until the user approves it and ends the turn asking; tool calls queued
+    /// after it are not run either (the model sees why).
+    fn request_approval(&mut self, call: ToolCall, ctx: &mut Context<Self>) {
+        let approval_id = format!("approval_{}", uuid::Uuid::new_v4().simple());
+        let workflow = tools::workflow_argument(&call.arguments)["name"]
+            .as_str()
+            .unwrap_or("the workflow")
+            .to_owned();
+        self.emit(TurnEvent::ApprovalRequested {
+            approval_id: approval_id.clone(),
+            tool_call_id: call.id.clone(),
+            workflow,
+        });
+        for skipped in std::mem::take(&mut self.pending_tools) {
+            self.emit(TurnEvent::ToolCall {
+                id: skipped.id.clone(),
+                name: skipped.name.clone(),
+                arguments: skipped.arguments.clone(),
+            });
+            let result =
+                json!({"error": "not run: the user has not approved the workflow run yet"});
+            self.record_tool_result(&skipped, result, true);
+        }
+        if let Some(record) = self.record.as_mut() {
+            record.pending_approval = Some(PendingApproval { approval_id, call });
+        }
+        self.finish(FinishReason::Stop, ctx);
+    }
+
+    /// Answers the session's pending approval from this turn's request: the approved call
+    /// to run first, or `None` once a declined one is recorded as such. A plain "yes" is the
+    /// answer, not a message of the conversation.
+    fn answer_approval(
+        &mut self,
+        pending: PendingApproval,
+        messages: &mut Vec<ChatMessage>,
+    ) -> Option<ToolCall> {
+        let approved = match &self.request.approval {
+            Some(answer) => answer.approval_id == pending.approval_id && answer.approved,
+            None => {
+                messages.iter().rev().find_map(|message| match message {
+                    ChatMessage::User { content } => Some(approval::is_affirmative(content)),
+                    _ => None,
+                }) == Some(true)
+            }
+        };
+        if approved {
+            messages.retain(|message| !matches!(message, ChatMessage::User { .. }));
+            self.approved_call = Some(pending.call.id.clone());
+            return Some(pending.call);
+        }
+        let reason = self
+            .request
+            .approval
+            .as_ref()
+            .and_then(|answer| answer.reason.clone());
+        let result = json!({
+            "error": "the user declined to run this workflow",
+            "declined": true,
+            "reason": reason,
+        });
+        self.record_tool_result(&pending.call, result, true);
+        None
     }
 
     /// `execute_workflow`: start the run, then follow it; the tool result comes when it ends.
@@ -446,6 +526,12 @@ impl Session {
         is_error: bool,
         ctx: &mut Context<Self>,
     ) {
+        self.record_tool_result(call, result, is_error);
+        self.run_next_tool(ctx);
+    }
+
+    /// Sends a tool's result and keeps it in the transcript for the model.
+    fn record_tool_result(&mut self, call: &ToolCall, result: Value, is_error: bool) {
         self.emit(TurnEvent::ToolResult {
             id: call.id.clone(),
             name: call.name.clone(),
@@ -458,7 +544,6 @@ impl Session {
         };
         self.transcript()
             .push(ChatMessage::tool_result(call, content, is_error));
-        self.run_next_tool(ctx);
     }
 
     /// Compose: take the workflow the model proposed, validate it, and either finish with it
@@ -690,23 +775,30 @@ impl Handler<BeginTurn> for Session {
                 session.lease = Some(lease);
                 let mut record =
                     record.unwrap_or_else(|| SessionRecord::new(session.request.key.clone()));
-                let messages = std::mem::take(&mut session.request.messages);
+                let mut messages = std::mem::take(&mut session.request.messages);
                 if session.request.continuing && !record.transcript.is_empty() {
                     // The stored transcript is the history; only the new user message counts.
-                    record.transcript.extend(
-                        messages
-                            .into_iter()
-                            .rev()
-                            .find(|m| matches!(m, ChatMessage::User { .. })),
-                    );
-                } else {
-                    record.transcript.extend(messages);
+                    let newest = messages
+                        .into_iter()
+                        .rev()
+                        .find(|m| matches!(m, ChatMessage::User { .. }));
+                    messages = newest.into_iter().collect();
                 }
+                let pending = record.pending_approval.take();
                 session.record = Some(record);
+                let approved =
+                    pending.and_then(|pending| session.answer_approval(pending, &mut messages));
+                session.transcript().extend(messages);
                 if matches!(session.request.mode, TurnMode::Compose(_)) {
                     session.emit_context();
                 }
-                session.next_model_call(ctx);
+                match approved {
+                    Some(call) => {
+                        session.pending_tools.push_back(call);
+                        session.run_next_tool(ctx);
+                    }
+                    None => session.next_model_call(ctx),
+                }
                 Ok(())
             }),
         )
