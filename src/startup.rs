@@ -90,6 +90,7 @@ impl Application {
             compose: settings.compose.clone(),
             tenants: tenancy.tenants,
             turn_logs: tenancy.turn_logs,
+            kept: tenancy.kept,
             executions: executions.clone(),
             mcp: Some(supervisor),
         }));

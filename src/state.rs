@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use actix::Addr;
 use kubiya_actors::composer::Composer;
+use kubiya_actors::kept::Kept;
 use kubiya_actors::mcp::McpSupervisor;
 use kubiya_actors::provider::ProviderPool;
 use kubiya_actors::session::{SessionDeps, SessionStore};
@@ -39,6 +40,8 @@ pub struct AppState {
     pub executions: Addr<ExecutionWatcher>,
     /// Chat turns in progress as the chunks they streamed, for clients that resume.
     pub turn_logs: TurnLogs,
+    /// What the Responses API keeps: responses and their output items.
+    pub kept: Kept,
     draining: AtomicBool,
 }
 
@@ -59,6 +62,7 @@ impl AppState {
             mcp: parts.mcp,
             executions: parts.executions,
             turn_logs: parts.turn_logs,
+            kept: parts.kept,
             draining: AtomicBool::new(false),
         }
     }
@@ -97,4 +101,5 @@ pub struct AppParts {
     pub mcp: Option<Addr<McpSupervisor>>,
     pub tenants: Tenants,
     pub turn_logs: TurnLogs,
+    pub kept: Kept,
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kubiya_actors::kept::Kept;
 use kubiya_actors::limits::RateLimiter;
 use kubiya_actors::limits::local::LocalLimiter;
 use kubiya_actors::limits::shared::RedisLimiter;
@@ -26,11 +27,22 @@ pub struct Tenancy {
     pub tenants: Tenants,
     /// Chat turns in progress, shared through the same Redis when there is one.
     pub turn_logs: TurnLogs,
+    /// The Responses API's responses and items, kept as long as sessions.
+    pub kept: Kept,
 }
 
 /// Must run inside the server's runtime: the Redis health check starts here.
 pub fn build(settings: &Settings) -> std::io::Result<Tenancy> {
     let (store, limiter, redis) = shared_state(settings)?;
+    let session_ttl = Duration::from_secs(settings.sessions.ttl_secs);
+    let kept = match &redis {
+        Some(redis) => Kept::in_redis(
+            redis.clone(),
+            settings.store.key_prefix.clone(),
+            session_ttl,
+        ),
+        None => Kept::in_memory(session_ttl, settings.sessions.max_sessions),
+    };
     let turn_logs = TurnLogs::new(redis.map(|redis| {
         let running_ttl = Duration::from_secs(settings.sessions.ttl_secs.min(3600));
         SharedTurnLogs::new(redis, settings.store.key_prefix.clone(), running_ttl)
@@ -52,6 +64,7 @@ pub fn build(settings: &Settings) -> std::io::Result<Tenancy> {
         store,
         tenants,
         turn_logs,
+        kept,
     })
 }
 

@@ -9,6 +9,7 @@ pub mod completion;
 pub mod compose;
 pub mod openai;
 pub mod readable;
+pub mod responses;
 pub mod ui_message;
 pub mod vercel;
 

@@ -16,6 +16,7 @@ mod executions;
 mod probes;
 mod readme;
 mod replicas;
+mod responses;
 mod shutdown;
 mod tenants;
 mod ui_chat;

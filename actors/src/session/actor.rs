@@ -320,17 +320,18 @@ impl Session {
         pending: PendingApproval,
         messages: &mut Vec<ChatMessage>,
     ) -> Option<ToolCall> {
+        let said = messages.iter().rev().find_map(|message| match message {
+            ChatMessage::User { content } => Some(content.as_str()),
+            _ => None,
+        });
         let approved = match &self.request.approval {
             Some(answer) => answer.approval_id == pending.approval_id && answer.approved,
-            None => {
-                messages.iter().rev().find_map(|message| match message {
-                    ChatMessage::User { content } => Some(approval::is_affirmative(content)),
-                    _ => None,
-                }) == Some(true)
-            }
+            None => said.is_some_and(approval::is_affirmative),
         };
-        if approved {
+        if approved || said.is_some_and(approval::is_negative) {
             messages.retain(|message| !matches!(message, ChatMessage::User { .. }));
+        }
+        if approved {
             self.approved_call = Some(pending.call.id.clone());
             return Some(pending.call);
         }

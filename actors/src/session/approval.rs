@@ -43,14 +43,33 @@ pub fn is_affirmative(message: &str) -> bool {
         "confirm",
         "sure",
     ];
-    let normalized: String = message
+    YES.contains(&normalize(message).as_str())
+}
+
+/// Whether a plain message only declines: then it is the answer, not a new request.
+pub fn is_negative(message: &str) -> bool {
+    const NO: [&str; 9] = [
+        "no",
+        "n",
+        "nope",
+        "no thanks",
+        "cancel",
+        "stop",
+        "don't",
+        "not now",
+        "no, not now",
+    ];
+    NO.contains(&normalize(message).as_str())
+}
+
+fn normalize(message: &str) -> String {
+    message
         .trim()
         .trim_end_matches(['.', '!'])
         .to_lowercase()
         .split_whitespace()
         .collect::<Vec<_>>()
-        .join(" ");
-    YES.contains(&normalized.as_str())
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -65,5 +84,7 @@ mod tests {
         for no in ["no", "yes but first delete /", "don't", "", "yesterday"] {
             assert!(!is_affirmative(no), "{no}");
         }
+        assert!(super::is_negative("No, not now."));
+        assert!(!super::is_negative("no, back up /etc instead"));
     }
 }
