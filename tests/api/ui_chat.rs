@@ -131,7 +131,7 @@ fn assert_executed(seen: &Value) {
     );
 }
 
-fn slow_workflow_upstream() -> MockUpstream {
+pub fn slow_workflow_upstream() -> MockUpstream {
     let workflow = json!({"name": "slow", "steps": [
         {"name": "wait", "command": "sleep 2"},
         {"name": "done", "command": "echo resumed", "depends": ["wait"]},
@@ -242,7 +242,7 @@ async fn ai_sdk_5_0_0_with_its_strict_schemas_reads_a_plan_a_run_and_a_resumed_s
     assert_resumed(&ui_chat(Sdk::Oldest5, "resume", &app).await);
 }
 
-fn ui_request(chat: &str, text: &str) -> Value {
+pub fn ui_request(chat: &str, text: &str) -> Value {
     json!({"id": chat, "trigger": "submit-message", "messages": [
         {"id": "m1", "role": "user", "parts": [{"type": "text", "text": text}]}
     ]})
