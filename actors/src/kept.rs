@@ -21,10 +21,13 @@ pub struct Kept {
     ttl: Duration,
 }
 
+/// Documents by (tenant, kind, id), with when they were kept.
+type Documents = DashMap<(String, &'static str, String), (u64, String)>;
+
 #[derive(Clone)]
 enum Place {
     Memory {
-        documents: Arc<DashMap<(String, &'static str, String), (u64, String)>>,
+        documents: Arc<Documents>,
         max: usize,
     },
     Redis {
@@ -109,11 +112,7 @@ impl Kept {
 
     /// Drops expired documents, then the oldest above the cap (a tenth more, so the scan
     /// is not repeated on every put).
-    fn evict(
-        &self,
-        documents: &DashMap<(String, &'static str, String), (u64, String)>,
-        max: usize,
-    ) {
+    fn evict(&self, documents: &Documents, max: usize) {
         let oldest = now_ms().saturating_sub(self.ttl.as_millis() as u64);
         documents.retain(|_, (at, _)| *at >= oldest);
         let excess = documents.len().saturating_sub(max);

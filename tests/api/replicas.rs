@@ -422,7 +422,7 @@ async fn a_chat_stream_started_on_one_replica_resumes_on_another_for_its_tenant_
     let text = String::from_utf8(original.to_vec()).unwrap();
     assert!(text.contains("\"status\":\"success\"") && text.ends_with("data: [DONE]\n\n"));
     let fourth = text.find("id: 4\n").unwrap();
-    assert_eq!(tail, text[fourth..].as_bytes(), "after Last-Event-ID 3");
+    assert_eq!(tail, &text.as_bytes()[fourth..], "after Last-Event-ID 3");
     assert_eq!(
         resume(TEAM_A, None).await.unwrap().status().as_u16(),
         204,
