@@ -21,6 +21,78 @@ use serde_json::{Value, json};
 
 use super::{StreamEncoder, readable};
 
+/// Every chunk we send, with exactly the fields `ai@5.0.0`'s strict schemas accept (the
+/// approval chunks exist from AI SDK 6 on; they go only to clients that asked for approval).
+#[derive(Serialize)]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+enum Chunk<'a> {
+    Start {
+        message_id: &'a str,
+    },
+    StartStep,
+    TextStart {
+        id: &'a str,
+    },
+    TextDelta {
+        id: &'a str,
+        delta: &'a str,
+    },
+    TextEnd {
+        id: &'a str,
+    },
+    ReasoningStart {
+        id: &'a str,
+    },
+    ReasoningDelta {
+        id: &'a str,
+        delta: &'a str,
+    },
+    ReasoningEnd {
+        id: &'a str,
+    },
+    ToolInputAvailable {
+        tool_call_id: &'a str,
+        tool_name: &'a str,
+        input: &'a Value,
+    },
+    ToolOutputAvailable {
+        tool_call_id: &'a str,
+        output: &'a Value,
+    },
+    ToolOutputError {
+        tool_call_id: &'a str,
+        error_text: &'a str,
+    },
+    ToolOutputDenied {
+        tool_call_id: &'a str,
+    },
+    ToolApprovalRequest {
+        approval_id: &'a str,
+        tool_call_id: &'a str,
+    },
+    Error {
+        error_text: &'a str,
+    },
+    FinishStep,
+    Finish,
+}
+
+/// A `data-<name>` part; a later one with the same id replaces it on the client.
+#[derive(Serialize)]
+struct DataPart<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    data: T,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    transient: bool,
+}
+
 pub struct UiMessageEncoder {
     message_id: String,
     seq: u64,
@@ -169,6 +241,7 @@ impl UiMessageEncoder {
     }
 
     fn chunk(&mut self, out: &mut BytesMut, chunk: &impl Serialize) {
+        // Events and parts have string keys only: serializing cannot fail.
         self.seq += 1;
         let _ = write!(out.writer(), "id: {}\ndata: ", self.seq);
         let _ = serde_json::to_writer(out.writer(), chunk);
@@ -179,22 +252,24 @@ impl UiMessageEncoder {
     fn in_step(&mut self, out: &mut BytesMut) {
         if !self.started {
             self.started = true;
-            let start = json!({"type": "start", "messageId": self.message_id});
-            self.chunk(out, &start);
+            let id = std::mem::take(&mut self.message_id);
+            self.chunk(out, &Chunk::Start { message_id: &id });
+            self.message_id = id;
         }
         if !self.step_open {
             self.step_open = true;
-            self.chunk(out, &json!({"type": "start-step"}));
+            self.chunk(out, &Chunk::StartStep);
         }
     }
 
     fn close_open(&mut self, out: &mut BytesMut) {
         if let Some(open) = self.open.take() {
-            let kind = match open.kind {
-                OpenKind::Text => "text-end",
-                OpenKind::Reasoning => "reasoning-end",
+            let id = open.id.as_str();
+            let end = match open.kind {
+                OpenKind::Text => Chunk::TextEnd { id },
+                OpenKind::Reasoning => Chunk::ReasoningEnd { id },
             };
-            self.chunk(out, &json!({"type": kind, "id": open.id}));
+            self.chunk(out, &end);
         }
     }
 
@@ -203,32 +278,46 @@ impl UiMessageEncoder {
         if self.open.as_ref().is_some_and(|open| open.kind != kind) {
             self.close_open(out);
         }
-        let (start, delta_type) = match kind {
-            OpenKind::Text => ("text-start", "text-delta"),
-            OpenKind::Reasoning => ("reasoning-start", "reasoning-delta"),
+        let open = match self.open.take() {
+            Some(open) => open,
+            None => {
+                self.parts += 1;
+                let id = self.parts.to_string();
+                let start = match kind {
+                    OpenKind::Text => Chunk::TextStart { id: &id },
+                    OpenKind::Reasoning => Chunk::ReasoningStart { id: &id },
+                };
+                self.chunk(out, &start);
+                OpenPart { kind, id }
+            }
         };
-        if self.open.is_none() {
-            self.parts += 1;
-            let id = self.parts.to_string();
-            self.chunk(out, &json!({"type": start, "id": id}));
-            self.open = Some(OpenPart { kind, id });
-        }
-        let id = self.open.as_ref().map(|open| open.id.clone());
-        self.chunk(out, &json!({"type": delta_type, "id": id, "delta": delta}));
+        let id = open.id.as_str();
+        let chunk = match kind {
+            OpenKind::Text => Chunk::TextDelta { id, delta },
+            OpenKind::Reasoning => Chunk::ReasoningDelta { id, delta },
+        };
+        self.chunk(out, &chunk);
+        self.open = Some(open);
     }
 
     fn finish_step(&mut self, out: &mut BytesMut) {
         self.close_open(out);
         if self.step_open {
             self.step_open = false;
-            self.chunk(out, &json!({"type": "finish-step"}));
+            self.chunk(out, &Chunk::FinishStep);
         }
     }
 
     fn send_workflow(&mut self, out: &mut BytesMut) {
-        if let Some(workflow) = &self.workflow {
-            let part = json!({"type": "data-workflow", "id": workflow.id, "data": workflow});
+        if let Some(workflow) = self.workflow.take() {
+            let part = DataPart {
+                kind: "data-workflow",
+                id: Some(&workflow.id),
+                data: &workflow,
+                transient: false,
+            };
             self.chunk(out, &part);
+            self.workflow = Some(workflow);
         }
     }
 
@@ -257,8 +346,11 @@ impl UiMessageEncoder {
                 arguments,
             } => {
                 if self.answered_call.as_ref() != Some(id) {
-                    let chunk = json!({"type": "tool-input-available", "toolCallId": id,
-                        "toolName": name, "input": arguments});
+                    let chunk = Chunk::ToolInputAvailable {
+                        tool_call_id: id,
+                        tool_name: name,
+                        input: arguments,
+                    };
                     self.chunk(out, &chunk);
                 }
                 let definition = kubiya_actors::tools::workflow_argument(arguments);
@@ -273,15 +365,21 @@ impl UiMessageEncoder {
                 result,
                 is_error,
             } => {
-                let chunk = if result["declined"] == true {
-                    json!({"type": "tool-output-denied", "toolCallId": id})
-                } else if *is_error {
-                    let error = result["error"]
+                let error = is_error.then(|| {
+                    result["error"]
                         .as_str()
-                        .map_or_else(|| result.to_string(), str::to_owned);
-                    json!({"type": "tool-output-error", "toolCallId": id, "errorText": error})
-                } else {
-                    json!({"type": "tool-output-available", "toolCallId": id, "output": result})
+                        .map_or_else(|| result.to_string(), str::to_owned)
+                });
+                let chunk = match &error {
+                    _ if result["declined"] == true => Chunk::ToolOutputDenied { tool_call_id: id },
+                    Some(error) => Chunk::ToolOutputError {
+                        tool_call_id: id,
+                        error_text: error,
+                    },
+                    None => Chunk::ToolOutputAvailable {
+                        tool_call_id: id,
+                        output: result,
+                    },
                 };
                 self.chunk(out, &chunk);
                 if name == kubiya_actors::tools::VALIDATE_WORKFLOW && result["valid"] == true {
@@ -295,9 +393,13 @@ impl UiMessageEncoder {
             }
             TurnEvent::Execution(execution) => {
                 if let Some(line) = readable::line(event) {
-                    let log = json!({"type": "data-step-log", "data": {
-                        "step": execution["step"], "type": execution["type"],
-                        "line": line.trim_end()}, "transient": true});
+                    let log = DataPart {
+                        kind: "data-step-log",
+                        id: None,
+                        data: json!({"step": execution["step"], "type": execution["type"],
+                            "line": line.trim_end()}),
+                        transient: true,
+                    };
                     self.chunk(out, &log);
                 }
                 if let Some(workflow) = self.workflow.as_mut() {
@@ -307,7 +409,12 @@ impl UiMessageEncoder {
             }
             TurnEvent::ValidationFailed { .. } => {
                 if let Some(data) = super::event_json(event) {
-                    let part = json!({"type": "data-validation", "data": data, "transient": true});
+                    let part = DataPart {
+                        kind: "data-validation",
+                        id: None,
+                        data,
+                        transient: true,
+                    };
                     self.chunk(out, &part);
                 }
             }
@@ -316,8 +423,10 @@ impl UiMessageEncoder {
                 tool_call_id,
                 ..
             } => {
-                let chunk = json!({"type": "tool-approval-request", "approvalId": approval_id,
-                    "toolCallId": tool_call_id});
+                let chunk = Chunk::ToolApprovalRequest {
+                    approval_id,
+                    tool_call_id,
+                };
                 self.chunk(out, &chunk);
                 if let Some(workflow) = self.workflow.as_mut() {
                     workflow.status = "awaiting_approval".to_owned();
@@ -340,7 +449,7 @@ impl StreamEncoder for UiMessageEncoder {
                     self.in_step(out);
                 }
                 self.finish_step(out);
-                self.chunk(out, &json!({"type": "finish"}));
+                self.chunk(out, &Chunk::Finish);
                 out.put_slice(b"data: [DONE]\n\n");
             }
             TurnEvent::Failed(error) => {
@@ -348,10 +457,12 @@ impl StreamEncoder for UiMessageEncoder {
                     self.in_step(out);
                 }
                 self.close_open(out);
-                let error = json!({"type": "error", "errorText": error.message});
+                let error = Chunk::Error {
+                    error_text: &error.message,
+                };
                 self.chunk(out, &error);
                 self.finish_step(out);
-                self.chunk(out, &json!({"type": "finish"}));
+                self.chunk(out, &Chunk::Finish);
                 out.put_slice(b"data: [DONE]\n\n");
             }
             activity => self.tool_activity(activity, out),
