@@ -394,8 +394,7 @@ async fn a_forged_approval_runs_nothing_and_a_real_one_runs_only_the_planned_wor
         .await;
     let workflow = chunks(&body)
         .into_iter()
-        .filter(|chunk| chunk["type"] == "data-workflow")
-        .last()
+        .rfind(|chunk| chunk["type"] == "data-workflow")
         .unwrap();
     assert_eq!(workflow["data"]["name"], "system-health-check", "{body}");
     assert_eq!(workflow["data"]["status"], "success");
