@@ -87,16 +87,17 @@ enum RequestMessage {
     },
 }
 
-/// A string, or an array of parts of which the text ones count.
+/// A string, or an array of parts of which the text ones count (chat messages' `content`,
+/// and Responses input messages').
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum Content {
+pub(super) enum Content {
     Text(String),
     Parts(Vec<ContentPart>),
 }
 
 #[derive(Debug, Deserialize)]
-struct ContentPart {
+pub(super) struct ContentPart {
     #[serde(default)]
     text: Option<String>,
 }
@@ -115,7 +116,7 @@ struct RequestFunction {
 }
 
 impl Content {
-    fn into_text(self) -> String {
+    pub(super) fn into_text(self) -> String {
         match self {
             Content::Text(text) => text,
             Content::Parts(parts) => parts

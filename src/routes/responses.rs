@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::AGENT_MODEL;
-use super::chat::{DEFAULT_USER, USER_ID, header};
+use super::chat::{Content, DEFAULT_USER, USER_ID, header};
 use super::models::model_not_found;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::ValidJson;
@@ -67,35 +67,9 @@ struct InputItem {
     #[serde(default)]
     role: Option<String>,
     #[serde(default)]
-    content: Option<ItemContent>,
+    content: Option<Content>,
     #[serde(default)]
     id: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum ItemContent {
-    Text(String),
-    Parts(Vec<ContentPart>),
-}
-
-#[derive(Debug, Deserialize)]
-struct ContentPart {
-    #[serde(default)]
-    text: Option<String>,
-}
-
-impl ItemContent {
-    fn into_text(self) -> String {
-        match self {
-            ItemContent::Text(text) => text,
-            ItemContent::Parts(parts) => parts
-                .into_iter()
-                .filter_map(|part| part.text)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        }
-    }
 }
 
 /// What is kept of a response: the object `GET` returns and the session it continues.
@@ -152,7 +126,7 @@ async fn conversation(
                 messages.push(ChatMessage::assistant_text(stored.text));
             }
             (None | Some("message"), Some(role)) => {
-                let text = item.content.map(ItemContent::into_text).unwrap_or_default();
+                let text = item.content.map(Content::into_text).unwrap_or_default();
                 match role {
                     "user" => messages.push(ChatMessage::user(text)),
                     "assistant" => messages.push(ChatMessage::assistant_text(text)),

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::clients::{clients_dir, run_client};
 use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_against};
-use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, openai_tool_call_stream};
+use crate::mock_upstream::{MockUpstream, validate_run_answer};
 use crate::tenants::key;
 
 /// Which pinned `ai` runs the scenario.
@@ -136,19 +136,7 @@ pub fn slow_workflow_upstream() -> MockUpstream {
         {"name": "wait", "command": "sleep 2"},
         {"name": "done", "command": "echo resumed", "depends": ["wait"]},
     ]});
-    MockUpstream::start(vec![
-        Reply::sse(openai_tool_call_stream(
-            "call_v",
-            "validate_workflow",
-            &json!({"workflow": workflow}),
-        )),
-        Reply::sse(openai_tool_call_stream(
-            "call_x",
-            "execute_workflow",
-            &json!({"workflow": workflow}),
-        )),
-        Reply::sse(openai_text_stream("The slow workflow is done.")),
-    ])
+    MockUpstream::start(validate_run_answer(&workflow, "The slow workflow is done."))
 }
 
 /// The client dropped its connection after the workflow part; the turn went on, and the
