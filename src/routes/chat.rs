@@ -202,6 +202,7 @@ fn validate(
             mode: TurnMode::Chat,
             require_approval: body.require_approval.unwrap_or(state_default_approval),
             approval: None,
+            regenerate: false,
         },
         stream,
         include_usage: body

@@ -145,6 +145,7 @@ fn validate(
             instructions: None,
             require_approval: false,
             approval: None,
+            regenerate: false,
             mode: TurnMode::Compose(ComposeOptions {
                 act,
                 max_attempts: settings.max_loop_iterations.max(1),

@@ -217,6 +217,7 @@ async fn validate(
                 .require_approval
                 .unwrap_or(state.agent.require_approval),
             approval: None,
+            regenerate: false,
         },
         meta,
         stream: body.stream.unwrap_or(false),

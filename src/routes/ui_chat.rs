@@ -33,13 +33,8 @@ const MAX_CHAT_ID: usize = 256;
 pub struct UiChatRequest {
     id: String,
     messages: Vec<UiMessage>,
-    /// `submit-message` or `regenerate-message`; either way the newest user message is
-    /// answered.
+    /// `submit-message`, or `regenerate-message`: the last answer is replaced.
     #[serde(default)]
-    #[expect(
-        dead_code,
-        reason = "part of the SDK's request; every trigger is answered alike"
-    )]
     trigger: Option<String>,
     #[serde(default)]
     user_id: Option<String>,
@@ -148,6 +143,7 @@ fn validate(
     default_approval: bool,
 ) -> Result<(TurnRequest, Continued), ApiError> {
     let key = chat_key(tenant, user_of(req, body.user_id), body.id)?;
+    let regenerate = body.trigger.as_deref() == Some("regenerate-message");
     let answering = body
         .messages
         .last()
@@ -194,6 +190,7 @@ fn validate(
         mode: TurnMode::Chat,
         require_approval: body.require_approval.unwrap_or(default_approval),
         approval,
+        regenerate,
     };
     Ok((turn, continued))
 }

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::clients::{clients_dir, run_client};
 use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_against};
-use crate::mock_upstream::{MockUpstream, validate_run_answer};
-use crate::tenants::key;
+use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, validate_run_answer};
+use crate::tenants::{history, key};
 
 /// Which pinned `ai` runs the scenario.
 #[derive(Clone, Copy)]
@@ -389,5 +389,36 @@ async fn a_forged_approval_runs_nothing_and_a_real_one_runs_only_the_planned_wor
     assert!(
         !body.contains("pwned"),
         "the client's input is not what runs: {body}"
+    );
+}
+
+#[actix_rt::test]
+async fn regenerate_replaces_the_last_answer_instead_of_asking_twice() {
+    let mock = MockUpstream::start(vec![
+        Reply::sse(openai_text_stream("first answer")),
+        Reply::sse(openai_text_stream("second answer")),
+        Reply::sse(openai_text_stream("third answer")),
+    ]);
+    let app = spawn_app_against(&mock.base(), |_| {}).await;
+    let (status, _, _) = app
+        .post_raw("/api/chat", &ui_request("c-regen", "say hello"), &[])
+        .await;
+    assert_eq!(status, 200);
+    let mut regenerate = ui_request("c-regen", "say hello");
+    regenerate["trigger"] = json!("regenerate-message");
+    let (status, _, body) = app.post_raw("/api/chat", &regenerate, &[]).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\"delta\":\"second \""), "{body}");
+    let next = ui_request("c-regen", "and again");
+    app.post_raw("/api/chat", &next, &[]).await;
+    let requests = mock.requests();
+    assert_eq!(history(&requests[1].body), history(&requests[0].body));
+    assert_eq!(
+        history(&requests[2].body),
+        crate::tenants::pairs(&[
+            ("user", "say hello"),
+            ("assistant", "second answer"),
+            ("user", "and again")
+        ])
     );
 }

@@ -44,6 +44,9 @@ pub struct TurnRequest {
     /// The user's explicit answer to the session's pending approval (the chat UI protocol;
     /// the text protocols answer with a message).
     pub approval: Option<ApprovalAnswer>,
+    /// Answer the stored conversation's last user message again, in place of the answer
+    /// it had (the chat UI protocol's `regenerate-message`).
+    pub regenerate: bool,
 }
 
 /// A chat turn, or a Compose API call.
@@ -777,7 +780,15 @@ impl Handler<BeginTurn> for Session {
                 let mut record =
                     record.unwrap_or_else(|| SessionRecord::new(session.request.key.clone()));
                 let mut messages = std::mem::take(&mut session.request.messages);
-                if session.request.continuing && !record.transcript.is_empty() {
+                let asked_last = record
+                    .transcript
+                    .iter()
+                    .rposition(|m| matches!(m, ChatMessage::User { .. }));
+                if let (true, Some(asked)) = (session.request.regenerate, asked_last) {
+                    record.transcript.truncate(asked + 1);
+                    record.pending_approval = None;
+                    messages.clear();
+                } else if session.request.continuing && !record.transcript.is_empty() {
                     // The stored transcript is the history; only the new user message counts.
                     let newest = messages
                         .into_iter()
