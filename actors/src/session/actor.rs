@@ -286,6 +286,34 @@ impl Session {
         }
     }
 
+    /// The turn's history: the stored transcript with this request's new message (or, for a
+    /// new session, the request's whole history), after answering a pending approval. An
+    /// approved run comes back, to run before the model is called.
+    fn take_history(&mut self, mut record: SessionRecord) -> Option<ToolCall> {
+        let mut messages = std::mem::take(&mut self.request.messages);
+        let asked_last = record
+            .transcript
+            .iter()
+            .rposition(|m| matches!(m, ChatMessage::User { .. }));
+        if let (true, Some(asked)) = (self.request.regenerate, asked_last) {
+            record.transcript.truncate(asked + 1);
+            record.pending_approval = None;
+            messages.clear();
+        } else if self.request.continuing && !record.transcript.is_empty() {
+            // The stored transcript is the history; only the new user message counts.
+            let newest = messages
+                .into_iter()
+                .rev()
+                .find(|m| matches!(m, ChatMessage::User { .. }));
+            messages = newest.into_iter().collect();
+        }
+        let pending = record.pending_approval.take();
+        self.record = Some(record);
+        let approved = pending.and_then(|pending| self.answer_approval(pending, &mut messages));
+        self.transcript().extend(messages);
+        approved
+    }
+
     /// Holds `call` until the user approves it and ends the turn asking; tool calls queued
     /// after it are not run either (the model sees why).
     fn request_approval(&mut self, call: ToolCall, ctx: &mut Context<Self>) {
@@ -777,30 +805,9 @@ impl Handler<BeginTurn> for Session {
                     }
                 };
                 session.lease = Some(lease);
-                let mut record =
+                let record =
                     record.unwrap_or_else(|| SessionRecord::new(session.request.key.clone()));
-                let mut messages = std::mem::take(&mut session.request.messages);
-                let asked_last = record
-                    .transcript
-                    .iter()
-                    .rposition(|m| matches!(m, ChatMessage::User { .. }));
-                if let (true, Some(asked)) = (session.request.regenerate, asked_last) {
-                    record.transcript.truncate(asked + 1);
-                    record.pending_approval = None;
-                    messages.clear();
-                } else if session.request.continuing && !record.transcript.is_empty() {
-                    // The stored transcript is the history; only the new user message counts.
-                    let newest = messages
-                        .into_iter()
-                        .rev()
-                        .find(|m| matches!(m, ChatMessage::User { .. }));
-                    messages = newest.into_iter().collect();
-                }
-                let pending = record.pending_approval.take();
-                session.record = Some(record);
-                let approved =
-                    pending.and_then(|pending| session.answer_approval(pending, &mut messages));
-                session.transcript().extend(messages);
+                let approved = session.take_history(record);
                 if matches!(session.request.mode, TurnMode::Compose(_)) {
                     session.emit_context();
                 }
