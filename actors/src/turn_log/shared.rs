@@ -1,8 +1,8 @@
 //! Turn logs shared between replicas through Redis: each chat's running turn is a stream
 //! under `{prefix}:turnlog:{tenant}:{user}:{chat}` whose entries have the explicit ids
 //! `0-{n}` (chunk `n`, counted from 1), so a reader resumes exactly after any chunk. The
-//! replica running the turn writes it through a task of its own, in order (the turn never
-//! waits on Redis), and ends it with an `end` entry; a reader on another replica polls for
+//! replica running the turn writes it through a task of its own, in order, what queued up
+//! in one round trip (the turn never waits on Redis), and ends it with an `end` entry; a reader on another replica polls for
 //! new entries until it reads that one. Every log expires: `running_ttl` after its last
 //! write while running, `finished_ttl` once ended.
 
@@ -21,8 +21,9 @@ use crate::session::{SessionKey, StoreError};
 const QUEUE: usize = 4096;
 /// How often a reader on another replica looks for new chunks.
 const POLL: Duration = Duration::from_millis(50);
-/// Entries per read.
+/// Entries per read, and chunks per write.
 const READ_BATCH: usize = 256;
+const WRITE_BATCH: usize = 256;
 
 /// A stream entry as Redis returns it: the id and the flat field/value list.
 type StreamEntry = (String, Vec<String>);
@@ -117,32 +118,33 @@ async fn write_log(logs: SharedTurnLogs, key: String, mut writes: mpsc::Receiver
         return;
     }
     let mut seq = 0u64;
-    while let Some(write) = writes.recv().await {
-        seq += 1;
-        let mut add = redis::cmd("XADD");
-        add.arg(&key).arg(format!("0-{seq}"));
-        let ttl = match &write {
-            Write::Chunk(chunk) => {
-                add.arg("c").arg(chunk.as_ref());
-                logs.running_ttl
-            }
-            Write::End => {
-                add.arg("end").arg(1);
-                logs.finished_ttl
-            }
-        };
-        let mut expire = redis::cmd("PEXPIRE");
-        expire.arg(&key).arg(millis(ttl));
-        let written = async {
-            logs.redis.query::<String>(add).await?;
-            logs.redis.query::<i64>(expire).await
+    let mut batch = Vec::with_capacity(64);
+    while writes.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        // One round trip for what queued up while the last one was in flight.
+        let mut pipeline = redis::pipe();
+        let mut ended = false;
+        for write in batch.drain(..) {
+            seq += 1;
+            let add = pipeline.cmd("XADD").arg(&key).arg(format!("0-{seq}"));
+            match write {
+                Write::Chunk(chunk) => add.arg("c").arg(chunk.as_ref()).ignore(),
+                Write::End => {
+                    ended = true;
+                    add.arg("end").arg(1).ignore()
+                }
+            };
         }
-        .await;
-        if let Err(err) = written {
+        let ttl = if ended {
+            logs.finished_ttl
+        } else {
+            logs.running_ttl
+        };
+        pipeline.cmd("PEXPIRE").arg(&key).arg(millis(ttl)).ignore();
+        if let Err(err) = logs.redis.pipeline::<()>(pipeline).await {
             tracing::warn!(error = %err, "sharing the turn's stream failed: resuming works on this replica only");
             return;
         }
-        if matches!(write, Write::End) {
+        if ended {
             return;
         }
     }
