@@ -2,13 +2,36 @@
 //! `previous_response_id`, retrieve; every object and event validated against the Open
 //! Responses types) and the AI SDK's `openai('…')` provider (two turns with `generateText`
 //! and with `streamText`, the second sending `item_reference`s) — plus what one tenant can
-//! reach of another's responses, and plan → approve → act in plain text.
+//! reach of another's responses, and the terminal events of failed and incomplete turns.
 
 use serde_json::{Value, json};
 
 use crate::clients::{clients_dir, run_client};
-use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_against, spawn_app_with};
+use crate::mock_upstream::{MockUpstream, Reply, openai_tool_call_stream};
 use crate::tenants::key;
+
+/// Validates answers (`{"kind": "response"|"stream", "body"}`) against the Open Responses
+/// types with `validate_responses.py`; returns each one's terminal status or event.
+pub async fn validate_with_spec(entries: Vec<Value>) -> Vec<String> {
+    let file = std::env::temp_dir().join(format!("kubiya-responses-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&file, Value::Array(entries).to_string()).unwrap();
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    let seen = run_client(
+        python,
+        vec![
+            "validate_responses.py".into(),
+            file.to_str().unwrap().into(),
+        ],
+    )
+    .await;
+    let _ = std::fs::remove_file(file);
+    serde_json::from_value(seen["terminal"].clone()).unwrap()
+}
+
+pub fn whole(body: &Value) -> Value {
+    json!({"kind": "response", "body": body})
+}
 
 #[actix_rt::test]
 async fn the_openai_python_package_creates_streams_continues_and_retrieves_valid_responses() {
@@ -138,9 +161,65 @@ async fn the_ai_sdk_openai_provider_holds_two_turns_with_item_references() {
         assert_eq!(reference["type"], "item_reference", "{second}");
         assert!(reference["id"].as_str().unwrap().starts_with("msg_"));
     }
+    let answers = seen["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|answer| match answer["stream"].as_bool().unwrap() {
+            true => json!({"kind": "stream", "body": answer["text"]}),
+            false => whole(&serde_json::from_str(answer["text"].as_str().unwrap()).unwrap()),
+        })
+        .collect();
+    assert_eq!(
+        validate_with_spec(answers).await,
+        [
+            "completed",
+            "completed",
+            "response.completed",
+            "response.completed"
+        ]
+    );
 }
 
-async fn create(app: &TestApp, body: Value, api_key: &str) -> (u16, Value) {
+#[actix_rt::test]
+async fn a_failure_after_the_stream_started_is_response_failed_and_the_turn_limit_incomplete() {
+    let workflow = json!({"name": "hello", "steps": [{"name": "say", "command": "echo hi"}]});
+    let validate = || {
+        Reply::sse(openai_tool_call_stream(
+            "call_v",
+            "validate_workflow",
+            &json!({"workflow": workflow}),
+        ))
+    };
+    let broken = json!({"error": {"message": "boom", "type": "server_error"}});
+    let mock = MockUpstream::start(vec![
+        validate(),
+        Reply::json(500, broken.clone()),
+        Reply::json(500, broken),
+        validate(),
+        validate(),
+    ]);
+    let app = spawn_app_against(&mock.base(), |settings| settings.agent.max_iterations = 2).await;
+    let request = json!({"model": "kubiya-workflow-agent", "input": "hello", "stream": true,
+        "instructions": "Be brief."});
+    let (status, _, failed) = app.post_raw("/v1/responses", &request, &[]).await;
+    assert_eq!(status, 200, "{failed}");
+    assert!(
+        failed.contains("[Calling tool: validate_workflow]"),
+        "{failed}"
+    );
+    let (_, _, incomplete) = app.post_raw("/v1/responses", &request, &[]).await;
+    assert!(incomplete.contains("\"instructions\":\"Be brief.\""));
+    let terminal = validate_with_spec(vec![
+        json!({"kind": "stream", "body": failed}),
+        json!({"kind": "stream", "body": incomplete}),
+    ])
+    .await;
+    assert_eq!(terminal, ["response.failed", "response.incomplete"]);
+    assert!(!failed.contains("function_call") && !incomplete.contains("function_call"));
+}
+
+pub async fn create(app: &TestApp, body: Value, api_key: &str) -> (u16, Value) {
     let bearer = format!("Bearer {api_key}");
     let (status, _, body) = app
         .post_raw(
@@ -161,6 +240,7 @@ async fn another_tenants_responses_and_items_do_not_exist_and_unstored_ones_are_
     let model = "kubiya-workflow-agent";
     let (status, mine) = create(&app, json!({"model": model, "input": "say hello"}), "sk-a").await;
     assert_eq!(status, 200, "{mine}");
+    assert_eq!(validate_with_spec(vec![whole(&mine)]).await, ["completed"]);
     let id = mine["id"].as_str().unwrap();
     let item = mine["output"][0]["id"].as_str().unwrap();
 
@@ -241,47 +321,4 @@ async fn another_tenants_responses_and_items_do_not_exist_and_unstored_ones_are_
         assert_eq!(got, status, "{answer}");
         assert_error(&answer, "invalid_request_error", code, Some(param));
     }
-}
-
-#[actix_rt::test]
-async fn in_plain_text_the_agent_asks_before_a_run_and_a_yes_runs_it() {
-    let app = spawn_app().await;
-    let model = "kubiya-workflow-agent";
-    let ask = json!({"model": model, "require_approval": true,
-        "input": "Check the health of this system and run it"});
-    let (status, asked) = create(&app, ask, "none").await;
-    assert_eq!(status, 200, "{asked}");
-    let text = asked["output"][0]["content"][0]["text"].as_str().unwrap();
-    assert!(text.contains("[Approval needed]"), "{text}");
-    assert!(!text.contains("▶"), "nothing ran yet: {text}");
-
-    let (_, declined) = create(
-        &app,
-        json!({"model": model, "input": "no, not now", "previous_response_id": asked["id"]}),
-        "none",
-    )
-    .await;
-    let text = declined["output"][0]["content"][0]["text"]
-        .as_str()
-        .unwrap();
-    assert!(text.contains("I did not run the workflow"), "{text}");
-    assert!(!text.contains("▶"), "{text}");
-
-    let (_, asked_again) = create(
-        &app,
-        json!({"model": model, "require_approval": true,
-            "input": "Check the health of this system and run it",
-            "previous_response_id": declined["id"]}),
-        "none",
-    )
-    .await;
-    let (_, ran) = create(
-        &app,
-        json!({"model": model, "input": "yes", "previous_response_id": asked_again["id"]}),
-        "none",
-    )
-    .await;
-    let text = ran["output"][0]["content"][0]["text"].as_str().unwrap();
-    assert!(text.contains("✓ summary"), "{text}");
-    assert!(text.contains("finished with status success"), "{text}");
 }
