@@ -15,6 +15,7 @@ use futures_util::stream::BoxStream;
 use kubiya_actors::session::SessionKey;
 use kubiya_actors::turn_log::TurnLogs;
 
+use crate::streaming::StreamGuard;
 use crate::turn::StartedTurn;
 use crate::wire::StreamEncoder;
 
@@ -55,11 +56,13 @@ pub fn detach(
     follower
 }
 
-/// A log followed as a response body, with a heartbeat comment when it has been idle.
+/// A log followed as a response body, with a heartbeat comment when it has been idle. A
+/// resumed stream holds its own place among the tenant's streams while it is open.
 pub struct LogBody {
     chunks: BoxStream<'static, Bytes>,
     heartbeat: Option<tokio::time::Interval>,
     comment: &'static [u8],
+    guard: Option<StreamGuard>,
 }
 
 impl LogBody {
@@ -73,7 +76,14 @@ impl LogBody {
             chunks,
             heartbeat,
             comment,
+            guard: None,
         }
+    }
+
+    /// Counts this body as one of the tenant's open streams until it ends.
+    pub fn counted(mut self, guard: StreamGuard) -> Self {
+        self.guard = Some(guard);
+        self
     }
 }
 
@@ -89,7 +99,10 @@ impl Stream for LogBody {
                 }
                 return Poll::Ready(Some(Ok(chunk)));
             }
-            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.guard = None;
+                return Poll::Ready(None);
+            }
             Poll::Pending => {}
         }
         if let Some(heartbeat) = this.heartbeat.as_mut()

@@ -22,6 +22,7 @@ use crate::error::ApiError;
 use crate::extract::ValidJson;
 use crate::resumable::{self, LogBody};
 use crate::state::AppState;
+use crate::streaming::StreamGuard;
 use crate::tenant::Tenant;
 use crate::turn::{self, SESSION_ID};
 use crate::wire::ui_message::UiMessageEncoder;
@@ -196,16 +197,7 @@ fn validate(
 }
 
 /// The UI message stream's response headers around a log.
-fn stream_response(
-    state: &AppState,
-    session_id: &str,
-    chunks: BoxStream<'static, bytes::Bytes>,
-) -> HttpResponse {
-    let body = LogBody::new(
-        chunks,
-        Duration::from_secs(state.agent.heartbeat_secs),
-        b": keep-alive\n\n",
-    );
+fn stream_response(session_id: &str, body: LogBody) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     if let Ok(value) = HeaderValue::from_str(session_id) {
         response.insert_header((SESSION_ID, value));
@@ -216,6 +208,14 @@ fn stream_response(
         .insert_header(("x-vercel-ai-ui-message-stream", "v1"))
         .insert_header(("x-accel-buffering", "no"))
         .streaming(body)
+}
+
+fn log_body(state: &AppState, chunks: BoxStream<'static, bytes::Bytes>) -> LogBody {
+    LogBody::new(
+        chunks,
+        Duration::from_secs(state.agent.heartbeat_secs),
+        b": keep-alive\n\n",
+    )
 }
 
 pub async fn chat(
@@ -233,7 +233,7 @@ pub async fn chat(
         .unwrap_or_else(|| format!("msg-{}", uuid::Uuid::new_v4().simple()));
     let encoder = UiMessageEncoder::new(message_id).answering(continued.call_id);
     let chunks = resumable::detach(&state.turn_logs, &key, started, Box::new(encoder));
-    Ok(stream_response(&state, &key.id, chunks))
+    Ok(stream_response(&key.id, log_body(&state, chunks)))
 }
 
 /// `GET /api/chat/{id}/stream`: the chat's turn in progress, from its start or after the
@@ -248,8 +248,14 @@ pub async fn resume(
     let after = header(&req, "last-event-id")
         .and_then(|id| id.parse::<u64>().ok())
         .unwrap_or(0);
+    // A resumed stream counts against the tenant's open streams like the one it resumes.
+    let permit = state.tenants.open_stream(&tenant).await?;
+    let guard = StreamGuard::new(state.open_streams.clone()).with_permit(permit);
     match state.turn_logs.follow(&key, after).await {
-        Ok(Some(chunks)) => Ok(stream_response(&state, &key.id, chunks)),
+        Ok(Some(chunks)) => {
+            let body = log_body(&state, chunks).counted(guard);
+            Ok(stream_response(&key.id, body))
+        }
         Ok(None) => Ok(HttpResponse::NoContent().finish()),
         Err(err) => Err(ApiError::new(
             crate::error::ErrorCode::Unavailable,

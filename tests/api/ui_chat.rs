@@ -278,10 +278,12 @@ async fn the_stream_has_the_protocol_headers_ids_and_done_and_bad_requests_get_4
 }
 
 #[actix_rt::test]
-async fn another_tenant_cannot_resume_a_chat_stream() {
+async fn another_tenant_cannot_resume_a_chat_stream_and_resumes_count_as_streams() {
     let mock = slow_workflow_upstream();
     let app = spawn_app_against(&mock.base(), |settings| {
-        settings.auth.api_keys = vec![key("sk-a", "team-a"), key("sk-b", "team-b")];
+        let mut limited = key("sk-c", "team-c");
+        limited.max_concurrent_streams = Some(1);
+        settings.auth.api_keys = vec![key("sk-a", "team-a"), key("sk-b", "team-b"), limited];
     })
     .await;
     let owner = app.client.clone();
@@ -308,6 +310,28 @@ async fn another_tenant_cannot_resume_a_chat_stream() {
     let resumed = own.body().limit(1 << 24).await.unwrap();
     let first = turn.await.unwrap();
     assert_eq!(resumed, first, "the resumed stream is the same stream");
+
+    // Resuming is no way around a tenant's stream limit: each open stream counts.
+    let slow = json!({"name": "slow", "steps": [{"name": "wait", "command": "sleep 1"}]});
+    for reply in validate_run_answer(&slow, "Done.") {
+        mock.push(reply);
+    }
+    let mock_turn = app
+        .client
+        .post(app.url("/api/chat"))
+        .insert_header(("authorization", "Bearer sk-c"))
+        .send_json(&ui_request("limited", "Run the slow workflow"));
+    let mut running = mock_turn.await.unwrap();
+    assert_eq!(running.status().as_u16(), 200);
+    let refused = app
+        .client
+        .get(app.url("/api/chat/limited/stream"))
+        .insert_header(("authorization", "Bearer sk-c"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    running.body().limit(1 << 24).await.unwrap();
 }
 
 /// The `data: {json}` chunks of a UI message stream.
