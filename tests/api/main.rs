@@ -13,6 +13,7 @@ mod clients;
 mod compose;
 mod config;
 mod errors;
+mod escape;
 mod executions;
 mod probes;
 mod readme;
