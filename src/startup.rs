@@ -93,6 +93,8 @@ impl Application {
             agent: settings.agent.clone(),
             compose: settings.compose.clone(),
             tenants: tenancy.tenants,
+            turn_logs: tenancy.turn_logs,
+            kept: tenancy.kept,
             executions: executions.clone(),
             mcp: Some(supervisor),
         }));

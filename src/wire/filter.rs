@@ -48,7 +48,7 @@ pub fn importance(event: &TurnEvent) -> Option<Importance> {
             Importance::Low
         }
         TurnEvent::Text(_) | TurnEvent::ValidationFailed { .. } => Importance::Medium,
-        TurnEvent::Workflow(_) => Importance::High,
+        TurnEvent::Workflow(_) | TurnEvent::ApprovalRequested { .. } => Importance::High,
         TurnEvent::Execution(event) => match event["type"].as_str().unwrap_or("") {
             "step_running" => Importance::Low,
             "step_failed" if event["will_retry"] != true => Importance::High,

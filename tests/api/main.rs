@@ -7,6 +7,7 @@ mod mock_upstream;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
 
+mod approval;
 mod chat;
 mod clients;
 mod compose;
@@ -21,5 +22,7 @@ mod platform;
 mod probes;
 mod readme;
 mod replicas;
+mod responses;
 mod shutdown;
 mod tenants;
+mod ui_chat;

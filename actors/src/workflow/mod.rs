@@ -43,6 +43,7 @@ pub mod secrets;
 mod shape;
 pub mod shared;
 mod shell_env;
+mod spans;
 mod step_runner;
 pub mod sub_workflow;
 pub mod template;
