@@ -467,3 +467,31 @@ async fn sub_workflows_run_by_name_with_params_and_nested_events() {
     assert_eq!(finished.outcome.validation_errors[0].path, "steps[0].run");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn docker_steps_are_refused_with_a_clear_message_when_no_engine_answers() {
+    let finished = run_json(
+        json!({"name": "boxed", "steps": [
+            {"name": "build", "executor": {"type": "docker",
+             "config": {"image": "python:3.11-slim", "content": "echo hi"}}}]}),
+        super::local::RunOptions {
+            docker: std::path::PathBuf::from("/nonexistent/docker"),
+            ..options()
+        },
+    )
+    .await;
+    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    let problem = &finished.outcome.validation_errors[0];
+    assert_eq!(problem.path, "steps[0].executor.type");
+    assert!(
+        problem
+            .message
+            .contains("docker steps need a Docker engine"),
+        "{problem:?}"
+    );
+    assert!(
+        finished.events.len() == 1,
+        "nothing ran: {:#?}",
+        finished.events
+    );
+}

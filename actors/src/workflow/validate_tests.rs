@@ -358,13 +358,24 @@ fn platform_only_steps_cannot_run_locally() {
             "steps[4].run",
         ]
     );
-    assert!(errors[0].message.contains("cannot run agent steps"));
+    assert!(errors[0].message.contains("no model for workflow steps"));
     assert!(errors[1].message.contains("Docker engine"));
     let capable = HostCapabilities {
         docker_engine: true,
         http_client: true,
         sub_workflows: false,
-        model_steps: false,
+        model_steps: true,
     };
-    assert_eq!(check_runnable_locally(&workflow, &capable).len(), 2);
+    assert_eq!(
+        paths(&check_runnable_locally(&workflow, &capable)),
+        ["steps[4].run"]
+    );
+    let with_tool = Workflow::from_value(json!({"name":"w","steps":[
+        {"name":"t","executor":{"type":"tool","config":{"name":"slack"}}}]}))
+    .expect("parses");
+    let errors = check_runnable_locally(&with_tool, &capable);
+    assert!(
+        errors[0].message.contains("cannot run tool steps"),
+        "{errors:?}"
+    );
 }
