@@ -21,7 +21,8 @@ test-only:
 	@mkdir -p $(DEPLOY)/.bin && cp target/debug/kubiya $(DEPLOY)/.bin/kubiya
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-rust test-deploy
 
-test-rust:
+## test-rust: every Rust suite; deploy-deps first, because docker steps are tested with podman
+test-rust: deploy-deps
 	$(CARGO) test --workspace --all-targets
 
 ## test-deploy: the Dockerfile (hadolint, then the image built with podman and run), compose.yaml

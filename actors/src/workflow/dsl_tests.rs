@@ -495,3 +495,66 @@ async fn docker_steps_are_refused_with_a_clear_message_when_no_engine_answers() 
         finished.events
     );
 }
+
+/// A `docker` program for the runner: podman with the repository's container settings (runc,
+/// explicit ulimits), which test machines without cgroup v2 need.
+fn podman_as_docker(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let conf =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/deploy/containers.conf");
+    let program = dir.join("docker");
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\nCONTAINERS_CONF='{}' exec podman \"$@\"\n",
+            conf.display()
+        ),
+    )
+    .expect("writes");
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    program
+}
+
+#[tokio::test]
+async fn docker_steps_run_in_a_container_through_podman() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // The base image the deployment tests use, made once without a registry.
+    let made = tokio::process::Command::new("bash")
+        .arg(root.join("tests/deploy/base-image.sh"))
+        .status()
+        .await
+        .expect("bash runs");
+    assert!(
+        made.success(),
+        "no base image: this test needs podman and debootstrap (`make deploy-deps`)"
+    );
+    let dir = std::env::temp_dir().join(format!("kubiya-podman-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let finished = run_json(
+        json!({"name": "boxed", "params": {"WHO": "podman"}, "files": {"note.txt": "from the work directory\n"}, "steps": [
+            {"name": "build", "output": "BUILT", "executor": {"type": "docker", "config": {
+                "image": "localhost/debian:bookworm",
+                "content": "echo \"hello from $WHO\"; cat note.txt; id -u; cat /proc/self/status | grep CapEff"}}},
+            {"name": "after", "command": "echo \"$BUILT\" | head -n 1"}]}),
+        super::local::RunOptions {
+            docker: podman_as_docker(&dir),
+            ..options()
+        },
+    )
+    .await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        finished.outcome.status,
+        RunStatus::Success,
+        "{:#?}",
+        finished.events
+    );
+    let output = finished.output_of("build");
+    assert!(
+        output.starts_with("hello from podman\nfrom the work directory\n"),
+        "{output}"
+    );
+    // Every capability dropped, even for the container's root.
+    assert!(output.ends_with("CapEff:\t0000000000000000"), "{output}");
+    assert_eq!(finished.output_of("after"), "hello from podman");
+}
