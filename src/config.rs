@@ -231,7 +231,7 @@ pub struct LocalRunnerSettings {
     /// entry of `secrets_file`; both empty means workflows cannot use secrets.
     pub secrets_env_prefix: String,
     pub secrets_file: String,
-    /// Where `run` steps find sub-workflows by name; empty refuses them.
+    /// Where `run` steps find sub-workflows the session does not have; empty means nowhere.
     pub workflows_dir: String,
     /// Most tokens an `llm_completion` or `agent` step's answer may have; 0 refuses such steps.
     pub model_max_tokens: u32,

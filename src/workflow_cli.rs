@@ -160,6 +160,7 @@ async fn run_locally(
         params,
         events,
         cancel,
+        library: Vec::new(),
     };
     let (outcome, ()) = tokio::join!(runner.run(request), show_progress);
     outcome

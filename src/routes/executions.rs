@@ -52,6 +52,7 @@ pub async fn start(
             runner: request.runner,
             trace: tracing::Span::current(),
             permit: Some(permit),
+            library: Vec::new(),
         })
         .await
         .map_err(watcher_gone)?

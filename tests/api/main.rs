@@ -23,6 +23,7 @@ mod probes;
 mod readme;
 mod replicas;
 mod responses;
+mod session_workflows;
 mod shutdown;
 mod tenants;
 mod ui_chat;

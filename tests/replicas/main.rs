@@ -424,6 +424,7 @@ async fn another_tenant_finds_nothing_on_any_replica() {
             runner: None,
             trace: tracing::Span::none(),
             permit: None,
+            library: Vec::new(),
         })
         .await
         .expect("answers")

@@ -185,7 +185,7 @@ fn parse_workflow(arguments: &Value) -> Result<Workflow, Vec<ValidationError>> {
 async fn validate_tool(runner: &LocalRunner, arguments: &Value) -> Value {
     match parse_workflow(arguments) {
         Ok(workflow) => {
-            let host = runner.host_capabilities(&workflow).await;
+            let host = runner.host_capabilities(&workflow, &[]).await;
             let local_problems = check_runnable_locally(&workflow, &host);
             result(
                 json!({
@@ -346,6 +346,7 @@ async fn run_execution(job: RunJob) {
         params,
         events: events_tx,
         cancel,
+        library: Vec::new(),
     });
     tokio::pin!(run);
     let mut record_event = |event: StepEvent| {

@@ -430,6 +430,13 @@ impl Session {
             runner: arguments["runner"].as_str().map(str::to_owned),
             trace: self.spans.current(),
             permit: None,
+            // The session's workflows, callable by name from `run` steps.
+            library: self
+                .record
+                .iter()
+                .flat_map(|record| record.workflows.iter())
+                .filter_map(|workflow| Workflow::from_value(workflow.clone()).ok())
+                .collect(),
         };
         self.deps
             .executions

@@ -140,6 +140,9 @@ pub struct RunRequest {
     pub events: UnboundedSender<StepEvent>,
     /// Cancelling it stops the run (status `cancelled`).
     pub cancel: CancellationToken,
+    /// Workflows `run` steps may call by name before the workflows directory is searched
+    /// (the session's own, newest last).
+    pub library: Vec<Workflow>,
 }
 
 /// How a step ended.
@@ -285,6 +288,8 @@ pub(crate) struct RunContext<'a> {
     pub(crate) group: Option<u32>,
     /// The secrets the run asked for, by name (for `get_secret` steps).
     pub(crate) secrets: &'a HashMap<String, String>,
+    /// Workflows `run` steps may call by name (see [`RunRequest::library`]).
+    pub(crate) library: &'a [Workflow],
 }
 
 impl RunContext<'_> {
@@ -311,6 +316,7 @@ struct Job<'a> {
     workflow: &'a Workflow,
     params: &'a Map<String, Value>,
     secrets: &'a HashMap<String, String>,
+    library: &'a [Workflow],
     emitter: &'a Emitter,
     cancel: &'a CancellationToken,
 }
@@ -336,13 +342,17 @@ impl LocalRunner {
 
     /// What this host offers beyond plain commands (probes Docker only when `workflow` has a
     /// docker step).
-    pub async fn host_capabilities(&self, workflow: &Workflow) -> HostCapabilities {
+    pub async fn host_capabilities(
+        &self,
+        workflow: &Workflow,
+        library: &[Workflow],
+    ) -> HostCapabilities {
         let has_docker_step =
             all_steps(workflow).any(|step| step.executor_kind() == Some(&ExecutorKind::Docker));
         HostCapabilities {
             docker_engine: has_docker_step && docker_engine_reachable(&self.options.docker).await,
             http_client: self.options.http_client.is_some(),
-            sub_workflows: self.options.workflows_dir.is_some(),
+            sub_workflows: self.options.workflows_dir.is_some() || !library.is_empty(),
             model_steps: self.options.model.is_some(),
         }
     }
@@ -355,6 +365,7 @@ impl LocalRunner {
             params,
             events,
             cancel,
+            library,
         } = request;
         let (workflow, secrets, secrets_error) = match self.with_secrets(&workflow).await {
             Ok((filled, secrets)) => (filled, secrets, None),
@@ -390,6 +401,7 @@ impl LocalRunner {
             workflow: &workflow,
             params: &params,
             secrets: &secrets,
+            library: &library,
             emitter: &emitter,
             cancel: &cancel,
         };
@@ -434,6 +446,7 @@ impl LocalRunner {
             workflow,
             params,
             secrets,
+            library,
             emitter,
             cancel,
         } = *job;
@@ -442,7 +455,7 @@ impl LocalRunner {
             problems = check_workflow_limits(workflow, &self.options.workflow_limits);
         }
         if problems.is_empty() {
-            let host = self.host_capabilities(workflow).await;
+            let host = self.host_capabilities(workflow, library).await;
             problems = check_runnable_locally(workflow, &host);
         }
         if !problems.is_empty() {
@@ -486,6 +499,7 @@ impl LocalRunner {
             emitter: emitter.clone(),
             group: group.as_ref().map(IdLease::id),
             secrets,
+            library,
         };
         let stop = schedule(&context, &base_scope, cancel, outcome).await;
         let (status, error) = match stop {

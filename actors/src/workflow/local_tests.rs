@@ -116,6 +116,7 @@ pub(super) async fn run_workflow(
             params: params.as_object().cloned().unwrap_or_default(),
             events,
             cancel: CancellationToken::new(),
+            library: Vec::new(),
         })
         .await;
     Finished {
@@ -478,6 +479,7 @@ async fn cancellation_kills_the_whole_process_group() {
                     params: serde_json::Map::new(),
                     events,
                     cancel,
+                    library: Vec::new(),
                 })
                 .await
         }
@@ -589,6 +591,7 @@ async fn cancellation_inside_the_sandbox_leaves_no_process_behind() {
                     params: serde_json::Map::new(),
                     events,
                     cancel,
+                    library: Vec::new(),
                 })
                 .await
         }
@@ -933,6 +936,7 @@ async fn a_run_cancelled_before_it_starts_runs_nothing() {
             params: serde_json::Map::new(),
             events,
             cancel,
+            library: Vec::new(),
         })
         .await;
     assert_eq!(outcome.status, RunStatus::Cancelled);

@@ -629,6 +629,7 @@ impl Attempt<'_, '_> {
                 params: step.extra.get("params"),
                 scope: self.scope,
                 label: self.label,
+                library: self.context.library,
             };
             return super::sub_workflow::run(
                 self.context.options,

@@ -1,6 +1,7 @@
 //! Sub-workflows on the local runner: a step `{"run": "other", "params": "A=1 B=${X}"}` runs
-//! the workflow `other` from the configured workflows directory (`other.yaml`, `.yml` or
-//! `.json`) as a nested run — validated, sandboxed and limited like any run, with its own work
+//! the workflow `other` — the newest of that name among the run's library (the session's own
+//! workflows), else the file `other.yaml`, `.yml` or `.json` of the configured workflows
+//! directory — as a nested run — validated, sandboxed and limited like any run, with its own work
 //! directory — at most [`MAX_DEPTH`] levels deep. The child's step events are forwarded under
 //! the parent step as `parent/child-step`; the parent completes with the child's `output`
 //! variables as a JSON object, or fails with the child's error.
@@ -28,6 +29,8 @@ pub(crate) struct SubWorkflowCall<'a> {
     pub(crate) scope: &'a Scope,
     /// The parent step's name in events.
     pub(crate) label: &'a str,
+    /// Workflows callable by name before the directory is searched.
+    pub(crate) library: &'a [Workflow],
 }
 
 /// Why a sub-workflow step did not succeed, or its output.
@@ -42,11 +45,22 @@ pub(crate) async fn run(
             "sub-workflows may nest at most {MAX_DEPTH} levels deep"
         ));
     }
-    let dir = options
-        .workflows_dir
-        .as_deref()
-        .ok_or("no workflows directory is configured (runner.local.workflows_dir)")?;
-    let workflow = load(dir, call.name).await?;
+    let known = call
+        .library
+        .iter()
+        .rev()
+        .find(|workflow| workflow.name == call.name)
+        .cloned();
+    let workflow = match (known, options.workflows_dir.as_deref()) {
+        (Some(workflow), _) => workflow,
+        (None, Some(dir)) => load(dir, call.name).await?,
+        (None, None) => {
+            return Err(format!(
+                "no workflow named {:?} in this session, and no workflows directory is configured (runner.local.workflows_dir)",
+                call.name
+            ));
+        }
+    };
     let params = params(call.params, call.scope);
     let nested = RunOptions {
         sub_workflow_depth: options.sub_workflow_depth + 1,
@@ -58,6 +72,7 @@ pub(crate) async fn run(
         params,
         events,
         cancel: token.child_token(),
+        library: call.library.to_vec(),
     };
     let forward = async {
         while let Some(event) = receiver.recv().await {

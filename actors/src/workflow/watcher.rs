@@ -121,6 +121,8 @@ pub struct StartExecution {
     pub trace: tracing::Span,
     /// The tenant's concurrent-execution slot, held until the run ends.
     pub permit: Option<StreamPermit>,
+    /// Workflows the run's `run` steps may call by name (the session's own).
+    pub library: Vec<Workflow>,
 }
 
 /// Sends `subscriber` every event after `after_seq`, then the live ones, ending with
@@ -345,6 +347,7 @@ impl ExecutionWatcher {
                     params: start.params,
                     events,
                     cancel,
+                    library: start.library,
                 };
                 Box::pin(async move { Some(local.run(request).await) })
             }
@@ -523,7 +526,9 @@ impl Handler<StartExecution> for ExecutionWatcher {
                 let local = self.local.clone();
                 Box::pin(
                     actix::fut::wrap_future(async move {
-                        let host = local.host_capabilities(&start.workflow).await;
+                        let host = local
+                            .host_capabilities(&start.workflow, &start.library)
+                            .await;
                         (start, host)
                     })
                     .then(|(start, host), watcher: &mut Self, ctx| {
@@ -824,6 +829,7 @@ mod tests {
                 runner: None,
                 trace: tracing::Span::none(),
                 permit: None,
+                library: Vec::new(),
             })
             .await
             .expect("the watcher answers")
