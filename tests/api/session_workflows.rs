@@ -15,6 +15,16 @@ fn call(id: &str, tool: &str, workflow: &Value) -> Reply {
     ))
 }
 
+/// The `execute_workflow` tool result among a whole answer's events.
+fn execute_result(answer: &Value) -> &Value {
+    answer["x_kubiya"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["type"] == "tool_result" && event["name"] == "execute_workflow")
+        .unwrap_or_else(|| panic!("{answer}"))
+}
+
 #[actix_rt::test]
 async fn a_run_step_calls_a_workflow_made_earlier_in_the_session() {
     let greet = json!({"name": "greet", "params": {"WHO": "nobody"},
@@ -52,10 +62,7 @@ async fn a_run_step_calls_a_workflow_made_earlier_in_the_session() {
         )
         .await;
     let events = second["x_kubiya"]["events"].as_array().unwrap();
-    let result = events
-        .iter()
-        .find(|event| event["type"] == "tool_result" && event["name"] == "execute_workflow")
-        .unwrap_or_else(|| panic!("{second}"));
+    let result = execute_result(&second);
     assert_eq!(result["result"]["status"], "success", "{second}");
     assert!(
         events.iter().any(|event| event["type"] == "step_complete"
@@ -71,11 +78,7 @@ async fn a_run_step_calls_a_workflow_made_earlier_in_the_session() {
             ask("s-2", "run parent").to_string(),
         )
         .await;
-    let events = other["x_kubiya"]["events"].as_array().unwrap();
-    let result = events
-        .iter()
-        .find(|event| event["type"] == "tool_result" && event["name"] == "execute_workflow")
-        .unwrap_or_else(|| panic!("{other}"));
+    let result = execute_result(&other);
     assert!(
         result["result"].to_string().contains("workflows directory"),
         "another session's workflow is not callable: {other}"

@@ -40,12 +40,7 @@ async fn repeat_policy_with_a_limit_runs_the_step_that_many_times() {
         options(),
     )
     .await;
-    assert_eq!(
-        finished.outcome.status,
-        RunStatus::Success,
-        "{:#?}",
-        finished.events
-    );
+    finished.assert_succeeded();
     assert_eq!(runs_of(&finished, "tick"), 3);
     assert_eq!(finished.output_of("tick"), "3");
     assert_eq!(finished.output_of("after"), "3");
@@ -78,12 +73,7 @@ async fn repeat_policy_until_a_condition_is_expected_and_while_an_exit_code() {
         },
     )
     .await;
-    assert_eq!(
-        finished.outcome.status,
-        RunStatus::Success,
-        "{:#?}",
-        finished.events
-    );
+    finished.assert_succeeded();
     assert_eq!(runs_of(&finished, "until-ready"), 4);
     assert_eq!(finished.output_of("until-ready"), "4");
     // The first run failed with exit code 3 and was repeated; the second succeeded.
@@ -122,12 +112,7 @@ async fn files_are_written_into_the_work_directory_and_cannot_escape_it() {
         options(),
     )
     .await;
-    assert_eq!(
-        finished.outcome.status,
-        RunStatus::Success,
-        "{:#?}",
-        finished.events
-    );
+    finished.assert_succeeded();
     assert_eq!(finished.output_of("read"), "{\"k\": 1}");
     assert_eq!(finished.output_of("script"), "from-script");
     assert_eq!(finished.output_of("change"), "1");
@@ -175,12 +160,7 @@ async fn parallel_fans_out_over_items_with_events_per_child_and_a_concurrency_ca
         options(),
     )
     .await;
-    assert_eq!(
-        finished.outcome.status,
-        RunStatus::Success,
-        "{:#?}",
-        finished.events
-    );
+    finished.assert_succeeded();
     // Two at a time, 0.4 s each: two rounds, not one and not four.
     let elapsed = started.elapsed().as_secs_f64();
     assert!((0.8..3.0).contains(&elapsed), "{elapsed}");
@@ -426,12 +406,7 @@ async fn sub_workflows_run_by_name_with_params_and_nested_events() {
         options.clone(),
     )
     .await;
-    assert_eq!(
-        finished.outcome.status,
-        RunStatus::Success,
-        "{:#?}",
-        finished.events
-    );
+    finished.assert_succeeded();
     assert_eq!(
         finished.kinds_of("child/hello"),
         ["step_running", "step_complete"]
@@ -543,12 +518,7 @@ async fn docker_steps_run_in_a_container_through_podman() {
     )
     .await;
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(
-        finished.outcome.status,
-        RunStatus::Success,
-        "{:#?}",
-        finished.events
-    );
+    finished.assert_succeeded();
     let output = finished.output_of("build");
     assert!(
         output.starts_with("hello from podman\nfrom the work directory\n"),

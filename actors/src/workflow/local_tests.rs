@@ -62,6 +62,16 @@ impl Finished {
         self.outcome.steps[step].status
     }
 
+    /// Fails the test, showing every event, unless the run succeeded.
+    pub(super) fn assert_succeeded(&self) {
+        assert_eq!(
+            self.outcome.status,
+            RunStatus::Success,
+            "{:#?}",
+            self.events
+        );
+    }
+
     pub(super) fn output_of(&self, step: &str) -> &str {
         &self.outcome.steps[step].output
     }
