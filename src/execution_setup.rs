@@ -48,6 +48,8 @@ pub fn watcher_config(runner: &RunnerSettings) -> WatcherConfig {
         kubiya,
         finished_ttl: Duration::from_secs(runner.finished_ttl_secs),
         max_finished: runner.max_finished,
+        max_log_bytes: runner.max_log_bytes,
+        max_finished_bytes: runner.max_finished_bytes,
         shared: None,
     }
 }

@@ -4,6 +4,7 @@
 //! messages and their events back into HTTP.
 
 pub mod auth;
+pub mod boundary;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod provider_setup;
 pub mod routes;
+pub mod session_budget;
 pub mod startup;
 pub mod state;
 pub mod streaming;

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::AGENT_MODEL;
 use super::models::model_not_found;
+use crate::boundary::ids;
 use crate::error::ApiError;
 use crate::extract::ValidJson;
 use crate::state::AppState;
@@ -152,26 +153,43 @@ fn validate(
             "Only n=1 is supported: the agent gives one answer per turn.",
         ));
     }
-    let vercel = [
-        header(req, STREAMING_FORMAT),
-        body.format.as_deref(),
-        body.stream_format.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .any(|format| format.eq_ignore_ascii_case("vercel"));
+    let mut vercel = false;
+    for (param, format) in [
+        ("X-Streaming-Format", header(req, STREAMING_FORMAT)),
+        ("format", body.format.as_deref()),
+        ("stream_format", body.stream_format.as_deref()),
+    ] {
+        match format.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("sse" | "openai") => {}
+            Some("vercel") => vercel = true,
+            Some(_) => {
+                return Err(ApiError::invalid_field(
+                    param,
+                    format!(
+                        "Unknown stream format `{}`: use \"vercel\" for the Vercel AI SDK data stream, or \"sse\" (the default) for OpenAI's.",
+                        format.unwrap_or_default().escape_debug()
+                    ),
+                ));
+            }
+        }
+    }
     let stream = match (vercel, body.stream.unwrap_or(false)) {
         (true, _) => Some(StreamFormat::Vercel),
         (false, true) => Some(StreamFormat::OpenAiSse),
         (false, false) => None,
     };
-    let session_id = body
-        .session_id
-        .or_else(|| header(req, SESSION_ID.as_str()).map(str::to_owned));
-    let user = body
-        .user_id
-        .or_else(|| header(req, USER_ID).map(str::to_owned))
-        .unwrap_or_else(|| DEFAULT_USER.to_owned());
+    let session_id = match ids::client_id(body.session_id, "session_id")? {
+        Some(id) => Some(id),
+        None => ids::client_id(
+            header(req, SESSION_ID.as_str()).map(str::to_owned),
+            "X-Session-Id",
+        )?,
+    };
+    let user = match ids::client_id(body.user_id, "user_id")? {
+        Some(id) => Some(id),
+        None => ids::client_id(header(req, USER_ID).map(str::to_owned), "X-User-Id")?,
+    }
+    .unwrap_or_else(|| DEFAULT_USER.to_owned());
     let (messages, instructions) = convert_messages(body.messages)?;
     if !messages
         .iter()

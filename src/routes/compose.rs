@@ -13,6 +13,8 @@ use kubiya_actors::tools;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 
+use crate::boundary::guard::BoundaryRules;
+use crate::boundary::{ids, websocket};
 use crate::error::ApiError;
 use crate::extract::{self, ValidJson};
 use crate::state::AppState;
@@ -79,8 +81,17 @@ fn validate(
     let act = match body.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
         Some("act") => true,
         Some("plan") => false,
-        // Provider modes such as `adk` are accepted and ignored, as the original did.
-        _ => body.execute.unwrap_or(false),
+        // The original's provider modes are accepted and ignored; `execute` then decides.
+        None | Some("adk" | "mcp" | "basic") => body.execute.unwrap_or(false),
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "mode",
+                format!(
+                    "Unknown mode `{}`: use \"plan\" or \"act\" (the legacy provider modes \"adk\", \"mcp\" and \"basic\" are also accepted).",
+                    body.mode.as_deref().unwrap_or_default().escape_debug()
+                ),
+            ));
+        }
     };
     let format = match body.stream_format {
         None => Some("sse".to_owned()),
@@ -93,7 +104,10 @@ fn validate(
         Some(other) => {
             return Err(ApiError::invalid_field(
                 "stream_format",
-                format!("Unknown stream_format `{other}`: use \"sse\", \"vercel\" or null."),
+                format!(
+                    "Unknown stream_format `{}`: use \"sse\", \"vercel\" or null.",
+                    other.escape_debug()
+                ),
             ));
         }
     };
@@ -129,18 +143,19 @@ fn validate(
             Value::Object(body.parameters.clone())
         ));
     }
+    let session_id = ids::client_id(body.session_id, "session_id")?;
+    let user_id = ids::client_id(body.user_id, "user_id")?;
     let settings = &state.compose;
     Ok(ValidCompose {
         turn: TurnRequest {
             key: SessionKey {
                 tenant: tenant.id.to_string(),
-                user: body.user_id.unwrap_or_else(|| DEFAULT_USER.to_owned()),
-                id: body
-                    .session_id
+                user: user_id.unwrap_or_else(|| DEFAULT_USER.to_owned()),
+                id: session_id
                     .clone()
                     .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             },
-            continuing: body.session_id.is_some(),
+            continuing: session_id.is_some(),
             messages: vec![ChatMessage::user(message)],
             instructions: None,
             mode: TurnMode::Compose(ComposeOptions {
@@ -240,26 +255,27 @@ async fn whole(
 }
 
 /// `GET /ws/compose`: one JSON compose request in, each event out as a text frame, then a
-/// normal close; a bad request gets an `error` frame and a close with the reason.
+/// normal close; a bad request gets an `error` frame and a close with the reason. The
+/// request is read under the boundary's rules ([`websocket`]).
 pub async fn compose_ws(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
+    boundary: web::Data<BoundaryRules>,
     tenant: Tenant,
 ) -> actix_web::Result<HttpResponse> {
-    let (response, mut socket, mut incoming) = actix_ws::handle(&req, payload)?;
+    let (response, mut socket, incoming) = actix_ws::handle(&req, payload)?;
+    let rules = boundary.websocket;
     actix_web::rt::spawn(async move {
-        let request = loop {
-            match incoming.recv().await {
-                Some(Ok(actix_ws::Message::Text(text))) => break text,
-                Some(Ok(actix_ws::Message::Ping(bytes))) => {
-                    let _ = socket.pong(&bytes).await;
-                }
-                Some(Ok(actix_ws::Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
+        let mut incoming = websocket::limit(incoming, rules);
+        let request = match websocket::first_request(&mut incoming, &mut socket, rules).await {
+            Ok(request) => request,
+            Err(reason) => {
+                let _ = socket.close(reason).await;
+                return;
             }
         };
-        let started = match extract::parse::<ComposeRequest>(request.as_bytes())
+        let started = match extract::parse::<ComposeRequest>(&request)
             .and_then(|body| validate(body, &tenant, &state))
         {
             Ok(valid) => turn::start(&state, &tenant, valid.turn).await,

@@ -178,9 +178,18 @@ pub fn kubiya_command() -> Command {
 impl ServerProcess {
     /// Starts `kubiya mcp agent` on port 0 with `args` and `env`, and waits for it to listen.
     pub fn start(args: &[&str], env: &[(&str, &str)], dir: Option<&Path>) -> Self {
+        Self::start_on("127.0.0.1", args, env, dir)
+    }
+
+    /// As [`start`](Self::start), listening on `host`.
+    pub fn start_with_host(host: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_on(host, args, env, None)
+    }
+
+    fn start_on(host: &str, args: &[&str], env: &[(&str, &str)], dir: Option<&Path>) -> Self {
         let mut command = kubiya_command();
         command
-            .args(["mcp", "agent", "--host", "127.0.0.1"])
+            .args(["mcp", "agent", "--host", host])
             .args(args)
             .env("LOG_FORMAT", "json")
             .envs(env.iter().copied())
@@ -241,6 +250,14 @@ impl ServerProcess {
                 }
             }
         }
+    }
+
+    /// How many log records so far match `predicate` (without waiting for more).
+    pub fn records_where(&mut self, predicate: impl Fn(&Value) -> bool) -> usize {
+        while let Ok(record) = self.logs.try_recv() {
+            self.seen.push(record);
+        }
+        self.seen.iter().filter(|record| predicate(record)).count()
     }
 
     pub fn url(&self, path: &str) -> String {
