@@ -11,6 +11,7 @@ pub mod error;
 pub mod execution_setup;
 pub mod execution_stream;
 pub mod extract;
+pub mod memory;
 pub mod metrics;
 pub mod middleware;
 pub mod provider_setup;

@@ -18,6 +18,7 @@ use kubiya_actors::workflow::{LocalRunner, PlainHttpClient, RunOptions};
 const USAGE_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
+    kubiya::memory::return_large_blocks_to_the_os();
     let cli = Cli::parse();
     match cli.command {
         Command::Mcp(McpCommand::Agent(args)) => run_agent(&args),

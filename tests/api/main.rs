@@ -14,6 +14,7 @@ mod compose;
 mod config;
 mod errors;
 mod executions;
+mod memory;
 mod probes;
 mod readme;
 mod replicas;

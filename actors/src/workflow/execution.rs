@@ -308,6 +308,9 @@ impl Execution {
                 self.log_budget
             ));
         }
+        // A runner's buffer may have grown well past what it holds, and cutting keeps the
+        // capacity: what is kept must be what is counted.
+        text.shrink_to_fit();
         self.kept_bytes += text.len() * copies;
     }
 
