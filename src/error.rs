@@ -186,12 +186,12 @@ pub struct ApiError {
 }
 
 /// The wire shape, `{"error": {...}}`; also used in-band in streams.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     pub error: ErrorObject<'a>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorObject<'a> {
     pub message: &'a str,
     #[serde(rename = "type")]

@@ -11,11 +11,13 @@ use kubiya_actors::provider::{ChatMessage, ToolCall};
 use kubiya_actors::session::{SessionKey, TurnMode, TurnRequest};
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::AGENT_MODEL;
 use super::models::model_not_found;
+use super::openapi::SseEvent;
 use crate::boundary::ids;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::ValidJson;
 use crate::state::AppState;
 use crate::tenant::Tenant;
@@ -29,8 +31,9 @@ pub(super) const USER_ID: &str = "x-user-id";
 const STREAMING_FORMAT: &str = "x-streaming-format";
 pub(super) const DEFAULT_USER: &str = "default_user";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
+    #[schema(example = "kubiya-workflow-agent")]
     model: String,
     messages: Vec<RequestMessage>,
     #[serde(default)]
@@ -41,8 +44,10 @@ pub struct ChatCompletionRequest {
     n: Option<u32>,
     /// The original's body field choosing the stream format (`vercel`).
     #[serde(default)]
+    #[schema(value_type = Option<ChatStreamFormat>)]
     format: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<ChatStreamFormat>)]
     stream_format: Option<String>,
     #[serde(default)]
     session_id: Option<String>,
@@ -50,13 +55,25 @@ pub struct ChatCompletionRequest {
     user_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The stream formats [`validate`] accepts (case-insensitively), for the API document.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[expect(dead_code, reason = "documents the values the validation accepts")]
+enum ChatStreamFormat {
+    /// OpenAI's SSE (the default); `openai` means the same.
+    Sse,
+    Openai,
+    /// The Vercel AI SDK data stream.
+    Vercel,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
 struct StreamOptions {
     #[serde(default)]
     include_usage: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(tag = "role", rename_all = "lowercase")]
 enum RequestMessage {
     System {
@@ -86,26 +103,26 @@ enum RequestMessage {
 }
 
 /// A string, or an array of parts of which the text ones count.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 enum Content {
     Text(String),
     Parts(Vec<ContentPart>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct ContentPart {
     #[serde(default)]
     text: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct RequestToolCall {
     id: String,
     function: RequestFunction,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct RequestFunction {
     name: String,
     #[serde(default)]
@@ -302,6 +319,14 @@ fn convert_messages(
     Ok((conversation, instructions))
 }
 
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "agent",
+    request_body(content = ChatCompletionRequest, content_type = "application/json"),
+    params(("X-Session-Id" = Option<String>, Header, description = "Continue this session"),
+        ("X-User-Id" = Option<String>, Header, description = "The user"),
+        ("X-Streaming-Format" = Option<String>, Header, description = "`vercel` for the Vercel AI SDK data stream")),
+    responses((status = 200, description = "A `chat.completion`, or its stream: OpenAI SSE or the Vercel data stream",
+        content((Object = "application/json"), (SseEvent = "text/event-stream"), (String = "text/plain"))),
+        (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn chat_completions(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -12,10 +12,12 @@ use kubiya_actors::session::{ComposeOptions, SessionKey, TurnEvent, TurnMode, Tu
 use kubiya_actors::tools;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
+use super::openapi::SseEvent;
 use crate::boundary::guard::BoundaryRules;
 use crate::boundary::{ids, websocket};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{self, ValidJson};
 use crate::state::AppState;
 use crate::tenant::Tenant;
@@ -27,14 +29,19 @@ use crate::wire::{StreamEncoder, StreamFormat};
 
 const DEFAULT_USER: &str = "default_user";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ComposeRequest {
+    /// What the workflow should do.
     task: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     context: Map<String, Value>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     parameters: Map<String, Value>,
+    /// `plan` (the default) or `act`; the legacy provider modes are accepted and ignored.
     #[serde(default)]
+    #[schema(value_type = Option<ComposeMode>)]
     mode: Option<String>,
     /// The original's legacy switch: `true` means act.
     #[serde(default)]
@@ -43,11 +50,34 @@ pub struct ComposeRequest {
     stream: Option<bool>,
     /// Absent means `sse`; an explicit `null` means raw NDJSON events.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<ComposeStreamFormat>)]
     stream_format: Option<Option<String>>,
     #[serde(default)]
     session_id: Option<String>,
     #[serde(default)]
     user_id: Option<String>,
+}
+
+/// The `mode` values [`validate`] accepts (case-insensitively), for the API document.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[expect(dead_code, reason = "documents the values the validation accepts")]
+enum ComposeMode {
+    Plan,
+    Act,
+    /// Legacy provider modes: accepted and ignored.
+    Adk,
+    Mcp,
+    Basic,
+}
+
+/// The `stream_format` values [`validate`] accepts (case-insensitively); `null` means NDJSON.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[expect(dead_code, reason = "documents the values the validation accepts")]
+enum ComposeStreamFormat {
+    Sse,
+    Vercel,
 }
 
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
@@ -181,6 +211,11 @@ fn encoder(format: StreamFormat) -> Box<dyn StreamEncoder> {
     }
 }
 
+#[utoipa::path(post, path = "/compose", tag = "compose",
+    request_body(content = ComposeRequest, content_type = "application/json"),
+    responses((status = 200, description = "The workflow (and, in act mode, its execution) as one JSON answer or a stream of events",
+        content((Object = "application/json"), (SseEvent = "text/event-stream"), (String = "application/x-ndjson"), (String = "text/plain"))),
+        (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn compose(
     state: web::Data<AppState>,
     tenant: Tenant,
@@ -257,6 +292,9 @@ async fn whole(
 /// `GET /ws/compose`: one JSON compose request in, each event out as a text frame, then a
 /// normal close; a bad request gets an `error` frame and a close with the reason. The
 /// request is read under the boundary's rules ([`websocket`]).
+#[utoipa::path(get, path = "/ws/compose", tag = "compose",
+    responses((status = 101, description = "Switched to a WebSocket: send one compose request as a text message, read events as text messages"),
+        (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn compose_ws(
     req: HttpRequest,
     payload: web::Payload,
@@ -264,7 +302,12 @@ pub async fn compose_ws(
     boundary: web::Data<BoundaryRules>,
     tenant: Tenant,
 ) -> actix_web::Result<HttpResponse> {
-    let (response, mut socket, incoming) = actix_ws::handle(&req, payload)?;
+    let (response, mut socket, incoming) = actix_ws::handle(&req, payload).map_err(|error| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("This route takes a WebSocket handshake: {error}."),
+        )
+    })?;
     let rules = boundary.websocket;
     actix_web::rt::spawn(async move {
         let mut incoming = websocket::limit(incoming, rules);

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::chat::{DEFAULT_USER, USER_ID, header};
 use crate::boundary::ids;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::state::AppState;
 use crate::tenant::Tenant;
 
@@ -20,6 +20,10 @@ struct SessionQuery {
     user_id: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "agent",
+    params(("id" = String, Path, description = "The session id"),
+        ("user_id" = Option<String>, Query, description = "The user (or header X-User-Id)")),
+    responses((status = 200, description = "The session: transcript, workflows, executions", body = Object), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn retrieve(
     req: HttpRequest,
     tenant: Tenant,

@@ -8,21 +8,30 @@ use kubiya_actors::workflow::model::parse_document;
 use kubiya_actors::workflow::{ValidationError, Workflow, normalised, validate_value};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
+use crate::error::ErrorBody;
 use crate::extract::ValidJson;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ValidateRequest {
+    /// The workflow: an object, or a JSON or YAML document as a string.
     workflow: Value,
 }
 
-#[derive(Debug, Serialize)]
-struct ValidateResponse {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidateResponse {
     valid: bool,
+    /// Every problem, with its JSON path.
     errors: Vec<ValidationError>,
+    /// The normalised workflow, whenever the document could be read.
+    #[schema(value_type = Option<Object>)]
     workflow: Option<Workflow>,
 }
 
+#[utoipa::path(post, path = "/v1/workflows/validate", tag = "workflows",
+    request_body(content = ValidateRequest, content_type = "application/json"),
+    responses((status = 200, description = "The verdict, every problem and the normalised workflow", body = ValidateResponse), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn validate(ValidJson(request): ValidJson<ValidateRequest>) -> HttpResponse {
     let (valid, errors, workflow) = match document_of(&request.workflow) {
         Err(errors) => (false, errors, None),

@@ -39,7 +39,7 @@ impl ExecutionEvent {
 }
 
 /// Where an execution is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutionStatus {
     /// Accepted; the runner has not started yet.
@@ -84,7 +84,7 @@ impl From<RunStatus> for ExecutionStatus {
 }
 
 /// Where a step is, as the events and the final outcome tell it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StepState {
     Pending,
@@ -108,7 +108,7 @@ impl From<StepStatus> for StepState {
 }
 
 /// A step in an [`ExecutionSnapshot`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepSnapshot {
     pub name: String,
     pub status: StepState,
@@ -149,7 +149,7 @@ impl StepSnapshot {
 }
 
 /// An execution's state at one moment, as `GET /v1/executions/{id}` returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecutionSnapshot {
     pub execution_id: String,
     /// The workflow's name.
