@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run build test test-only bench lint fmt fmt-check deps clean
+.PHONY: run build test test-only bench fuzz lint fmt fmt-check deps clean
 
 ## run: build (release) and start the agent server on port 8000 with the built-in defaults
 run:
@@ -33,8 +33,9 @@ MCP_PEERS := tests/mcp-peers
 ## deps: what the tests need beyond the Rust toolchain, all pinned in the repository and
 ## installed only when missing or when their manifests changed: bubblewrap (sandboxes local
 ## steps), redis-server (the replica tests share a real one), the real client SDKs that read
-## our streams (tests/clients), and the MCP test peers (tests/mcp-peers: npm servers and the
-## Python SDK client)
+## our streams and schemathesis, which checks the API against its OpenAPI document
+## (tests/clients), and the MCP test peers (tests/mcp-peers: npm servers and the Python SDK
+## client)
 deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json \
 		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed
 	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
@@ -50,6 +51,13 @@ $(MCP_PEERS)/.venv/.installed: $(MCP_PEERS)/requirements.txt
 		{ apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(MCP_PEERS)/.venv; }
 	$(MCP_PEERS)/.venv/bin/pip install -q --disable-pip-version-check -r $(MCP_PEERS)/requirements.txt
 	@touch $@
+
+## fuzz: the property-based fuzzers (tests/fuzz) with many more cases than `make test` runs,
+## and schemathesis against the binary with more examples and a fresh seed
+FUZZ_CASES ?= 20000
+fuzz: deps
+	KUBIYA_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --test fuzz
+	KUBIYA_CONTRACT_EXAMPLES=200 KUBIYA_CONTRACT_UNSEEDED=1 $(CARGO) test --test api contract
 
 ## bench: the budgets of DESIGN.md measured against the release binary (prints measured vs budget)
 bench:

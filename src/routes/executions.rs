@@ -66,7 +66,8 @@ pub async fn start(
     watcher: Watcher,
     ValidJson(request): ValidJson<StartRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let workflow = workflow_of(&request.workflow)
+    let workflow = workflow_of(request.workflow)
+        .await?
         .map_err(|errors| execution_error(ExecutionError::Invalid(errors)))?;
     let summary = watcher
         .send(StartExecution {

@@ -669,3 +669,34 @@ async fn a_request_split_over_frames_is_assembled_and_answered() {
         "{kinds:?}"
     );
 }
+
+#[actix_rt::test]
+async fn workflows_over_the_step_limit_are_refused_before_validation() {
+    let app = spawn_app().await;
+    let steps: Vec<Value> = (0..1001)
+        .map(|index| json!({"name": format!("s{index}"), "command": "true"}))
+        .collect();
+    let workflow = json!({"name": "long", "steps": steps});
+    let (status, _, body) = app
+        .post_raw(
+            "/v1/workflows/validate",
+            &json!({"workflow": workflow}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["valid"], false);
+    assert_eq!(answer["errors"][0]["path"], "steps", "{answer}");
+    assert!(
+        answer["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 1000")
+    );
+    let (status, _, body) = app
+        .post_raw("/v1/executions", &json!({"workflow": workflow}), &[])
+        .await;
+    assert!(status == 400 || status == 422, "{status} {body}");
+    assert!(body.contains("at most 1000"), "{body}");
+}
