@@ -32,14 +32,17 @@ MCP_PEERS := tests/mcp-peers
 
 ## deps: what the tests need beyond the Rust toolchain, all pinned in the repository and
 ## installed only when missing or when their manifests changed: bubblewrap (sandboxes local
-## steps), redis-server (the replica tests share a real one), the real client SDKs that read
-## our streams and schemathesis, which checks the API against its OpenAPI document
-## (tests/clients), and the MCP test peers (tests/mcp-peers: npm servers and the Python SDK
+## steps), redis-server (the replica tests share a real one), chromium (a real browser attacks
+## the server from another origin), the real client SDKs that read our streams, playwright-core
+## and schemathesis, which checks the API against its OpenAPI document (tests/clients), and
+## the MCP test peers (tests/mcp-peers: npm servers and the Python SDK
 ## client)
 deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json \
 		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed
 	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium; }
 
 $(MCP_PEERS)/node_modules/.package-lock.json: $(MCP_PEERS)/package.json $(MCP_PEERS)/package-lock.json
 	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
