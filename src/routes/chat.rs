@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use super::AGENT_MODEL;
 use super::models::model_not_found;
 use super::openapi::SseEvent;
+use crate::boundary::choice::{self, Choice};
 use crate::boundary::ids;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ValidJson;
@@ -55,16 +56,23 @@ pub struct ChatCompletionRequest {
     user_id: Option<String>,
 }
 
-/// The stream formats [`validate`] accepts (case-insensitively), for the API document.
-#[derive(ToSchema)]
+/// What `format`, `stream_format` and `X-Streaming-Format` may say (any case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
-#[expect(dead_code, reason = "documents the values the validation accepts")]
-enum ChatStreamFormat {
-    /// OpenAI's SSE (the default); `openai` means the same.
+pub enum ChatStreamFormat {
+    /// OpenAI's SSE, the default; `openai` says the same.
     Sse,
     Openai,
     /// The Vercel AI SDK data stream.
     Vercel,
+}
+
+impl Choice for ChatStreamFormat {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("sse", Self::Sse),
+        ("openai", Self::Openai),
+        ("vercel", Self::Vercel),
+    ];
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -176,18 +184,8 @@ fn validate(
         ("format", body.format.as_deref()),
         ("stream_format", body.stream_format.as_deref()),
     ] {
-        match format.map(str::to_ascii_lowercase).as_deref() {
-            None | Some("sse" | "openai") => {}
-            Some("vercel") => vercel = true,
-            Some(_) => {
-                return Err(ApiError::invalid_field(
-                    param,
-                    format!(
-                        "Unknown stream format `{}`: use \"vercel\" for the Vercel AI SDK data stream, or \"sse\" (the default) for OpenAI's.",
-                        format.unwrap_or_default().escape_debug()
-                    ),
-                ));
-            }
+        if let Some(format) = format {
+            vercel |= choice::parse::<ChatStreamFormat>(format, param)? == ChatStreamFormat::Vercel;
         }
     }
     let stream = match (vercel, body.stream.unwrap_or(false)) {

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use super::openapi::SseEvent;
+use crate::boundary::choice::{self, Choice};
 use crate::boundary::guard::BoundaryRules;
 use crate::boundary::{ids, websocket};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
@@ -58,26 +59,38 @@ pub struct ComposeRequest {
     user_id: Option<String>,
 }
 
-/// The `mode` values [`validate`] accepts (case-insensitively), for the API document.
-#[derive(ToSchema)]
+/// What `mode` may say (any case): plan or act, or one of the original's provider modes,
+/// which are accepted and ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
-#[expect(dead_code, reason = "documents the values the validation accepts")]
-enum ComposeMode {
+pub enum ComposeMode {
     Plan,
     Act,
-    /// Legacy provider modes: accepted and ignored.
     Adk,
     Mcp,
     Basic,
 }
 
-/// The `stream_format` values [`validate`] accepts (case-insensitively); `null` means NDJSON.
-#[derive(ToSchema)]
+impl Choice for ComposeMode {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("plan", Self::Plan),
+        ("act", Self::Act),
+        ("adk", Self::Adk),
+        ("mcp", Self::Mcp),
+        ("basic", Self::Basic),
+    ];
+}
+
+/// What `stream_format` may say (any case); `null` means raw NDJSON events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
-#[expect(dead_code, reason = "documents the values the validation accepts")]
-enum ComposeStreamFormat {
+pub enum ComposeStreamFormat {
     Sse,
     Vercel,
+}
+
+impl Choice for ComposeStreamFormat {
+    const NAMES: &'static [(&'static str, Self)] = &[("sse", Self::Sse), ("vercel", Self::Vercel)];
 }
 
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
@@ -108,38 +121,26 @@ fn validate(
             "`task` must describe what the workflow should do.",
         ));
     }
-    let act = match body.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        Some("act") => true,
-        Some("plan") => false,
+    let mode = body
+        .mode
+        .as_deref()
+        .map(|mode| choice::parse::<ComposeMode>(mode, "mode"))
+        .transpose()?;
+    let act = match mode {
+        Some(ComposeMode::Act) => true,
+        Some(ComposeMode::Plan) => false,
         // The original's provider modes are accepted and ignored; `execute` then decides.
-        None | Some("adk" | "mcp" | "basic") => body.execute.unwrap_or(false),
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "mode",
-                format!(
-                    "Unknown mode `{}`: use \"plan\" or \"act\" (the legacy provider modes \"adk\", \"mcp\" and \"basic\" are also accepted).",
-                    body.mode.as_deref().unwrap_or_default().escape_debug()
-                ),
-            ));
+        None | Some(ComposeMode::Adk | ComposeMode::Mcp | ComposeMode::Basic) => {
+            body.execute.unwrap_or(false)
         }
     };
-    let format = match body.stream_format {
-        None => Some("sse".to_owned()),
-        Some(format) => format.map(|f| f.to_ascii_lowercase()),
-    };
-    let streamed = match format.as_deref() {
-        Some("sse") => StreamFormat::ComposeSse,
-        Some("vercel") => StreamFormat::Vercel,
-        None => StreamFormat::Ndjson,
-        Some(other) => {
-            return Err(ApiError::invalid_field(
-                "stream_format",
-                format!(
-                    "Unknown stream_format `{}`: use \"sse\", \"vercel\" or null.",
-                    other.escape_debug()
-                ),
-            ));
-        }
+    let streamed = match body.stream_format {
+        None => StreamFormat::ComposeSse,
+        Some(None) => StreamFormat::Ndjson,
+        Some(Some(format)) => match choice::parse(&format, "stream_format")? {
+            ComposeStreamFormat::Sse => StreamFormat::ComposeSse,
+            ComposeStreamFormat::Vercel => StreamFormat::Vercel,
+        },
     };
     let delivery = if body.stream.unwrap_or(true) {
         Delivery::Stream(streamed)

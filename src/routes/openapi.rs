@@ -143,4 +143,19 @@ mod tests {
         }
         assert_eq!(paths.len(), 19, "a route is mounted but not listed here");
     }
+
+    /// The names a choice is parsed by are the names the document lists.
+    fn assert_documented<T: crate::boundary::choice::Choice>(schema: &str) {
+        let document: serde_json::Value = serde_json::from_str(&DOCUMENT).unwrap();
+        let listed = &document["components"]["schemas"][schema]["enum"];
+        let names: Vec<&str> = T::NAMES.iter().map(|(name, _)| *name).collect();
+        assert_eq!(listed, &serde_json::json!(names), "{schema}");
+    }
+
+    #[test]
+    fn enumerated_fields_document_the_values_they_accept() {
+        assert_documented::<compose::ComposeMode>("ComposeMode");
+        assert_documented::<compose::ComposeStreamFormat>("ComposeStreamFormat");
+        assert_documented::<chat::ChatStreamFormat>("ChatStreamFormat");
+    }
 }

@@ -462,61 +462,42 @@ async fn a_turn_that_would_pass_the_session_cap_is_413_and_runs_nothing() {
     );
 }
 
+/// POSTs `body` to `path`, asserts a 400 naming `param`, and answers the message.
+async fn refused_field(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    body: Value,
+    param: &str,
+) -> String {
+    let (status, body) = app.send_json("POST", path, body.to_string()).await;
+    assert_eq!(status, 400, "{path} {param}: {body}");
+    assert_error(&body, "invalid_request_error", "invalid_value", Some(param));
+    body["error"]["message"].as_str().unwrap().to_owned()
+}
+
 #[actix_rt::test]
 async fn unknown_enumeration_values_are_400_naming_the_allowed_ones() {
     let app = spawn_app().await;
-    let (status, body) = app
-        .send_json(
-            "POST",
-            "/compose",
-            json!({"task": "say hello", "mode": "destroy"}).to_string(),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert_error(
-        &body,
-        "invalid_request_error",
-        "invalid_value",
-        Some("mode"),
-    );
-    let message = body["error"]["message"].as_str().unwrap();
+    let message = refused_field(
+        &app,
+        "/compose",
+        json!({"task": "say hello", "mode": "destroy"}),
+        "mode",
+    )
+    .await;
     assert!(
         message.contains("plan") && message.contains("act"),
         "{message}"
     );
     for (field, value) in [("format", "xml"), ("stream_format", "carrier-pigeon")] {
-        let (status, body) = app
-            .send_json(
-                "POST",
-                "/v1/chat/completions",
-                json!({"model": "kubiya-workflow-agent", field: value, "stream": true,
-                       "messages": [{"role": "user", "content": "hi"}]})
-                .to_string(),
-            )
-            .await;
-        assert_eq!(status, 400, "{field}");
-        assert_error(&body, "invalid_request_error", "invalid_value", Some(field));
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("vercel")
-        );
+        let body = json!({"model": "kubiya-workflow-agent", field: value, "stream": true,
+                          "messages": [{"role": "user", "content": "hi"}]});
+        let message = refused_field(&app, "/v1/chat/completions", body, field).await;
+        assert!(message.contains("vercel"), "{message}");
     }
-    let (status, body) = app
-        .send_json(
-            "POST",
-            "/compose",
-            json!({"task": "say hello", "stream_format": "xml"}).to_string(),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert_error(
-        &body,
-        "invalid_request_error",
-        "invalid_value",
-        Some("stream_format"),
-    );
+    let body = json!({"task": "say hello", "stream_format": "xml"});
+    let message = refused_field(&app, "/compose", body, "stream_format").await;
+    assert!(message.contains("sse"), "{message}");
     // The legacy values are still accepted.
     for mode in ["adk", "PLAN", "mcp"] {
         let (status, _) = app
