@@ -32,14 +32,16 @@ MCP_PEERS := tests/mcp-peers
 
 ## deps: what the tests need beyond the Rust toolchain, all pinned in the repository and
 ## installed only when missing or when their manifests changed: bubblewrap (sandboxes local
-## steps), redis-server (the replica tests share a real one), chromium (a real browser attacks
-## the server from another origin), the real client SDKs that read our streams, playwright-core
+## steps; the sandbox shows steps /usr only, so the escape tests need Debian's python3 there),
+## redis-server (the replica tests share a real one), chromium (a real browser attacks the
+## server from another origin), the real client SDKs that read our streams, playwright-core
 ## and schemathesis, which checks the API against its OpenAPI document (tests/clients), and
-## the MCP test peers (tests/mcp-peers: npm servers and the Python SDK
-## client)
+## the MCP test peers (tests/mcp-peers: npm servers and the Python SDK client)
 deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json \
 		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed
-	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
+	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq bubblewrap; }
+	@test -x /usr/bin/python3 || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3; }
+	@command -v setpriv >/dev/null || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq util-linux; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 	@command -v chromium >/dev/null || { apt-get update -qq && \
 		apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium; }

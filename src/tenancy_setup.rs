@@ -27,8 +27,12 @@ pub struct Tenancy {
 /// Must run inside the server's runtime: the Redis health check starts here.
 pub fn build(settings: &Settings) -> std::io::Result<Tenancy> {
     let (store, limiter) = shared_state(settings)?;
-    let tenants = Tenants::new(&settings.auth, limiter)
-        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
+    let tenants = Tenants::new(
+        &settings.auth,
+        limiter,
+        settings.runner.max_concurrent_executions,
+    )
+    .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
     if tenants.auth_enabled() {
         tracing::info!(
             keys = settings.auth.api_keys.len(),

@@ -15,6 +15,7 @@ mod compose;
 mod config;
 mod contract;
 mod errors;
+mod escape;
 mod executions;
 mod memory;
 mod probes;
