@@ -66,6 +66,9 @@ impl Default for ComposeSettings {
 pub struct AgentSettings {
     pub max_iterations: u32,
     pub heartbeat_secs: u64,
+    /// Every turn waits for the user's approval before running a workflow, unless the
+    /// request says otherwise (`require_approval`).
+    pub require_approval: bool,
 }
 
 /// The in-memory session store's bounds.
@@ -85,6 +88,7 @@ impl Default for AgentSettings {
         Self {
             max_iterations: 10,
             heartbeat_secs: 15,
+            require_approval: false,
         }
     }
 }

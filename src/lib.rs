@@ -15,6 +15,7 @@ pub mod memory;
 pub mod metrics;
 pub mod middleware;
 pub mod provider_setup;
+pub mod resumable;
 pub mod routes;
 pub mod session_budget;
 pub mod startup;

@@ -102,6 +102,8 @@ impl Application {
             compose: settings.compose.clone(),
             max_transcript_bytes: settings.sessions.max_transcript_bytes,
             tenants: tenancy.tenants,
+            turn_logs: tenancy.turn_logs,
+            kept: tenancy.kept,
             executions: executions.clone(),
             mcp: Some(supervisor),
         }));

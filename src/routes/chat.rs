@@ -54,6 +54,9 @@ pub struct ChatCompletionRequest {
     session_id: Option<String>,
     #[serde(default)]
     user_id: Option<String>,
+    /// Plan → approve → act: the agent asks before running a workflow.
+    #[serde(default)]
+    require_approval: Option<bool>,
 }
 
 /// What `format`, `stream_format` and `X-Streaming-Format` may say (any case).
@@ -110,16 +113,17 @@ enum RequestMessage {
     },
 }
 
-/// A string, or an array of parts of which the text ones count.
+/// A string, or an array of parts of which the text ones count (chat messages' `content`,
+/// and Responses input messages').
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
-enum Content {
+pub(super) enum Content {
     Text(String),
     Parts(Vec<ContentPart>),
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-struct ContentPart {
+pub(super) struct ContentPart {
     #[serde(default)]
     text: Option<String>,
 }
@@ -138,7 +142,7 @@ struct RequestFunction {
 }
 
 impl Content {
-    fn into_text(self) -> String {
+    pub(super) fn into_text(self) -> String {
         match self {
             Content::Text(text) => text,
             Content::Parts(parts) => parts
@@ -168,6 +172,7 @@ fn validate(
     req: &HttpRequest,
     tenant: &Tenant,
     body: ChatCompletionRequest,
+    state_default_approval: bool,
 ) -> Result<ValidTurn, ApiError> {
     if body.model != AGENT_MODEL {
         return Err(model_not_found(&body.model));
@@ -228,6 +233,9 @@ fn validate(
             messages,
             instructions,
             mode: TurnMode::Chat,
+            require_approval: body.require_approval.unwrap_or(state_default_approval),
+            approval: None,
+            regenerate: false,
         },
         stream,
         include_usage: body
@@ -335,7 +343,7 @@ pub async fn chat_completions(
         turn,
         stream,
         include_usage,
-    } = validate(&req, &tenant, body)?;
+    } = validate(&req, &tenant, body, state.agent.require_approval)?;
     let started = turn::start(&state, &tenant, turn).await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = SystemTime::now()

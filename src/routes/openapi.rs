@@ -11,7 +11,8 @@ use utoipa::openapi::{OpenApi as Document, SecurityRequirement};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    chat, compose, discover, executions, health, mcp, metrics, models, sessions, workflows,
+    chat, compose, discover, executions, health, mcp, metrics, models, responses, sessions,
+    ui_chat, workflows,
 };
 
 #[derive(OpenApi)]
@@ -28,6 +29,10 @@ use super::{
         discover::discover,
         metrics::metrics,
         chat::chat_completions,
+        responses::create,
+        responses::retrieve,
+        ui_chat::chat,
+        ui_chat::resume,
         compose::compose,
         compose::compose_ws,
         mcp::servers,
@@ -125,6 +130,10 @@ mod tests {
             "/discover",
             "/metrics",
             "/v1/chat/completions",
+            "/v1/responses",
+            "/v1/responses/{id}",
+            "/api/chat",
+            "/api/chat/{id}/stream",
             "/compose",
             "/api/v1/compose",
             "/api/v2/compose",
@@ -141,7 +150,7 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path} is missing");
         }
-        assert_eq!(paths.len(), 19, "a route is mounted but not listed here");
+        assert_eq!(paths.len(), 23, "a route is mounted but not listed here");
     }
 
     /// The names a choice is parsed by are the names the document lists.

@@ -7,6 +7,7 @@ mod mock_upstream;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
 
+mod approval;
 mod boundary;
 mod browser;
 mod chat;
@@ -21,5 +22,7 @@ mod memory;
 mod probes;
 mod readme;
 mod replicas;
+mod responses;
 mod shutdown;
 mod tenants;
+mod ui_chat;
