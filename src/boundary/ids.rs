@@ -31,6 +31,19 @@ pub fn client_id(value: Option<String>, param: &str) -> Result<Option<String>, A
     Ok(Some(value))
 }
 
+/// The first of `candidates` (value, field) that is present, each checked as its field:
+/// e.g. a body's `session_id`, then the `X-Session-Id` header.
+pub fn first_present<const N: usize>(
+    candidates: [(Option<String>, &str); N],
+) -> Result<Option<String>, ApiError> {
+    for (value, param) in candidates {
+        if let Some(id) = client_id(value, param)? {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
 fn is_id_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b':' | b'@')
 }

@@ -161,6 +161,18 @@ struct ValidTurn {
     include_usage: bool,
 }
 
+/// The user a request names (the body's `field`, then `X-User-Id`), checked as a client id.
+pub(super) fn user_of(
+    req: &HttpRequest,
+    (body_user, field): (Option<String>, &str),
+) -> Result<String, ApiError> {
+    Ok(ids::first_present([
+        (body_user, field),
+        (header(req, USER_ID).map(str::to_owned), "X-User-Id"),
+    ])?
+    .unwrap_or_else(|| DEFAULT_USER.to_owned()))
+}
+
 pub(super) fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers()
         .get(name)
@@ -198,18 +210,14 @@ fn validate(
         (false, true) => Some(StreamFormat::OpenAiSse),
         (false, false) => None,
     };
-    let session_id = match ids::client_id(body.session_id, "session_id")? {
-        Some(id) => Some(id),
-        None => ids::client_id(
+    let session_id = ids::first_present([
+        (body.session_id, "session_id"),
+        (
             header(req, SESSION_ID.as_str()).map(str::to_owned),
             "X-Session-Id",
-        )?,
-    };
-    let user = match ids::client_id(body.user_id, "user_id")? {
-        Some(id) => Some(id),
-        None => ids::client_id(header(req, USER_ID).map(str::to_owned), "X-User-Id")?,
-    }
-    .unwrap_or_else(|| DEFAULT_USER.to_owned());
+        ),
+    ])?;
+    let user = user_of(req, (body.user_id, "user_id"))?;
     let (messages, instructions) = convert_messages(body.messages)?;
     if !messages
         .iter()

@@ -17,7 +17,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AGENT_MODEL;
-use super::chat::{Content, DEFAULT_USER, USER_ID, header};
+use super::chat::{Content, user_of};
 use super::models::model_not_found;
 use super::openapi::SseEvent;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
@@ -174,10 +174,7 @@ async fn validate(
             "`input` must contain a user message.",
         ));
     }
-    let user = body
-        .user
-        .or_else(|| header(req, USER_ID).map(str::to_owned))
-        .unwrap_or_else(|| DEFAULT_USER.to_owned());
+    let user = user_of(req, (body.user, "user"))?;
     let (user, session_id, continuing) = match &body.previous_response_id {
         Some(previous) => {
             let stored: StoredResponse = load(state, tenant, RESPONSE, previous)

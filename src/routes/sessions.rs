@@ -32,10 +32,10 @@ pub async fn retrieve(
 ) -> Result<HttpResponse, ApiError> {
     let query = web::Query::<SessionQuery>::from_query(req.query_string())
         .map_err(|err| ApiError::invalid_field("user_id", err.to_string()))?;
-    let user = match ids::client_id(header(&req, USER_ID).map(str::to_owned), "X-User-Id")? {
-        Some(user) => Some(user),
-        None => ids::client_id(query.into_inner().user_id, "user_id")?,
-    }
+    let user = ids::first_present([
+        (header(&req, USER_ID).map(str::to_owned), "X-User-Id"),
+        (query.into_inner().user_id, "user_id"),
+    ])?
     .unwrap_or_else(|| DEFAULT_USER.to_owned());
     let id = ids::client_id(Some(id.into_inner()), "id")?
         .ok_or_else(|| ApiError::invalid_field("id", "The session id is empty."))?;

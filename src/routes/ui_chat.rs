@@ -18,8 +18,9 @@ use kubiya_actors::session::{SessionKey, TurnMode, TurnRequest};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::chat::{DEFAULT_USER, USER_ID, header};
+use super::chat::{header, user_of};
 use super::openapi::SseEvent;
+use crate::boundary::ids;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ValidJson;
 use crate::resumable::{self, LogBody};
@@ -28,9 +29,6 @@ use crate::streaming::StreamGuard;
 use crate::tenant::Tenant;
 use crate::turn::{self, SESSION_ID};
 use crate::wire::ui_message::UiMessageEncoder;
-
-/// Chat ids are the client's; longer ones are refused rather than stored.
-const MAX_CHAT_ID: usize = 256;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UiChatRequest {
@@ -113,19 +111,9 @@ impl UiMessage {
     }
 }
 
-fn user_of(req: &HttpRequest, body_user: Option<String>) -> String {
-    body_user
-        .or_else(|| header(req, USER_ID).map(str::to_owned))
-        .unwrap_or_else(|| DEFAULT_USER.to_owned())
-}
-
 fn chat_key(tenant: &Tenant, user: String, id: String) -> Result<SessionKey, ApiError> {
-    if id.is_empty() || id.len() > MAX_CHAT_ID {
-        return Err(ApiError::invalid_field(
-            "id",
-            format!("`id` (the chat) must be 1 to {MAX_CHAT_ID} characters."),
-        ));
-    }
+    let id = ids::client_id(Some(id), "id")?
+        .ok_or_else(|| ApiError::invalid_field("id", "`id` (the chat) must not be empty."))?;
     Ok(SessionKey {
         tenant: tenant.id.to_string(),
         user,
@@ -145,7 +133,7 @@ fn validate(
     body: UiChatRequest,
     default_approval: bool,
 ) -> Result<(TurnRequest, Continued), ApiError> {
-    let key = chat_key(tenant, user_of(req, body.user_id), body.id)?;
+    let key = chat_key(tenant, user_of(req, (body.user_id, "user_id"))?, body.id)?;
     let regenerate = body.trigger.as_deref() == Some("regenerate-message");
     let answering = body
         .messages
@@ -256,7 +244,11 @@ pub async fn resume(
     tenant: Tenant,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = chat_key(&tenant, user_of(&req, None), path.into_inner())?;
+    let key = chat_key(
+        &tenant,
+        user_of(&req, (None, "user_id"))?,
+        path.into_inner(),
+    )?;
     let after = header(&req, "last-event-id")
         .and_then(|id| id.parse::<u64>().ok())
         .unwrap_or(0);

@@ -389,6 +389,24 @@ async fn session_ids_are_bounded_and_an_empty_one_is_absent() {
         .await;
     assert_eq!(status, 400);
 
+    // The other ways to name a conversation or a user are bounded alike.
+    let long = "d".repeat(200);
+    for (path, body) in [
+        (
+            "/api/chat",
+            json!({"id": long, "messages": [{"role": "user", "parts": [{"type": "text", "text": "hi"}]}]}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "kubiya-workflow-agent", "input": "hi", "user": long}),
+        ),
+    ] {
+        let (status, _, body) = app.post_raw(path, &body, &[]).await;
+        assert_eq!(status, 400, "{path}: {body}");
+    }
+    let (status, _, _) = app.get_json(&format!("/v1/sessions/{long}")).await;
+    assert_eq!(status, 400);
+
     // Two unrelated clients sending "" get sessions of their own.
     let mut ids = Vec::new();
     for _ in 0..2 {
