@@ -7,12 +7,15 @@
 
 use bytes::BytesMut;
 use kubiya_actors::session::TurnEvent;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::StreamEncoder;
 
 /// How much an event matters to a person following the stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize, Serialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Importance {
     #[default]
@@ -22,11 +25,14 @@ pub enum Importance {
 }
 
 /// `stream_filter` as the request sends it; unknown keys and values are refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StreamFilter {
+    /// Keep `tool_call` and `tool_result` events (default true).
     pub include_tool_calls: bool,
+    /// Stream the model's reasoning as `thought` events (default false).
     pub include_thoughts: bool,
+    /// Drop events that rank lower (default `low`: keep everything).
     pub min_importance: Importance,
 }
 

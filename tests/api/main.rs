@@ -8,14 +8,18 @@ mod mock_upstream;
 mod redis_server;
 
 mod approval;
+mod boundary;
+mod browser;
 mod chat;
 mod clients;
 mod compose;
 mod compose_filter;
 mod config;
+mod contract;
 mod errors;
 mod escape;
 mod executions;
+mod memory;
 mod model_steps;
 mod original_examples;
 mod platform;
