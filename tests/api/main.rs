@@ -12,6 +12,7 @@ mod chat;
 mod clients;
 mod compose;
 mod config;
+mod console;
 mod errors;
 mod executions;
 mod probes;

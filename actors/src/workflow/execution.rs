@@ -105,6 +105,9 @@ impl From<StepStatus> for StepState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepSnapshot {
     pub name: String,
+    /// The steps it waits for: its `depends`, or in a chain the step declared before it.
+    #[serde(default)]
+    pub depends: Vec<String>,
     pub status: StepState,
     /// Captured stdout (trimmed, size-capped); absent until the step ends.
     pub output: Option<String>,
@@ -122,9 +125,10 @@ pub struct StepSnapshot {
 }
 
 impl StepSnapshot {
-    fn pending(name: String) -> Self {
+    fn pending(name: String, depends: Vec<String>) -> Self {
         Self {
             name,
+            depends,
             status: StepState::Pending,
             output: None,
             error: None,
@@ -243,7 +247,11 @@ pub enum Subscription {
 }
 
 impl Execution {
-    pub fn new(identity: ExecutionIdentity, step_names: impl Iterator<Item = String>) -> Self {
+    /// A queued execution of `steps`: each step's name and the steps it waits for.
+    pub fn new(
+        identity: ExecutionIdentity,
+        steps: impl Iterator<Item = (String, Vec<String>)>,
+    ) -> Self {
         Self {
             identity,
             status: ExecutionStatus::Queued,
@@ -252,8 +260,8 @@ impl Execution {
             finished_at: None,
             duration_ms: None,
             error: None,
-            steps: step_names
-                .map(|name| (name.clone(), StepSnapshot::pending(name)))
+            steps: steps
+                .map(|(name, depends)| (name.clone(), StepSnapshot::pending(name, depends)))
                 .collect(),
             log: Vec::new(),
             subscribers: Vec::new(),
@@ -413,7 +421,7 @@ impl Execution {
     fn step_mut(&mut self, name: &str) -> &mut StepSnapshot {
         self.steps
             .entry(name.to_owned())
-            .or_insert_with(|| StepSnapshot::pending(name.to_owned()))
+            .or_insert_with(|| StepSnapshot::pending(name.to_owned(), Vec::new()))
     }
 
     fn apply(&mut self, event: &StepEvent) {
@@ -530,7 +538,11 @@ mod tests {
                 workflow: "w".to_owned(),
                 runner: "local".to_owned(),
             },
-            ["a".to_owned(), "b".to_owned()].into_iter(),
+            [
+                ("a".to_owned(), vec![]),
+                ("b".to_owned(), vec!["a".to_owned()]),
+            ]
+            .into_iter(),
         )
     }
 

@@ -32,6 +32,7 @@ use super::execution::{
     ExecutionSummary, Subscription,
 };
 use super::follower::{self, RemoteSubscribe};
+use super::graph::DependencyGraph;
 use super::kubiya::{KubiyaConfig, KubiyaRunner, PlatformRun};
 use super::local::{LocalRunner, RunOptions, RunOutcome, RunRequest};
 use super::model::Workflow;
@@ -316,10 +317,7 @@ impl ExecutionWatcher {
             workflow: start.workflow.name.clone(),
             runner: runner.name().to_owned(),
         };
-        let execution = Execution::new(
-            identity,
-            start.workflow.steps.iter().map(|step| step.name.clone()),
-        );
+        let execution = Execution::new(identity, DependencyGraph::named_steps(&start.workflow));
         let cancel = execution.cancel.clone();
         let summary = execution.summary();
         let registered = self.start_publisher(&execution, ctx);
