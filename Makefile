@@ -62,14 +62,18 @@ $(CONSOLE_TESTS)/node_modules/.package-lock.json: $(CONSOLE_TESTS)/package-lock.
 
 ## deps: what the tests need beyond the Rust toolchain, all pinned in the repository and
 ## installed only when missing or when their manifests changed: bubblewrap (sandboxes local
-## steps), redis-server (the replica tests share a real one), the real client SDKs that read
-## our streams (tests/clients: ai 4, 5.0.0 and 7 with Node 22, openai), the MCP test peers (tests/mcp-peers: npm servers and the
-## Python SDK client), and the console's browser tests (chromium, tests/console: playwright-core)
+## steps; the sandbox shows steps /usr only, so the escape tests need Debian's python3 there),
+## redis-server (the replica tests share a real one), the real client SDKs that read
+## our streams (tests/clients: ai 4, 5.0.0 and 7 with Node 22, openai), the MCP test peers
+## (tests/mcp-peers: npm servers and the Python SDK client), and the console's browser tests
+## (chromium, tests/console: playwright-core)
 deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json \
 		$(CLIENTS)/ai7/node_modules/.package-lock.json $(CLIENTS)/ai5/node_modules/.package-lock.json \
 		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed \
 		$(CONSOLE_TESTS)/node_modules/.package-lock.json
-	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
+	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq bubblewrap; }
+	@test -x /usr/bin/python3 || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3; }
+	@command -v setpriv >/dev/null || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq util-linux; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 	@command -v chromium >/dev/null || { apt-get update -qq && \
 		apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium fonts-dejavu-core; }

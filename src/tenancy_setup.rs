@@ -47,8 +47,12 @@ pub fn build(settings: &Settings) -> std::io::Result<Tenancy> {
         let running_ttl = Duration::from_secs(settings.sessions.ttl_secs.min(3600));
         SharedTurnLogs::new(redis, settings.store.key_prefix.clone(), running_ttl)
     }));
-    let tenants = Tenants::new(&settings.auth, limiter)
-        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
+    let tenants = Tenants::new(
+        &settings.auth,
+        limiter,
+        settings.runner.max_concurrent_executions,
+    )
+    .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
     if tenants.auth_enabled() {
         tracing::info!(
             keys = settings.auth.api_keys.len(),

@@ -14,6 +14,7 @@ mod compose;
 mod config;
 mod console;
 mod errors;
+mod escape;
 mod executions;
 mod probes;
 mod readme;

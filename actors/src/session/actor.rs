@@ -396,6 +396,7 @@ impl Session {
             workflow,
             params: arguments["params"].as_object().cloned().unwrap_or_default(),
             runner: arguments["runner"].as_str().map(str::to_owned),
+            permit: None,
         };
         self.deps
             .executions
