@@ -58,11 +58,17 @@ function startedHere() {
 
 function showStatus(run) {
   ui.title.textContent = `Workflow ${run.name}`;
-  const words = { planned: "proposed, not run", queued: "queued", running: "running", success: "succeeded" };
+  const words = {
+    planned: "proposed, not run",
+    awaiting_approval: "waiting for your approval",
+    queued: "queued",
+    running: "running",
+    success: "succeeded",
+  };
   const id = run.executionId ? ` · ${run.executionId}` : "";
   ui.status.textContent = `${words[run.status] || run.status}${id}${run.error ? ` · ${run.error}` : ""}`;
   ui.status.dataset.status = run.status;
-  ui.runButton.hidden = run.status !== "planned";
+  ui.runButton.hidden = run.status !== "planned" && run.status !== "awaiting_approval";
   ui.cancelButton.hidden = !run.executionId || run.finished;
 }
 
@@ -96,12 +102,20 @@ function onWorkflow(part) {
   if (part.execution_id) watch(part.execution_id, part.definition);
   // A proposal replaces what is shown unless a run is still going there.
   else if (!current || current.finished || (!current.executionId && current.definition !== part.definition)) {
-    show(Run.fromDefinition(part.definition));
+    const run = Run.fromDefinition(part.definition);
+    if (part.status === "awaiting_approval") run.status = "awaiting_approval";
+    show(run);
+  } else if (!current.executionId && part.status === "awaiting_approval") {
+    current.status = "awaiting_approval";
+    showStatus(current);
   }
 }
 
 ui.runButton.addEventListener("click", async () => {
   if (!current || !current.definition) return;
+  // The agent asked: answering it in the chat runs the workflow inside the conversation.
+  const asked = current.status === "awaiting_approval" && document.querySelector("#messages button.approve:not(:disabled)");
+  if (asked) return asked.click();
   ui.runButton.disabled = true;
   try {
     const started = await json("POST", "/v1/executions", { body: { workflow: current.definition } });
