@@ -123,6 +123,12 @@ fn host_processes(words: &[&str]) -> Vec<u32> {
         .collect()
 }
 
+/// A `sleep` argument no other process on this machine has: tests of other checkouts may run
+/// the same attempts at the same time.
+fn unique_sleep() -> String {
+    format!("7.{}", uuid::Uuid::new_v4().as_u128() % 1_000_000_000)
+}
+
 fn wait_for_host_process(words: &[&str]) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -148,12 +154,13 @@ fn a_step_has_no_capabilities() {
 #[test]
 fn a_step_is_not_root_on_the_host() {
     let server = server(&[]);
+    let marker = unique_sleep();
     let id = start(
         &server,
-        json!([{"name": "sleeper", "command": "id -u; exec sleep 7.1234"}]),
+        json!([{"name": "sleeper", "command": format!("exec sleep {marker}")}]),
         json!({}),
     );
-    let pid = wait_for_host_process(&["sleep", "7.1234"]);
+    let pid = wait_for_host_process(&["sleep", &marker]);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let uids = status
         .lines()
@@ -235,12 +242,13 @@ fn the_host_tmp_is_invisible() {
 fn another_executions_work_directory_is_invisible() {
     let server = server(&[]);
     let secret = uuid::Uuid::new_v4().simple().to_string();
+    let marker = unique_sleep();
     let victim = start(
         &server,
-        json!([{"name": "victim", "command": format!("echo {secret} > secret; exec sleep 7.2345")}]),
+        json!([{"name": "victim", "command": format!("echo {secret} > secret; exec sleep {marker}")}]),
         json!({}),
     );
-    wait_for_host_process(&["sleep", "7.2345"]);
+    wait_for_host_process(&["sleep", &marker]);
     let victim_dir = std::fs::read_dir(std::env::temp_dir())
         .expect("tmp")
         .flatten()
@@ -281,10 +289,15 @@ fn proc_lists_only_the_steps_own_processes() {
 #[test]
 fn a_process_bomb_stops_at_the_process_limit() {
     let server = server(&[]);
-    let step = run_step(&server, "for i in $(seq 200); do sleep 30 & done; wait");
+    let marker = unique_sleep();
+    let step = run_step(
+        &server,
+        &format!("for i in $(seq 200); do sleep {marker} & done; wait"),
+    );
     assert_eq!(step["status"], "failed", "{step}");
     assert!(error(&step).contains("Cannot fork"), "{step}");
-    assert!(host_processes(&["sleep", "30"]).len() < 40);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(host_processes(&["sleep", &marker]), Vec::<u32>::new());
 }
 
 #[test]
@@ -306,13 +319,14 @@ fn a_disk_filler_stops_at_the_tmp_size() {
 #[test]
 fn processes_a_step_leaves_behind_are_gone_when_it_ends() {
     let server = server(&[]);
+    let marker = unique_sleep();
     let step = run_step(
         &server,
-        "setsid sleep 7.3456 >/dev/null 2>&1 < /dev/null & echo left",
+        &format!("setsid sleep {marker} >/dev/null 2>&1 < /dev/null & echo left"),
     );
     assert_eq!(output(&step), "left", "{step}");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(host_processes(&["sleep", "7.3456"]), Vec::<u32>::new());
+    assert_eq!(host_processes(&["sleep", &marker]), Vec::<u32>::new());
 }
 
 #[test]

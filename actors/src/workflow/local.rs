@@ -275,7 +275,7 @@ impl RunContext<'_> {
     /// Host ids for one sandboxed process of a step, held until the lease drops; `None` when
     /// steps keep the server's ids.
     pub(crate) fn step_ids(&self) -> Result<Option<(IdLease, StepIds)>, String> {
-        let Some(gid) = self.group.filter(|_| self.sandbox.is_sandboxed()) else {
+        let Some(gid) = self.group else {
             return Ok(None);
         };
         let lease = self.options.host_ids.lease().ok_or(
@@ -425,7 +425,10 @@ impl LocalRunner {
             Ok(sandbox) => sandbox,
             Err(reason) if self.options.allow_unsandboxed => {
                 tracing::warn!(workflow = %workflow.name, %reason, "running workflow unsandboxed");
-                Sandbox::Unsandboxed { reason }
+                Sandbox::Unsandboxed {
+                    reason,
+                    limits: self.options.step_limits,
+                }
             }
             Err(reason) => {
                 remove_work_dir(&work_dir).await;

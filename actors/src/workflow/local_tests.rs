@@ -669,6 +669,26 @@ async fn the_sandbox_denies_network_and_writes_outside_the_work_directory() {
 }
 
 #[tokio::test]
+async fn an_unsandboxed_step_of_a_root_server_is_still_not_root_and_still_limited() {
+    let finished = run_json(
+        json!({"name":"w","steps":[{"name":"who",
+            "command":"id -u; grep 'Max processes' /proc/self/limits | tr -s ' ' | cut -d' ' -f3"}]}),
+        unsandboxed_options(),
+    )
+    .await;
+    let lines: Vec<String> = finished
+        .output_of("who")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let limits = crate::workflow::StepLimits::default();
+    assert_eq!(lines[1], limits.max_processes.to_string(), "{lines:?}");
+    if super::confinement::running_as_root() {
+        assert_ne!(lines[0], "0", "{lines:?}");
+    }
+}
+
+#[tokio::test]
 async fn without_bubblewrap_a_run_fails_unless_unsandboxed_runs_are_allowed() {
     let document = json!({"name":"w","steps":[{"name":"s","command":"echo hi"}]});
     let strict = RunOptions {

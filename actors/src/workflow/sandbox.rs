@@ -40,8 +40,10 @@ const INNER_ID: &str = "1000";
 pub enum Sandbox {
     /// Steps run inside bubblewrap.
     Bubblewrap(Arc<Bubblewrap>),
-    /// Steps run directly on the host; `reason` says why (shown to the user).
-    Unsandboxed { reason: String },
+    /// Steps run directly on the host (only when unsandboxed runs are allowed), still as
+    /// their own host user when the server is root, and with the step limits; `reason` says
+    /// why (shown to the user).
+    Unsandboxed { reason: String, limits: StepLimits },
 }
 
 /// How bubblewrap builds a step's sandbox.
@@ -192,7 +194,7 @@ impl Sandbox {
                 "running in sandbox (network allowed)".to_owned()
             }
             Self::Bubblewrap(_) => "running in sandbox (no network)".to_owned(),
-            Self::Unsandboxed { reason } => format!("running unsandboxed: {reason}"),
+            Self::Unsandboxed { reason, .. } => format!("running unsandboxed: {reason}"),
         }
     }
 
@@ -205,7 +207,14 @@ impl Sandbox {
     ) -> Result<ProcessSpec, String> {
         match self {
             Self::Bubblewrap(bwrap) => bwrap.wrap(spec, work_dir, ids),
-            Self::Unsandboxed { .. } => Ok(spec),
+            Self::Unsandboxed { limits, .. } => Ok(ProcessSpec {
+                confinement: Some(Confinement {
+                    ids: ids.map(|ids| (ids.uid, ids.gid)),
+                    limits: *limits,
+                    inherited: None,
+                }),
+                ..spec
+            }),
         }
     }
 }
