@@ -113,6 +113,7 @@ async fn a_health_check_asked_for_approved_and_run_lights_up_every_node() {
             .unwrap()
             .contains("after uptime, load, memory, root-disk")
     );
+    assert_eq!(seen["toolOpen"], json!([false, true]));
     let chat = &seen["chat"];
     assert_eq!(
         chat["messages"],

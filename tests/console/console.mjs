@@ -104,12 +104,16 @@ try {
     await allSucceeded();
     seen.nodes = await nodes();
     seen.status = await page.textContent("#run-status");
-    await page.locator("#messages details.tool").first().click();
     seen.summary = await panel("summary", { keyboard: true });
     await page.getByText("finished with status success").waitFor();
     seen.chat = await chatView();
     await page.screenshot({ path: `${shots}/console-chat.png` });
     await page.locator("section.run").screenshot({ path: `${shots}/console-graph.png` });
+    // Tool calls are collapsed until opened.
+    const tool = page.locator("#messages details.tool").first();
+    seen.toolOpen = [await tool.evaluate((d) => d.open)];
+    await tool.locator("summary").click();
+    seen.toolOpen.push(await tool.evaluate((d) => d.open));
     await page.reload();
     await allSucceeded();
     seen.afterReload = { chat: await chatView(), nodes: await nodes(), history: await page.textContent("#executions") };
