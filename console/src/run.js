@@ -135,6 +135,7 @@ export class Run {
     const base = `/v1/executions/${encodeURIComponent(this.executionId)}`;
     try {
       this.applySnapshot(await json("GET", base, { signal }));
+      this.loadEarlier(base, this.lastSeq, signal);
       let delay = 500;
       while (!this.finished && !signal.aborted) {
         try {
@@ -155,6 +156,34 @@ export class Run {
         this.error = error.message;
         this.changed(null);
       }
+    }
+  }
+
+  /// The events up to `upTo` that the state already holds, for the steps' event lists only:
+  /// read from the start of the log and dropped once past them.
+  async loadEarlier(base, upTo, signal) {
+    if (upTo === 0) return;
+    const earlier = new Map();
+    const done = new AbortController();
+    signal.addEventListener("abort", () => done.abort());
+    try {
+      const response = await call("GET", `${base}/events`, { signal: done.signal });
+      await readEvents(response, ({ data }) => {
+        const event = JSON.parse(data);
+        if (event.seq <= upTo && typeof event.step === "string") {
+          if (!earlier.has(event.step)) earlier.set(event.step, []);
+          earlier.get(event.step).push(event);
+        }
+        if (event.seq >= upTo) done.abort();
+      });
+    } catch {
+      // Stopped on purpose once past `upTo`, or failed: the lists show what arrived.
+    }
+    if (signal.aborted) return;
+    for (const [name, events] of earlier) {
+      const step = this.step(name);
+      step.events = [...events, ...step.events];
+      this.changed(step);
     }
   }
 

@@ -187,11 +187,19 @@ async fn a_run_still_going_when_the_page_reloads_resumes_from_its_last_event() {
     let resumed_after = seen["eventRequests"]
         .as_array()
         .unwrap()
-        .last()
-        .and_then(Value::as_str)
-        .and_then(|id| id.parse::<u64>().ok())
+        .iter()
+        .filter_map(Value::as_str)
+        .filter_map(|id| id.parse::<u64>().ok())
+        .max()
         .expect("an events request with Last-Event-ID");
     assert!(resumed_after >= 1, "{seen:#}");
+    // Its panel still lists the step's events from before the reload.
+    assert!(
+        seen["done"]["events"][0]
+            .as_str()
+            .unwrap()
+            .contains("step_running")
+    );
     assert!(
         seen["chat"]["text"]
             .as_str()
@@ -249,6 +257,43 @@ async fn a_failing_step_shows_its_error_and_what_the_workflow_printed_stays_text
     assert_eq!(
         seen["injected"],
         json!({"pwned": null, "images": 0, "scripts": 1})
+    );
+}
+
+#[actix_rt::test]
+async fn a_step_that_will_be_retried_shows_retrying_between_its_attempts() {
+    let workflow = json!({"name": "flaky", "steps": [{
+        "name": "flaky", "command": "echo trying; exit 1",
+        "retryPolicy": {"limit": 1, "intervalSec": 1},
+    }]});
+    let mock = MockUpstream::start(validate_run_answer(&workflow, "It kept failing."));
+    let app = spawn_app_against(&mock.base(), |_| {}).await;
+    let seen = browse("retry", &app, None).await;
+    let retrying = &seen["retrying"][0];
+    assert!(
+        retrying["text"].as_str().unwrap().contains("↻ retrying"),
+        "{retrying}"
+    );
+    assert!(
+        seen["flaky"]["state"]
+            .as_str()
+            .unwrap()
+            .starts_with("✗ failed")
+    );
+    let events: Vec<&str> = seen["flaky"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            let event = event.as_str().unwrap();
+            let kind = &event[event.find("step_").expect("an event type")..];
+            kind.split(':').next().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        events,
+        ["step_running", "step_failed", "step_running", "step_failed"],
+        "{seen:#}"
     );
 }
 

@@ -143,6 +143,13 @@ try {
     seen.chat = await chatView();
     seen.injected = await page.evaluate(() => ({ pwned: window.pwned ?? null, images: document.querySelectorAll("img").length, scripts: document.querySelectorAll("script").length }));
     await page.locator("section.run").screenshot({ path: `${shots}/console-failed-step.png` });
+  } else if (scenario === "retry") {
+    await ask("Run the flaky workflow");
+    await approve();
+    await stepsReach({ flaky: "retrying" });
+    seen.retrying = await nodes();
+    await stepsReach({ flaky: "failed" });
+    seen.flaky = await panel("flaky");
   } else if (scenario === "cancel") {
     await ask("Run the long workflow");
     await approve();
