@@ -176,8 +176,9 @@ export class Chat {
     item.scrollIntoView({ block: "end" });
   }
 
-  /// Shows a conversation kept by the server (GET /v1/sessions/{id}'s transcript).
-  showTranscript(transcript) {
+  /// Shows a conversation kept by the server (GET /v1/sessions/{id}'s transcript), asking
+  /// again for the approval it waits for, if any.
+  showTranscript(transcript, pending = null) {
     this.list.replaceChildren();
     let current = null;
     for (const message of transcript) {
@@ -197,6 +198,11 @@ export class Chat {
             : { type: "tool-output-available", toolCallId: message.tool_call_id, output: message.content },
         );
       }
+    }
+    if (pending && current && current.tools.has(pending.tool_call_id)) {
+      // A new id: the answer's stream continues this message on the page.
+      current.id = `msg-${crypto.randomUUID()}`;
+      current.askApproval({ approvalId: pending.approval_id, toolCallId: pending.tool_call_id });
     }
   }
 

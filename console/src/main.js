@@ -246,9 +246,13 @@ async function start() {
   try {
     const session = await refreshHistory();
     if (session) {
-      chat.showTranscript(session.transcript);
+      chat.showTranscript(session.transcript, session.pending_approval);
       const last = session.workflows[session.workflows.length - 1];
-      if (last && !current) show(Run.fromDefinition(last));
+      if (last && !current) {
+        const run = Run.fromDefinition(last);
+        if (session.pending_approval) run.status = "awaiting_approval";
+        show(run);
+      }
     }
     if (!openFromHash()) {
       const watched = localStorage.getItem(WATCHED);

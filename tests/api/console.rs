@@ -168,6 +168,7 @@ async fn a_run_still_going_when_the_page_reloads_resumes_from_its_last_event() {
     let mock = crate::ui_chat::slow_workflow_upstream();
     let app = spawn_app_against(&mock.base(), |_| {}).await;
     let seen = browse("reload", &app, None).await;
+    assert_eq!(seen["askedAgain"], "waiting for your approval");
     assert_eq!(
         states(&seen["beforeReload"]),
         vec![
@@ -422,4 +423,48 @@ async fn an_execution_names_what_each_step_waits_for() {
         ))
         .await;
     assert_eq!(snapshot["steps"][1]["depends"], json!(["one"]));
+}
+
+/// What the page reads after a reload to ask again: the session names the run waiting for
+/// an answer, with the tool call the transcript holds, until it is answered.
+#[actix_rt::test]
+async fn a_session_names_the_run_waiting_for_approval_until_it_is_answered() {
+    let app = spawn_app().await;
+    let ask = json!({"model": "kubiya-workflow-agent", "require_approval": true,
+        "messages": [{"role": "user", "content": "Check the health of this system and run it"}]});
+    let (status, headers, body) = app.post_raw("/v1/chat/completions", &ask, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let session = headers.get("x-session-id").unwrap().to_str().unwrap();
+    let path = format!("/v1/sessions/{session}");
+    let (_, _, read) = app.get_json(&path).await;
+    let pending = &read["pending_approval"];
+    assert!(
+        pending["approval_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("approval_"),
+        "{read}"
+    );
+    assert_eq!(pending["tool_name"], "execute_workflow");
+    let calls: Vec<&Value> = read["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|message| message["tool_calls"].as_array().into_iter().flatten())
+        .map(|call| &call["id"])
+        .collect();
+    assert_eq!(calls.last().unwrap(), &&pending["tool_call_id"]);
+
+    let answer = json!({"model": "kubiya-workflow-agent",
+        "messages": [{"role": "user", "content": "no"}]});
+    let (status, _, body) = app
+        .post_raw(
+            "/v1/chat/completions",
+            &answer,
+            &[("x-session-id", session)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, read) = app.get_json(&path).await;
+    assert_eq!(read["pending_approval"], Value::Null);
 }

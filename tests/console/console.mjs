@@ -119,6 +119,11 @@ try {
     seen.afterReload = { chat: await chatView(), nodes: await nodes(), history: await page.textContent("#executions") };
   } else if (scenario === "reload") {
     await ask("Run the slow workflow");
+    await page.locator("button.approve").waitFor();
+    // Reloaded before answering: the page asks again, and the answer runs it.
+    await page.reload();
+    await page.locator("button.approve").waitFor();
+    seen.askedAgain = await page.textContent("#run-status");
     await approve();
     await stepsReach({ wait: "running" });
     seen.beforeReload = await nodes();
