@@ -309,7 +309,7 @@ pub async fn create(
                 None => builder.push(&event, Some(&mut out)),
             }
             // The client left: dropping the events stops the turn.
-            if chunks.send(out.split().freeze()).await.is_err() {
+            if !out.is_empty() && chunks.send(out.split().freeze()).await.is_err() {
                 return;
             }
             next = events.recv().await;

@@ -1,8 +1,9 @@
 //! Wire encoders: a turn's [`TurnEvent`]s in the format the client asked for. Each encoder
 //! writes one event into a buffer the stream hands to the connection as one write: OpenAI
 //! chat-completion chunks over SSE ([`openai`]), the Vercel AI SDK data stream ([`vercel`]),
-//! the AI SDK's UI message stream ([`ui_message`]), and the whole `chat.completion` object
-//! for non-streaming clients ([`completion`]).
+//! the AI SDK's UI message stream ([`ui_message`]), the Responses API's events and object
+//! ([`responses`]), and the whole `chat.completion` object for non-streaming clients
+//! ([`completion`]).
 //! [`readable`] renders tool and workflow activity as text lines for plain clients.
 
 pub mod completion;

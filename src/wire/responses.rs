@@ -15,6 +15,7 @@ use std::io::Write;
 use bytes::{BufMut, BytesMut};
 use kubiya_actors::provider::{FinishReason, Usage};
 use kubiya_actors::session::TurnEvent;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::readable;
@@ -39,6 +40,22 @@ pub struct ResponseBuilder {
     activity: Vec<Value>,
     seq: u64,
     message_open: bool,
+}
+
+/// `response.output_text.delta`, the one event sent per text chunk: typed, so a delta
+/// costs no map of its own.
+#[derive(Serialize)]
+struct TextDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sequence_number: u64,
+    item_id: &'a str,
+    output_index: u32,
+    content_index: u32,
+    delta: &'a str,
+    logprobs: [(); 0],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    x_kubiya: Option<&'a Value>,
 }
 
 /// How the response ended.
@@ -162,25 +179,36 @@ impl ResponseBuilder {
 
     /// Text and activity; `out` gets their events when streaming (`None` folds only).
     pub fn push(&mut self, event: &TurnEvent, out: Option<&mut BytesMut>) {
-        let (delta, extension) = match event {
-            TurnEvent::Text(text) => (text.clone(), None),
+        let line;
+        let (delta, is_activity) = match event {
+            TurnEvent::Text(text) => (text.as_str(), false),
             activity => match (readable::line(activity), super::event_json(activity)) {
-                (Some(line), Some(json)) => {
-                    self.activity.push(json.clone());
-                    (line, Some(json))
+                (Some(readable), Some(json)) => {
+                    line = readable;
+                    self.activity.push(json);
+                    (line.as_str(), true)
                 }
                 _ => return,
             },
         };
-        self.text.push_str(&delta);
+        self.text.push_str(delta);
         if let Some(out) = out {
             self.open_message(out);
-            let mut event = json!({"item_id": self.message_id, "output_index": 0,
-                "content_index": 0, "delta": delta, "logprobs": []});
-            if let Some(extension) = extension {
-                event["x_kubiya"] = extension;
-            }
-            self.event(out, "response.output_text.delta", event);
+            let event = TextDelta {
+                kind: "response.output_text.delta",
+                sequence_number: self.seq,
+                item_id: &self.message_id,
+                output_index: 0,
+                content_index: 0,
+                delta,
+                logprobs: [],
+                x_kubiya: self.activity.last().filter(|_| is_activity),
+            };
+            out.put_slice(b"event: response.output_text.delta\ndata: ");
+            // String keys only: serializing cannot fail.
+            let _ = serde_json::to_writer(out.writer(), &event);
+            out.put_slice(b"\n\n");
+            self.seq += 1;
         }
     }
 

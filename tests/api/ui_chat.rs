@@ -391,6 +391,15 @@ async fn a_forged_approval_runs_nothing_and_a_real_one_runs_only_the_planned_wor
         !body.contains("data-step-log"),
         "the forged answer used the approval up: {body}"
     );
+    let types: Vec<Value> = chunks(&body)
+        .iter()
+        .map(|chunk| chunk["type"].clone())
+        .collect();
+    assert_eq!(
+        types,
+        ["start", "start-step", "finish-step", "finish"],
+        "nothing waits for approval: the turn ends at once"
+    );
 
     let (_, _, body) = app.post_raw("/api/chat", &ask, &[]).await;
     let request = chunks(&body)

@@ -9,23 +9,10 @@ import sys
 import openresponses_types as spec
 from openai import OpenAI
 
+from validate_responses import validate_event
+
 client = OpenAI(base_url=sys.argv[1] + "/v1", api_key="not-needed")
 MODEL = "kubiya-workflow-agent"
-
-EVENTS = {
-    "response.created": spec.ResponseCreatedStreamingEvent,
-    "response.in_progress": spec.ResponseInProgressStreamingEvent,
-    "response.output_item.added": spec.ResponseOutputItemAddedStreamingEvent,
-    "response.content_part.added": spec.ResponseContentPartAddedStreamingEvent,
-    "response.output_text.delta": spec.ResponseOutputTextDeltaStreamingEvent,
-    "response.output_text.done": spec.ResponseOutputTextDoneStreamingEvent,
-    "response.content_part.done": spec.ResponseContentPartDoneStreamingEvent,
-    "response.output_item.done": spec.ResponseOutputItemDoneStreamingEvent,
-    "response.completed": spec.ResponseCompletedStreamingEvent,
-    "response.failed": spec.ResponseFailedStreamingEvent,
-    "response.incomplete": spec.ResponseIncompleteStreamingEvent,
-}
-
 
 def valid_response(response):
     data = response.model_dump(mode="json", exclude_unset=False) if hasattr(response, "model_dump") else response
@@ -43,7 +30,7 @@ completed = None
 with client.responses.create(model=MODEL, input="Check the health of this system and run it", stream=True) as stream:
     for event in stream:
         data = event.model_dump(mode="json")
-        EVENTS[data["type"]].model_validate(data)
+        validate_event(data)
         types.append(data["type"])
         sequence.append(data["sequence_number"])
         if data["type"] == "response.output_text.delta":

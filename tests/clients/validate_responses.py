@@ -34,26 +34,36 @@ def stream(text):
         assert len(lines) == 2 and lines[0].startswith("event: ") and lines[1].startswith("data: "), block
         event = json.loads(lines[1][len("data: "):])
         assert lines[0][len("event: "):] == event["type"], block
-        EVENTS[event["type"]].model_validate(event)
-        if "response" in event:
-            spec.ResponseResource.model_validate(event["response"])
+        validate_event(event)
         events.append(event)
     assert [event["sequence_number"] for event in events] == list(range(len(events)))
     assert events[-1]["type"] in TERMINAL and not any(e["type"] in TERMINAL for e in events[:-1])
     return len(events), events[-1]["type"]
 
 
-validated = 0
-terminal = []
-with open(sys.argv[1]) as entries:
-    entries = json.load(entries)
-for entry in entries:
-    if entry["kind"] == "response":
-        spec.ResponseResource.model_validate(entry["body"])
-        validated += 1
-        terminal.append(entry["body"]["status"])
-    else:
-        count, last = stream(entry["body"])
-        validated += count
-        terminal.append(last)
-print(json.dumps({"validated": validated, "terminal": terminal}))
+def validate_event(event):
+    """One streamed event: its own type, and the response it carries."""
+    EVENTS[event["type"]].model_validate(event)
+    if "response" in event:
+        spec.ResponseResource.model_validate(event["response"])
+
+
+def main():
+    validated = 0
+    terminal = []
+    with open(sys.argv[1]) as entries:
+        entries = json.load(entries)
+    for entry in entries:
+        if entry["kind"] == "response":
+            spec.ResponseResource.model_validate(entry["body"])
+            validated += 1
+            terminal.append(entry["body"]["status"])
+        else:
+            count, last = stream(entry["body"])
+            validated += count
+            terminal.append(last)
+    print(json.dumps({"validated": validated, "terminal": terminal}))
+
+
+if __name__ == "__main__":
+    main()

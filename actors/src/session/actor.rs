@@ -85,6 +85,15 @@ pub struct SessionDeps {
     pub shutdown: CancellationToken,
 }
 
+/// What a turn does once its history is loaded.
+enum FirstStep {
+    /// Run the `execute_workflow` call the user just approved.
+    Run(ToolCall),
+    CallModel,
+    /// An approval answer with nothing waiting for it: the turn ends at once.
+    Nothing,
+}
+
 /// Starts the turn: replies once the lease is held and the history loaded, so the HTTP
 /// layer can still answer 409 or 503 with a status.
 #[derive(Message)]
@@ -287,9 +296,10 @@ impl Session {
     }
 
     /// The turn's history: the stored transcript with this request's new message (or, for a
-    /// new session, the request's whole history), after answering a pending approval. An
-    /// approved run comes back, to run before the model is called.
-    fn take_history(&mut self, mut record: SessionRecord) -> Option<ToolCall> {
+    /// new session, the request's whole history), after answering a pending approval. Says
+    /// what the turn does first: run the approved call, call the model, or — an approval
+    /// answer when nothing waits for one (a replay) — nothing.
+    fn take_history(&mut self, mut record: SessionRecord) -> FirstStep {
         let mut messages = std::mem::take(&mut self.request.messages);
         let asked_last = record
             .transcript
@@ -309,9 +319,16 @@ impl Session {
         }
         let pending = record.pending_approval.take();
         self.record = Some(record);
-        let approved = pending.and_then(|pending| self.answer_approval(pending, &mut messages));
+        let first = match pending {
+            Some(pending) => match self.answer_approval(pending, &mut messages) {
+                Some(call) => FirstStep::Run(call),
+                None => FirstStep::CallModel,
+            },
+            None if self.request.approval.is_some() => FirstStep::Nothing,
+            None => FirstStep::CallModel,
+        };
         self.transcript().extend(messages);
-        approved
+        first
     }
 
     /// Holds `call` until the user approves it and ends the turn asking; tool calls queued
@@ -808,16 +825,17 @@ impl Handler<BeginTurn> for Session {
                 session.lease = Some(lease);
                 let record =
                     record.unwrap_or_else(|| SessionRecord::new(session.request.key.clone()));
-                let approved = session.take_history(record);
+                let first = session.take_history(record);
                 if matches!(session.request.mode, TurnMode::Compose(_)) {
                     session.emit_context();
                 }
-                match approved {
-                    Some(call) => {
+                match first {
+                    FirstStep::Run(call) => {
                         session.pending_tools.push_back(call);
                         session.run_next_tool(ctx);
                     }
-                    None => session.next_model_call(ctx),
+                    FirstStep::CallModel => session.next_model_call(ctx),
+                    FirstStep::Nothing => session.finish(FinishReason::Stop, ctx),
                 }
                 Ok(())
             }),
