@@ -39,7 +39,7 @@ class AssistantMessage {
 
   text(id) {
     if (!this.texts.has(id)) {
-      const paragraph = element("p", "text");
+      const paragraph = element("p", id.startsWith("reasoning-") ? "text reasoning" : "text");
       this.body.append(paragraph);
       this.texts.set(id, paragraph);
     }

@@ -66,7 +66,7 @@ export class GraphView {
     }
     layout(g);
     const { width, height } = g.graph();
-    const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "presentation" });
+    const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height });
     const defs = svg("defs");
     const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto" });
     marker.append(svg("path", { d: "M0,0 L10,5 L0,10 z", class: "arrowhead" }));

@@ -15,10 +15,10 @@ const INDEX_HTML: &[u8] = include_bytes!("../../console/dist/index.html");
 const APP_JS: &[u8] = include_bytes!("../../console/dist/app.js");
 const APP_CSS: &[u8] = include_bytes!("../../console/dist/app.css");
 
-/// Our own script, style and API; images only inline (the SVG graph is DOM, not an image).
+/// Our own script, style and API, nothing else (the graph is SVG in the page, not an image).
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
-     form-action 'none'; frame-ancestors 'none'";
+     style-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
 
 /// The console's paths: the page, and its two assets.
 pub const PAGE: &str = "/";

@@ -1,9 +1,8 @@
 //! `GET /v1/sessions/{id}`: a session's transcript (tool calls and results the client never
 //! saw included), the workflows the agent produced, the executions it started and the run
-//! waiting for the user's approval, if any. Sessions
-//! are keyed by tenant, user and id, so the caller's tenant only ever finds its own; another
-//! tenant's id is 404, exactly like an id that never existed. The user is `X-User-Id` or
-//! `?user_id=`, as for chat turns.
+//! waiting for the user's approval, if any. Sessions are keyed by tenant, user and id, so the
+//! caller's tenant only ever finds its own; another tenant's id is 404, exactly like an id
+//! that never existed. The user is `X-User-Id` or `?user_id=`, as for chat turns.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use kubiya_actors::session::{SessionKey, StoreError};
