@@ -77,16 +77,15 @@ function show(run) {
   current = run;
   run.onChange((changed, step) => {
     if (current !== changed) return;
+    // Watched again after a reload, once it was found.
+    if (changed.executionId && !changed.error) localStorage.setItem(WATCHED, changed.executionId);
     graph.refresh(step);
     showStatus(changed);
     if (changed.finished && !step) refreshHistory();
   });
   graph.show(run);
   showStatus(run);
-  if (run.executionId) {
-    localStorage.setItem(WATCHED, run.executionId);
-    run.follow();
-  }
+  if (run.executionId) run.follow();
 }
 
 function watch(executionId, definition = null) {

@@ -25,14 +25,14 @@ fn screenshots_dir() -> PathBuf {
 
 /// Runs one browser scenario against `app` and returns what the page showed; a scenario that
 /// hit a timeout or a script error fails the test with what was on the page then.
-async fn browse(scenario: &str, app: &TestApp, api_key: Option<&str>) -> Value {
+async fn browse(scenario: &str, app: &TestApp, extra: &[&str]) -> Value {
     let mut args = vec![
         "console.mjs".to_owned(),
         scenario.to_owned(),
         app.address.clone(),
         screenshots_dir().display().to_string(),
     ];
-    args.extend(api_key.map(str::to_owned));
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
     let output = actix_web::rt::task::spawn_blocking(move || {
         Command::new("node")
             .args(&args)
@@ -81,7 +81,7 @@ const HEALTH_STEPS: [&str; 5] = ["uptime", "load", "memory", "root-disk", "summa
 #[actix_rt::test]
 async fn a_health_check_asked_for_approved_and_run_lights_up_every_node() {
     let app = spawn_app().await;
-    let seen = browse("health", &app, None).await;
+    let seen = browse("health", &app, &[]).await;
     assert_eq!(seen["title"], "Kubiya agent console");
     // The approval button takes the focus, so a keyboard user answers at once.
     assert_eq!(seen["approveFocused"], true, "{seen:#}");
@@ -167,7 +167,7 @@ async fn a_health_check_asked_for_approved_and_run_lights_up_every_node() {
 async fn a_run_still_going_when_the_page_reloads_resumes_from_its_last_event() {
     let mock = crate::ui_chat::slow_workflow_upstream();
     let app = spawn_app_against(&mock.base(), |_| {}).await;
-    let seen = browse("reload", &app, None).await;
+    let seen = browse("reload", &app, &[]).await;
     assert_eq!(seen["askedAgain"], "waiting for your approval");
     assert_eq!(
         states(&seen["beforeReload"]),
@@ -224,7 +224,7 @@ async fn a_failing_step_shows_its_error_and_what_the_workflow_printed_stays_text
     )));
     let mock = MockUpstream::start(replies);
     let app = spawn_app_against(&mock.base(), |_| {}).await;
-    let seen = browse("failure", &app, None).await;
+    let seen = browse("failure", &app, &[]).await;
     assert_eq!(
         states(&seen["nodes"]),
         vec![
@@ -269,7 +269,7 @@ async fn a_step_that_will_be_retried_shows_retrying_between_its_attempts() {
     }]});
     let mock = MockUpstream::start(validate_run_answer(&workflow, "It kept failing."));
     let app = spawn_app_against(&mock.base(), |_| {}).await;
-    let seen = browse("retry", &app, None).await;
+    let seen = browse("retry", &app, &[]).await;
     let retrying = &seen["retrying"][0];
     assert!(
         retrying["text"].as_str().unwrap().contains("↻ retrying"),
@@ -303,7 +303,7 @@ async fn a_running_execution_is_cancelled_from_the_page() {
     let workflow = json!({"name": "long", "steps": [{"name": "long", "command": "sleep 30"}]});
     let mock = MockUpstream::start(validate_run_answer(&workflow, "Stopped."));
     let app = spawn_app_against(&mock.base(), |_| {}).await;
-    let seen = browse("cancel", &app, None).await;
+    let seen = browse("cancel", &app, &[]).await;
     assert!(
         seen["status"].as_str().unwrap().starts_with("cancelled"),
         "{seen:#}"
@@ -315,10 +315,22 @@ async fn a_running_execution_is_cancelled_from_the_page() {
 #[actix_rt::test]
 async fn with_api_keys_the_page_asks_for_one_and_keeps_it_in_the_tab_only() {
     let app = spawn_app_with(|settings| {
-        settings.auth.api_keys = vec![key("sk-console", "team-console")];
+        settings.auth.api_keys = vec![key("sk-console", "team-console"), key("sk-other", "other")];
     })
     .await;
-    let seen = browse("auth", &app, Some("sk-console")).await;
+    let workflow =
+        json!({"name": "theirs", "steps": [{"name": "secret", "command": "echo theirs"}]});
+    let (status, _, started) = app
+        .post_raw(
+            "/v1/executions",
+            &json!({"workflow": workflow}),
+            &[("authorization", "Bearer sk-other")],
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let started: Value = serde_json::from_str(&started).unwrap();
+    let theirs = started["execution_id"].as_str().unwrap();
+    let seen = browse("auth", &app, &["sk-console", theirs]).await;
     assert_eq!(seen["askedForKey"], "This server needs an API key.");
     assert!(
         seen["wrongKey"]
@@ -349,6 +361,15 @@ async fn with_api_keys_the_page_asks_for_one_and_keeps_it_in_the_tab_only() {
         states(&seen["byId"]["nodes"]),
         all(&["filesystems", "largest-entries"], "succeeded")
     );
+    // Another tenant's execution is not found, exactly like one that never existed.
+    assert!(
+        seen["foreign"]["status"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("No execution found with id '{theirs}'")),
+        "{seen:#}"
+    );
+    assert_eq!(seen["foreign"]["nodes"], json!([]));
 }
 
 #[actix_rt::test]

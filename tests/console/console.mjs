@@ -1,10 +1,10 @@
 // Drives the web console in Debian's chromium (playwright-core, no browser download) and
 // prints what a user saw as one JSON object for the Rust test to assert on.
-// Usage: node console.mjs SCENARIO BASE_URL SCREENSHOT_DIR [API_KEY]
+// Usage: node console.mjs SCENARIO BASE_URL SCREENSHOT_DIR [API_KEY [ANOTHER_TENANTS_EXECUTION]]
 
 import { chromium } from "playwright-core";
 
-const [scenario, base, shots, key] = process.argv.slice(2);
+const [scenario, base, shots, key, foreignExecution] = process.argv.slice(2);
 const TIMEOUT = 30_000;
 
 const browser = await chromium.launch({
@@ -193,6 +193,10 @@ try {
     await page.goto(`${base}/#/executions/${id}`);
     await allSucceeded();
     seen.byId = { status: await page.textContent("#run-status"), nodes: await nodes() };
+    // Another tenant's execution, by its id: this key does not find it.
+    await page.goto(`${base}/#/executions/${foreignExecution}`);
+    await page.waitForFunction(() => document.querySelector("#run-status").textContent.includes("No execution"));
+    seen.foreign = { status: await page.textContent("#run-status"), nodes: await nodes() };
   } else {
     throw new Error(`unknown scenario ${scenario}`);
   }
