@@ -50,6 +50,13 @@ export async function call(method, path, { body, headers = {}, signal } = {}) {
   return response;
 }
 
+/// A random id. `crypto.randomUUID` exists only in secure contexts, and the console is
+/// also opened over plain HTTP on a LAN address; `getRandomValues` works everywhere.
+export function randomId(prefix) {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return `${prefix}-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
 export async function json(method, path, options) {
   const response = await call(method, path, options);
   return response.json();

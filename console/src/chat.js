@@ -5,7 +5,7 @@
 // the way the chat protocol wants it (the assistant message's tool part, approval-responded).
 // Everything the agent or a workflow wrote is set as text, never as HTML.
 
-import { call, readEvents } from "./api.js";
+import { call, randomId, readEvents } from "./api.js";
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -201,7 +201,7 @@ export class Chat {
     }
     if (pending && current && current.tools.has(pending.tool_call_id)) {
       // A new id: the answer's stream continues this message on the page.
-      current.id = `msg-${crypto.randomUUID()}`;
+      current.id = randomId("msg");
       current.askApproval({ approvalId: pending.approval_id, toolCallId: pending.tool_call_id });
     }
   }
@@ -216,7 +216,7 @@ export class Chat {
     this.userMessage(text);
     await this.turn({
       id: this.chatId,
-      messages: [{ id: `msg-${crypto.randomUUID()}`, role: "user", parts: [{ type: "text", text }] }],
+      messages: [{ id: randomId("msg"), role: "user", parts: [{ type: "text", text }] }],
       require_approval: this.askFirst.checked,
     });
   }

@@ -4,7 +4,7 @@
 // running and follows the execution it was watching from its last event. `#/executions/ID`
 // opens any execution by id.
 
-import { ApiError, apiKey, json, setApiKey, whenUnauthorized } from "./api.js";
+import { ApiError, apiKey, json, randomId, setApiKey, whenUnauthorized } from "./api.js";
 import { Chat } from "./chat.js";
 import { GraphView } from "./graph.js";
 import { Run } from "./run.js";
@@ -16,7 +16,7 @@ const $ = (id) => document.getElementById(id);
 function chatId() {
   let id = localStorage.getItem(CHAT);
   if (!id) {
-    id = `chat-${crypto.randomUUID()}`;
+    id = randomId("chat");
     localStorage.setItem(CHAT, id);
   }
   return id;
