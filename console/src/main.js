@@ -81,7 +81,7 @@ function show(run) {
     if (changed.executionId && !changed.error) localStorage.setItem(WATCHED, changed.executionId);
     graph.refresh(step);
     showStatus(changed);
-    if (changed.finished && !step) refreshHistory();
+    if (changed.finished && !step) refreshHistory().catch(() => {});
   });
   graph.show(run);
   showStatus(run);
@@ -96,11 +96,15 @@ function watch(executionId, definition = null) {
   show(run);
 }
 
+function sameDefinition(a, b) {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
 /// A `data-workflow` part of the chat: the workflow proposed, then the execution started.
 function onWorkflow(part) {
   if (part.execution_id) watch(part.execution_id, part.definition);
   // A proposal replaces what is shown unless a run is still going there.
-  else if (!current || current.finished || (!current.executionId && current.definition !== part.definition)) {
+  else if (!current || current.finished || (!current.executionId && !sameDefinition(current.definition, part.definition))) {
     const run = Run.fromDefinition(part.definition);
     if (part.status === "awaiting_approval") run.status = "awaiting_approval";
     show(run);
