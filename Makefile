@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run build test test-only test-rust test-deploy bench lint fmt fmt-check deps deploy-deps clean console console-check
+.PHONY: run build test test-only test-rust test-deploy bench fuzz lint fmt fmt-check deps deploy-deps clean console console-check
 
 ## run: build (release) and start the agent server on port 8000 with the built-in defaults
 run:
@@ -53,7 +53,6 @@ $(CLIENTS)/ai5/node_modules/.package-lock.json: $(CLIENTS)/ai5/package-lock.json
 	cd $(CLIENTS)/ai5 && npm ci --no-audit --no-fund --loglevel=error
 MCP_PEERS := tests/mcp-peers
 CONSOLE := console
-CONSOLE_TESTS := tests/console
 
 ## console: rebuild the web console's assets (console/dist, committed, embedded in the binary)
 ## from console/src with the esbuild and dagre pinned in console/package-lock.json
@@ -71,22 +70,17 @@ $(CONSOLE)/node_modules/.package-lock.json: $(CONSOLE)/package-lock.json
 	cd $(CONSOLE) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# The browser tests drive Debian's chromium with playwright-core (no browser download).
-$(CONSOLE_TESTS)/node_modules/.package-lock.json: $(CONSOLE_TESTS)/package-lock.json
-	cd $(CONSOLE_TESTS) && npm ci --no-audit --no-fund --loglevel=error
-	@touch $@
-
 ## deps: what the tests need beyond the Rust toolchain, all pinned in the repository and
 ## installed only when missing or when their manifests changed: bubblewrap (sandboxes local
 ## steps; the sandbox shows steps /usr only, so the escape tests need Debian's python3 there),
-## redis-server (the replica tests share a real one), the real client SDKs that read
-## our streams (tests/clients: ai 4, 5.0.0 and 7 with Node 22, openai), the MCP test peers
-## (tests/mcp-peers: npm servers and the Python SDK client), and the console's browser tests
-## (chromium, tests/console: playwright-core)
+## redis-server (the replica tests share a real one), chromium (a real browser attacks the
+## server from another origin, and drives the web console), the real client SDKs that read
+## our streams (tests/clients: ai 4, 5.0.0 and 7 with Node 22, openai), playwright-core and
+## schemathesis, which checks the API against its OpenAPI document, and the MCP test peers
+## (tests/mcp-peers: npm servers and the Python SDK client)
 deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json \
 		$(CLIENTS)/ai7/node_modules/.package-lock.json $(CLIENTS)/ai5/node_modules/.package-lock.json \
-		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed \
-		$(CONSOLE_TESTS)/node_modules/.package-lock.json deploy-deps
+		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed deploy-deps
 	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq bubblewrap; }
 	@test -x /usr/bin/python3 || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3; }
 	@command -v setpriv >/dev/null || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq util-linux; }
@@ -104,6 +98,13 @@ $(MCP_PEERS)/.venv/.installed: $(MCP_PEERS)/requirements.txt
 		{ apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(MCP_PEERS)/.venv; }
 	$(MCP_PEERS)/.venv/bin/pip install -q --disable-pip-version-check -r $(MCP_PEERS)/requirements.txt
 	@touch $@
+
+## fuzz: the property-based fuzzers (tests/fuzz) with many more cases than `make test` runs,
+## and schemathesis against the binary with more examples and a fresh seed
+FUZZ_CASES ?= 20000
+fuzz: deps
+	KUBIYA_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --test fuzz
+	KUBIYA_CONTRACT_EXAMPLES=200 KUBIYA_CONTRACT_UNSEEDED=1 $(CARGO) test --test api contract
 
 ## deploy-deps: podman (with runc; tests/deploy/containers.conf configures it), debootstrap
 ## for the base image made without a registry, openssl for test certificates, and the pinned

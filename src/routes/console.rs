@@ -11,6 +11,8 @@
 use actix_web::HttpResponse;
 use actix_web::http::header;
 
+use crate::error::ErrorBody;
+
 const INDEX_HTML: &[u8] = include_bytes!("../../console/dist/index.html");
 const APP_JS: &[u8] = include_bytes!("../../console/dist/app.js");
 const APP_CSS: &[u8] = include_bytes!("../../console/dist/app.css");
@@ -42,14 +44,20 @@ fn asset(content_type: &'static str, body: &'static [u8]) -> HttpResponse {
         .body(body)
 }
 
+#[utoipa::path(get, path = "/", tag = "console",
+    responses((status = 200, description = "The web console's page", content_type = "text/html", body = String), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn page() -> HttpResponse {
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
 
+#[utoipa::path(get, path = "/console/app.js", tag = "console",
+    responses((status = 200, description = "The console's script", content_type = "text/javascript", body = String), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn script() -> HttpResponse {
     asset("text/javascript; charset=utf-8", APP_JS)
 }
 
+#[utoipa::path(get, path = "/console/app.css", tag = "console",
+    responses((status = 200, description = "The console's stylesheet", content_type = "text/css", body = String), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn style() -> HttpResponse {
     asset("text/css; charset=utf-8", APP_CSS)
 }

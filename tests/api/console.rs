@@ -1,21 +1,17 @@
 //! The web console at `/`, driven in a real browser: Debian's `chromium` under
-//! `playwright-core` (pinned in `tests/console`, run by `tests/console/console.mjs`). Each
+//! `playwright-core` (pinned in `tests/clients`, run by `tests/clients/console.mjs`). Each
 //! scenario prints what the user saw; these tests assert on it. The health check scenario
 //! writes the README's screenshots into `docs/screenshots/`. Also, without a browser: what
 //! the page's headers allow, and that the page is open while the API behind it is not.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Value, json};
 
+use crate::clients::run_client;
 use crate::helpers::{TestApp, spawn_app, spawn_app_against, spawn_app_with};
 use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, validate_run_answer};
 use crate::tenants::key;
-
-fn console_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console"))
-}
 
 fn screenshots_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
@@ -33,23 +29,7 @@ async fn browse(scenario: &str, app: &TestApp, extra: &[&str]) -> Value {
         screenshots_dir().display().to_string(),
     ];
     args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-    let output = actix_web::rt::task::spawn_blocking(move || {
-        Command::new("node")
-            .args(&args)
-            .current_dir(console_dir())
-            .output()
-            .expect("node runs; `make deps` installs playwright-core and chromium")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the browser script failed: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value =
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("it printed: {stdout}"));
+    let seen = run_client("node", args).await;
     assert!(seen.get("failure").is_none(), "{seen:#}");
     assert_eq!(seen["problems"], json!([]), "errors in the page: {seen:#}");
     seen
