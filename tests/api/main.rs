@@ -15,6 +15,7 @@ mod clients;
 mod compose;
 mod compose_filter;
 mod config;
+mod console;
 mod contract;
 mod errors;
 mod escape;
