@@ -17,6 +17,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use kubiya_actors::mcp::{DesktopHostConfig, McpServerConfig, McpSettings, check_servers};
 use serde::{Deserialize, Serialize};
 
+mod flag;
 mod tenancy;
 pub use tenancy::{ApiKeySettings, AuthSettings, StoreSettings, redact_url};
 
@@ -110,6 +111,7 @@ pub struct ServerSettings {
 pub struct LogSettings {
     pub level: LogLevel,
     pub format: LogFormat,
+    #[serde(deserialize_with = "flag::deserialize")]
     pub mcp_debug: bool,
 }
 
@@ -192,7 +194,9 @@ pub struct RunnerSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocalRunnerSettings {
+    #[serde(deserialize_with = "flag::deserialize")]
     pub allow_unsandboxed: bool,
+    #[serde(deserialize_with = "flag::deserialize")]
     pub allow_network: bool,
     pub max_active_steps: usize,
     pub max_output_bytes: usize,
