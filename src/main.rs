@@ -11,7 +11,7 @@ use kubiya::config::{FlagOverrides, Settings};
 use kubiya::startup::Application;
 use kubiya::workflow_cli;
 use kubiya::{provider_setup, telemetry};
-use kubiya_actors::mcp::{ServerIdentity, WorkflowTools, serve};
+use kubiya_actors::mcp::{McpServer, ServerIdentity, WorkflowTools, serve};
 use kubiya_actors::workflow::{LocalRunner, PlainHttpClient, RunOptions};
 
 /// Exit status for bad usage or configuration, as clap uses for bad flags.
@@ -69,8 +69,7 @@ fn run_mcp_server(args: &ServerArgs) -> ExitCode {
     let served = runtime.block_on(serve(
         tokio::io::stdin(),
         tokio::io::stdout(),
-        identity,
-        tools,
+        McpServer::new(identity, tools),
     ));
     // Runs still going (started with wait=false) are dropped with the runtime, which kills
     // their processes.

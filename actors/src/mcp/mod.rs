@@ -9,8 +9,11 @@
 //! [`ListTools`] for the catalog and [`CallTool`] to run one, and gets a [`ToolOutput`] or an
 //! [`McpError`].
 //!
-//! **Server.** [`server`] serves tools over stdio for both eras; [`workflow_tools`] are the
-//! tools `kubiya mcp server` offers (validate, execute, follow executions, list runners).
+//! **Server.** [`server`] answers MCP requests for both eras whatever the transport
+//! ([`stdio_server`] for `kubiya mcp server`; the HTTP layer's `/mcp` for streamable HTTP);
+//! [`features`] is what it serves and [`notify`] what a request sends before its result;
+//! [`workflow_tools`] are the tools, resources and prompts we offer (validate, execute,
+//! follow executions, list runners).
 //!
 //! **Why our own JSON-RPC rather than `rmcp`.** The protocol surface we need is small (discover
 //! probe with `initialize` fallback, paginated `tools/list`, `tools/call`, progress,
@@ -29,9 +32,12 @@ pub mod child;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod features;
 pub mod jsonrpc;
+pub mod notify;
 pub mod process;
 pub mod server;
+pub mod stdio_server;
 pub mod supervisor;
 pub mod workflow_tools;
 
@@ -42,6 +48,8 @@ pub use catalog::{ToolOutput, namespaced_name};
 pub use child::{McpServerStatus, ServerState};
 pub use config::{DesktopHostConfig, McpConfigError, McpServerConfig, McpSettings, check_servers};
 pub use error::McpError;
-pub use server::{ServerIdentity, ToolProvider, serve};
+pub use features::ServerFeatures;
+pub use server::{Connection, Era, Handled, McpServer, ServerIdentity};
+pub use stdio_server::serve;
 pub use supervisor::{CallTool, ListTools, McpSupervisor, ServerStatuses, Shutdown};
 pub use workflow_tools::WorkflowTools;

@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::jsonrpc::{INVALID_PARAMS, RpcError};
-use super::server::{CallContext, ProgressReporter, ToolProvider};
+use super::features::ServerFeatures;
+use super::notify::{CallContext, ProgressReporter};
 use crate::workflow::event::now_millis;
 use crate::workflow::model::parse_document;
 use crate::workflow::sandbox::probe_bubblewrap;
@@ -63,7 +64,7 @@ impl WorkflowTools {
     }
 }
 
-impl ToolProvider for WorkflowTools {
+impl ServerFeatures for WorkflowTools {
     fn tools(&self) -> Vec<Value> {
         tool_definitions()
     }
