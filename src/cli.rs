@@ -83,7 +83,8 @@ fn parse_param(value: &str) -> Result<(String, String), String> {
 pub enum McpCommand {
     /// Start the OpenAI-compatible agent server (model `kubiya-workflow-agent`)
     Agent(AgentArgs),
-    /// Serve the workflow tools to an MCP host over stdio (stdout carries only the protocol)
+    /// Serve the workflow tools to an MCP host, over stdio (stdout carries only the protocol)
+    /// or streamable HTTP at /mcp
     Server(ServerArgs),
 }
 
@@ -100,6 +101,26 @@ pub struct ServerArgs {
     /// Run workflows without the bubblewrap sandbox when it is unavailable
     #[arg(long)]
     pub allow_unsandboxed: bool,
+
+    /// How clients reach the server: stdio (a host starts it) or http (streamable HTTP at /mcp)
+    #[arg(long, value_enum, default_value_t = McpTransport::Stdio)]
+    pub transport: McpTransport,
+
+    /// Port for --transport http (0 picks a free one, logged at start)
+    #[arg(short = 'P', long, default_value_t = 8080, value_parser = parse_port)]
+    pub port: u16,
+
+    /// Address for --transport http; on loopback, requests must be addressed to a loopback
+    /// name (DNS-rebinding protection)
+    #[arg(short = 'H', long, default_value = "127.0.0.1")]
+    pub host: String,
+}
+
+/// How `kubiya mcp server` is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum McpTransport {
+    Stdio,
+    Http,
 }
 
 #[derive(Debug, Args)]

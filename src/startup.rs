@@ -15,7 +15,7 @@ use actix::Addr;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use kubiya_actors::workflow::{DrainExecutions, ExecutionWatcher};
+use kubiya_actors::workflow::{DrainExecutions, ExecutionWatcher, LocalRunner};
 
 use actix::Actor;
 use kubiya_actors::composer::Composer;
@@ -26,6 +26,7 @@ use crate::auth::authenticate;
 use crate::config::Settings;
 use crate::execution_setup;
 use crate::extract::BodyLimit;
+use crate::mcp_http::{McpEndpoint, workflow_features, workflow_server_identity};
 use crate::middleware::observe;
 use crate::provider_setup::ProviderSetup;
 use crate::routes;
@@ -93,6 +94,15 @@ impl Application {
             mcp: Some(supervisor),
         }));
         let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
+        let mcp_endpoint = web::Data::new(McpEndpoint::new(
+            workflow_server_identity(),
+            workflow_features(
+                LocalRunner::new(execution_setup::local_run_options(&settings.runner.local)),
+                !settings.runner.kubiya.api_key.trim().is_empty(),
+            ),
+            &settings.server.host,
+            settings.server.max_body_bytes,
+        ));
         let watcher = web::Data::new(executions.clone());
 
         let app_state = state.clone();
@@ -101,6 +111,7 @@ impl Application {
                 .app_data(app_state.clone())
                 .app_data(body_limit.clone())
                 .app_data(watcher.clone())
+                .app_data(mcp_endpoint.clone())
                 .wrap(from_fn(authenticate))
                 .wrap(from_fn(observe))
                 .configure(routes::configure)

@@ -132,6 +132,11 @@ impl Connection {
         self.closed.cancel();
     }
 
+    /// Fires when the connection ends.
+    pub fn closed_token(&self) -> CancellationToken {
+        self.closed.clone()
+    }
+
     /// Requests still running.
     pub fn running(&self) -> usize {
         self.in_flight.lock().map_or(0, |in_flight| in_flight.len())
