@@ -29,20 +29,28 @@ $(VENV)/.installed: $(CLIENTS)/requirements.txt
 $(CLIENTS)/node_modules/.package-lock.json: $(CLIENTS)/package-lock.json
 	cd $(CLIENTS) && npm ci --no-audit --no-fund
 MCP_PEERS := tests/mcp-peers
+MCP_CONFORMANCE := tests/mcp-conformance
 
 ## deps: what the tests need beyond the Rust toolchain, all pinned in the repository and
 ## installed only when missing or when their manifests changed: bubblewrap (sandboxes local
 ## steps), redis-server (the replica tests share a real one), the real client SDKs that read
-## our streams (tests/clients), and the MCP test peers (tests/mcp-peers: npm servers and the
-## Python SDK client)
+## our streams (tests/clients), the MCP test peers (tests/mcp-peers: npm servers and the
+## Python SDK client), and the official MCP conformance suite with the Node 22 it needs
+## (tests/mcp-conformance)
 deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json \
-		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed
+		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed \
+		$(MCP_CONFORMANCE)/node_modules/.package-lock.json
 	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 
 $(MCP_PEERS)/node_modules/.package-lock.json: $(MCP_PEERS)/package.json $(MCP_PEERS)/package-lock.json
 	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
 	npm ci --prefix $(MCP_PEERS) --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(MCP_CONFORMANCE)/node_modules/.package-lock.json: $(MCP_CONFORMANCE)/package.json $(MCP_CONFORMANCE)/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	npm ci --prefix $(MCP_CONFORMANCE) --no-audit --no-fund --loglevel=error
 	@touch $@
 
 $(MCP_PEERS)/.venv/.installed: $(MCP_PEERS)/requirements.txt

@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use clap::Parser;
 use kubiya::cli::{AgentArgs, Cli, Command, McpCommand, McpTransport, ServerArgs};
-use kubiya::mcp_http::{McpEndpoint, serve_standalone, workflow_features, workflow_server_identity};
 use kubiya::config::{FlagOverrides, Settings};
+use kubiya::mcp_http::{
+    McpEndpoint, serve_standalone, workflow_features, workflow_server_identity,
+};
 use kubiya::startup::Application;
 use kubiya::workflow_cli;
 use kubiya::{provider_setup, telemetry};
@@ -55,11 +57,8 @@ fn run_mcp_server(args: &ServerArgs) -> ExitCode {
             &args.host,
             settings.server.max_body_bytes,
         );
-        let served = actix_web::rt::System::new().block_on(serve_standalone(
-            endpoint,
-            &args.host,
-            args.port,
-        ));
+        let served = actix_web::rt::System::new()
+            .block_on(serve_standalone(endpoint, &args.host, args.port));
         return match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {

@@ -76,11 +76,7 @@ pub fn workflow_features(runner: LocalRunner, kubiya_configured: bool) -> Featur
 }
 
 /// `kubiya mcp server --transport http`: `/mcp` alone on `host:port`, until a signal.
-pub async fn serve_standalone(
-    endpoint: McpEndpoint,
-    host: &str,
-    port: u16,
-) -> std::io::Result<()> {
+pub async fn serve_standalone(endpoint: McpEndpoint, host: &str, port: u16) -> std::io::Result<()> {
     let endpoint = web::Data::new(endpoint);
     let server = HttpServer::new(move || {
         App::new()
@@ -91,7 +87,10 @@ pub async fn serve_standalone(
     .workers(1)
     .shutdown_timeout(5)
     .bind((host, port))?;
-    let port = server.addrs().first().map_or(port, std::net::SocketAddr::port);
+    let port = server
+        .addrs()
+        .first()
+        .map_or(port, std::net::SocketAddr::port);
     tracing::info!(host, port, "serving MCP over streamable HTTP at /mcp");
     server.run().await
 }
@@ -241,8 +240,16 @@ mod tests {
     #[test]
     fn a_loopback_server_answers_loopback_names_and_its_own_pages_only() {
         let local = endpoint("127.0.0.1");
-        assert!(local.rebinding_refusal(Some("127.0.0.1:8000"), None).is_none());
-        assert!(local.rebinding_refusal(Some("localhost:8000"), None).is_none());
+        assert!(
+            local
+                .rebinding_refusal(Some("127.0.0.1:8000"), None)
+                .is_none()
+        );
+        assert!(
+            local
+                .rebinding_refusal(Some("localhost:8000"), None)
+                .is_none()
+        );
         assert!(local.rebinding_refusal(Some("[::1]:8000"), None).is_none());
         assert!(
             local
@@ -254,7 +261,11 @@ mod tests {
                 .rebinding_refusal(Some("evil.example.com"), Some("http://evil.example.com"))
                 .is_some()
         );
-        assert!(local.rebinding_refusal(Some("evil.example.com"), None).is_some());
+        assert!(
+            local
+                .rebinding_refusal(Some("evil.example.com"), None)
+                .is_some()
+        );
         assert!(
             local
                 .rebinding_refusal(Some("127.0.0.1:8000"), Some("http://evil.example.com"))
@@ -262,7 +273,10 @@ mod tests {
         );
 
         let open = endpoint("0.0.0.0");
-        assert!(open.rebinding_refusal(Some("mcp.example.com"), None).is_none());
+        assert!(
+            open.rebinding_refusal(Some("mcp.example.com"), None)
+                .is_none()
+        );
         assert!(
             open.rebinding_refusal(Some("mcp.example.com"), Some("http://mcp.example.com"))
                 .is_some()

@@ -396,14 +396,17 @@ fn event_stream(
             .into_iter()
             .map(|message| Ok::<_, actix_web::Error>(sse_event(&message))),
     );
-    let rest = stream::unfold((replies, pending), |(mut replies, mut pending)| async move {
-        if pending.answered {
-            return None;
-        }
-        let message = replies.recv().await?;
-        pending.answered = is_response_to(&message, &pending.id);
-        Some((Ok(sse_event(&message)), (replies, pending)))
-    });
+    let rest = stream::unfold(
+        (replies, pending),
+        |(mut replies, mut pending)| async move {
+            if pending.answered {
+                return None;
+            }
+            let message = replies.recv().await?;
+            pending.answered = is_response_to(&message, &pending.id);
+            Some((Ok(sse_event(&message)), (replies, pending)))
+        },
+    );
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))

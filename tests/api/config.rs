@@ -98,7 +98,10 @@ fn a_bad_setting_stops_start_up_with_one_line_and_status_2() {
 #[test]
 fn boolean_variables_take_the_usual_spellings() {
     for value in ["1", "yes", "true", "0", "no", "off"] {
-        let env = [("MCP_DEBUG", value), ("KUBIYA_RUNNER__LOCAL__ALLOW_NETWORK", value)];
+        let env = [
+            ("MCP_DEBUG", value),
+            ("KUBIYA_RUNNER__LOCAL__ALLOW_NETWORK", value),
+        ];
         let server = ServerProcess::start(&[], &env, None);
         let (status, _) = blocking_get(&server.url("/health"));
         assert_eq!(status, 200, "MCP_DEBUG={value}");

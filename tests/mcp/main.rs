@@ -10,6 +10,7 @@ mod support;
 
 mod agent;
 mod calls;
+mod conformance;
 mod http;
 mod our_server;
 mod peers;

@@ -50,7 +50,10 @@ pub trait ServerFeatures: Send + Sync + 'static {
 
     /// A `GetPromptResult` (`description`, `messages`).
     fn get_prompt(&self, name: &str, _arguments: &Map<String, Value>) -> Result<Value, RpcError> {
-        Err(RpcError::new(INVALID_PARAMS, format!("Unknown prompt: {name}")))
+        Err(RpcError::new(
+            INVALID_PARAMS,
+            format!("Unknown prompt: {name}"),
+        ))
     }
 
     /// Values for one argument of a prompt or a resource template (`reference` is the

@@ -39,6 +39,7 @@ pub mod process;
 pub mod server;
 pub mod stdio_server;
 pub mod supervisor;
+pub mod workflow_resources;
 pub mod workflow_tools;
 
 #[cfg(test)]

@@ -528,7 +528,10 @@ impl Dispatch<'_> {
 
     fn get_prompt(&self, id: &RequestId, params: &Value) {
         let Some(name) = params.get("name").and_then(Value::as_str) else {
-            return self.fail(id, &RpcError::new(INVALID_PARAMS, "params.name is required"));
+            return self.fail(
+                id,
+                &RpcError::new(INVALID_PARAMS, "params.name is required"),
+            );
         };
         let arguments = match params.get("arguments") {
             None | Some(Value::Null) => Map::new(),
@@ -550,7 +553,10 @@ impl Dispatch<'_> {
         let (Some(reference), Some(argument)) = (params.get("ref"), params.get("argument")) else {
             return self.fail(
                 id,
-                &RpcError::new(INVALID_PARAMS, "params.ref and params.argument are required"),
+                &RpcError::new(
+                    INVALID_PARAMS,
+                    "params.ref and params.argument are required",
+                ),
             );
         };
         let name = argument.get("name").and_then(Value::as_str).unwrap_or("");

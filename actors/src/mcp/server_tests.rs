@@ -10,8 +10,8 @@ use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
-use super::jsonrpc::{INVALID_PARAMS, RpcError};
 use super::features::ServerFeatures;
+use super::jsonrpc::{INVALID_PARAMS, RpcError};
 use super::notify::CallContext;
 use super::server::{McpServer, ServerIdentity};
 use super::stdio_server::serve;

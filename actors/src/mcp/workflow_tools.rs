@@ -11,12 +11,13 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::jsonrpc::{INVALID_PARAMS, RpcError};
 use super::features::ServerFeatures;
-use super::notify::{CallContext, ProgressReporter};
+use super::jsonrpc::{INVALID_PARAMS, RpcError};
+use super::notify::{CallContext, LogLevel, Logger, ProgressReporter};
+use super::workflow_resources;
 use crate::workflow::event::now_millis;
 use crate::workflow::model::parse_document;
 use crate::workflow::sandbox::probe_bubblewrap;
@@ -39,19 +40,45 @@ pub struct WorkflowTools {
 }
 
 #[derive(Default)]
-struct Executions {
-    records: HashMap<String, ExecutionRecord>,
+pub(super) struct Executions {
+    pub(super) records: HashMap<String, ExecutionRecord>,
     /// Finished ids, oldest first, for eviction.
     finished: VecDeque<String>,
 }
 
-struct ExecutionRecord {
-    workflow: String,
-    started_at: u64,
+pub(super) struct ExecutionRecord {
+    pub(super) workflow: String,
+    /// The workflow as it ran (normalised), for the `.../workflow` resource.
+    pub(super) document: Value,
+    pub(super) started_at: u64,
     events: VecDeque<StepEvent>,
     dropped_events: usize,
     /// The final result once the run ended.
     result: Option<Value>,
+    /// Rises with every event, for resource subscriptions.
+    pub(super) changes: watch::Sender<u64>,
+}
+
+impl ExecutionRecord {
+    /// What `get_execution` and the execution resource show, events after the first `after`.
+    pub(super) fn view(&self, id: &str, after: usize) -> Value {
+        let total = self.dropped_events + self.events.len();
+        let skip = after.saturating_sub(self.dropped_events);
+        let status = self
+            .result
+            .as_ref()
+            .and_then(|result| result.get("status").cloned())
+            .unwrap_or_else(|| Value::from("running"));
+        json!({
+            "execution_id": id,
+            "workflow": self.workflow,
+            "status": status,
+            "started_at": self.started_at,
+            "event_count": total,
+            "events": self.events.iter().skip(skip).collect::<Vec<_>>(),
+            "result": self.result,
+        })
+    }
 }
 
 impl WorkflowTools {
@@ -93,6 +120,34 @@ impl ServerFeatures for WorkflowTools {
             }
         }
     }
+
+    fn resources(&self) -> Vec<Value> {
+        workflow_resources::list(&self.executions)
+    }
+
+    fn resource_templates(&self) -> Vec<Value> {
+        workflow_resources::templates()
+    }
+
+    fn read_resource(&self, uri: &str) -> Result<Vec<Value>, RpcError> {
+        workflow_resources::read(&self.executions, uri)
+    }
+
+    fn watch_resource(&self, uri: &str) -> Result<watch::Receiver<u64>, RpcError> {
+        workflow_resources::watch(&self.executions, uri)
+    }
+
+    fn prompts(&self) -> Vec<Value> {
+        workflow_resources::prompts()
+    }
+
+    fn get_prompt(&self, name: &str, arguments: &Map<String, Value>) -> Result<Value, RpcError> {
+        workflow_resources::get_prompt(&self.executions, name, arguments)
+    }
+
+    fn complete(&self, reference: &Value, argument: &str, prefix: &str) -> Vec<String> {
+        workflow_resources::complete(&self.executions, reference, argument, prefix)
+    }
 }
 
 fn tool_definitions() -> Vec<Value> {
@@ -111,6 +166,19 @@ fn tool_definitions() -> Vec<Value> {
                 "required": ["workflow"],
                 "additionalProperties": false,
             },
+            "outputSchema": {
+                "type": "object",
+                "properties": {
+                    "valid": {"type": "boolean"},
+                    "workflow": {"type": "string"},
+                    "steps": {"type": "integer"},
+                    "runnable_locally": {"type": "boolean"},
+                    "local_runner_problems": {"type": "array"},
+                    "normalised": {"type": "object"},
+                    "errors": {"type": "array", "items": {"type": "object", "properties": {"path": {"type": "string"}, "message": {"type": "string"}}}},
+                },
+                "required": ["valid"],
+            },
             "annotations": {"readOnlyHint": true, "openWorldHint": false},
         }),
         json!({
@@ -128,6 +196,22 @@ fn tool_definitions() -> Vec<Value> {
                 "required": ["workflow"],
                 "additionalProperties": false,
             },
+            "outputSchema": {
+                "type": "object",
+                "properties": {
+                    "execution_id": {"type": "string"},
+                    "status": {"type": "string", "description": "running (wait: false), success, failed, cancelled or invalid"},
+                    "error": {"type": ["string", "null"]},
+                    "duration_ms": {"type": "integer"},
+                    "outputs": {"type": "object"},
+                    "steps": {"type": "array", "items": {"type": "object"}},
+                    "handlers": {"type": "array", "items": {"type": "object"}},
+                    "validation_errors": {"type": "array"},
+                    "sandboxed": {"type": "boolean"},
+                    "errors": {"type": "array"},
+                },
+                "required": ["status"],
+            },
             "annotations": {"readOnlyHint": false, "destructiveHint": true, "openWorldHint": true},
         }),
         json!({
@@ -143,6 +227,7 @@ fn tool_definitions() -> Vec<Value> {
                 "required": ["execution_id"],
                 "additionalProperties": false,
             },
+            "outputSchema": execution_view_schema(),
             "annotations": {"readOnlyHint": true, "openWorldHint": false},
         }),
         json!({
@@ -150,9 +235,35 @@ fn tool_definitions() -> Vec<Value> {
             "title": "List runners",
             "description": "The runners workflows can run on, with whether each is usable now.",
             "inputSchema": {"type": "object", "properties": {}, "additionalProperties": false},
+            "outputSchema": {
+                "type": "object",
+                "properties": {"runners": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, "type": {"type": "string"}, "status": {"type": "string"}, "description": {"type": "string"}},
+                    "required": ["name", "status"],
+                }}},
+                "required": ["runners"],
+            },
             "annotations": {"readOnlyHint": true, "openWorldHint": false},
         }),
     ]
+}
+
+/// What `get_execution` returns and the execution resource holds.
+pub(super) fn execution_view_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "execution_id": {"type": "string"},
+            "workflow": {"type": "string"},
+            "status": {"type": "string"},
+            "started_at": {"type": "integer", "description": "Unix time in milliseconds"},
+            "event_count": {"type": "integer"},
+            "events": {"type": "array", "items": {"type": "object"}},
+            "result": {"type": ["object", "null"]},
+        },
+        "required": ["execution_id", "status", "events"],
+    })
 }
 
 /// A `CallToolResult` whose text is `value` as JSON (and whose structured content is `value`).
@@ -279,10 +390,12 @@ async fn execute(
             id.clone(),
             ExecutionRecord {
                 workflow: workflow.name.clone(),
+                document: normalised(&workflow).to_value(),
                 started_at: now_millis(),
                 events: VecDeque::new(),
                 dropped_events: 0,
                 result: None,
+                changes: watch::channel(0).0,
             },
         );
     }
@@ -295,6 +408,7 @@ async fn execute(
         CancellationToken::new()
     };
     let progress = if wait { context.progress } else { None };
+    let log = if wait { context.log } else { None };
     let (done_tx, done_rx) = oneshot::channel();
     tokio::spawn(run_execution(RunJob {
         runner,
@@ -304,6 +418,7 @@ async fn execute(
         params,
         cancel,
         progress,
+        log,
         done: done_tx,
     }));
     if !wait {
@@ -328,6 +443,8 @@ struct RunJob {
     params: Map<String, Value>,
     cancel: CancellationToken,
     progress: Option<ProgressReporter>,
+    /// Step logs as `notifications/message`, when the client wants them.
+    log: Option<Logger>,
     done: oneshot::Sender<Value>,
 }
 
@@ -340,6 +457,7 @@ async fn run_execution(job: RunJob) {
         params,
         cancel,
         mut progress,
+        log,
         done,
     } = job;
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
@@ -354,6 +472,13 @@ async fn run_execution(job: RunJob) {
         if let Some(progress) = progress.as_mut() {
             progress.report(serde_json::to_string(&event).unwrap_or_default());
         }
+        if let Some(log) = log.as_ref() {
+            log.log(
+                log_level_of(&event),
+                "workflow",
+                json!({"execution_id": id, "event": event}),
+            );
+        }
         if let Ok(mut executions) = executions.lock()
             && let Some(record) = executions.records.get_mut(&id)
         {
@@ -362,6 +487,7 @@ async fn run_execution(job: RunJob) {
                 record.dropped_events += 1;
             }
             record.events.push_back(event);
+            record.changes.send_modify(|count| *count += 1);
         }
     };
     let outcome = loop {
@@ -378,6 +504,7 @@ async fn run_execution(job: RunJob) {
     if let Ok(mut executions) = executions.lock() {
         if let Some(record) = executions.records.get_mut(&id) {
             record.result = Some(summary.clone());
+            record.changes.send_modify(|count| *count += 1);
         }
         executions.finished.push_back(id.clone());
         while executions.finished.len() > KEPT_EXECUTIONS {
@@ -387,6 +514,19 @@ async fn run_execution(job: RunJob) {
         }
     }
     let _ = done.send(summary);
+}
+
+/// How serious a step event is, as a log message.
+fn log_level_of(event: &StepEvent) -> LogLevel {
+    match event {
+        StepEvent::StepFailed { .. } => LogLevel::Warning,
+        StepEvent::WorkflowComplete { status, .. }
+            if *status != crate::workflow::RunStatus::Success =>
+        {
+            LogLevel::Error
+        }
+        _ => LogLevel::Info,
+    }
 }
 
 fn summarise(id: &str, outcome: &RunOutcome) -> Value {
@@ -431,23 +571,5 @@ fn get_execution(executions: &Mutex<Executions>, arguments: &Value) -> Value {
             "no execution `{id}` in this server (only the last {KEPT_EXECUTIONS} finished ones are kept)"
         ));
     };
-    let total = record.dropped_events + record.events.len();
-    let skip = after.saturating_sub(record.dropped_events);
-    let status = record
-        .result
-        .as_ref()
-        .and_then(|result| result.get("status").cloned())
-        .unwrap_or_else(|| Value::from("running"));
-    result(
-        json!({
-            "execution_id": id,
-            "workflow": record.workflow,
-            "status": status,
-            "started_at": record.started_at,
-            "event_count": total,
-            "events": record.events.iter().skip(skip).collect::<Vec<_>>(),
-            "result": record.result,
-        }),
-        false,
-    )
+    result(record.view(id, after), false)
 }
