@@ -15,3 +15,4 @@ mod http;
 mod our_server;
 mod peers;
 mod processes;
+mod remote;

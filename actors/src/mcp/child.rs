@@ -14,8 +14,10 @@ use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::catalog::ServerCatalog;
+use super::config::expand_env;
 use super::config::{McpServerConfig, McpSettings};
 use super::connection::{Connection, RequestLimits};
+use super::http_client::HttpTarget;
 use super::process::spawn_server;
 
 /// The first wait before a restart; it doubles per consecutive failure up to the configured cap.
@@ -142,7 +144,10 @@ impl ServerChild {
             tools,
             restarts: state.restarts,
             last_error: state.last_error.clone(),
-            pid: state.connection.as_ref().map(|connection| connection.pid()),
+            pid: state
+                .connection
+                .as_ref()
+                .and_then(|connection| connection.pid()),
         }
     }
 
@@ -226,13 +231,40 @@ impl Lifecycle {
         change(&mut state);
     }
 
+    /// Spawns a local server, or opens the transport to a remote one.
+    fn connect(&self) -> Result<Connection, String> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        match &self.config.url {
+            Some(url) => {
+                let headers = self
+                    .config
+                    .headers
+                    .iter()
+                    .map(|(name, value)| {
+                        expand_env(value, lookup)
+                            .map(|value| (name.clone(), value))
+                            .map_err(|problem| format!("header {name} {problem}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let target = HttpTarget {
+                    url: url.clone(),
+                    headers,
+                };
+                Ok(Connection::start_http(&self.name, target))
+            }
+            None => {
+                let spawned = spawn_server(&self.config, lookup)?;
+                Ok(Connection::start(&self.name, spawned))
+            }
+        }
+    }
+
     /// Starts the server once and keeps it until it exits or we are told to stop.
     async fn run_once(&self) -> RunEnd {
-        let spawned = match spawn_server(&self.config, |name| std::env::var(name).ok()) {
-            Ok(spawned) => spawned,
+        let connection = match self.connect() {
+            Ok(connection) => Arc::new(connection),
             Err(error) => return RunEnd::StartFailed(error),
         };
-        let connection = Arc::new(Connection::start(&self.name, spawned));
         let started = Instant::now();
         let startup = self.settings.startup_timeout();
         let ready = tokio::select! {
@@ -258,7 +290,7 @@ impl Lifecycle {
                 return RunEnd::StartFailed(error);
             }
         };
-        tracing::info!(server = %self.name, pid = connection.pid(), protocol = %protocol_version, tools = catalog.specs.len(), "MCP server running");
+        tracing::info!(server = %self.name, pid = ?connection.pid(), protocol = %protocol_version, tools = catalog.specs.len(), "MCP server running");
         self.update(|state| {
             state.state = ServerState::Running;
             state.protocol_version = Some(protocol_version);

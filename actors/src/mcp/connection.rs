@@ -1,7 +1,9 @@
-//! A live session with one stdio MCP server process: our own JSON-RPC client. It owns the
+//! A live session with one MCP server: our own JSON-RPC client. For a stdio server it owns the
 //! process (spawned by [`super::process`]) and four tasks: a writer that alone touches stdin,
 //! a reader that routes every stdout line by id and method, a stderr drain, and a waiter that
-//! reaps the process and fails every in-flight request the moment it exits.
+//! reaps the process and fails every in-flight request the moment it exits. For a remote
+//! server, [`super::http_client`] carries the same messages over streamable HTTP and the
+//! connection ends when the server cannot be reached or forgets the session.
 //!
 //! On top of that: era negotiation (probe `server/discover`, fall back to `initialize`),
 //! requests with an idle timeout that progress notifications reset under a hard cap,
@@ -21,6 +23,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use super::http_client::{self, HttpTarget, HttpTransport, Router};
 use super::jsonrpc::{
     self, INTERNAL_ERROR, Incoming, LEGACY_VERSION, LEGACY_VERSIONS, META_CLIENT_CAPABILITIES,
     META_CLIENT_INFO, META_PROTOCOL_VERSION, METHOD_NOT_FOUND, MODERN_VERSION, RequestId, RpcError,
@@ -119,10 +122,10 @@ struct Pending {
     progress: Option<mpsc::UnboundedSender<()>>,
 }
 
-/// What the writer task is asked to do.
-enum Outgoing {
-    Line(String),
-    /// Close stdin: the polite way to ask a stdio server to exit.
+/// What the transport (stdin's writer, or the HTTP transport) is asked to do.
+pub(crate) enum Outgoing {
+    Message(Value),
+    /// Close stdin, or end the HTTP session: the polite way to leave.
     Close,
 }
 
@@ -159,7 +162,10 @@ impl Shared {
 /// A handle to one running server process; cheap to share behind an `Arc`.
 pub(crate) struct Connection {
     shared: Arc<Shared>,
-    pid: u32,
+    /// The process, for a stdio server; `None` for a remote one.
+    pid: Option<u32>,
+    /// The transport of a remote server (stopped with the connection).
+    _http: Option<HttpTransport>,
     outgoing: mpsc::UnboundedSender<Outgoing>,
     next_id: AtomicI64,
     era: OnceLock<Era>,
@@ -203,7 +209,8 @@ impl Connection {
         });
         Self {
             shared,
-            pid,
+            pid: Some(pid),
+            _http: None,
             outgoing,
             next_id: AtomicI64::new(1),
             era: OnceLock::new(),
@@ -212,7 +219,45 @@ impl Connection {
         }
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    /// Takes over a remote server at `target` (streamable HTTP). Must be called inside a
+    /// running actix system.
+    pub(crate) fn start_http(server: &str, target: HttpTarget) -> Self {
+        let shared = Arc::new(Shared {
+            server: server.to_owned(),
+            pending: Mutex::new(HashMap::new()),
+            closed: Mutex::new(None),
+            list_changed: Notify::new(),
+        });
+        let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
+        let (ended_tx, exited) = watch::channel(None);
+        let router_shared = shared.clone();
+        let router_outgoing = outgoing.clone();
+        let router: Router = Box::new(move |message| {
+            route(&router_shared, &router_outgoing, jsonrpc::classify(message));
+        });
+        let transport = http_client::start(server, target, outgoing_rx, router, ended_tx);
+        let mut ended = exited.clone();
+        let waiter_shared = shared.clone();
+        tokio::spawn(async move {
+            let how = match ended.wait_for(Option::is_some).await {
+                Ok(how) => how.clone().unwrap_or_default(),
+                Err(_) => "the transport stopped".to_owned(),
+            };
+            waiter_shared.close(&how);
+        });
+        Self {
+            shared,
+            pid: None,
+            _http: Some(transport),
+            outgoing,
+            next_id: AtomicI64::new(1),
+            era: OnceLock::new(),
+            exited,
+            stderr_tail: Arc::new(Mutex::new(StderrTail::default())),
+        }
+    }
+
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.pid
     }
 
@@ -409,8 +454,8 @@ impl Connection {
                 },
             );
         }
-        let line = jsonrpc::to_line(&jsonrpc::request(&RequestId::Number(id), method, params));
-        if self.outgoing.send(Outgoing::Line(line)).is_err() {
+        let request = jsonrpc::request(&RequestId::Number(id), method, params);
+        if self.outgoing.send(Outgoing::Message(request)).is_err() {
             self.forget(id);
             return Err(RequestFailure::Exited("its stdin is closed".into()));
         }
@@ -471,8 +516,9 @@ impl Connection {
         if self.era.get() == Some(&Era::Modern) && !params.is_null() {
             insert_modern_meta(&mut params);
         }
-        let line = jsonrpc::to_line(&jsonrpc::notification(method, params));
-        let _ = self.outgoing.send(Outgoing::Line(line));
+        let _ = self
+            .outgoing
+            .send(Outgoing::Message(jsonrpc::notification(method, params)));
     }
 
     /// Stops the server: in-flight requests fail, stdin closes, then SIGTERM and SIGKILL go to
@@ -481,14 +527,19 @@ impl Connection {
         self.shared.close("shut down");
         let _ = self.outgoing.send(Outgoing::Close);
         let mut exited = self.exited.clone();
+        let Some(pid) = self.pid else {
+            // A remote server: the transport ends its session and stops.
+            wait_exited(&mut exited, STDIN_GRACE).await;
+            return;
+        };
         if !wait_exited(&mut exited, STDIN_GRACE).await {
             tracing::debug!(server = %self.shared.server, "still running after stdin closed; SIGTERM");
-            signal_group(self.pid, libc::SIGTERM);
+            signal_group(pid, libc::SIGTERM);
             if !wait_exited(&mut exited, TERM_GRACE).await {
                 tracing::debug!(server = %self.shared.server, "still running after SIGTERM; SIGKILL");
-                signal_group(self.pid, libc::SIGKILL);
+                signal_group(pid, libc::SIGKILL);
                 if !wait_exited(&mut exited, KILL_WAIT).await {
-                    tracing::warn!(server = %self.shared.server, pid = self.pid, "not reaped after SIGKILL");
+                    tracing::warn!(server = %self.shared.server, pid, "not reaped after SIGKILL");
                 }
             }
         }
@@ -499,8 +550,10 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         // A handle dropped without shutdown (a start that timed out) must not leave the group.
-        if self.exited.borrow().is_none() {
-            signal_group(self.pid, libc::SIGKILL);
+        if self.exited.borrow().is_none()
+            && let Some(pid) = self.pid
+        {
+            signal_group(pid, libc::SIGKILL);
         }
     }
 }
@@ -530,7 +583,8 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
 async fn write_lines(mut stdin: ChildStdin, mut outgoing: mpsc::UnboundedReceiver<Outgoing>) {
     while let Some(message) = outgoing.recv().await {
         match message {
-            Outgoing::Line(line) => {
+            Outgoing::Message(message) => {
+                let line = jsonrpc::to_line(&message);
                 if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
                     // A broken pipe: the waiter reports the exit.
                     break;
@@ -624,7 +678,7 @@ fn route(shared: &Shared, outgoing: &mpsc::UnboundedSender<Outgoing>, incoming: 
                     ),
                 ),
             };
-            let _ = outgoing.send(Outgoing::Line(jsonrpc::to_line(&reply)));
+            let _ = outgoing.send(Outgoing::Message(reply));
         }
         Incoming::Invalid { id } => {
             tracing::debug!(server = %shared.server, ?id, code = INTERNAL_ERROR, "skipped a message that is not JSON-RPC");

@@ -33,6 +33,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod features;
+pub mod http_client;
 pub mod jsonrpc;
 pub mod notify;
 pub mod process;
