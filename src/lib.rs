@@ -14,6 +14,7 @@ pub mod mcp_http;
 pub mod metrics;
 pub mod middleware;
 pub mod provider_setup;
+pub mod resumable;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -8,9 +8,11 @@ use std::time::{Instant, SystemTime};
 
 use actix::Addr;
 use kubiya_actors::composer::Composer;
+use kubiya_actors::kept::Kept;
 use kubiya_actors::mcp::McpSupervisor;
 use kubiya_actors::provider::ProviderPool;
 use kubiya_actors::session::{SessionDeps, SessionStore};
+use kubiya_actors::turn_log::TurnLogs;
 use kubiya_actors::workflow::ExecutionWatcher;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +38,10 @@ pub struct AppState {
     /// The supervisor of the configured MCP servers, once started.
     pub mcp: Option<Addr<McpSupervisor>>,
     pub executions: Addr<ExecutionWatcher>,
+    /// Chat turns in progress as the chunks they streamed, for clients that resume.
+    pub turn_logs: TurnLogs,
+    /// What the Responses API keeps: responses and their output items.
+    pub kept: Kept,
     draining: AtomicBool,
 }
 
@@ -55,6 +61,8 @@ impl AppState {
             metrics: Metrics::new(),
             mcp: parts.mcp,
             executions: parts.executions,
+            turn_logs: parts.turn_logs,
+            kept: parts.kept,
             draining: AtomicBool::new(false),
         }
     }
@@ -92,4 +100,6 @@ pub struct AppParts {
     pub executions: Addr<ExecutionWatcher>,
     pub mcp: Option<Addr<McpSupervisor>>,
     pub tenants: Tenants,
+    pub turn_logs: TurnLogs,
+    pub kept: Kept,
 }

@@ -1,6 +1,6 @@
 //! Our MCP server over streamable HTTP, checked by the official conformance suite
-//! (`@modelcontextprotocol/conformance`, pinned in `tests/mcp-conformance/` with the Node 22
-//! it needs) in both protocol eras, on `kubiya mcp server --transport http` and on the agent
+//! (`@modelcontextprotocol/conformance`, pinned in `tests/mcp-conformance/`, run on the Node 22
+//! pinned in `tests/clients/ai7/`) in both protocol eras, on `kubiya mcp server --transport http` and on the agent
 //! server's `/mcp`. Each run is the suite's requirement set for one revision; the scenarios
 //! that call the suite's own fixture tools are listed, with the reason, in that revision's
 //! expected-failures file, and the suite itself fails the run on any other failure (or on a
@@ -17,11 +17,22 @@ use serde_json::{Value, json};
 fn suite_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp-conformance");
     assert!(
-        dir.join("node_modules/.bin/node").exists(),
+        dir.join("node_modules/@modelcontextprotocol/conformance").exists(),
         "{} has no suite installed: run `make deps`",
         dir.display()
     );
     dir
+}
+
+/// The Node 22 the suite needs, pinned with the AI SDK's tests.
+pub fn node22() -> PathBuf {
+    let node = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ai7/node_modules/.bin/node");
+    assert!(
+        node.exists(),
+        "{} is missing: run `make deps`",
+        node.display()
+    );
+    node
 }
 
 fn free_port() -> u16 {
@@ -105,7 +116,7 @@ fn agent(env: &[(&str, &str)], config: Option<&str>) -> (Running, String) {
 fn run_suite(url: &str, revision: &str) {
     let dir = suite_dir();
     let results = std::env::temp_dir().join(format!("kubiya-conformance-{}", uuid::Uuid::new_v4()));
-    let output = Command::new(dir.join("node_modules/.bin/node"))
+    let output = Command::new(node22())
         .arg(dir.join("node_modules/@modelcontextprotocol/conformance/dist/index.js"))
         .args(["server", "--url", url, "--requirements", revision])
         .arg("--expected-failures")

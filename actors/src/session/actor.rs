@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+use super::approval::{self, ApprovalAnswer, PendingApproval};
 use super::event::{TurnError, TurnErrorKind, TurnEvent};
 use super::store::{SessionKey, SessionRecord, SessionStore, StoreError, TurnLease};
 use crate::composer::{ComposeTurn, Composer, Purpose};
@@ -38,6 +39,14 @@ pub struct TurnRequest {
     pub messages: Vec<ChatMessage>,
     pub instructions: Option<String>,
     pub mode: TurnMode,
+    /// `execute_workflow` waits for the user's approval (plan → approve → act).
+    pub require_approval: bool,
+    /// The user's explicit answer to the session's pending approval (the chat UI protocol;
+    /// the text protocols answer with a message).
+    pub approval: Option<ApprovalAnswer>,
+    /// Answer the stored conversation's last user message again, in place of the answer
+    /// it had (the chat UI protocol's `regenerate-message`).
+    pub regenerate: bool,
 }
 
 /// A chat turn, or a Compose API call.
@@ -76,6 +85,15 @@ pub struct SessionDeps {
     pub shutdown: CancellationToken,
 }
 
+/// What a turn does once its history is loaded.
+enum FirstStep {
+    /// Run the `execute_workflow` call the user just approved.
+    Run(ToolCall),
+    CallModel,
+    /// An approval answer with nothing waiting for it: the turn ends at once.
+    Nothing,
+}
+
 /// Starts the turn: replies once the lease is held and the history loaded, so the HTTP
 /// layer can still answer 409 or 503 with a status.
 #[derive(Message)]
@@ -110,6 +128,8 @@ pub struct Session {
     attempts: u32,
     /// The `execute_workflow` call waiting for its execution to finish, and that execution.
     running: Option<(ToolCall, String)>,
+    /// The `execute_workflow` call the user approved: it runs without asking again.
+    approved_call: Option<String>,
     done: bool,
 }
 
@@ -135,6 +155,7 @@ impl Session {
             step_finished: None,
             attempts: 0,
             running: None,
+            approved_call: None,
             done: false,
         }
     }
@@ -249,6 +270,12 @@ impl Session {
                 self.tool_finished(&call, result, false, ctx);
             }
             tools::LIST_RUNNERS => self.tool_finished(&call, tools::runners(), false, ctx),
+            tools::EXECUTE_WORKFLOW
+                if self.request.require_approval
+                    && self.approved_call.as_deref() != Some(call.id.as_str()) =>
+            {
+                self.request_approval(call, ctx)
+            }
             tools::EXECUTE_WORKFLOW => self.start_execution(call, ctx),
             tools::GET_EXECUTION => {
                 let execution_id = call.arguments["execution_id"]
@@ -268,6 +295,108 @@ impl Session {
         }
     }
 
+    /// The turn's history: the stored transcript with this request's new message (or, for a
+    /// new session, the request's whole history), after answering a pending approval. Says
+    /// what the turn does first: run the approved call, call the model, or — an approval
+    /// answer when nothing waits for one (a replay) — nothing.
+    fn take_history(&mut self, mut record: SessionRecord) -> FirstStep {
+        let mut messages = std::mem::take(&mut self.request.messages);
+        let asked_last = record
+            .transcript
+            .iter()
+            .rposition(|m| matches!(m, ChatMessage::User { .. }));
+        if let (true, Some(asked)) = (self.request.regenerate, asked_last) {
+            record.transcript.truncate(asked + 1);
+            record.pending_approval = None;
+            messages.clear();
+        } else if self.request.continuing && !record.transcript.is_empty() {
+            // The stored transcript is the history; only the new user message counts.
+            let newest = messages
+                .into_iter()
+                .rev()
+                .find(|m| matches!(m, ChatMessage::User { .. }));
+            messages = newest.into_iter().collect();
+        }
+        let pending = record.pending_approval.take();
+        self.record = Some(record);
+        let first = match pending {
+            Some(pending) => match self.answer_approval(pending, &mut messages) {
+                Some(call) => FirstStep::Run(call),
+                None => FirstStep::CallModel,
+            },
+            None if self.request.approval.is_some() => FirstStep::Nothing,
+            None => FirstStep::CallModel,
+        };
+        self.transcript().extend(messages);
+        first
+    }
+
+    /// Holds `call` until the user approves it and ends the turn asking; tool calls queued
+    /// after it are not run either (the model sees why).
+    fn request_approval(&mut self, call: ToolCall, ctx: &mut Context<Self>) {
+        let approval_id = format!("approval_{}", uuid::Uuid::new_v4().simple());
+        let workflow = tools::workflow_argument(&call.arguments)["name"]
+            .as_str()
+            .unwrap_or("the workflow")
+            .to_owned();
+        self.emit(TurnEvent::ApprovalRequested {
+            approval_id: approval_id.clone(),
+            tool_call_id: call.id.clone(),
+            workflow,
+        });
+        for skipped in std::mem::take(&mut self.pending_tools) {
+            self.emit(TurnEvent::ToolCall {
+                id: skipped.id.clone(),
+                name: skipped.name.clone(),
+                arguments: skipped.arguments.clone(),
+            });
+            let result =
+                json!({"error": "not run: the user has not approved the workflow run yet"});
+            self.record_tool_result(&skipped, result, true);
+        }
+        if let Some(record) = self.record.as_mut() {
+            record.pending_approval = Some(PendingApproval { approval_id, call });
+        }
+        self.finish(FinishReason::Stop, ctx);
+    }
+
+    /// Answers the session's pending approval from this turn's request: the approved call
+    /// to run first, or `None` once a declined one is recorded as such. A plain "yes" is the
+    /// answer, not a message of the conversation.
+    fn answer_approval(
+        &mut self,
+        pending: PendingApproval,
+        messages: &mut Vec<ChatMessage>,
+    ) -> Option<ToolCall> {
+        let said = messages.iter().rev().find_map(|message| match message {
+            ChatMessage::User { content } => Some(content.as_str()),
+            _ => None,
+        });
+        let approved = match &self.request.approval {
+            Some(answer) => answer.approval_id == pending.approval_id && answer.approved,
+            None => said.is_some_and(approval::is_affirmative),
+        };
+        if approved || said.is_some_and(approval::is_negative) {
+            messages.retain(|message| !matches!(message, ChatMessage::User { .. }));
+        }
+        if approved {
+            self.approved_call = Some(pending.call.id.clone());
+            return Some(pending.call);
+        }
+        let reason = self
+            .request
+            .approval
+            .as_ref()
+            .and_then(|answer| answer.reason.clone());
+        let result = json!({
+            "error": "the user declined to run this workflow",
+            "declined": true,
+            "reason": reason,
+        });
+        self.record_tool_result(&pending.call, result, true);
+        None
+    }
+
     /// `execute_workflow`: start the run, then follow it; the tool result comes when it ends.
     fn start_execution(&mut self, call: ToolCall, ctx: &mut Context<Self>) {
         let arguments = &call.arguments;
@@ -284,6 +413,7 @@ impl Session {
             workflow,
             params: arguments["params"].as_object().cloned().unwrap_or_default(),
             runner: arguments["runner"].as_str().map(str::to_owned),
+            permit: None,
         };
         self.deps
             .executions
@@ -446,6 +576,12 @@ impl Session {
         is_error: bool,
         ctx: &mut Context<Self>,
     ) {
+        self.record_tool_result(call, result, is_error);
+        self.run_next_tool(ctx);
+    }
+
+    /// Sends a tool's result and keeps it in the transcript for the model.
+    fn record_tool_result(&mut self, call: &ToolCall, result: Value, is_error: bool) {
         self.emit(TurnEvent::ToolResult {
             id: call.id.clone(),
             name: call.name.clone(),
@@ -458,7 +594,6 @@ impl Session {
         };
         self.transcript()
             .push(ChatMessage::tool_result(call, content, is_error));
-        self.run_next_tool(ctx);
     }
 
     /// Compose: take the workflow the model proposed, validate it, and either finish with it
@@ -688,25 +823,20 @@ impl Handler<BeginTurn> for Session {
                     }
                 };
                 session.lease = Some(lease);
-                let mut record =
+                let record =
                     record.unwrap_or_else(|| SessionRecord::new(session.request.key.clone()));
-                let messages = std::mem::take(&mut session.request.messages);
-                if session.request.continuing && !record.transcript.is_empty() {
-                    // The stored transcript is the history; only the new user message counts.
-                    record.transcript.extend(
-                        messages
-                            .into_iter()
-                            .rev()
-                            .find(|m| matches!(m, ChatMessage::User { .. })),
-                    );
-                } else {
-                    record.transcript.extend(messages);
-                }
-                session.record = Some(record);
+                let first = session.take_history(record);
                 if matches!(session.request.mode, TurnMode::Compose(_)) {
                     session.emit_context();
                 }
-                session.next_model_call(ctx);
+                match first {
+                    FirstStep::Run(call) => {
+                        session.pending_tools.push_back(call);
+                        session.run_next_tool(ctx);
+                    }
+                    FirstStep::CallModel => session.next_model_call(ctx),
+                    FirstStep::Nothing => session.finish(FinishReason::Stop, ctx),
+                }
                 Ok(())
             }),
         )
