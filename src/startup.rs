@@ -84,6 +84,8 @@ impl Application {
             execution_setup::watcher_config(&settings.runner, Some(own_address));
         watcher_config.shared =
             execution_setup::shared_executions(&settings.store, &settings.runner);
+        // `/mcp` runs workflows with the same local runner options (sandbox, egress, limits).
+        let mcp_runner = LocalRunner::new(watcher_config.local.clone());
         let executions = ExecutionWatcher::start_on_own_arbiter(watcher_config);
         let state = web::Data::new(AppState::new(AppParts {
             providers,
@@ -101,7 +103,7 @@ impl Application {
         let mcp_endpoint = web::Data::new(McpEndpoint::new(
             workflow_server_identity(),
             workflow_features(
-                LocalRunner::new(execution_setup::local_run_options(&settings.runner.local)),
+                mcp_runner,
                 !settings.runner.kubiya.api_key.trim().is_empty(),
             ),
             &settings.server.host,
