@@ -6,7 +6,7 @@
 
 use actix::prelude::*;
 
-use crate::mcp::{ListTools, McpSupervisor};
+use crate::mcp::{ListTools, McpAccess, McpSupervisor};
 use crate::provider::{ChatMessage, ChatRequest, ToolSpec};
 use crate::tools;
 
@@ -20,6 +20,8 @@ pub struct ComposeTurn {
     pub purpose: Purpose,
     /// A model other than the provider's default (the Compose API's `model_overrides`).
     pub model: Option<String>,
+    /// The MCP tools the caller's API key may use.
+    pub mcp_access: McpAccess,
 }
 
 /// What the turn is for, which decides the instructions and the tools offered.
@@ -77,7 +79,10 @@ impl Handler<ComposeTurn> for Composer {
         Box::pin(async move {
             // A supervisor that is gone has no tools to offer; the built-in ones still work.
             if let Some(mcp) = mcp {
-                tools.extend(mcp.send(ListTools).await.unwrap_or_default());
+                let listing = ListTools {
+                    access: turn.mcp_access,
+                };
+                tools.extend(mcp.send(listing).await.unwrap_or_default());
             }
             ChatRequest {
                 model: turn.model.unwrap_or_default(),

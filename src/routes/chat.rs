@@ -203,6 +203,7 @@ fn validate(
             require_approval: body.require_approval.unwrap_or(state_default_approval),
             approval: None,
             regenerate: false,
+            mcp_access: tenant.mcp_access.clone(),
         },
         stream,
         include_usage: body

@@ -146,6 +146,7 @@ fn validate(
             require_approval: false,
             approval: None,
             regenerate: false,
+            mcp_access: tenant.mcp_access.clone(),
             mode: TurnMode::Compose(ComposeOptions {
                 act,
                 max_attempts: settings.max_loop_iterations.max(1),

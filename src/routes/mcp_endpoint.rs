@@ -95,7 +95,7 @@ pub async fn post(
         },
         None if is_handshake(&message) => (Connection::new(), true),
         None => {
-            if let Err(refusal) = check_modern_headers(req.headers(), &message) {
+            if let Some(refusal) = modern_header_refusal(req.headers(), &message) {
                 return refusal;
             }
             (Connection::modern(), false)
@@ -264,21 +264,19 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|value| value.to_str().unwrap_or("\u{0}").trim())
 }
 
-/// A modern request's headers must say what its body says.
-fn check_modern_headers(headers: &HeaderMap, message: &Value) -> Result<(), HttpResponse> {
+/// A modern request's headers must say what its body says; the refusal when they do not.
+fn modern_header_refusal(headers: &HeaderMap, message: &Value) -> Option<HttpResponse> {
     let id = message.get("id").and_then(RequestId::from_value);
     let mismatch = |text: String| {
-        Err(rpc_failure(
+        Some(rpc_failure(
             StatusCode::BAD_REQUEST,
             id.as_ref(),
             HEADER_MISMATCH,
             text,
         ))
     };
-    let Some(method) = message.get("method").and_then(Value::as_str) else {
-        // Responses have nobody to go to; the dispatcher accepts and drops them.
-        return Ok(());
-    };
+    // Responses have nobody to go to; the dispatcher accepts and drops them.
+    let method = message.get("method").and_then(Value::as_str)?;
     let meta_version = message
         .pointer("/params/_meta")
         .and_then(|meta| meta.get(jsonrpc::META_PROTOCOL_VERSION))
@@ -286,7 +284,7 @@ fn check_modern_headers(headers: &HeaderMap, message: &Value) -> Result<(), Http
     let header_method = header_text(headers, "mcp-method");
     if header_method.is_none() && meta_version.is_none() {
         // Neither era's marks: most likely a legacy client that lost its session.
-        return Err(rpc_failure(
+        return Some(rpc_failure(
             StatusCode::BAD_REQUEST,
             id.as_ref(),
             INVALID_REQUEST,
@@ -320,7 +318,7 @@ fn check_modern_headers(headers: &HeaderMap, message: &Value) -> Result<(), Http
             ));
         }
     }
-    Ok(())
+    None
 }
 
 fn is_response_to(message: &Value, id: &RequestId) -> bool {

@@ -192,3 +192,106 @@ async fn a_model_calls_an_mcp_tool_and_the_result_reaches_the_client() {
     assert_eq!(result["tool_call_id"], "call_sum");
     assert!(result["content"].as_str().unwrap().contains("42"));
 }
+
+#[actix_rt::test]
+async fn an_api_keys_allow_list_limits_the_catalog_and_refuses_other_tools() {
+    use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, openai_tool_call_stream};
+    use kubiya::config::{ApiKeySettings, FlagOverrides, ProviderChoice, Settings};
+    use kubiya::provider_setup;
+    use kubiya::startup::Application;
+
+    // The model asks for a tool the key may not use, as a model told of it elsewhere might.
+    let mock = MockUpstream::start(vec![
+        Reply::sse(openai_tool_call_stream(
+            "call_echo",
+            "everything__echo",
+            &json!({"message": "leak"}),
+        )),
+        Reply::sse(openai_text_stream("I could not use it.")),
+    ]);
+    let mut settings = Settings::default();
+    settings.server.host = "127.0.0.1".into();
+    settings.server.port = 0;
+    settings.server.workers = 1;
+    settings
+        .mcp_servers
+        .insert("everything".into(), crate::support::everything());
+    settings.auth.api_keys = vec![ApiKeySettings {
+        key: "sk-limited".into(),
+        tenant: "limited".into(),
+        mcp_allow: Some(vec!["everything__get-sum".into()]),
+        ..ApiKeySettings::default()
+    }];
+    settings.provider.name = ProviderChoice::OpenAi;
+    settings.provider.actors = 1;
+    let flags = FlagOverrides {
+        api_key: Some("sk-test".into()),
+        base_url: Some(format!("{}/v1", mock.base())),
+        ..FlagOverrides::default()
+    };
+    let provider = provider_setup::resolve(&settings.provider, &flags, |_| None).unwrap();
+    let app = Application::build(&settings, &provider).unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    actix_rt::spawn(app.run_until_stopped());
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body: Value = client
+            .get(format!("{base}/v1/mcp/servers"))
+            .insert_header(("Authorization", "Bearer sk-limited"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["servers"][0]["state"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the everything server never ran");
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let request = json!({"model": "kubiya-workflow-agent", "messages": [{"role": "user", "content": "echo leak"}]});
+    let mut response = client
+        .post(format!("{base}/v1/chat/completions"))
+        .insert_header(("Authorization", "Bearer sk-limited"))
+        .send_json(&request)
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let _ = response.body().limit(1 << 24).await.unwrap();
+
+    let sent = mock.requests();
+    let tools: Vec<&str> = sent[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tool| tool["function"]["name"].as_str().unwrap())
+        .collect();
+    assert!(tools.contains(&"everything__get-sum"), "{tools:?}");
+    assert!(
+        !tools
+            .iter()
+            .any(|tool| tool.starts_with("everything__") && *tool != "everything__get-sum"),
+        "only the allowed MCP tool is offered: {tools:?}"
+    );
+    let result = sent[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(result["tool_call_id"], "call_echo");
+    let content = result["content"].to_string();
+    assert!(
+        content.contains("unknown") || content.contains("Unknown"),
+        "{content}"
+    );
+    assert!(
+        !content.contains("Echo: leak"),
+        "the refused tool never ran: {content}"
+    );
+}

@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 fn suite_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp-conformance");
     assert!(
-        dir.join("node_modules/@modelcontextprotocol/conformance").exists(),
+        dir.join("node_modules/@modelcontextprotocol/conformance")
+            .exists(),
         "{} has no suite installed: run `make deps`",
         dir.display()
     );
@@ -26,7 +27,8 @@ fn suite_dir() -> PathBuf {
 
 /// The Node 22 the suite needs, pinned with the AI SDK's tests.
 pub fn node22() -> PathBuf {
-    let node = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ai7/node_modules/.bin/node");
+    let node =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ai7/node_modules/.bin/node");
     assert!(
         node.exists(),
         "{} is missing: run `make deps`",
@@ -173,8 +175,8 @@ async fn exchange(
     let text = String::from_utf8_lossy(&body);
     let message = text
         .lines()
-        .filter_map(|line| line.strip_prefix("data: "))
-        .last()
+        .rev()
+        .find_map(|line| line.strip_prefix("data: "))
         .map_or_else(
             || serde_json::from_str(&text).unwrap_or(Value::Null),
             |data| serde_json::from_str(data).unwrap(),

@@ -28,7 +28,7 @@ async fn the_catalog_holds_both_peers_tools_namespaced_and_calls_reach_them() {
     );
     assert!(everything_status.pid.is_some());
 
-    let tools = supervisor.send(ListTools).await.unwrap();
+    let tools = supervisor.send(ListTools::default()).await.unwrap();
     let names: Vec<&str> = tools.iter().map(|tool| tool.name.as_str()).collect();
     assert!(names.contains(&"everything__get-sum"), "{names:?}");
     assert!(names.contains(&"filesystem__read_text_file"), "{names:?}");
@@ -96,7 +96,13 @@ async fn the_catalog_holds_both_peers_tools_namespaced_and_calls_reach_them() {
         status_of(&supervisor, "everything").await.state,
         kubiya_actors::mcp::ServerState::Stopped
     );
-    assert!(supervisor.send(ListTools).await.unwrap().is_empty());
+    assert!(
+        supervisor
+            .send(ListTools::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     std::fs::remove_dir_all(&sandbox).unwrap();
 }
 

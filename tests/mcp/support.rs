@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 use kubiya_actors::mcp::{
-    CallTool, McpError, McpServerConfig, McpServerStatus, McpSettings, McpSupervisor, ServerState,
-    ServerStatuses, ToolOutput,
+    CallTool, McpAccess, McpError, McpServerConfig, McpServerStatus, McpSettings, McpSupervisor,
+    ServerState, ServerStatuses, ToolOutput,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -135,6 +135,7 @@ pub async fn call_with(
             tool: tool.to_owned(),
             arguments,
             cancel,
+            access: McpAccess::All,
         })
         .await
         .expect("the supervisor answers")

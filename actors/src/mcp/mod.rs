@@ -27,6 +27,7 @@
 //! move to `rmcp` later. What we leave out: MRTR `input_required` rounds (reported as an error)
 //! and modern-era `subscriptions/listen` (tool lists are re-read after every restart).
 
+pub mod access;
 pub mod catalog;
 pub mod child;
 pub mod config;
@@ -46,6 +47,7 @@ pub mod workflow_tools;
 #[cfg(test)]
 mod server_tests;
 
+pub use access::McpAccess;
 pub use catalog::{ToolOutput, namespaced_name};
 pub use child::{McpServerStatus, ServerState};
 pub use config::{DesktopHostConfig, McpConfigError, McpServerConfig, McpSettings, check_servers};

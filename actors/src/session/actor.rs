@@ -19,7 +19,7 @@ use super::approval::{self, ApprovalAnswer, PendingApproval};
 use super::event::{TurnError, TurnErrorKind, TurnEvent};
 use super::store::{SessionKey, SessionRecord, SessionStore, StoreError, TurnLease};
 use crate::composer::{ComposeTurn, Composer, Purpose};
-use crate::mcp::{CallTool, McpSupervisor};
+use crate::mcp::{CallTool, McpAccess, McpSupervisor};
 use crate::provider::{
     ChatMessage, FinishReason, LlmEvent, ProviderPool, StartCompletion, ToolCall, Usage,
 };
@@ -47,6 +47,8 @@ pub struct TurnRequest {
     /// Answer the stored conversation's last user message again, in place of the answer
     /// it had (the chat UI protocol's `regenerate-message`).
     pub regenerate: bool,
+    /// The MCP tools the caller's API key may see and call.
+    pub mcp_access: McpAccess,
 }
 
 /// A chat turn, or a Compose API call.
@@ -199,6 +201,7 @@ impl Session {
             instructions: self.request.instructions.clone(),
             purpose,
             model,
+            mcp_access: self.request.mcp_access.clone(),
         };
         self.deps
             .composer
@@ -526,6 +529,7 @@ impl Session {
             tool: call.name.clone(),
             arguments: call.arguments.clone(),
             cancel: self.cancel.child_token(),
+            access: self.request.mcp_access.clone(),
         };
         mcp.send(request)
             .into_actor(self)
