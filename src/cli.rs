@@ -86,6 +86,36 @@ pub enum McpCommand {
     /// Serve the workflow tools to an MCP host, over stdio (stdout carries only the protocol)
     /// or streamable HTTP at /mcp
     Server(ServerArgs),
+    /// Connect to one MCP server as the agent would (a URL, or a command after `--`), print
+    /// its tools as JSON, and optionally call one
+    Client(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The server's streamable HTTP endpoint, e.g. https://example.com/mcp
+    pub url: Option<String>,
+
+    /// A header for a remote server, as `NAME: VALUE` (e.g. `Authorization: Bearer ${TOKEN}`);
+    /// repeat for more
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// A tool to call once the server runs
+    #[arg(long, value_name = "TOOL")]
+    pub call: Option<String>,
+
+    /// The tool's arguments, a JSON object
+    #[arg(long, value_name = "JSON")]
+    pub arguments: Option<String>,
+
+    /// How long the start and the call may take, in seconds
+    #[arg(long, default_value_t = 30)]
+    pub timeout_secs: u64,
+
+    /// A local server's command and arguments (stdio), after `--`
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ pub mod error;
 pub mod execution_setup;
 pub mod execution_stream;
 pub mod extract;
+pub mod mcp_client_cli;
 pub mod mcp_http;
 pub mod metrics;
 pub mod middleware;

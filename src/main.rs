@@ -13,8 +13,8 @@ use kubiya::mcp_http::{
     McpEndpoint, serve_standalone, workflow_features, workflow_server_identity,
 };
 use kubiya::startup::Application;
-use kubiya::workflow_cli;
 use kubiya::{execution_setup, provider_setup, telemetry};
+use kubiya::{mcp_client_cli, workflow_cli};
 use kubiya_actors::mcp::{McpServer, WorkflowTools, serve};
 use kubiya_actors::workflow::{LocalRunner, PlainHttpClient, RunOptions};
 
@@ -27,6 +27,13 @@ fn main() -> ExitCode {
         Command::Mcp(McpCommand::Agent(args)) => run_agent(&args),
         Command::Workflow(command) => workflow_cli::run(command),
         Command::Mcp(McpCommand::Server(args)) => run_mcp_server(&args),
+        Command::Mcp(McpCommand::Client(args)) => {
+            let _log_guard = telemetry::init(&kubiya::config::LogSettings {
+                level: kubiya::config::LogLevel::Warn,
+                ..kubiya::config::LogSettings::default()
+            });
+            mcp_client_cli::run(&args)
+        }
     }
 }
 

@@ -275,3 +275,38 @@ async fn mcp_on_the_agent_needs_a_key_and_keeps_sessions_and_executions_per_tena
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Runs one client scenario of the suite: the suite starts its test server and runs
+/// `kubiya mcp client` (our supervisor) against it.
+fn run_client_scenario(scenario: &str, spec_version: &str, client_args: &str) {
+    let dir = suite_dir();
+    let results = std::env::temp_dir().join(format!("kubiya-conformance-{}", uuid::Uuid::new_v4()));
+    let command = format!("{} mcp client {client_args}", env!("CARGO_BIN_EXE_kubiya"));
+    let output = Command::new(node22())
+        .arg(dir.join("node_modules/@modelcontextprotocol/conformance/dist/index.js"))
+        .args(["client", "--command", &command, "--scenario", scenario])
+        .args(["--spec-version", spec_version])
+        .arg("-o")
+        .arg(&results)
+        .output()
+        .expect("the conformance suite runs");
+    let _ = std::fs::remove_dir_all(&results);
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && report.contains("OVERALL: PASSED"),
+        "client scenario {scenario} ({spec_version}) failed ({}):\n{report}",
+        output.status,
+    );
+}
+
+#[test]
+fn our_client_passes_the_suites_initialize_and_tools_call_scenarios_over_http() {
+    run_client_scenario("initialize", "2025-11-25", "");
+    let call = r#"--call add_numbers --arguments '{"a":2,"b":3}'"#;
+    run_client_scenario("tools_call", "2025-11-25", call);
+    run_client_scenario("tools_call", "2026-07-28", call);
+}
