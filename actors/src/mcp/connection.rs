@@ -668,8 +668,9 @@ fn route(shared: &Shared, outgoing: &mpsc::UnboundedSender<Outgoing>, incoming: 
         },
         Incoming::Request { id, method, .. } => {
             let reply = match method.as_str() {
+                // We declare no client capabilities (roots, sampling, elicitation), so a
+                // server may ask us nothing but ping.
                 "ping" => jsonrpc::response(&id, json!({})),
-                "roots/list" => jsonrpc::response(&id, json!({"roots": []})),
                 _ => jsonrpc::error_response(
                     Some(&id),
                     &RpcError::new(
