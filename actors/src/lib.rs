@@ -24,6 +24,9 @@
 //! - [`kept`]: small documents kept for a while per tenant (the Responses API's responses
 //!   and output items), in this process or in Redis.
 //! - [`hold`]: what is held for a turn or a stream (leases, permits) and how it is let go.
+//!
+//! Turns, model calls, tool calls, executions and steps open spans with the target
+//! [`TRACE`]; the binary exports them as OpenTelemetry traces when a collector is configured.
 
 pub mod composer;
 pub mod hold;
@@ -36,3 +39,8 @@ pub mod session;
 pub mod tools;
 pub mod turn_log;
 pub mod workflow;
+
+/// The `tracing` target of the spans that become OpenTelemetry traces (GenAI semantic
+/// conventions for model and tool calls). Log output leaves them out; with no collector
+/// configured nothing enables them, so they cost a disabled-callsite check.
+pub const TRACE: &str = "kubiya::trace";

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::approval::{self, ApprovalAnswer, PendingApproval};
 use super::event::{TurnError, TurnErrorKind, TurnEvent};
+use super::spans::TurnSpans;
 use super::store::{SessionKey, SessionRecord, SessionStore, StoreError, TurnLease};
 use crate::composer::{ComposeTurn, Composer, Purpose};
 use crate::mcp::{CallTool, McpAccess, McpSupervisor};
@@ -133,6 +134,7 @@ pub struct Session {
     /// The `execute_workflow` call the user approved: it runs without asking again.
     approved_call: Option<String>,
     done: bool,
+    spans: TurnSpans,
 }
 
 impl Session {
@@ -142,6 +144,7 @@ impl Session {
         events: UnboundedSender<TurnEvent>,
     ) -> Self {
         Self {
+            spans: TurnSpans::new(&request),
             deps,
             request,
             events,
@@ -208,11 +211,21 @@ impl Session {
             .send(compose)
             .into_actor(self)
             .map(|composed, session, ctx| match composed {
-                Ok(request) => session.deps.providers.start_completion(StartCompletion {
-                    request,
-                    reply_to: ctx.address().recipient(),
-                    cancel: session.cancel.child_token(),
-                }),
+                Ok(request) => {
+                    let providers = &session.deps.providers;
+                    let model = match request.model.as_str() {
+                        "" => providers.model.as_str(),
+                        model => model,
+                    };
+                    session
+                        .spans
+                        .model_call_started(providers.primary.as_str(), model);
+                    session.deps.providers.start_completion(StartCompletion {
+                        request,
+                        reply_to: ctx.address().recipient(),
+                        cancel: session.cancel.child_token(),
+                    });
+                }
                 Err(err) => session.fail(
                     TurnError {
                         kind: TurnErrorKind::Upstream,
@@ -226,6 +239,7 @@ impl Session {
 
     /// The model call ended: record its answer, then run its tool calls or end the turn.
     fn model_call_finished(&mut self, reason: FinishReason, ctx: &mut Context<Self>) {
+        self.spans.model_call_finished(&reason);
         let text = std::mem::take(&mut self.step_text);
         let calls = std::mem::take(&mut self.step_calls);
         let usage = std::mem::take(&mut self.step_usage);
@@ -261,6 +275,7 @@ impl Session {
             name: call.name.clone(),
             arguments: call.arguments.clone(),
         });
+        self.spans.tool_call_started(&call);
         match call.name.as_str() {
             tools::VALIDATE_WORKFLOW => {
                 let result = tools::validate_workflow(&call.arguments);
@@ -416,6 +431,7 @@ impl Session {
             workflow,
             params: arguments["params"].as_object().cloned().unwrap_or_default(),
             runner: arguments["runner"].as_str().map(str::to_owned),
+            trace: self.spans.current(),
             permit: None,
         };
         self.deps
@@ -509,6 +525,7 @@ impl Session {
         match self.request.mode {
             TurnMode::Chat => self.tool_finished(call, result, is_error, ctx),
             TurnMode::Compose(_) => {
+                self.spans.tool_call_finished(is_error);
                 self.emit(TurnEvent::ToolResult {
                     id: call.id.clone(),
                     name: call.name.clone(),
@@ -586,6 +603,7 @@ impl Session {
 
     /// Sends a tool's result and keeps it in the transcript for the model.
     fn record_tool_result(&mut self, call: &ToolCall, result: Value, is_error: bool) {
+        self.spans.tool_call_finished(is_error);
         self.emit(TurnEvent::ToolResult {
             id: call.id.clone(),
             name: call.name.clone(),
@@ -693,6 +711,7 @@ impl Session {
             name: call.name.clone(),
             arguments: call.arguments.clone(),
         });
+        self.spans.tool_call_started(&call);
         self.start_execution(call, ctx);
     }
 
@@ -710,6 +729,7 @@ impl Session {
             return;
         };
         let usage = self.turn_usage;
+        self.spans.turn_finished(usage);
         let store = self.deps.store.clone();
         let lease = self.lease.take();
         async move {
@@ -744,6 +764,7 @@ impl Session {
             return;
         }
         self.done = true;
+        self.spans.failed(&format!("{:?}", error.kind));
         tracing::warn!(session = %self.request.key.id, error = %error.message, "turn failed");
         self.emit(TurnEvent::Failed(error));
         ctx.stop();
@@ -862,6 +883,7 @@ impl Handler<LlmEvent> for Session {
             LlmEvent::ReasoningDelta(text) => self.emit(TurnEvent::Reasoning(text)),
             LlmEvent::ToolCall(call) => self.step_calls.push(call),
             LlmEvent::Usage(usage) => {
+                self.spans.model_usage(usage);
                 self.step_usage = usage;
                 self.turn_usage.input += usage.input;
                 self.turn_usage.output += usage.output;
