@@ -67,7 +67,11 @@ fn run_mcp_server(args: &ServerArgs) -> ExitCode {
     if args.transport == McpTransport::Http {
         let endpoint = McpEndpoint::new(
             workflow_server_identity(),
-            workflow_features(runner, kubiya_configured),
+            workflow_features(
+                runner,
+                kubiya_configured,
+                settings.runner.max_concurrent_executions,
+            ),
             &args.host,
             settings.server.max_body_bytes,
         );
@@ -81,7 +85,11 @@ fn run_mcp_server(args: &ServerArgs) -> ExitCode {
             }
         };
     }
-    let tools = Arc::new(WorkflowTools::new(runner, kubiya_configured));
+    let tools = Arc::new(
+        WorkflowTools::new(runner, kubiya_configured).with_max_running(
+            usize::try_from(settings.runner.max_concurrent_executions).unwrap_or(usize::MAX),
+        ),
+    );
     let identity = workflow_server_identity();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

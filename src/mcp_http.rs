@@ -13,16 +13,19 @@ use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpServer, web};
 use dashmap::DashMap;
+use kubiya_actors::limits::TenantLimits;
 use kubiya_actors::mcp::{Connection, McpServer, ServerFeatures, ServerIdentity, WorkflowTools};
 use kubiya_actors::workflow::LocalRunner;
+
+use crate::tenant::Tenant;
 
 /// Legacy sessions kept at once; a new one past this evicts the least recently used.
 const MAX_SESSIONS: usize = 1024;
 /// A session unused this long is forgotten.
 const SESSION_IDLE: Duration = Duration::from_secs(3600);
 
-/// Makes the features one tenant is served.
-pub type FeaturesFactory = Box<dyn Fn() -> Arc<dyn ServerFeatures> + Send + Sync>;
+/// Makes the features one tenant is served, given its limits.
+pub type FeaturesFactory = Box<dyn Fn(&TenantLimits) -> Arc<dyn ServerFeatures> + Send + Sync>;
 
 pub struct McpEndpoint {
     identity: ServerIdentity,
@@ -70,9 +73,23 @@ pub fn workflow_server_identity() -> ServerIdentity {
     }
 }
 
-/// Workflow tools on `runner`, a separate set (and so separate executions) per tenant.
-pub fn workflow_features(runner: LocalRunner, kubiya_configured: bool) -> FeaturesFactory {
-    Box::new(move || Arc::new(WorkflowTools::new(runner.clone(), kubiya_configured)))
+/// Workflow tools on `runner`, a separate set (and so separate executions) per tenant, each
+/// running at most the tenant's concurrent executions (else `default_max_running`; 0: no
+/// limit) in this process.
+pub fn workflow_features(
+    runner: LocalRunner,
+    kubiya_configured: bool,
+    default_max_running: u32,
+) -> FeaturesFactory {
+    Box::new(move |limits| {
+        let max_running = limits
+            .max_concurrent_executions
+            .unwrap_or(default_max_running);
+        Arc::new(
+            WorkflowTools::new(runner.clone(), kubiya_configured)
+                .with_max_running(usize::try_from(max_running).unwrap_or(usize::MAX)),
+        )
+    })
 }
 
 /// `kubiya mcp server --transport http`: `/mcp` alone on `host:port`, until a signal.
@@ -113,10 +130,12 @@ impl McpEndpoint {
     }
 
     /// The server `tenant` talks to, made on first use.
-    pub fn server_for(&self, tenant: &Arc<str>) -> McpServer {
+    pub fn server_for(&self, tenant: &Tenant) -> McpServer {
         self.servers
-            .entry(tenant.clone())
-            .or_insert_with(|| McpServer::new(self.identity.clone(), (self.make_features)()))
+            .entry(tenant.id.clone())
+            .or_insert_with(|| {
+                McpServer::new(self.identity.clone(), (self.make_features)(&tenant.limits))
+            })
             .clone()
     }
 
@@ -234,7 +253,7 @@ mod tests {
             version: "1".into(),
             instructions: String::new(),
         };
-        McpEndpoint::new(identity, Box::new(|| Arc::new(NoTools)), host, 1024)
+        McpEndpoint::new(identity, Box::new(|_| Arc::new(NoTools)), host, 1024)
     }
 
     #[test]

@@ -105,6 +105,7 @@ impl Application {
             workflow_features(
                 mcp_runner,
                 !settings.runner.kubiya.api_key.trim().is_empty(),
+                settings.runner.max_concurrent_executions,
             ),
             &settings.server.host,
             settings.server.max_body_bytes,

@@ -86,8 +86,9 @@ pub async fn post(
             );
         }
     };
-    let tenant = tenant_id(tenant);
+    let tenant = tenant.unwrap_or_else(Tenant::default_tenant);
     let server = endpoint.server_for(&tenant);
+    let tenant = tenant.id;
     let (connection, opens_session) = match session_id(req.headers()) {
         Some(id) => match endpoint.session(id, &tenant) {
             Some(session) => (session.connection.clone(), false),

@@ -200,7 +200,7 @@ async fn mcp_on_the_agent_needs_a_key_and_keeps_sessions_and_executions_per_tena
     let config = dir.join("kubiya.toml");
     std::fs::write(
         &config,
-        "[[auth.api_keys]]\nkey = \"sk-alpha\"\ntenant = \"alpha\"\n\
+        "[[auth.api_keys]]\nkey = \"sk-alpha\"\ntenant = \"alpha\"\nmax_concurrent_executions = 1\n\
          [[auth.api_keys]]\nkey = \"sk-beta\"\ntenant = \"beta\"\n\
          [runner.local]\nallow_unsandboxed = true\n",
     )
@@ -273,6 +273,25 @@ async fn mcp_on_the_agent_needs_a_key_and_keeps_sessions_and_executions_per_tena
         status, 400,
         "another tenant's execution is not found: {body}"
     );
+
+    // The tenant's concurrent-execution limit holds for runs started over MCP too.
+    let slow = |id: u64| {
+        modern(
+            "tools/call",
+            id,
+            json!({"name": "execute_workflow", "arguments": {"wait": false,
+                "workflow": {"name": "slow", "steps": [{"name": "wait", "command": "sleep 5"}]}}}),
+        )
+    };
+    let headers = [run_headers[0], run_headers[1], alpha];
+    let (_, _, first) = exchange(&client, &url, &headers, slow(6)).await;
+    assert_eq!(
+        first["result"]["structuredContent"]["status"], "running",
+        "{first}"
+    );
+    let (_, _, second) = exchange(&client, &url, &headers, slow(7)).await;
+    assert_eq!(second["result"]["isError"], true, "{second}");
+    assert!(second.to_string().contains("running"), "{second}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -36,6 +36,8 @@ pub struct WorkflowTools {
     /// Whether a Kubiya platform key is configured (`KUBIYA_API_KEY`).
     kubiya_configured: bool,
     executions: Arc<Mutex<Executions>>,
+    /// Executions that may run at once (0: no limit); one more is refused.
+    max_running: usize,
 }
 
 #[derive(Default)]
@@ -86,7 +88,15 @@ impl WorkflowTools {
             runner,
             kubiya_configured,
             executions: Arc::new(Mutex::new(Executions::default())),
+            max_running: 0,
         }
+    }
+
+    /// At most `max_running` executions at once (0: no limit).
+    #[must_use]
+    pub fn with_max_running(mut self, max_running: usize) -> Self {
+        self.max_running = max_running;
+        self
     }
 }
 
@@ -111,7 +121,10 @@ impl ServerFeatures for WorkflowTools {
             "list_runners" => {
                 Box::pin(async move { Ok(list_runners(&runner, kubiya_configured).await) })
             }
-            "execute_workflow" => Box::pin(execute(runner, executions, arguments, context)),
+            "execute_workflow" => {
+                let max_running = self.max_running;
+                Box::pin(execute(runner, executions, max_running, arguments, context))
+            }
             "get_execution" => Box::pin(async move { Ok(get_execution(&executions, &arguments)) }),
             other => {
                 let error = RpcError::new(INVALID_PARAMS, format!("Unknown tool: {other}"));
@@ -348,6 +361,7 @@ async fn list_runners(runner: &LocalRunner, kubiya_configured: bool) -> Value {
 async fn execute(
     runner: LocalRunner,
     executions: Arc<Mutex<Executions>>,
+    max_running: usize,
     arguments: Value,
     context: CallContext,
 ) -> Result<Value, RpcError> {
@@ -385,6 +399,16 @@ async fn execute(
         .unwrap_or(true);
     let id = format!("exec_{}", uuid::Uuid::new_v4().simple());
     if let Ok(mut executions) = executions.lock() {
+        let running = executions
+            .records
+            .values()
+            .filter(|record| record.result.is_none())
+            .count();
+        if max_running > 0 && running >= max_running {
+            return Ok(tool_error(format!(
+                "{running} executions are running, the most allowed at once; wait for one to finish (get_execution shows them)"
+            )));
+        }
         executions.records.insert(
             id.clone(),
             ExecutionRecord {
