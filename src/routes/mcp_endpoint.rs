@@ -181,10 +181,7 @@ pub async fn get(
             }
         }
     });
-    HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .streaming(stream)
+    sse_response(stream)
 }
 
 /// `DELETE /mcp`: ends a legacy session.
@@ -406,10 +403,16 @@ fn event_stream(
             Some((Ok(sse_event(&message)), (replies, pending)))
         },
     );
+    sse_response(early.chain(rest))
+}
+
+fn sse_response(
+    events: impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> + 'static,
+) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .streaming(early.chain(rest))
+        .streaming(events)
 }
 
 fn sse_event(message: &Value) -> Bytes {

@@ -1,12 +1,17 @@
 //! The real `kubiya mcp agent` process: servers from `--mcp-config`, and SIGTERM stopping
 //! them (whole process groups) before the process exits 0.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use kubiya::config::{ApiKeySettings, FlagOverrides, ProviderChoice, Settings};
+use kubiya::provider_setup;
+use kubiya::startup::Application;
 use serde_json::{Value, json};
 
-use crate::support::{peer_path, wait_group_gone};
+use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, openai_tool_call_stream};
+
+use crate::support::{free_port, kubiya_command, peer_path, wait_group_gone};
 
 #[actix_rt::test]
 async fn servers_from_a_desktop_config_file_run_and_stop_with_the_agent() {
@@ -15,12 +20,8 @@ async fn servers_from_a_desktop_config_file_run_and_stop_with_the_agent() {
     let config = dir.join("claude_desktop_config.json");
     let document = json!({"mcpServers": {"flood": {"command": "node", "args": [peer_path("flood-server.js")]}}});
     std::fs::write(&config, document.to_string()).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kubiya"));
+    let port = free_port();
+    let mut command = kubiya_command();
     command
         .args([
             "mcp",
@@ -33,8 +34,6 @@ async fn servers_from_a_desktop_config_file_run_and_stop_with_the_agent() {
         .args(["--port", &port.to_string()])
         .arg("--mcp-config")
         .arg(&config)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -84,11 +83,6 @@ async fn servers_from_a_desktop_config_file_run_and_stop_with_the_agent() {
 /// calls `everything__get-sum`, the sum comes back to it and reaches the client.
 #[actix_rt::test]
 async fn a_model_calls_an_mcp_tool_and_the_result_reaches_the_client() {
-    use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, openai_tool_call_stream};
-    use kubiya::config::{FlagOverrides, ProviderChoice, Settings};
-    use kubiya::provider_setup;
-    use kubiya::startup::Application;
-
     let mock = MockUpstream::start(vec![
         Reply::sse(openai_tool_call_stream(
             "call_sum",
@@ -97,47 +91,7 @@ async fn a_model_calls_an_mcp_tool_and_the_result_reaches_the_client() {
         )),
         Reply::sse(openai_text_stream("The sum is 42.")),
     ]);
-    let mut settings = Settings::default();
-    settings.server.host = "127.0.0.1".into();
-    settings.server.port = 0;
-    settings.server.workers = 1;
-    settings
-        .mcp_servers
-        .insert("everything".into(), crate::support::everything());
-    settings.provider.name = ProviderChoice::OpenAi;
-    settings.provider.actors = 1;
-    let flags = FlagOverrides {
-        api_key: Some("sk-test".into()),
-        base_url: Some(format!("{}/v1", mock.base())),
-        ..FlagOverrides::default()
-    };
-    let provider = provider_setup::resolve(&settings.provider, &flags, |_| None).unwrap();
-    let app = Application::build(&settings, &provider).unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    actix_rt::spawn(app.run_until_stopped());
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .finish();
-
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let body: Value = client
-            .get(format!("{base}/v1/mcp/servers"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if body["servers"][0]["state"] == "running" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the everything server never ran: {body}"
-        );
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (base, client) = agent_with_everything(&mock, Vec::new(), None).await;
 
     let request = json!({"model": "kubiya-workflow-agent", "stream": true, "messages": [{"role": "user", "content": "add 2 and 40"}]});
     let mut response = client
@@ -173,33 +127,18 @@ async fn a_model_calls_an_mcp_tool_and_the_result_reaches_the_client() {
     assert!(text.ends_with("The sum is 42."), "{text}");
 
     let sent = mock.requests();
-    let tools: Vec<&str> = sent[0].body["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|tool| tool["function"]["name"].as_str().unwrap())
-        .collect();
+    let tools = offered_tools(&sent[0].body);
     assert!(
         tools.contains(&"validate_workflow") && tools.contains(&"everything__get-sum"),
         "{tools:?}"
     );
-    let result = sent[1].body["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let result = last_message(&sent[1].body);
     assert_eq!(result["tool_call_id"], "call_sum");
     assert!(result["content"].as_str().unwrap().contains("42"));
 }
 
 #[actix_rt::test]
 async fn an_api_keys_allow_list_limits_the_catalog_and_refuses_other_tools() {
-    use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, openai_tool_call_stream};
-    use kubiya::config::{ApiKeySettings, FlagOverrides, ProviderChoice, Settings};
-    use kubiya::provider_setup;
-    use kubiya::startup::Application;
-
     // The model asks for a tool the key may not use, as a model told of it elsewhere might.
     let mock = MockUpstream::start(vec![
         Reply::sse(openai_tool_call_stream(
@@ -209,6 +148,52 @@ async fn an_api_keys_allow_list_limits_the_catalog_and_refuses_other_tools() {
         )),
         Reply::sse(openai_text_stream("I could not use it.")),
     ]);
+    let keys = vec![ApiKeySettings {
+        key: "sk-limited".into(),
+        tenant: "limited".into(),
+        mcp_allow: Some(vec!["everything__get-sum".into()]),
+        ..ApiKeySettings::default()
+    }];
+    let (base, client) = agent_with_everything(&mock, keys, Some("sk-limited")).await;
+
+    let request = json!({"model": "kubiya-workflow-agent", "messages": [{"role": "user", "content": "echo leak"}]});
+    let mut response = client
+        .post(format!("{base}/v1/chat/completions"))
+        .send_json(&request)
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let _ = response.body().limit(1 << 24).await.unwrap();
+
+    let sent = mock.requests();
+    let tools = offered_tools(&sent[0].body);
+    assert!(tools.contains(&"everything__get-sum"), "{tools:?}");
+    assert!(
+        !tools
+            .iter()
+            .any(|tool| tool.starts_with("everything__") && *tool != "everything__get-sum"),
+        "only the allowed MCP tool is offered: {tools:?}"
+    );
+    let result = last_message(&sent[1].body);
+    assert_eq!(result["tool_call_id"], "call_echo");
+    let content = result["content"].to_string();
+    assert!(
+        content.contains("unknown") || content.contains("Unknown"),
+        "{content}"
+    );
+    assert!(
+        !content.contains("Echo: leak"),
+        "the refused tool never ran: {content}"
+    );
+}
+
+/// The agent in this process, its model the `mock` (OpenAI wire), with the `everything`
+/// server supervised and running, and `keys` (sent as `key`); its base URL and a client.
+async fn agent_with_everything(
+    mock: &MockUpstream,
+    keys: Vec<ApiKeySettings>,
+    key: Option<&str>,
+) -> (String, awc::Client) {
     let mut settings = Settings::default();
     settings.server.host = "127.0.0.1".into();
     settings.server.port = 0;
@@ -216,12 +201,7 @@ async fn an_api_keys_allow_list_limits_the_catalog_and_refuses_other_tools() {
     settings
         .mcp_servers
         .insert("everything".into(), crate::support::everything());
-    settings.auth.api_keys = vec![ApiKeySettings {
-        key: "sk-limited".into(),
-        tenant: "limited".into(),
-        mcp_allow: Some(vec!["everything__get-sum".into()]),
-        ..ApiKeySettings::default()
-    }];
+    settings.auth.api_keys = keys;
     settings.provider.name = ProviderChoice::OpenAi;
     settings.provider.actors = 1;
     let flags = FlagOverrides {
@@ -233,14 +213,15 @@ async fn an_api_keys_allow_list_limits_the_catalog_and_refuses_other_tools() {
     let app = Application::build(&settings, &provider).unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     actix_rt::spawn(app.run_until_stopped());
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .finish();
+    let mut builder = awc::Client::builder().timeout(Duration::from_secs(60));
+    if let Some(key) = key {
+        builder = builder.bearer_auth(key);
+    }
+    let client = builder.finish();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let body: Value = client
             .get(format!("{base}/v1/mcp/servers"))
-            .insert_header(("Authorization", "Bearer sk-limited"))
             .send()
             .await
             .unwrap()
@@ -250,48 +231,26 @@ async fn an_api_keys_allow_list_limits_the_catalog_and_refuses_other_tools() {
         if body["servers"][0]["state"] == "running" {
             break;
         }
-        assert!(Instant::now() < deadline, "the everything server never ran");
+        assert!(
+            Instant::now() < deadline,
+            "the everything server never ran: {body}"
+        );
         actix_rt::time::sleep(Duration::from_millis(100)).await;
     }
+    (base, client)
+}
 
-    let request = json!({"model": "kubiya-workflow-agent", "messages": [{"role": "user", "content": "echo leak"}]});
-    let mut response = client
-        .post(format!("{base}/v1/chat/completions"))
-        .insert_header(("Authorization", "Bearer sk-limited"))
-        .send_json(&request)
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let _ = response.body().limit(1 << 24).await.unwrap();
-
-    let sent = mock.requests();
-    let tools: Vec<&str> = sent[0].body["tools"]
+/// The names of the tools a model request offered.
+fn offered_tools(body: &Value) -> Vec<&str> {
+    body["tools"]
         .as_array()
         .unwrap()
         .iter()
         .map(|tool| tool["function"]["name"].as_str().unwrap())
-        .collect();
-    assert!(tools.contains(&"everything__get-sum"), "{tools:?}");
-    assert!(
-        !tools
-            .iter()
-            .any(|tool| tool.starts_with("everything__") && *tool != "everything__get-sum"),
-        "only the allowed MCP tool is offered: {tools:?}"
-    );
-    let result = sent[1].body["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(result["tool_call_id"], "call_echo");
-    let content = result["content"].to_string();
-    assert!(
-        content.contains("unknown") || content.contains("Unknown"),
-        "{content}"
-    );
-    assert!(
-        !content.contains("Echo: leak"),
-        "the refused tool never ran: {content}"
-    );
+        .collect()
+}
+
+/// The last message of a model request (the tool result, after a tool call).
+fn last_message(body: &Value) -> Value {
+    body["messages"].as_array().unwrap().last().unwrap().clone()
 }

@@ -8,8 +8,9 @@
 //! to their tenant, and executions kept per tenant.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use crate::support::{Running, free_port, kubiya_command, listening};
 
 use serde_json::{Value, json};
 
@@ -37,42 +38,10 @@ pub fn node22() -> PathBuf {
     node
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A server process, killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn start(args: &[&str], env: &[(&str, &str)], port: u16) -> Running {
-    let child = Command::new(env!("CARGO_BIN_EXE_kubiya"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kubiya starts");
-    let running = Running(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the server never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    running
+    let mut command = kubiya_command();
+    command.args(args).envs(env.iter().copied());
+    listening(command, port)
 }
 
 fn standalone() -> (Running, String) {

@@ -3,47 +3,15 @@
 //! the agent's `/mcp` behind an API key sent as a configured header, and reconnection once a
 //! server that went away comes back.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use kubiya_actors::mcp::{McpServerConfig, ServerState, Shutdown};
 use serde_json::json;
 
-use crate::support::{call, peer_path, start, status_of, test_settings, wait_for, wait_running};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A server process, killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn listening(mut command: Command, port: u16) -> Running {
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the server starts");
-    let running = Running(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the server never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    running
-}
+use crate::support::{
+    Running, call, free_port, kubiya_command, listening, peer_path, start, status_of,
+    test_settings, wait_for, wait_running,
+};
 
 fn everything_over_http(port: u16) -> Running {
     let mut command = Command::new("node");
@@ -57,11 +25,8 @@ fn everything_over_http(port: u16) -> Running {
 }
 
 fn kubiya(args: &[&str], port: u16) -> Running {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kubiya"));
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    let mut command = kubiya_command();
+    command.args(args);
     listening(command, port)
 }
 

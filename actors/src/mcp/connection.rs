@@ -139,6 +139,15 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(server: &str) -> Arc<Self> {
+        Arc::new(Self {
+            server: server.to_owned(),
+            pending: Mutex::new(HashMap::new()),
+            closed: Mutex::new(None),
+            list_changed: Notify::new(),
+        })
+    }
+
     /// Fails every in-flight request (their senders drop) and refuses new ones.
     fn close(&self, how: &str) {
         if let Ok(mut closed) = self.closed.lock()
@@ -183,12 +192,7 @@ impl Connection {
             stdout,
             stderr,
         } = spawned;
-        let shared = Arc::new(Shared {
-            server: server.to_owned(),
-            pending: Mutex::new(HashMap::new()),
-            closed: Mutex::new(None),
-            list_changed: Notify::new(),
-        });
+        let shared = Shared::new(server);
         let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
         let (exited_tx, exited) = watch::channel(None);
         let stderr_tail = Arc::new(Mutex::new(StderrTail::default()));
@@ -222,12 +226,7 @@ impl Connection {
     /// Takes over a remote server at `target` (streamable HTTP). Must be called inside a
     /// running actix system.
     pub(crate) fn start_http(server: &str, target: HttpTarget) -> Self {
-        let shared = Arc::new(Shared {
-            server: server.to_owned(),
-            pending: Mutex::new(HashMap::new()),
-            closed: Mutex::new(None),
-            list_changed: Notify::new(),
-        });
+        let shared = Shared::new(server);
         let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
         let (ended_tx, exited) = watch::channel(None);
         let router_shared = shared.clone();
