@@ -192,3 +192,20 @@ async fn servers_get_an_allowlisted_environment_with_references_expanded() {
     );
     supervisor.send(Shutdown).await.unwrap();
 }
+
+#[actix_rt::test]
+async fn a_servers_question_to_the_user_is_declined_cleanly() {
+    let supervisor = start(vec![("everything", everything())], test_settings());
+    wait_running(&supervisor, "everything").await;
+    // The server offers its elicitation tool only to clients that declare elicitation.
+    let answer = call(
+        &supervisor,
+        "everything__trigger-elicitation-request",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert!(!answer.is_error, "{}", answer.content);
+    assert!(answer.content.contains("declined"), "{}", answer.content);
+    supervisor.send(Shutdown).await.unwrap();
+}

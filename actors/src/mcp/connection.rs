@@ -334,7 +334,7 @@ impl Connection {
         let limit = deadline.saturating_duration_since(Instant::now());
         let params = json!({
             "protocolVersion": LEGACY_VERSION,
-            "capabilities": {},
+            "capabilities": client_capabilities(),
             "clientInfo": client_info(),
         });
         let result = self
@@ -557,6 +557,13 @@ impl Drop for Connection {
     }
 }
 
+/// What we offer servers: form elicitation, which we decline for now (no user can answer a
+/// supervised server's question yet), so a server can go on without the answer instead of
+/// failing. No roots and no sampling.
+fn client_capabilities() -> Value {
+    json!({"elicitation": {"form": {}}})
+}
+
 fn client_info() -> Value {
     json!({"name": "kubiya-agent-server", "version": env!("CARGO_PKG_VERSION")})
 }
@@ -565,7 +572,7 @@ fn client_info() -> Value {
 fn insert_modern_meta(params: &mut Value) {
     let meta = jsonrpc::meta_mut(params);
     meta.insert(META_PROTOCOL_VERSION.into(), MODERN_VERSION.into());
-    meta.insert(META_CLIENT_CAPABILITIES.into(), json!({}));
+    meta.insert(META_CLIENT_CAPABILITIES.into(), client_capabilities());
     meta.insert(META_CLIENT_INFO.into(), client_info());
 }
 
@@ -667,9 +674,13 @@ fn route(shared: &Shared, outgoing: &mpsc::UnboundedSender<Outgoing>, incoming: 
         },
         Incoming::Request { id, method, .. } => {
             let reply = match method.as_str() {
-                // We declare no client capabilities (roots, sampling, elicitation), so a
-                // server may ask us nothing but ping.
                 "ping" => jsonrpc::response(&id, json!({})),
+                // Nobody can answer a server's question in a supervised session yet: a clean
+                // decline lets the tool carry on without it.
+                "elicitation/create" => {
+                    tracing::info!(server = %shared.server, "MCP server asked the user a question; declined");
+                    jsonrpc::response(&id, json!({"action": "decline"}))
+                }
                 _ => jsonrpc::error_response(
                     Some(&id),
                     &RpcError::new(
