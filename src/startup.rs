@@ -72,13 +72,15 @@ impl Application {
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
         let own_address = listener.local_addr()?;
         let port = own_address.port();
-        let supervisor = McpSupervisor::new(settings.mcp_servers.clone(), settings.mcp.clone())
-            .start_supervised();
         let actors = match settings.provider.actors {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             count => count,
         };
         let providers = ProviderPool::start(provider.upstreams.clone(), actors);
+        // Servers that ask for sampling are answered by the agent's own model.
+        let supervisor = McpSupervisor::new(settings.mcp_servers.clone(), settings.mcp.clone())
+            .with_sampler(mcp::Sampler::new(providers.clone()))
+            .start_supervised();
         let tenancy = tenancy_setup::build(settings)?;
         let mut watcher_config =
             execution_setup::watcher_config(&settings.runner, Some(own_address));

@@ -254,3 +254,52 @@ fn offered_tools(body: &Value) -> Vec<&str> {
 fn last_message(body: &Value) -> Value {
     body["messages"].as_array().unwrap().last().unwrap().clone()
 }
+
+#[actix_rt::test]
+async fn a_servers_sampling_request_is_answered_by_the_agents_model_within_limits() {
+    // The chat model calls the server's sampling tool; the server asks our model (the second
+    // request), and the tool's result carries that answer back to the chat.
+    let mock = MockUpstream::start(vec![
+        Reply::sse(openai_tool_call_stream(
+            "call_sample",
+            "everything__trigger-sampling-request",
+            &json!({"prompt": "Say hello", "maxTokens": 100_000}),
+        )),
+        Reply::sse(openai_text_stream("hello from the agent's model")),
+        Reply::sse(openai_text_stream("Done.")),
+    ]);
+    let (base, client) = agent_with_everything(&mock, Vec::new(), None).await;
+    let request = json!({"model": "kubiya-workflow-agent", "messages": [{"role": "user", "content": "sample"}]});
+    let mut response = client
+        .post(format!("{base}/v1/chat/completions"))
+        .send_json(&request)
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let _ = response.body().limit(1 << 24).await.unwrap();
+
+    let sent = mock.requests();
+    assert_eq!(sent.len(), 3, "chat, sampling, chat");
+    let sampling = &sent[1].body;
+    assert!(
+        sampling["tools"].as_array().is_none_or(Vec::is_empty),
+        "{sampling}"
+    );
+    assert!(sampling.to_string().contains("Say hello"), "{sampling}");
+    let max_tokens = sampling["max_tokens"]
+        .as_u64()
+        .or_else(|| sampling["max_completion_tokens"].as_u64())
+        .unwrap();
+    assert!(
+        max_tokens <= 1024,
+        "the server's 100000 is capped: {max_tokens}"
+    );
+    let result = last_message(&sent[2].body);
+    assert_eq!(result["tool_call_id"], "call_sample");
+    assert!(
+        result["content"]
+            .to_string()
+            .contains("hello from the agent's model"),
+        "{result}"
+    );
+}

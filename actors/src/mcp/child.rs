@@ -19,6 +19,7 @@ use super::config::{McpServerConfig, McpSettings};
 use super::connection::{Connection, RequestLimits};
 use super::http_client::HttpTarget;
 use super::process::spawn_server;
+use super::sampling::Sampler;
 
 /// The first wait before a restart; it doubles per consecutive failure up to the configured cap.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -91,7 +92,12 @@ pub(crate) struct ServerChild {
 
 impl ServerChild {
     /// Starts the server's task, or records it as stopped when it is disabled.
-    pub(crate) fn start(name: String, config: McpServerConfig, settings: Arc<McpSettings>) -> Self {
+    pub(crate) fn start(
+        name: String,
+        config: McpServerConfig,
+        settings: Arc<McpSettings>,
+        sampler: Option<Sampler>,
+    ) -> Self {
         let enabled = config.is_enabled();
         let state = Arc::new(Mutex::new(ChildState {
             state: if enabled {
@@ -111,6 +117,7 @@ impl ServerChild {
                 name: name.clone(),
                 config: config.clone(),
                 settings,
+                sampler,
                 state: state.clone(),
                 stop: stop.clone(),
             };
@@ -169,6 +176,8 @@ struct Lifecycle {
     name: String,
     config: McpServerConfig,
     settings: Arc<McpSettings>,
+    /// Answers the server's sampling requests, when the agent offers sampling.
+    sampler: Option<Sampler>,
     state: Arc<Mutex<ChildState>>,
     stop: CancellationToken,
 }
@@ -250,11 +259,15 @@ impl Lifecycle {
                     url: url.clone(),
                     headers,
                 };
-                Ok(Connection::start_http(&self.name, target))
+                Ok(Connection::start_http(
+                    &self.name,
+                    target,
+                    self.sampler.clone(),
+                ))
             }
             None => {
                 let spawned = spawn_server(&self.config, lookup)?;
-                Ok(Connection::start(&self.name, spawned))
+                Ok(Connection::start(&self.name, spawned, self.sampler.clone()))
             }
         }
     }

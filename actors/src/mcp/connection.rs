@@ -32,6 +32,7 @@ use super::jsonrpc::{
 use super::process::{
     LineRead, SpawnedServer, StderrTail, drain_stderr, read_capped_line, signal_group, wait_exited,
 };
+use super::sampling::Sampler;
 
 /// Lines longer than this from a server are dropped (the reference SDKs stop at 10-16 MiB).
 const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
@@ -132,6 +133,8 @@ pub(crate) enum Outgoing {
 /// State the tasks share with the handle.
 struct Shared {
     server: String,
+    /// Answers the server's sampling requests, when the agent offers sampling.
+    sampler: Option<Sampler>,
     pending: Mutex<HashMap<i64, Pending>>,
     /// Set once the process is gone or going; new requests fail at once.
     closed: Mutex<Option<String>>,
@@ -139,9 +142,10 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(server: &str) -> Arc<Self> {
+    fn new(server: &str, sampler: Option<Sampler>) -> Arc<Self> {
         Arc::new(Self {
             server: server.to_owned(),
+            sampler,
             pending: Mutex::new(HashMap::new()),
             closed: Mutex::new(None),
             list_changed: Notify::new(),
@@ -184,7 +188,7 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// Takes over a spawned process and starts its tasks (on the current tokio runtime).
-    pub(crate) fn start(server: &str, spawned: SpawnedServer) -> Self {
+    pub(crate) fn start(server: &str, spawned: SpawnedServer, sampler: Option<Sampler>) -> Self {
         let SpawnedServer {
             mut child,
             pid,
@@ -192,7 +196,7 @@ impl Connection {
             stdout,
             stderr,
         } = spawned;
-        let shared = Shared::new(server);
+        let shared = Shared::new(server, sampler);
         let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
         let (exited_tx, exited) = watch::channel(None);
         let stderr_tail = Arc::new(Mutex::new(StderrTail::default()));
@@ -225,8 +229,8 @@ impl Connection {
 
     /// Takes over a remote server at `target` (streamable HTTP). Must be called inside a
     /// running actix system.
-    pub(crate) fn start_http(server: &str, target: HttpTarget) -> Self {
-        let shared = Shared::new(server);
+    pub(crate) fn start_http(server: &str, target: HttpTarget, sampler: Option<Sampler>) -> Self {
+        let shared = Shared::new(server, sampler);
         let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
         let (ended_tx, exited) = watch::channel(None);
         let router_shared = shared.clone();
@@ -302,7 +306,7 @@ impl Connection {
     async fn discover_probe(&self, deadline: Instant) -> Option<Result<Value, String>> {
         let limit = DISCOVER_PROBE.min(deadline.saturating_duration_since(Instant::now()));
         let mut params = json!({});
-        insert_modern_meta(&mut params);
+        insert_modern_meta(&mut params, self.shared.sampler.is_some());
         match self
             .request_raw("server/discover", params, handshake_options(limit))
             .await
@@ -334,7 +338,7 @@ impl Connection {
         let limit = deadline.saturating_duration_since(Instant::now());
         let params = json!({
             "protocolVersion": LEGACY_VERSION,
-            "capabilities": client_capabilities(),
+            "capabilities": client_capabilities(self.shared.sampler.is_some()),
             "clientInfo": client_info(),
         });
         let result = self
@@ -407,7 +411,7 @@ impl Connection {
         cancel: Option<&CancellationToken>,
     ) -> Result<Value, RequestFailure> {
         if self.era.get() == Some(&Era::Modern) {
-            insert_modern_meta(&mut params);
+            insert_modern_meta(&mut params, self.shared.sampler.is_some());
         }
         let options = RequestOptions {
             limits,
@@ -513,7 +517,7 @@ impl Connection {
 
     fn notify(&self, method: &str, mut params: Value) {
         if self.era.get() == Some(&Era::Modern) && !params.is_null() {
-            insert_modern_meta(&mut params);
+            insert_modern_meta(&mut params, self.shared.sampler.is_some());
         }
         let _ = self
             .outgoing
@@ -559,9 +563,13 @@ impl Drop for Connection {
 
 /// What we offer servers: form elicitation, which we decline for now (no user can answer a
 /// supervised server's question yet), so a server can go on without the answer instead of
-/// failing. No roots and no sampling.
-fn client_capabilities() -> Value {
-    json!({"elicitation": {"form": {}}})
+/// failing; sampling when the agent's model answers it. No roots.
+fn client_capabilities(sampling: bool) -> Value {
+    let mut capabilities = json!({"elicitation": {"form": {}}});
+    if sampling {
+        capabilities["sampling"] = json!({});
+    }
+    capabilities
 }
 
 fn client_info() -> Value {
@@ -569,10 +577,13 @@ fn client_info() -> Value {
 }
 
 /// The per-request `_meta` every modern request carries.
-fn insert_modern_meta(params: &mut Value) {
+fn insert_modern_meta(params: &mut Value, sampling: bool) {
     let meta = jsonrpc::meta_mut(params);
     meta.insert(META_PROTOCOL_VERSION.into(), MODERN_VERSION.into());
-    meta.insert(META_CLIENT_CAPABILITIES.into(), client_capabilities());
+    meta.insert(
+        META_CLIENT_CAPABILITIES.into(),
+        client_capabilities(sampling),
+    );
     meta.insert(META_CLIENT_INFO.into(), client_info());
 }
 
@@ -672,11 +683,25 @@ fn route(shared: &Shared, outgoing: &mpsc::UnboundedSender<Outgoing>, incoming: 
             }
             _ => {}
         },
-        Incoming::Request { id, method, .. } => {
+        Incoming::Request { id, method, params } => {
             let reply = match method.as_str() {
                 "ping" => jsonrpc::response(&id, json!({})),
                 // Nobody can answer a server's question in a supervised session yet: a clean
                 // decline lets the tool carry on without it.
+                "sampling/createMessage" if shared.sampler.is_some() => {
+                    let sampler = shared.sampler.clone();
+                    let server = shared.server.clone();
+                    let outgoing = outgoing.clone();
+                    tokio::spawn(async move {
+                        let Some(sampler) = sampler else { return };
+                        let reply = match sampler.answer(&server, &params).await {
+                            Ok(result) => jsonrpc::response(&id, result),
+                            Err(error) => jsonrpc::error_response(Some(&id), &error),
+                        };
+                        let _ = outgoing.send(Outgoing::Message(reply));
+                    });
+                    return;
+                }
                 "elicitation/create" => {
                     tracing::info!(server = %shared.server, "MCP server asked the user a question; declined");
                     jsonrpc::response(&id, json!({"action": "decline"}))

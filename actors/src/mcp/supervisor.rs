@@ -21,6 +21,7 @@ use super::child::{McpServerStatus, ServerChild, ServerState};
 use super::config::{McpServerConfig, McpSettings};
 use super::connection::{RequestFailure, RequestLimits};
 use super::error::McpError;
+use super::sampling::Sampler;
 use crate::provider::ToolSpec;
 
 /// How long [`Shutdown`] waits for all servers together before giving up on stragglers.
@@ -61,6 +62,7 @@ pub struct Shutdown;
 pub struct McpSupervisor {
     servers: BTreeMap<String, McpServerConfig>,
     settings: Arc<McpSettings>,
+    sampler: Option<Sampler>,
     children: BTreeMap<String, ServerChild>,
     /// After [`Shutdown`], a restart by the actix supervisor must not start servers again.
     shut_down: bool,
@@ -71,9 +73,17 @@ impl McpSupervisor {
         Self {
             servers,
             settings: Arc::new(settings),
+            sampler: None,
             children: BTreeMap::new(),
             shut_down: false,
         }
+    }
+
+    /// Servers' sampling requests are answered by `sampler` (the agent's model).
+    #[must_use]
+    pub fn with_sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = Some(sampler);
+        self
     }
 
     /// Starts the supervisor under actix's supervision on the current arbiter.
@@ -111,7 +121,12 @@ impl Actor for McpSupervisor {
             return;
         }
         for (name, config) in &self.servers {
-            let child = ServerChild::start(name.clone(), config.clone(), self.settings.clone());
+            let child = ServerChild::start(
+                name.clone(),
+                config.clone(),
+                self.settings.clone(),
+                self.sampler.clone(),
+            );
             self.children.insert(name.clone(), child);
         }
         tracing::info!(servers = self.children.len(), "MCP supervisor started");
