@@ -292,9 +292,11 @@ fn run_client_scenario(scenario: &str, spec_version: &str, client_args: &str) {
 }
 
 #[test]
-fn our_client_passes_the_suites_initialize_and_tools_call_scenarios_over_http() {
+fn our_client_passes_the_suites_initialize_tools_call_and_request_metadata_scenarios() {
     run_client_scenario("initialize", "2025-11-25", "");
     let call = r#"--call add_numbers --arguments '{"a":2,"b":3}'"#;
     run_client_scenario("tools_call", "2025-11-25", call);
     run_client_scenario("tools_call", "2026-07-28", call);
+    // Per-request _meta and headers, and a retry after a refused version.
+    run_client_scenario("request-metadata", "2026-07-28", "");
 }

@@ -304,34 +304,55 @@ impl Connection {
     /// `Some(Ok)` when the server is modern, `Some(Err)` when it is modern but cannot serve
     /// our version, `None` when it should be treated as legacy (any other answer, or silence).
     async fn discover_probe(&self, deadline: Instant) -> Option<Result<Value, String>> {
-        let limit = DISCOVER_PROBE.min(deadline.saturating_duration_since(Instant::now()));
-        let mut params = json!({});
-        insert_modern_meta(&mut params, self.shared.sampler.is_some());
-        match self
-            .request_raw("server/discover", params, handshake_options(limit))
-            .await
-        {
-            Ok(result) => {
-                let versions = result.get("supportedVersions").and_then(Value::as_array);
-                let speaks_ours = versions
-                    .is_some_and(|list| list.iter().any(|version| version == MODERN_VERSION));
-                match versions {
-                    Some(_) if speaks_ours => Some(Ok(result)),
-                    Some(list) => Some(Err(format!(
-                        "the server speaks only protocol versions {list:?}, none of which we speak"
-                    ))),
-                    None => None,
+        // A refusal that lists our version anyway is worth one more try.
+        for attempt in 0..2 {
+            let limit = DISCOVER_PROBE.min(deadline.saturating_duration_since(Instant::now()));
+            let mut params = json!({});
+            insert_modern_meta(&mut params, self.shared.sampler.is_some());
+            match self
+                .request_raw("server/discover", params, handshake_options(limit))
+                .await
+            {
+                Ok(result) => {
+                    let versions = result.get("supportedVersions").and_then(Value::as_array);
+                    let speaks_ours = versions
+                        .is_some_and(|list| list.iter().any(|version| version == MODERN_VERSION));
+                    return match versions {
+                        Some(_) if speaks_ours => Some(Ok(result)),
+                        Some(list) => Some(Err(format!(
+                            "the server speaks only protocol versions {list:?}, none of which we speak"
+                        ))),
+                        None => None,
+                    };
                 }
+                Err(RequestFailure::Rpc(error)) if error.code == UNSUPPORTED_PROTOCOL_VERSION => {
+                    let supported = |version: &str| {
+                        error
+                            .data
+                            .as_ref()
+                            .and_then(|data| data.get("supported"))
+                            .and_then(Value::as_array)
+                            .is_some_and(|list| list.iter().any(|listed| listed == version))
+                    };
+                    if supported(MODERN_VERSION) && attempt == 0 {
+                        continue;
+                    }
+                    // A server that offers a handshake version gets the handshake.
+                    if LEGACY_VERSIONS.iter().any(|version| supported(version)) {
+                        return None;
+                    }
+                    return Some(Err(format!(
+                        "the server refused protocol {MODERN_VERSION}: {}",
+                        error.message
+                    )));
+                }
+                Err(RequestFailure::Exited(how)) => {
+                    return Some(Err(format!("the server exited ({how})")));
+                }
+                Err(_) => return None,
             }
-            Err(RequestFailure::Rpc(error)) if error.code == UNSUPPORTED_PROTOCOL_VERSION => {
-                Some(Err(format!(
-                    "the server refused protocol {MODERN_VERSION}: {}",
-                    error.message
-                )))
-            }
-            Err(RequestFailure::Exited(how)) => Some(Err(format!("the server exited ({how})"))),
-            Err(_) => None,
         }
+        None
     }
 
     async fn initialize(&self, deadline: Instant) -> Result<Negotiated, String> {
