@@ -4,6 +4,7 @@
 //! messages and their events back into HTTP.
 
 pub mod auth;
+pub mod boundary;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -12,11 +13,13 @@ pub mod execution_stream;
 pub mod extract;
 pub mod mcp_client_cli;
 pub mod mcp_http;
+pub mod memory;
 pub mod metrics;
 pub mod middleware;
 pub mod provider_setup;
 pub mod resumable;
 pub mod routes;
+pub mod session_budget;
 pub mod startup;
 pub mod state;
 pub mod streaming;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use kubiya::boundary::origin::OriginPolicy;
 use kubiya::cli::{AgentArgs, Cli, Command, McpCommand, McpTransport, ServerArgs};
 use kubiya::config::{FlagOverrides, Settings};
 use kubiya::mcp_http::{
@@ -22,6 +23,7 @@ use kubiya_actors::workflow::{LocalRunner, PlainHttpClient, RunOptions};
 const USAGE_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
+    kubiya::memory::return_large_blocks_to_the_os();
     // ring is the one crypto provider we build; clients that take the process's default (the
     // OTLP exporter's) need it installed. Only fails if one is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -73,6 +75,7 @@ fn run_mcp_server(args: &ServerArgs) -> ExitCode {
                 settings.runner.max_concurrent_executions,
             ),
             &args.host,
+            OriginPolicy::default(),
             settings.server.max_body_bytes,
         );
         let served = actix_web::rt::System::new()

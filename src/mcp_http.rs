@@ -17,6 +17,7 @@ use kubiya_actors::limits::TenantLimits;
 use kubiya_actors::mcp::{Connection, McpServer, ServerFeatures, ServerIdentity, WorkflowTools};
 use kubiya_actors::workflow::LocalRunner;
 
+use crate::boundary::origin::OriginPolicy;
 use crate::tenant::Tenant;
 
 /// Legacy sessions kept at once; a new one past this evicts the least recently used.
@@ -34,6 +35,8 @@ pub struct McpEndpoint {
     sessions: DashMap<String, Arc<HttpSession>>,
     /// Listening on loopback only: requests must be addressed to a loopback name.
     loopback_only: bool,
+    /// Which web pages may call (the API's own origin rules).
+    origins: OriginPolicy,
     /// Largest request body.
     pub max_body_bytes: usize,
 }
@@ -92,7 +95,8 @@ pub fn workflow_features(
     })
 }
 
-/// `kubiya mcp server --transport http`: `/mcp` alone on `host:port`, until a signal.
+/// `kubiya mcp server --transport http`: `/mcp` alone on `host:port`, until a signal. No
+/// origins are configured: only the server's own pages may call from a browser.
 pub async fn serve_standalone(endpoint: McpEndpoint, host: &str, port: u16) -> std::io::Result<()> {
     let endpoint = web::Data::new(endpoint);
     let server = HttpServer::new(move || {
@@ -117,6 +121,7 @@ impl McpEndpoint {
         identity: ServerIdentity,
         make_features: FeaturesFactory,
         listen_host: &str,
+        origins: OriginPolicy,
         max_body_bytes: usize,
     ) -> Self {
         Self {
@@ -125,6 +130,7 @@ impl McpEndpoint {
             servers: DashMap::new(),
             sessions: DashMap::new(),
             loopback_only: is_loopback_name(listen_host),
+            origins,
             max_body_bytes,
         }
     }
@@ -197,15 +203,15 @@ impl McpEndpoint {
                 "this server listens on loopback only and does not answer requests for host `{host}`"
             ));
         }
-        let origin = origin?.trim().trim_end_matches('/').to_ascii_lowercase();
-        let authority = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"));
-        // Only a page served by this very address may call: a page on a domain name could
-        // be a rebinding page that resolves to us.
-        let own_page = authority == Some(host.as_str())
-            && (host_name(&host) == "localhost" || host_name(&host).parse::<IpAddr>().is_ok());
-        (!own_page).then(|| format!("requests from pages of origin `{origin}` are not accepted"))
+        // A page of our own address (an IP or localhost: a domain name could be a rebinding
+        // page) or a configured origin may call; no other page.
+        let verdict = self.origins.judge(origin, Some(&host));
+        (!verdict.is_allowed()).then(|| {
+            format!(
+                "requests from pages of origin `{}` are not accepted",
+                origin.unwrap_or_default()
+            )
+        })
     }
 }
 
@@ -253,7 +259,13 @@ mod tests {
             version: "1".into(),
             instructions: String::new(),
         };
-        McpEndpoint::new(identity, Box::new(|_| Arc::new(NoTools)), host, 1024)
+        McpEndpoint::new(
+            identity,
+            Box::new(|_| Arc::new(NoTools)),
+            host,
+            OriginPolicy::default(),
+            1024,
+        )
     }
 
     #[test]

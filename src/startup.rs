@@ -23,6 +23,10 @@ use kubiya_actors::mcp::{self, McpSupervisor};
 use kubiya_actors::provider::ProviderPool;
 
 use crate::auth::authenticate;
+use crate::boundary::exposure;
+use crate::boundary::guard::{BoundaryRules, guard};
+use crate::boundary::origin::OriginPolicy;
+use crate::boundary::websocket::WsRequestRules;
 use crate::config::Settings;
 use crate::execution_setup;
 use crate::extract::BodyLimit;
@@ -69,7 +73,13 @@ impl ShutdownSignals {
 impl Application {
     pub fn build(settings: &Settings, provider: &ProviderSetup) -> std::io::Result<Self> {
         let signals = ShutdownSignals::install()?;
-        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
+        let exposure = exposure::choose(&settings.server.host, !settings.auth.api_keys.is_empty());
+        if exposure.open_to_network {
+            tracing::warn!(host = %exposure.host, "{}", exposure.reason);
+        } else {
+            tracing::info!(host = %exposure.host, "{}", exposure.reason);
+        }
+        let listener = TcpListener::bind((exposure.host.as_str(), settings.server.port))?;
         let own_address = listener.local_addr()?;
         let port = own_address.port();
         let actors = match settings.provider.actors {
@@ -95,13 +105,17 @@ impl Application {
             store: tenancy.store,
             agent: settings.agent.clone(),
             compose: settings.compose.clone(),
+            max_transcript_bytes: settings.sessions.max_transcript_bytes,
             tenants: tenancy.tenants,
             turn_logs: tenancy.turn_logs,
             kept: tenancy.kept,
             executions: executions.clone(),
             mcp: Some(supervisor),
         }));
-        let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
+        let body_limit = web::Data::new(BodyLimit {
+            bytes: settings.server.max_body_bytes,
+            timeout: Duration::from_secs(settings.server.body_timeout_secs.max(1)),
+        });
         let mcp_endpoint = web::Data::new(McpEndpoint::new(
             workflow_server_identity(),
             workflow_features(
@@ -109,10 +123,19 @@ impl Application {
                 !settings.runner.kubiya.api_key.trim().is_empty(),
                 settings.runner.max_concurrent_executions,
             ),
-            &settings.server.host,
+            &exposure.host,
+            OriginPolicy::new(&settings.server.cors),
             settings.server.max_body_bytes,
         ));
         let watcher = web::Data::new(executions.clone());
+        let boundary = web::Data::new(BoundaryRules {
+            origins: OriginPolicy::new(&settings.server.cors),
+            max_header_bytes: settings.server.max_header_bytes,
+            websocket: WsRequestRules {
+                max_bytes: settings.server.max_body_bytes,
+                timeout: Duration::from_secs(settings.server.ws_request_timeout_secs.max(1)),
+            },
+        });
 
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -121,7 +144,9 @@ impl Application {
                 .app_data(body_limit.clone())
                 .app_data(watcher.clone())
                 .app_data(mcp_endpoint.clone())
+                .app_data(boundary.clone())
                 .wrap(from_fn(authenticate))
+                .wrap(from_fn(guard))
                 .wrap(from_fn(observe))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
@@ -135,7 +160,7 @@ impl Application {
         let server = server.listen(listener)?.run();
         tracing::info!(
             port,
-            host = %settings.server.host,
+            host = %exposure.host,
             provider = %provider.kind(),
             model = provider.model(),
             "listening: /v1/chat/completions, /discover, /health"

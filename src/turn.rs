@@ -12,6 +12,7 @@ use kubiya_actors::session::{BeginTurn, Session, TurnEvent, TurnRejected, TurnRe
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::session_budget;
 use crate::state::AppState;
 use crate::streaming::{EventBody, StreamGuard};
 use crate::tenant::Tenant;
@@ -34,6 +35,7 @@ pub async fn start(
     turn: TurnRequest,
 ) -> Result<StartedTurn, ApiError> {
     let session_id = turn.key.id.clone();
+    session_budget::check_room(state, &turn).await?;
     let permit = state.tenants.open_stream(tenant).await?;
     let guard = StreamGuard::new(state.open_streams.clone()).with_permit(permit);
     let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();

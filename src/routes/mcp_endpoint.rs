@@ -28,6 +28,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+use super::openapi::SseEvent;
 use crate::mcp_http::McpEndpoint;
 use crate::tenant::Tenant;
 
@@ -36,6 +37,16 @@ const SESSION_HEADER: &str = "mcp-session-id";
 const HEADER_MISMATCH: i64 = -32020;
 const MISSING_CLIENT_CAPABILITY: i64 = -32021;
 
+#[utoipa::path(post, path = "/mcp", tag = "mcp",
+    request_body(content = Object, description = "One JSON-RPC message of the Model Context Protocol (either era)", content_type = "application/json"),
+    params(("Mcp-Session-Id" = Option<String>, Header, description = "A legacy session, from the `initialize` answer"),
+        ("Mcp-Method" = Option<String>, Header, description = "2026-07-28: the body's method"),
+        ("Mcp-Name" = Option<String>, Header, description = "2026-07-28: the tool, prompt or resource the body names"),
+        ("MCP-Protocol-Version" = Option<String>, Header, description = "The protocol version")),
+    responses((status = 200, description = "The JSON-RPC response, or the request's messages as SSE ending with it",
+        content((Object = "application/json"), (SseEvent = "text/event-stream"))),
+        (status = 202, description = "A notification or response, accepted"),
+        (status = "default", description = "A JSON-RPC error (or, from the API's own checks, an error in OpenAI's shape)", body = Object)))]
 pub async fn post(
     req: HttpRequest,
     body: web::Payload,
@@ -150,6 +161,10 @@ pub async fn post(
 }
 
 /// `GET /mcp`: a legacy session's stream of messages that belong to no request.
+#[utoipa::path(get, path = "/mcp", tag = "mcp",
+    params(("Mcp-Session-Id" = Option<String>, Header, description = "The legacy session whose stream to open")),
+    responses((status = 200, description = "The session's messages as SSE", content_type = "text/event-stream", body = SseEvent),
+        (status = "default", description = "A JSON-RPC error (or, from the API's own checks, an error in OpenAI's shape)", body = Object)))]
 pub async fn get(
     req: HttpRequest,
     endpoint: web::Data<McpEndpoint>,
@@ -185,6 +200,10 @@ pub async fn get(
 }
 
 /// `DELETE /mcp`: ends a legacy session.
+#[utoipa::path(delete, path = "/mcp", tag = "mcp",
+    params(("Mcp-Session-Id" = Option<String>, Header, description = "The legacy session to end")),
+    responses((status = 204, description = "The session ended"),
+        (status = "default", description = "A JSON-RPC error (or, from the API's own checks, an error in OpenAI's shape)", body = Object)))]
 pub async fn delete(
     req: HttpRequest,
     endpoint: web::Data<McpEndpoint>,

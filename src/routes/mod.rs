@@ -11,6 +11,7 @@ mod mcp;
 pub mod mcp_endpoint;
 mod metrics;
 pub mod models;
+pub mod openapi;
 mod responses;
 mod sessions;
 mod ui_chat;
@@ -51,7 +52,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .delete(executions::cancel),
         )
         .service(resource("/v1/executions/{id}/events", &["GET"]).get(executions::events))
-        .service(resource("/v1/sessions/{id}", &["GET"]).get(sessions::retrieve));
+        .service(resource("/v1/sessions/{id}", &["GET"]).get(sessions::retrieve))
+        .service(resource("/openapi.json", &["GET"]).get(openapi::document));
 }
 
 /// `/mcp`, our MCP server over streamable HTTP (needs [`crate::mcp_http::McpEndpoint`] as

@@ -8,13 +8,17 @@ mod mock_upstream;
 mod redis_server;
 
 mod approval;
+mod boundary;
+mod browser;
 mod chat;
 mod clients;
 mod compose;
 mod config;
+mod contract;
 mod errors;
 mod escape;
 mod executions;
+mod memory;
 mod probes;
 mod readme;
 mod replicas;

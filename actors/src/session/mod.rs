@@ -16,5 +16,6 @@ pub use actor::{
 pub use event::{TurnError, TurnErrorKind, TurnEvent};
 pub use redis_store::{RedisSessionStore, RedisStoreSettings};
 pub use store::{
-    MemorySessionStore, SessionKey, SessionRecord, SessionStore, StoreError, TurnLease,
+    MemorySessionStore, SessionKey, SessionRecord, SessionStore, StoreError, TurnLease, json_bytes,
+    record_bytes,
 };
