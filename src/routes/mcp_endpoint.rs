@@ -36,6 +36,8 @@ const SESSION_HEADER: &str = "mcp-session-id";
 /// 2026-07-28: a header that disagrees with the body it travels with.
 const HEADER_MISMATCH: i64 = -32020;
 const MISSING_CLIENT_CAPABILITY: i64 = -32021;
+/// Messages a session's GET stream holds for a slow reader before dropping more.
+const UNSOLICITED_BUFFER: usize = 256;
 
 #[utoipa::path(post, path = "/mcp", tag = "mcp",
     request_body(content = Object, description = "One JSON-RPC message of the Model Context Protocol (either era)", content_type = "application/json"),
@@ -185,7 +187,17 @@ pub async fn get(
     let Some(session) = endpoint.session(id, &tenant_id(tenant)) else {
         return unknown_session(None);
     };
-    let (out, messages) = outbound();
+    // The connection's sender never waits; what a slow reader cannot take is dropped past a
+    // small buffer (resource updates only say "read it again"), so memory stays bounded.
+    let (out, mut incoming) = outbound();
+    let (forward, messages) = mpsc::channel::<Value>(UNSOLICITED_BUFFER);
+    actix_web::rt::spawn(async move {
+        while let Some(message) = incoming.recv().await {
+            if let Err(mpsc::error::TrySendError::Closed(_)) = forward.try_send(message) {
+                break;
+            }
+        }
+    });
     session.connection.set_unsolicited(Some(out));
     let closed = session.connection.closed_token();
     let stream = stream::unfold((messages, closed), |(mut messages, closed)| async move {

@@ -9,6 +9,9 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
 
 use crate::support::{Running, free_port, kubiya_command, listening};
 
@@ -299,4 +302,49 @@ fn our_client_passes_the_suites_initialize_tools_call_and_request_metadata_scena
     run_client_scenario("tools_call", "2026-07-28", call);
     // Per-request _meta and headers, and a retry after a refused version.
     run_client_scenario("request-metadata", "2026-07-28", "");
+}
+
+#[actix_rt::test]
+async fn a_legacy_session_hears_of_a_subscribed_execution_on_its_stream() {
+    let (_server, url) = standalone();
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let (_, session, _) = exchange(&client, &url, &[], init).await;
+    let session = session.expect("a session id");
+    let in_session = [("Mcp-Session-Id", session.as_str())];
+    let run = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "execute_workflow", "arguments": {"wait": false, "workflow": {"name": "w", "steps": [
+            {"name": "a", "command": "sleep 1"}, {"name": "b", "command": "echo done", "depends": ["a"]}]}}}});
+    let (_, _, started) = exchange(&client, &url, &in_session, run).await;
+    let execution = started["result"]["structuredContent"]["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut stream = client
+        .get(&url)
+        .insert_header(("Mcp-Session-Id", session.as_str()))
+        .insert_header(("Accept", "text/event-stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    let uri = format!("kubiya://executions/{execution}");
+    let subscribe =
+        json!({"jsonrpc": "2.0", "id": 3, "method": "resources/subscribe", "params": {"uri": uri}});
+    let (status, _, body) = exchange(&client, &url, &in_session, subscribe).await;
+    assert_eq!(status, 200, "{body}");
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !seen.contains("notifications/resources/updated") {
+        assert!(Instant::now() < deadline, "no update arrived: {seen}");
+        let next = tokio::time::timeout(Duration::from_secs(15), stream.next()).await;
+        let Ok(Some(Ok(chunk))) = next else {
+            panic!("the stream ended: {seen}");
+        };
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains(&uri), "{seen}");
 }
