@@ -1,13 +1,15 @@
 //! The Model Context Protocol, in both roles the agent server plays.
 //!
-//! **Supervisor (client).** [`McpSupervisor`] is the shared actor that owns every stdio MCP
-//! server named in the configuration ([`McpServerConfig`], the desktop hosts' `mcpServers`
-//! shape). Each server gets a child task ([`child`]) that spawns it in its own process group
-//! ([`process`]), negotiates the protocol era, lists its tools, watches it and restarts it with
-//! capped backoff; [`connection`] is the JSON-RPC client over its stdio; [`catalog`] namespaces
-//! tools as `server__tool` and renders results for the model. The agent loop sends
-//! [`ListTools`] for the catalog and [`CallTool`] to run one, and gets a [`ToolOutput`] or an
-//! [`McpError`].
+//! **Supervisor (client).** [`McpSupervisor`] is the shared actor that owns every MCP server
+//! named in the configuration ([`McpServerConfig`], the desktop hosts' `mcpServers` shape):
+//! local ones over stdio, remote ones (`url`) over streamable HTTP. Each server gets a child
+//! task ([`child`]) that spawns it in its own process group ([`process`]) or opens its HTTP
+//! transport ([`http_client`]), negotiates the protocol era, lists its tools, watches it and
+//! restarts (reconnects) it with capped backoff; [`connection`] is the JSON-RPC client over
+//! either; [`catalog`] namespaces tools as `server__tool` and renders results for the model;
+//! [`sampling`] answers a server's sampling requests with the agent's model. The agent loop
+//! sends [`ListTools`] for the catalog and [`CallTool`] to run one (both filtered by the
+//! caller's [`McpAccess`]), and gets a [`ToolOutput`] or an [`McpError`].
 //!
 //! **Server.** [`server`] answers MCP requests for both eras whatever the transport
 //! ([`stdio_server`] for `kubiya mcp server`; the HTTP layer's `/mcp` for streamable HTTP);
