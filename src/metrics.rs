@@ -14,6 +14,7 @@ pub struct Metrics {
     latency: HistogramVec,
     /// Read from their owners when scraped (see [`Snapshot`]).
     model_calls: IntCounter,
+    upstream_connections: IntCounter,
     tokens: IntCounterVec,
     open_streams: IntGauge,
     mcp_servers: IntGaugeVec,
@@ -24,6 +25,8 @@ pub struct Metrics {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub model_calls: u64,
+    /// TCP connections opened to the providers; with reuse, far fewer than model calls.
+    pub upstream_connections: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub open_streams: u64,
@@ -56,6 +59,11 @@ impl Metrics {
         .expect("valid metric");
         let model_calls =
             IntCounter::new("llm_calls_total", "Model calls started").expect("valid metric");
+        let upstream_connections = IntCounter::new(
+            "llm_upstream_connections_opened_total",
+            "TCP connections opened to the model providers (reused across model calls)",
+        )
+        .expect("valid metric");
         let tokens = IntCounterVec::new(
             Opts::new(
                 "llm_tokens_total",
@@ -74,10 +82,11 @@ impl Metrics {
         let mcp_restarts =
             IntCounter::new("mcp_restarts_total", "Restarts of supervised MCP servers")
                 .expect("valid metric");
-        let collectors: [Box<dyn Collector>; 7] = [
+        let collectors: [Box<dyn Collector>; 8] = [
             Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(model_calls.clone()),
+            Box::new(upstream_connections.clone()),
             Box::new(tokens.clone()),
             Box::new(open_streams.clone()),
             Box::new(mcp_servers.clone()),
@@ -91,6 +100,7 @@ impl Metrics {
             requests,
             latency,
             model_calls,
+            upstream_connections,
             tokens,
             open_streams,
             mcp_servers,
@@ -112,6 +122,7 @@ impl Metrics {
     /// because their sources do.
     pub fn record(&self, snapshot: &Snapshot) {
         set_counter(&self.model_calls, snapshot.model_calls);
+        set_counter(&self.upstream_connections, snapshot.upstream_connections);
         set_counter(
             &self.tokens.with_label_values(&["input"]),
             snapshot.input_tokens,

@@ -33,12 +33,14 @@ pub struct StartCompletion {
     pub cancel: CancellationToken,
 }
 
-/// Tokens used across all calls of a pool, for metrics.
+/// Calls, tokens and upstream connections across all calls of a pool, for metrics.
 #[derive(Debug, Default)]
 pub struct TokenAccounting {
     pub calls: AtomicU64,
     pub input_tokens: AtomicU64,
     pub output_tokens: AtomicU64,
+    /// TCP connections opened to the upstreams; far below `calls` when the pools reuse them.
+    pub connections_opened: Arc<AtomicU64>,
 }
 
 impl TokenAccounting {
@@ -94,7 +96,10 @@ impl ProviderPool {
                 let configs = upstreams.clone();
                 let accounting = accounting.clone();
                 LlmProvider::start_in_arbiter(&Arbiter::new().handle(), move |_| LlmProvider {
-                    upstreams: configs.into_iter().map(Upstream::new).collect(),
+                    upstreams: configs
+                        .into_iter()
+                        .map(|config| Upstream::new(config, accounting.connections_opened.clone()))
+                        .collect(),
                     accounting,
                 })
             })

@@ -2,7 +2,8 @@
 //! retryable with backoff while nothing has reached the caller yet, then fall back to the
 //! next upstream; decode the streamed or whole body into [`LlmEvent`]s and forward them.
 //! Runs inside the `LlmProvider` actor's context; dropping the future drops the HTTP
-//! response, which closes the upstream connection.
+//! response, which closes the upstream connection. A response that ended well is read to its
+//! end after its terminal event went out, so its connection goes back to the pool.
 
 use std::time::Duration;
 
@@ -22,6 +23,10 @@ use super::upstream::Upstream;
 /// Error bodies are read for their message only; a megabyte of HTML is not a message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 const MAX_RESPONSE_BODY: usize = 32 * 1024 * 1024;
+/// After the terminal event only the body's end should follow; an upstream that keeps
+/// sending more than this, or takes longer, loses the connection instead of keeping it.
+const MAX_TRAILING_BYTES: usize = 64 * 1024;
+const TRAILING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Forwards events to the caller and remembers whether any output reached it, which is
 /// what decides whether a retry is still invisible.
@@ -241,8 +246,26 @@ async fn attempt_once(
             sink.deliver(event)?;
         }
         if decoder.is_done() {
+            // The caller has its terminal event; the end of the body is read on the side,
+            // out of reach of the call's cancellation, so the connection can be reused.
+            actix::spawn(read_to_end(response));
             return Ok(());
         }
+    }
+}
+
+/// Reads a finished response's remaining body so awc returns its connection to the pool;
+/// dropping a response before its end closes the connection.
+async fn read_to_end<S>(mut response: awc::ClientResponse<S>)
+where
+    S: futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin,
+{
+    let mut left = MAX_TRAILING_BYTES;
+    while let Ok(Some(Ok(bytes))) = timeout(TRAILING_TIMEOUT, response.next()).await {
+        let Some(rest) = left.checked_sub(bytes.len()) else {
+            return;
+        };
+        left = rest;
     }
 }
 
