@@ -66,6 +66,8 @@ impl Default for ComposeSettings {
 pub struct AgentSettings {
     pub max_iterations: u32,
     pub heartbeat_secs: u64,
+    /// A streaming client that takes nothing for this long while events wait is cut off.
+    pub stalled_reader_secs: u64,
 }
 
 /// The in-memory session store's bounds.
@@ -81,6 +83,7 @@ impl Default for AgentSettings {
         Self {
             max_iterations: 10,
             heartbeat_secs: 15,
+            stalled_reader_secs: 30,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod provider_setup;
 pub mod routes;
+pub mod stalled_client;
 pub mod startup;
 pub mod state;
 pub mod streaming;

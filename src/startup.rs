@@ -29,6 +29,7 @@ use crate::extract::BodyLimit;
 use crate::middleware::observe;
 use crate::provider_setup::ProviderSetup;
 use crate::routes;
+use crate::stalled_client;
 use crate::state::{AppParts, AppState};
 use crate::tenancy_setup;
 
@@ -106,6 +107,10 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        .on_connect(stalled_client::remember)
+        // A client that closes its side has left: without this a turn that is silent for a
+        // while (a long tool call) would not notice until its next write failed.
+        .h1_allow_half_closed(false)
         .disable_signals()
         .tcp_nodelay(true)
         .shutdown_timeout(settings.server.shutdown_timeout_secs);

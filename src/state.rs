@@ -69,6 +69,7 @@ impl AppState {
             mcp: self.mcp.clone(),
             max_iterations: self.agent.max_iterations,
             shutdown: self.shutdown.clone(),
+            stalled_reader: std::time::Duration::from_secs(self.agent.stalled_reader_secs),
         }
     }
 

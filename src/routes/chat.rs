@@ -16,6 +16,7 @@ use super::AGENT_MODEL;
 use super::models::model_not_found;
 use crate::error::ApiError;
 use crate::extract::ValidJson;
+use crate::stalled_client::ClientSocket;
 use crate::state::AppState;
 use crate::tenant::Tenant;
 use crate::turn::{self, SESSION_ID};
@@ -288,6 +289,7 @@ pub async fn chat_completions(
     req: HttpRequest,
     state: web::Data<AppState>,
     tenant: Tenant,
+    socket: ClientSocket,
     ValidJson(body): ValidJson<ChatCompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ValidTurn {
@@ -318,5 +320,6 @@ pub async fn chat_completions(
         format,
         encoder,
         Duration::from_secs(state.agent.heartbeat_secs),
+        socket,
     ))
 }

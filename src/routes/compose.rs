@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
 use crate::extract::{self, ValidJson};
+use crate::stalled_client::ClientSocket;
 use crate::state::AppState;
 use crate::tenant::Tenant;
 use crate::turn;
@@ -169,6 +170,7 @@ fn encoder(format: StreamFormat) -> Box<dyn StreamEncoder> {
 pub async fn compose(
     state: web::Data<AppState>,
     tenant: Tenant,
+    socket: ClientSocket,
     ValidJson(body): ValidJson<ComposeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ValidCompose {
@@ -182,7 +184,7 @@ pub async fn compose(
         Delivery::Whole => return whole(&state, started, act).await,
     };
     let heartbeat = Duration::from_secs(state.agent.heartbeat_secs);
-    Ok(started.into_response(format, encoder(format), heartbeat))
+    Ok(started.into_response(format, encoder(format), heartbeat, socket))
 }
 
 /// The non-streamed answer: the workflow with metadata, and the execution in act mode.

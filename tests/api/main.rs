@@ -7,6 +7,7 @@ mod mock_upstream;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
 
+mod backpressure;
 mod chat;
 mod clients;
 mod compose;

@@ -182,6 +182,23 @@ impl MockUpstream {
         self.state.connections.load(Ordering::SeqCst)
     }
 
+    /// Waits up to `within` for `condition` on the mock, blocking the thread.
+    pub fn wait_until_blocking(
+        &self,
+        what: &str,
+        within: Duration,
+        condition: impl Fn(&Self) -> bool,
+    ) {
+        let deadline = std::time::Instant::now() + within;
+        while !condition(self) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the mock upstream never saw: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits up to 10 s for `condition` on the mock.
     pub async fn wait_until(&self, what: &str, condition: impl Fn(&Self) -> bool) {
         for _ in 0..500 {

@@ -51,7 +51,7 @@ impl From<ProviderError> for AttemptError {
 impl Sink<'_> {
     /// Sends a non-failure event; a `Failed` event is handed back as an error so the retry
     /// logic decides what the caller sees.
-    fn deliver(&mut self, event: LlmEvent) -> Result<(), AttemptError> {
+    async fn deliver(&mut self, event: LlmEvent) -> Result<(), AttemptError> {
         match event {
             LlmEvent::Failed(error) => Err(AttemptError::Provider(error)),
             event => {
@@ -64,17 +64,18 @@ impl Sink<'_> {
                 ) {
                     self.output_started = true;
                 }
-                self.send(event)
+                self.send(event).await
             }
         }
     }
 
-    fn send(&self, event: LlmEvent) -> Result<(), AttemptError> {
-        if !self.reply_to.connected() {
-            return Err(AttemptError::CallerGone);
-        }
-        self.reply_to.do_send(event);
-        Ok(())
+    /// Resolves once the caller took the event and has room for more, so a caller that
+    /// cannot pass events on (its client reads slowly) slows the upstream read down.
+    async fn send(&self, event: LlmEvent) -> Result<(), AttemptError> {
+        self.reply_to
+            .send(event)
+            .await
+            .map_err(|_| AttemptError::CallerGone)
     }
 }
 
@@ -106,7 +107,7 @@ pub(super) async fn complete(
         }
         Err(AttemptError::Provider(error)) => {
             tracing::warn!(error = %error, "model call failed");
-            let _ = sink.send(LlmEvent::Failed(error));
+            let _ = sink.send(LlmEvent::Failed(error)).await;
         }
     }
 }
@@ -127,7 +128,7 @@ async fn attempt_all(
         };
         if upstream.config.protocol == Protocol::Offline {
             for event in offline::plan(&request) {
-                sink.deliver(event)?;
+                sink.deliver(event).await?;
             }
             return Ok(());
         }
@@ -217,7 +218,7 @@ async fn attempt_once(
             message: format!("reading the response failed: {err}"),
         })?;
         for event in codec::parse_response(config.protocol, &body).unwrap_or_default() {
-            sink.deliver(event)?;
+            sink.deliver(event).await?;
         }
         return Ok(());
     }
@@ -243,7 +244,7 @@ async fn attempt_once(
             None => decoder.finish(&mut events),
         }
         for event in events.drain(..) {
-            sink.deliver(event)?;
+            sink.deliver(event).await?;
         }
         if decoder.is_done() {
             // The caller has its terminal event; the end of the body is read on the side,

@@ -5,6 +5,7 @@
 
 mod actor;
 mod event;
+mod outbox;
 pub mod redis_store;
 pub mod store;
 
@@ -12,6 +13,7 @@ pub use actor::{
     BeginTurn, ComposeOptions, Session, SessionDeps, TurnMode, TurnRejected, TurnRequest,
 };
 pub use event::{TurnError, TurnErrorKind, TurnEvent};
+pub use outbox::{CHANNEL_CAPACITY, QUEUE_LIMIT, event_channel};
 pub use redis_store::{RedisSessionStore, RedisStoreSettings};
 pub use store::{
     MemorySessionStore, SessionKey, SessionRecord, SessionStore, StoreError, TurnLease,
