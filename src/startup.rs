@@ -17,9 +17,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use kubiya_actors::workflow::{DrainExecutions, ExecutionWatcher};
 
-use actix::Actor;
-use kubiya_actors::composer::Composer;
+use kubiya_actors::composer::{Composer, McpTools};
 use kubiya_actors::mcp::{self, McpSupervisor};
+use kubiya_actors::per_thread::PerThread;
 use kubiya_actors::provider::ProviderPool;
 
 use crate::auth::authenticate;
@@ -71,13 +71,13 @@ impl Application {
         let signals = ShutdownSignals::install()?;
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
         let port = listener.local_addr()?.port();
-        let supervisor = McpSupervisor::new(settings.mcp_servers.clone(), settings.mcp.clone())
-            .start_supervised();
-        let actors = match settings.provider.actors {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            count => count,
+        let supervisor = McpSupervisor::new(settings.mcp_servers.clone(), settings.mcp.clone());
+        let mcp_tools = McpTools {
+            changes: supervisor.catalog_changes(),
+            supervisor: supervisor.start_supervised(),
         };
-        let providers = ProviderPool::start(provider.upstreams.clone(), actors);
+        let supervisor = mcp_tools.supervisor.clone();
+        let providers = ProviderPool::start(provider.upstreams.clone(), settings.provider.actors);
         let tenancy = tenancy_setup::build(settings)?;
         let mut watcher_config = execution_setup::watcher_config(&settings.runner);
         watcher_config.shared =
@@ -85,7 +85,7 @@ impl Application {
         let executions = ExecutionWatcher::start_on_own_arbiter(watcher_config);
         let state = web::Data::new(AppState::new(AppParts {
             providers,
-            composer: Composer::new(Some(supervisor.clone())).start(),
+            composer: PerThread::new(move || Composer::new(Some(mcp_tools.clone()))),
             store: tenancy.store,
             agent: settings.agent.clone(),
             compose: settings.compose.clone(),

@@ -9,8 +9,9 @@ use std::time::{Instant, SystemTime};
 use actix::Addr;
 use kubiya_actors::composer::Composer;
 use kubiya_actors::mcp::McpSupervisor;
+use kubiya_actors::per_thread::PerThread;
 use kubiya_actors::provider::ProviderPool;
-use kubiya_actors::session::{SessionDeps, SessionStore};
+use kubiya_actors::session::{OverheadObserver, SessionDeps, SessionStore};
 use kubiya_actors::workflow::ExecutionWatcher;
 use tokio_util::sync::CancellationToken;
 
@@ -21,7 +22,7 @@ use crate::tenant::Tenants;
 
 pub struct AppState {
     pub providers: ProviderPool,
-    pub composer: Addr<Composer>,
+    pub composer: PerThread<Composer>,
     pub store: Arc<dyn SessionStore>,
     pub agent: AgentSettings,
     pub compose: ComposeSettings,
@@ -33,6 +34,8 @@ pub struct AppState {
     pub started: Instant,
     pub started_at: SystemTime,
     pub metrics: Metrics,
+    /// The turn overhead histogram in `metrics`, handed to every Session.
+    turn_overhead: Arc<dyn OverheadObserver>,
     /// The supervisor of the configured MCP servers, once started.
     pub mcp: Option<Addr<McpSupervisor>>,
     pub executions: Addr<ExecutionWatcher>,
@@ -41,6 +44,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(parts: AppParts) -> Self {
+        let metrics = Metrics::new();
         Self {
             providers: parts.providers,
             composer: parts.composer,
@@ -52,7 +56,8 @@ impl AppState {
             shutdown: CancellationToken::new(),
             started: Instant::now(),
             started_at: SystemTime::now(),
-            metrics: Metrics::new(),
+            turn_overhead: Arc::new(metrics.turn_overhead()),
+            metrics,
             mcp: parts.mcp,
             executions: parts.executions,
             draining: AtomicBool::new(false),
@@ -70,6 +75,7 @@ impl AppState {
             max_iterations: self.agent.max_iterations,
             shutdown: self.shutdown.clone(),
             stalled_reader: std::time::Duration::from_secs(self.agent.stalled_reader_secs),
+            overhead: self.turn_overhead.clone(),
         }
     }
 
@@ -86,7 +92,7 @@ impl AppState {
 /// The actors and stores start-up builds for the state.
 pub struct AppParts {
     pub providers: ProviderPool,
-    pub composer: Addr<Composer>,
+    pub composer: PerThread<Composer>,
     pub store: Arc<dyn SessionStore>,
     pub agent: AgentSettings,
     pub compose: ComposeSettings,

@@ -20,11 +20,14 @@
 //! - [`limits`]: per-tenant request rates and concurrent streams, counted in this process or,
 //!   across replicas, in Redis through the shared [`redis_connection`].
 //! - [`hold`]: what is held for a turn or a stream (leases, permits) and how it is let go.
+//! - [`per_thread`]: an actor started on each thread that uses it, so a turn stays on its
+//!   worker.
 
 pub mod composer;
 pub mod hold;
 pub mod limits;
 pub mod mcp;
+pub mod per_thread;
 pub mod provider;
 pub mod redis_connection;
 pub mod session;

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::ServerCatalog;
+use super::catalog::{CatalogChanges, ServerCatalog};
 use super::config::{McpServerConfig, McpSettings};
 use super::connection::{Connection, RequestLimits};
 use super::process::spawn_server;
@@ -89,7 +89,12 @@ pub(crate) struct ServerChild {
 
 impl ServerChild {
     /// Starts the server's task, or records it as stopped when it is disabled.
-    pub(crate) fn start(name: String, config: McpServerConfig, settings: Arc<McpSettings>) -> Self {
+    pub(crate) fn start(
+        name: String,
+        config: McpServerConfig,
+        settings: Arc<McpSettings>,
+        changes: CatalogChanges,
+    ) -> Self {
         let enabled = config.is_enabled();
         let state = Arc::new(Mutex::new(ChildState {
             state: if enabled {
@@ -111,6 +116,7 @@ impl ServerChild {
                 settings,
                 state: state.clone(),
                 stop: stop.clone(),
+                changes,
             };
             tokio::spawn(lifecycle.run())
         });
@@ -166,6 +172,7 @@ struct Lifecycle {
     settings: Arc<McpSettings>,
     state: Arc<Mutex<ChildState>>,
     stop: CancellationToken,
+    changes: CatalogChanges,
 }
 
 /// How one run of the server ended.
@@ -224,6 +231,8 @@ impl Lifecycle {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         change(&mut state);
+        // Any change may change what the catalog offers; readers re-list on their next use.
+        self.changes.bump();
     }
 
     /// Starts the server once and keeps it until it exits or we are told to stop.

@@ -15,7 +15,7 @@ use actix::{Actor, Addr, Context, Handler, Message, MessageResult, ResponseFutur
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::{ToolOutput, render_result, server_of};
+use super::catalog::{CatalogChanges, ToolOutput, render_result, server_of};
 use super::child::{McpServerStatus, ServerChild, ServerState};
 use super::config::{McpServerConfig, McpSettings};
 use super::connection::{RequestFailure, RequestLimits};
@@ -59,6 +59,7 @@ pub struct McpSupervisor {
     children: BTreeMap<String, ServerChild>,
     /// After [`Shutdown`], a restart by the actix supervisor must not start servers again.
     shut_down: bool,
+    changes: CatalogChanges,
 }
 
 impl McpSupervisor {
@@ -68,7 +69,13 @@ impl McpSupervisor {
             settings: Arc::new(settings),
             children: BTreeMap::new(),
             shut_down: false,
+            changes: CatalogChanges::default(),
         }
+    }
+
+    /// Moves whenever what [`ListTools`] would answer may have changed.
+    pub fn catalog_changes(&self) -> CatalogChanges {
+        self.changes.clone()
     }
 
     /// Starts the supervisor under actix's supervision on the current arbiter.
@@ -106,9 +113,15 @@ impl Actor for McpSupervisor {
             return;
         }
         for (name, config) in &self.servers {
-            let child = ServerChild::start(name.clone(), config.clone(), self.settings.clone());
+            let child = ServerChild::start(
+                name.clone(),
+                config.clone(),
+                self.settings.clone(),
+                self.changes.clone(),
+            );
             self.children.insert(name.clone(), child);
         }
+        self.changes.bump();
         tracing::info!(servers = self.children.len(), "MCP supervisor started");
     }
 
@@ -123,6 +136,7 @@ impl Supervised for McpSupervisor {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         self.stop_children();
         self.children.clear();
+        self.changes.bump();
     }
 }
 

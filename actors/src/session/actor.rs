@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde_json::{Value, json};
@@ -27,6 +27,7 @@ use super::outbox::{Outbox, Pushed};
 use super::store::{SessionKey, SessionRecord, SessionStore, StoreError, TurnLease};
 use crate::composer::{ComposeTurn, Composer, Purpose};
 use crate::mcp::{CallTool, McpSupervisor};
+use crate::per_thread::PerThread;
 use crate::provider::{
     ChatMessage, FinishReason, LlmEvent, ProviderPool, StartCompletion, ToolCall, Usage,
 };
@@ -75,7 +76,7 @@ pub struct ComposeOptions {
 #[derive(Clone)]
 pub struct SessionDeps {
     pub providers: ProviderPool,
-    pub composer: Addr<Composer>,
+    pub composer: PerThread<Composer>,
     pub store: Arc<dyn SessionStore>,
     pub executions: Addr<ExecutionWatcher>,
     pub mcp: Option<Addr<McpSupervisor>>,
@@ -84,6 +85,15 @@ pub struct SessionDeps {
     pub shutdown: CancellationToken,
     /// A client that takes no event for this long while events wait is cut off.
     pub stalled_reader: Duration,
+    /// Told how long each turn spent in the server's own code.
+    pub overhead: Arc<dyn OverheadObserver>,
+}
+
+/// Learns, as each turn ends, the time it spent in the server's own code: its whole time
+/// minus the time it waited for model calls (request sent to last event), MCP tool calls and
+/// workflow executions.
+pub trait OverheadObserver: Send + Sync {
+    fn observe(&self, in_server: Duration);
 }
 
 /// Starts the turn: replies once the lease is held and the history loaded, so the HTTP
@@ -149,6 +159,10 @@ pub struct Session {
     step_finished: Option<TurnEvent>,
     /// Compose: workflows proposed so far.
     attempts: u32,
+    started: Instant,
+    /// Time spent waiting on model calls, tools and executions, and since when it waits now.
+    waited: Duration,
+    waiting_since: Option<Instant>,
 }
 
 impl Session {
@@ -167,6 +181,20 @@ impl Session {
             pending_tools: VecDeque::new(),
             step_finished: None,
             attempts: 0,
+            started: Instant::now(),
+            waited: Duration::ZERO,
+            waiting_since: None,
+        }
+    }
+
+    /// The turn starts waiting on something outside the server (a model, a tool, a run).
+    fn begin_wait(&mut self) {
+        self.waiting_since.get_or_insert_with(Instant::now);
+    }
+
+    fn end_wait(&mut self) {
+        if let Some(since) = self.waiting_since.take() {
+            self.waited += since.elapsed();
         }
     }
 
@@ -234,6 +262,11 @@ impl Session {
     /// Ends the turn: cancels what it started, and stops the actor once what is queued for
     /// the client has left.
     fn end(&mut self, ctx: &mut Context<Self>) {
+        if !self.ended() {
+            self.end_wait();
+            let in_server = self.started.elapsed().saturating_sub(self.waited);
+            self.deps.overhead.observe(in_server);
+        }
         self.enter(Phase::Ended);
         self.cancel.cancel();
         if self.outbox.is_empty() {
@@ -311,10 +344,11 @@ impl Session {
             model,
         };
         self.enter(Phase::Composing);
-        let composing = self.deps.composer.send(compose);
+        let composing = self.deps.composer.get().send(compose);
         self.spawn_step(ctx, composing, |session, composed, ctx| match composed {
             Ok(request) => {
                 session.enter(Phase::Calling(ModelStep::default()));
+                session.begin_wait();
                 session.deps.providers.start_completion(StartCompletion {
                     request,
                     reply_to: ctx.address().recipient(),
@@ -424,6 +458,7 @@ impl Session {
             runner: arguments["runner"].as_str().map(str::to_owned),
         };
         let starting = self.deps.executions.send(start);
+        self.begin_wait();
         self.spawn_step(ctx, starting, move |session, started, ctx| {
             let summary = match started {
                 Ok(Ok(summary)) => summary,
@@ -504,6 +539,7 @@ impl Session {
         is_error: bool,
         ctx: &mut Context<Self>,
     ) {
+        self.end_wait();
         match self.request.mode {
             TurnMode::Chat => self.tool_finished(call, result, is_error, ctx),
             TurnMode::Compose(_) => {
@@ -531,7 +567,9 @@ impl Session {
             arguments: call.arguments.clone(),
             cancel: self.cancel.child_token(),
         };
+        self.begin_wait();
         self.spawn_step(ctx, mcp.send(request), move |session, answer, ctx| {
+            session.end_wait();
             let (result, is_error) = match answer {
                 Ok(Ok(output)) => (Value::String(output.content), output.is_error),
                 Ok(Err(err)) => (json!({"error": err.to_string()}), true),
@@ -886,6 +924,7 @@ impl Handler<LlmEvent> for Session {
                 self.turn_usage.output += usage.output;
             }
             LlmEvent::Finished { reason } => {
+                self.end_wait();
                 let Phase::Calling(step) = std::mem::replace(&mut self.phase, Phase::RunningTool)
                 else {
                     unreachable!("matched above");

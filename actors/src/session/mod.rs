@@ -10,7 +10,8 @@ pub mod redis_store;
 pub mod store;
 
 pub use actor::{
-    BeginTurn, ComposeOptions, Session, SessionDeps, TurnMode, TurnRejected, TurnRequest,
+    BeginTurn, ComposeOptions, OverheadObserver, Session, SessionDeps, TurnMode, TurnRejected,
+    TurnRequest,
 };
 pub use event::{TurnError, TurnErrorKind, TurnEvent};
 pub use outbox::{CHANNEL_CAPACITY, QUEUE_LIMIT, event_channel};
