@@ -29,19 +29,8 @@ fn a_client_that_stops_reading_holds_only_the_channel_bound_and_is_cut_off() {
     let delta = openai_chunk(json!({"content": "x".repeat(1024)}), None);
     let chunks = vec![delta; DELTAS];
     let mock = MockUpstream::start(vec![Reply::sse_chunks(chunks, Duration::ZERO, true)]);
-    let base_url = format!("{}/v1", mock.base());
-    let server = ServerProcess::start(
-        &[
-            "--provider",
-            "openai",
-            "--base-url",
-            &base_url,
-            "--api-key",
-            "sk-test",
-        ],
-        &[("KUBIYA_AGENT__STALLED_READER_SECS", "3")],
-        None,
-    );
+    let server =
+        ServerProcess::against(&mock.base(), &[("KUBIYA_AGENT__STALLED_READER_SECS", "3")]);
     let before = resident_kib(server.child.id());
 
     // A streamed request, then only the first bytes of the answer are read.

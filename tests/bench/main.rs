@@ -305,13 +305,15 @@ async fn first_token(
 /// `body` asks it to) until all have their first token, then lets them end. Returns the
 /// outcomes and the server's resident memory while all were open.
 async fn concurrent_streams(
-    client: &awc::Client,
     url: &str,
     body: &'static str,
     (count, batch): (usize, usize),
     mock: &Mock,
     server_pid: Option<u32>,
 ) -> (Vec<StreamOutcome>, f64) {
+    // A client of its own: its pooled connections close with it at the end, so the next
+    // phase has its files.
+    let client = &client();
     mock.release.send_replace(false);
     let released = mock.release.subscribe();
     let first_tokens = Arc::new(AtomicU64::new(0));
@@ -483,7 +485,6 @@ async fn run() {
     let (mut direct_ttft, mut via_ttft) = (Vec::new(), Vec::new());
     for _ in 0..4 {
         let (outcomes, _) = concurrent_streams(
-            &client,
             &direct,
             STREAM_REQUEST,
             (CONCURRENT_STREAMS, CONCURRENT_STREAMS),
@@ -493,7 +494,6 @@ async fn run() {
         .await;
         direct_ttft.extend(outcomes);
         let (outcomes, _) = concurrent_streams(
-            &client,
             &via,
             STREAM_REQUEST,
             (CONCURRENT_STREAMS, CONCURRENT_STREAMS),
@@ -510,7 +510,6 @@ async fn run() {
     // upstream socket in the server, and in this process a client and a mock socket.
     let open_streams = MAX_OPEN_STREAMS.min((open_files as usize).saturating_sub(300) / 2);
     let (outcomes, _) = concurrent_streams(
-        &client,
         &direct,
         HOLD_REQUEST,
         (open_streams, OPEN_BATCH),
@@ -520,7 +519,6 @@ async fn run() {
     .await;
     let direct_open = stream_figures(outcomes);
     let (outcomes, memory_open) = concurrent_streams(
-        &client,
         &via,
         HOLD_REQUEST,
         (open_streams, OPEN_BATCH),

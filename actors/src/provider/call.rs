@@ -243,14 +243,18 @@ async fn attempt_once(
             }
             None => decoder.finish(&mut events),
         }
+        if decoder.is_done() {
+            // The end of the body is read on the side, out of reach of this call's
+            // cancellation, so the connection goes back to the pool: the last events let the
+            // caller finish its turn, which cancels this call, possibly before it resumes.
+            actix::spawn(read_to_end(response));
+            for event in events.drain(..) {
+                sink.deliver(event).await?;
+            }
+            return Ok(());
+        }
         for event in events.drain(..) {
             sink.deliver(event).await?;
-        }
-        if decoder.is_done() {
-            // The caller has its terminal event; the end of the body is read on the side,
-            // out of reach of the call's cancellation, so the connection can be reused.
-            actix::spawn(read_to_end(response));
-            return Ok(());
         }
     }
 }

@@ -401,14 +401,7 @@ impl Session {
             return;
         };
         self.enter(Phase::RunningTool);
-        self.emit(
-            TurnEvent::ToolCall {
-                id: call.id.clone(),
-                name: call.name.clone(),
-                arguments: call.arguments.clone(),
-            },
-            ctx,
-        );
+        self.emit_tool_call(&call, ctx);
         match call.name.as_str() {
             tools::VALIDATE_WORKFLOW => {
                 let result = tools::validate_workflow(&call.arguments);
@@ -661,14 +654,7 @@ impl Session {
                 "no workflow found: call validate_workflow with the complete workflow JSON"}]}),
         };
         for call in &calls {
-            self.emit(
-                TurnEvent::ToolCall {
-                    id: call.id.clone(),
-                    name: call.name.clone(),
-                    arguments: call.arguments.clone(),
-                },
-                ctx,
-            );
+            self.emit_tool_call(call, ctx);
             self.emit(
                 TurnEvent::ToolResult {
                     id: call.id.clone(),
@@ -737,15 +723,17 @@ impl Session {
             arguments: json!({"workflow": workflow, "params": options.parameters, "runner": options.runner}),
         };
         self.enter(Phase::RunningTool);
-        self.emit(
-            TurnEvent::ToolCall {
-                id: call.id.clone(),
-                name: call.name.clone(),
-                arguments: call.arguments.clone(),
-            },
-            ctx,
-        );
+        self.emit_tool_call(&call, ctx);
         self.start_execution(call, ctx);
+    }
+
+    fn emit_tool_call(&mut self, call: &ToolCall, ctx: &mut Context<Self>) {
+        let event = TurnEvent::ToolCall {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+        };
+        self.emit(event, ctx);
     }
 
     fn emit_step_finished(&mut self, ctx: &mut Context<Self>) {
