@@ -68,6 +68,9 @@ pub struct AgentSettings {
     pub heartbeat_secs: u64,
     /// A streaming client that takes nothing for this long while events wait is cut off.
     pub stalled_reader_secs: u64,
+    /// Every turn waits for the user's approval before running a workflow, unless the
+    /// request says otherwise (`require_approval`).
+    pub require_approval: bool,
 }
 
 /// The in-memory session store's bounds.
@@ -84,6 +87,7 @@ impl Default for AgentSettings {
             max_iterations: 10,
             heartbeat_secs: 15,
             stalled_reader_secs: 30,
+            require_approval: false,
         }
     }
 }
@@ -188,6 +192,8 @@ pub struct RunnerSettings {
     pub heartbeat_ms: u64,
     /// A running execution whose heartbeat is older than this is `lost` (shared store).
     pub lost_after_ms: u64,
+    /// Executions of one tenant running at once (across replicas), unless its API key says.
+    pub max_concurrent_executions: u32,
     pub local: LocalRunnerSettings,
     pub kubiya: KubiyaRunnerSettings,
 }
@@ -199,6 +205,27 @@ pub struct LocalRunnerSettings {
     pub allow_network: bool,
     pub max_active_steps: usize,
     pub max_output_bytes: usize,
+    /// Internal address ranges (CIDR) `http` steps may reach anyway.
+    pub http_allow: Vec<String>,
+    /// Per step: address space of each process, processes at once, CPU seconds, largest
+    /// file, open files, size of the private /tmp, wall time without a `timeout`.
+    pub step_memory_bytes: u64,
+    pub step_max_processes: u64,
+    pub step_cpu_secs: u64,
+    pub step_file_size_bytes: u64,
+    pub step_open_files: u64,
+    pub step_tmp_bytes: u64,
+    pub step_timeout_secs: u64,
+    /// Per workflow: wall time without a `timeout`, steps, highest `maxActiveSteps`, highest
+    /// retry limit, shortest retry interval.
+    pub workflow_timeout_secs: u64,
+    pub max_steps: usize,
+    pub max_active_steps_limit: u32,
+    pub max_retries: u32,
+    pub min_retry_interval_secs: u64,
+    /// Host ids for sandboxed steps when the server runs as root.
+    pub sandbox_id_first: u32,
+    pub sandbox_id_count: u32,
 }
 
 /// The Kubiya platform; an empty key means "not configured".
@@ -287,6 +314,7 @@ impl Default for RunnerSettings {
             max_finished: 1000,
             heartbeat_ms: 1000,
             lost_after_ms: 5000,
+            max_concurrent_executions: 10,
             local: LocalRunnerSettings::default(),
             kubiya: KubiyaRunnerSettings::default(),
         }
@@ -305,11 +333,28 @@ impl fmt::Debug for FallbackSettings {
 
 impl Default for LocalRunnerSettings {
     fn default() -> Self {
+        let step = kubiya_actors::workflow::StepLimits::default();
+        let workflow = kubiya_actors::workflow::WorkflowLimits::default();
         Self {
             allow_unsandboxed: false,
             allow_network: false,
             max_active_steps: 4,
             max_output_bytes: 1024 * 1024,
+            http_allow: Vec::new(),
+            step_memory_bytes: step.memory_bytes,
+            step_max_processes: step.max_processes,
+            step_cpu_secs: step.cpu_secs,
+            step_file_size_bytes: step.file_size_bytes,
+            step_open_files: step.open_files,
+            step_tmp_bytes: step.tmp_bytes,
+            step_timeout_secs: step.default_timeout.as_secs(),
+            workflow_timeout_secs: workflow.default_timeout.as_secs(),
+            max_steps: workflow.max_steps,
+            max_active_steps_limit: workflow.max_active_steps,
+            max_retries: workflow.max_retries,
+            min_retry_interval_secs: workflow.min_retry_interval.as_secs(),
+            sandbox_id_first: kubiya_actors::workflow::local::DEFAULT_HOST_ID_FIRST,
+            sandbox_id_count: kubiya_actors::workflow::local::DEFAULT_HOST_ID_COUNT,
         }
     }
 }
@@ -448,6 +493,7 @@ impl Settings {
             .resolve_keys(|name| std::env::var(name).ok())?;
         settings.store.check()?;
         settings.check_execution_heartbeats()?;
+        settings.check_runner_limits()?;
         Ok(settings)
     }
 }
@@ -460,6 +506,43 @@ impl Settings {
             return Err(ConfigError(format!(
                 "invalid setting runner.lost_after_ms: found {} with runner.heartbeat_ms {}, expected a heartbeat above 0 and lost_after_ms above it (a few heartbeats)",
                 runner.lost_after_ms, runner.heartbeat_ms
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every address range of `runner.local.http_allow` parses, and no limit is zero.
+    fn check_runner_limits(&self) -> Result<(), ConfigError> {
+        let local = &self.runner.local;
+        for (index, range) in local.http_allow.iter().enumerate() {
+            if range.parse::<ipnet::IpNet>().is_err() {
+                return Err(ConfigError(format!(
+                    "invalid setting runner.local.http_allow[{index}]: `{range}` is not an address range; expected CIDR like 10.0.0.0/8 or 127.0.0.1/32"
+                )));
+            }
+        }
+        let zero = [
+            ("step_memory_bytes", local.step_memory_bytes == 0),
+            ("step_max_processes", local.step_max_processes == 0),
+            ("step_cpu_secs", local.step_cpu_secs == 0),
+            ("step_file_size_bytes", local.step_file_size_bytes == 0),
+            ("step_open_files", local.step_open_files == 0),
+            ("step_tmp_bytes", local.step_tmp_bytes == 0),
+            ("step_timeout_secs", local.step_timeout_secs == 0),
+            ("workflow_timeout_secs", local.workflow_timeout_secs == 0),
+            ("max_steps", local.max_steps == 0),
+            ("max_active_steps_limit", local.max_active_steps_limit == 0),
+            ("sandbox_id_count", local.sandbox_id_count == 0),
+        ];
+        if let Some((name, _)) = zero.iter().find(|(_, is_zero)| *is_zero) {
+            return Err(ConfigError(format!(
+                "invalid setting runner.local.{name}: found 0, expected at least 1"
+            )));
+        }
+        if local.sandbox_id_first < 1000 {
+            return Err(ConfigError(format!(
+                "invalid setting runner.local.sandbox_id_first: found {}, expected ids no system account uses (at least 1000; the default is far above ordinary ids)",
+                local.sandbox_id_first
             )));
         }
         Ok(())
@@ -658,6 +741,19 @@ mod tests {
             ..Default::default()
         };
         assert!(!format!("{kubiya:?}").contains("uk-secret"));
+    }
+
+    #[test]
+    fn runner_limits_are_checked() {
+        let mut settings = Settings::default();
+        assert!(settings.check_runner_limits().is_ok());
+        settings.runner.local.http_allow = vec!["10.0.0.0/8".into(), "localhost".into()];
+        let error = settings.check_runner_limits().unwrap_err().to_string();
+        assert!(error.contains("runner.local.http_allow[1]"), "{error}");
+        settings.runner.local.http_allow.clear();
+        settings.runner.local.step_max_processes = 0;
+        let error = settings.check_runner_limits().unwrap_err().to_string();
+        assert!(error.contains("runner.local.step_max_processes"), "{error}");
     }
 
     #[test]

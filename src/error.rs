@@ -252,7 +252,9 @@ impl From<kubiya_actors::limits::LimitError> for ApiError {
     fn from(error: kubiya_actors::limits::LimitError) -> Self {
         use kubiya_actors::limits::LimitError;
         let code = match error {
-            LimitError::RequestRate { .. } | LimitError::Streams { .. } => ErrorCode::RateLimited,
+            LimitError::RequestRate { .. }
+            | LimitError::Streams { .. }
+            | LimitError::Executions { .. } => ErrorCode::RateLimited,
             LimitError::Unavailable(_) => ErrorCode::Unavailable,
         };
         ApiError::new(code, error.to_string()).with_retry_after(error.retry_after_secs())

@@ -4,36 +4,83 @@
 //! set, and executions shared through Redis when `[store] url` is). Start-up and the
 //! `kubiya workflow run` command both use it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kubiya_actors::workflow::{
-    AwcStepClient, HttpStepClient, KubiyaConfig, LOCAL_RUNNER, RunOptions, SharedConfig,
-    WatcherConfig,
+    AwcStepClient, EgressPolicy, HostIds, HttpStepClient, KubiyaConfig, LOCAL_RUNNER, RunOptions,
+    SharedConfig, StepLimits, WatcherConfig, WorkflowLimits,
 };
 
 use crate::config::{LocalRunnerSettings, RunnerSettings, StoreSettings};
 
 /// The local runner's options. Starts the `http` step client's arbiter when the network is
-/// allowed, so it must run inside an actix system.
-pub fn local_run_options(local: &LocalRunnerSettings) -> RunOptions {
+/// allowed, so it must run inside an actix system. `own_listener` is the server's address,
+/// which `http` steps may never call.
+pub fn local_run_options(
+    local: &LocalRunnerSettings,
+    own_listener: Option<SocketAddr>,
+) -> RunOptions {
     // An http step is network access too: without `allow_network` there is no client, and
     // validation tells the user how to allow it.
-    let http_client = local
-        .allow_network
-        .then(|| Arc::new(AwcStepClient::start(local.max_output_bytes)) as Arc<dyn HttpStepClient>);
+    let http_client = local.allow_network.then(|| {
+        Arc::new(AwcStepClient::start(
+            local.max_output_bytes,
+            egress_policy(local, own_listener),
+        )) as Arc<dyn HttpStepClient>
+    });
+    RunOptions {
+        http_client,
+        ..sandboxed_run_options(local)
+    }
+}
+
+/// The local runner's options without an `http` step client.
+pub fn sandboxed_run_options(local: &LocalRunnerSettings) -> RunOptions {
     RunOptions {
         allow_unsandboxed: local.allow_unsandboxed,
         allow_network: local.allow_network,
         max_active_steps: local.max_active_steps.max(1),
         output_limit: local.max_output_bytes,
-        http_client,
+        step_limits: StepLimits {
+            memory_bytes: local.step_memory_bytes,
+            max_processes: local.step_max_processes,
+            cpu_secs: local.step_cpu_secs,
+            file_size_bytes: local.step_file_size_bytes,
+            open_files: local.step_open_files,
+            tmp_bytes: local.step_tmp_bytes,
+            default_timeout: Duration::from_secs(local.step_timeout_secs),
+        },
+        workflow_limits: WorkflowLimits {
+            default_timeout: Duration::from_secs(local.workflow_timeout_secs),
+            max_steps: local.max_steps,
+            max_active_steps: local.max_active_steps_limit,
+            max_retries: local.max_retries,
+            min_retry_interval: Duration::from_secs(local.min_retry_interval_secs),
+        },
+        host_ids: HostIds::new(local.sandbox_id_first, local.sandbox_id_count),
         ..RunOptions::default()
     }
 }
 
+/// Where `http` steps may connect (the ranges were checked when the settings loaded).
+pub fn egress_policy(
+    local: &LocalRunnerSettings,
+    own_listener: Option<SocketAddr>,
+) -> EgressPolicy {
+    EgressPolicy {
+        allowed: local
+            .http_allow
+            .iter()
+            .filter_map(|range| range.parse().ok())
+            .collect(),
+        own_listener,
+    }
+}
+
 /// The watcher's configuration. Must run inside an actix system (see [`local_run_options`]).
-pub fn watcher_config(runner: &RunnerSettings) -> WatcherConfig {
+pub fn watcher_config(runner: &RunnerSettings, own_listener: Option<SocketAddr>) -> WatcherConfig {
     let kubiya = (!runner.kubiya.api_key.trim().is_empty()).then(|| KubiyaConfig {
         max_output_bytes: runner.local.max_output_bytes,
         ..KubiyaConfig::new(runner.kubiya.api_url.trim(), runner.kubiya.api_key.trim())
@@ -44,7 +91,7 @@ pub fn watcher_config(runner: &RunnerSettings) -> WatcherConfig {
     };
     WatcherConfig {
         default_runner,
-        local: local_run_options(&runner.local),
+        local: local_run_options(&runner.local, own_listener),
         kubiya,
         finished_ttl: Duration::from_secs(runner.finished_ttl_secs),
         max_finished: runner.max_finished,

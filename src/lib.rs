@@ -13,6 +13,7 @@ pub mod extract;
 pub mod metrics;
 pub mod middleware;
 pub mod provider_setup;
+pub mod resumable;
 pub mod routes;
 pub mod stalled_client;
 pub mod startup;

@@ -10,7 +10,7 @@ use kubiya::cli::{AgentArgs, Cli, Command, McpCommand, ServerArgs};
 use kubiya::config::{FlagOverrides, Settings};
 use kubiya::startup::Application;
 use kubiya::workflow_cli;
-use kubiya::{provider_setup, telemetry};
+use kubiya::{execution_setup, provider_setup, telemetry};
 use kubiya_actors::mcp::{ServerIdentity, WorkflowTools, serve};
 use kubiya_actors::workflow::{LocalRunner, PlainHttpClient, RunOptions};
 
@@ -44,11 +44,15 @@ fn run_mcp_server(args: &ServerArgs) -> ExitCode {
         }
     };
     let _log_guard = telemetry::init(&settings.log);
+    let local = &settings.runner.local;
     let runner = LocalRunner::new(RunOptions {
-        allow_network: args.allow_network,
-        allow_unsandboxed: args.allow_unsandboxed,
-        http_client: Some(Arc::new(PlainHttpClient::default())),
-        ..RunOptions::default()
+        allow_network: args.allow_network || local.allow_network,
+        allow_unsandboxed: args.allow_unsandboxed || local.allow_unsandboxed,
+        http_client: Some(Arc::new(PlainHttpClient {
+            egress: execution_setup::egress_policy(local, None),
+            ..PlainHttpClient::default()
+        })),
+        ..execution_setup::sandboxed_run_options(local)
     });
     let kubiya_configured = std::env::var("KUBIYA_API_KEY").is_ok_and(|key| !key.is_empty());
     let tools = Arc::new(WorkflowTools::new(runner, kubiya_configured));

@@ -70,7 +70,8 @@ impl Application {
     pub fn build(settings: &Settings, provider: &ProviderSetup) -> std::io::Result<Self> {
         let signals = ShutdownSignals::install()?;
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
-        let port = listener.local_addr()?.port();
+        let own_address = listener.local_addr()?;
+        let port = own_address.port();
         let supervisor = McpSupervisor::new(settings.mcp_servers.clone(), settings.mcp.clone());
         let mcp_tools = McpTools {
             changes: supervisor.catalog_changes(),
@@ -79,7 +80,8 @@ impl Application {
         let supervisor = mcp_tools.supervisor.clone();
         let providers = ProviderPool::start(provider.upstreams.clone(), settings.provider.actors);
         let tenancy = tenancy_setup::build(settings)?;
-        let mut watcher_config = execution_setup::watcher_config(&settings.runner);
+        let mut watcher_config =
+            execution_setup::watcher_config(&settings.runner, Some(own_address));
         watcher_config.shared =
             execution_setup::shared_executions(&settings.store, &settings.runner);
         let executions = ExecutionWatcher::start_on_own_arbiter(watcher_config);
@@ -90,6 +92,8 @@ impl Application {
             agent: settings.agent.clone(),
             compose: settings.compose.clone(),
             tenants: tenancy.tenants,
+            turn_logs: tenancy.turn_logs,
+            kept: tenancy.kept,
             executions: executions.clone(),
             mcp: Some(supervisor),
         }));

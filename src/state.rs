@@ -8,10 +8,12 @@ use std::time::{Instant, SystemTime};
 
 use actix::Addr;
 use kubiya_actors::composer::Composer;
+use kubiya_actors::kept::Kept;
 use kubiya_actors::mcp::McpSupervisor;
 use kubiya_actors::per_thread::PerThread;
 use kubiya_actors::provider::ProviderPool;
 use kubiya_actors::session::{OverheadObserver, SessionDeps, SessionStore};
+use kubiya_actors::turn_log::TurnLogs;
 use kubiya_actors::workflow::ExecutionWatcher;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +41,10 @@ pub struct AppState {
     /// The supervisor of the configured MCP servers, once started.
     pub mcp: Option<Addr<McpSupervisor>>,
     pub executions: Addr<ExecutionWatcher>,
+    /// Chat turns in progress as the chunks they streamed, for clients that resume.
+    pub turn_logs: TurnLogs,
+    /// What the Responses API keeps: responses and their output items.
+    pub kept: Kept,
     draining: AtomicBool,
 }
 
@@ -60,6 +66,8 @@ impl AppState {
             metrics,
             mcp: parts.mcp,
             executions: parts.executions,
+            turn_logs: parts.turn_logs,
+            kept: parts.kept,
             draining: AtomicBool::new(false),
         }
     }
@@ -99,4 +107,6 @@ pub struct AppParts {
     pub executions: Addr<ExecutionWatcher>,
     pub mcp: Option<Addr<McpSupervisor>>,
     pub tenants: Tenants,
+    pub turn_logs: TurnLogs,
+    pub kept: Kept,
 }

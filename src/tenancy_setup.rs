@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kubiya_actors::kept::Kept;
 use kubiya_actors::limits::RateLimiter;
 use kubiya_actors::limits::local::LocalLimiter;
 use kubiya_actors::limits::shared::RedisLimiter;
@@ -14,6 +15,8 @@ use kubiya_actors::redis_connection::RedisConnection;
 use kubiya_actors::session::{
     MemorySessionStore, RedisSessionStore, RedisStoreSettings, SessionStore,
 };
+use kubiya_actors::turn_log::TurnLogs;
+use kubiya_actors::turn_log::shared::SharedTurnLogs;
 
 use crate::config::Settings;
 use crate::tenant::Tenants;
@@ -22,13 +25,34 @@ use crate::tenant::Tenants;
 pub struct Tenancy {
     pub store: Arc<dyn SessionStore>,
     pub tenants: Tenants,
+    /// Chat turns in progress, shared through the same Redis when there is one.
+    pub turn_logs: TurnLogs,
+    /// The Responses API's responses and items, kept as long as sessions.
+    pub kept: Kept,
 }
 
 /// Must run inside the server's runtime: the Redis health check starts here.
 pub fn build(settings: &Settings) -> std::io::Result<Tenancy> {
-    let (store, limiter) = shared_state(settings)?;
-    let tenants = Tenants::new(&settings.auth, limiter)
-        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
+    let (store, limiter, redis) = shared_state(settings)?;
+    let session_ttl = Duration::from_secs(settings.sessions.ttl_secs);
+    let kept = match &redis {
+        Some(redis) => Kept::in_redis(
+            redis.clone(),
+            settings.store.key_prefix.clone(),
+            session_ttl,
+        ),
+        None => Kept::in_memory(session_ttl, settings.sessions.max_sessions),
+    };
+    let turn_logs = TurnLogs::new(redis.map(|redis| {
+        let running_ttl = Duration::from_secs(settings.sessions.ttl_secs.min(3600));
+        SharedTurnLogs::new(redis, settings.store.key_prefix.clone(), running_ttl)
+    }));
+    let tenants = Tenants::new(
+        &settings.auth,
+        limiter,
+        settings.runner.max_concurrent_executions,
+    )
+    .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
     if tenants.auth_enabled() {
         tracing::info!(
             keys = settings.auth.api_keys.len(),
@@ -40,10 +64,17 @@ pub fn build(settings: &Settings) -> std::io::Result<Tenancy> {
             "auth is off: no API keys configured, every request runs as tenant `default`"
         );
     }
-    Ok(Tenancy { store, tenants })
+    Ok(Tenancy {
+        store,
+        tenants,
+        turn_logs,
+        kept,
+    })
 }
 
-fn shared_state(settings: &Settings) -> std::io::Result<(Arc<dyn SessionStore>, RateLimiter)> {
+type SharedState = (Arc<dyn SessionStore>, RateLimiter, Option<RedisConnection>);
+
+fn shared_state(settings: &Settings) -> std::io::Result<SharedState> {
     let session_ttl = Duration::from_secs(settings.sessions.ttl_secs);
     let store = &settings.store;
     if store.url.is_empty() {
@@ -52,7 +83,11 @@ fn shared_state(settings: &Settings) -> std::io::Result<(Arc<dyn SessionStore>, 
             "sessions and limits are kept in this process"
         );
         let store = MemorySessionStore::new(session_ttl, settings.sessions.max_sessions);
-        return Ok((Arc::new(store), RateLimiter::Local(LocalLimiter::default())));
+        return Ok((
+            Arc::new(store),
+            RateLimiter::Local(LocalLimiter::default()),
+            None,
+        ));
     }
     let redis = RedisConnection::open(&store.url, Duration::from_millis(store.timeout_ms))
         .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err.to_string()))?;
@@ -71,6 +106,10 @@ fn shared_state(settings: &Settings) -> std::io::Result<(Arc<dyn SessionStore>, 
             lease_ttl,
         },
     );
-    let limiter = RedisLimiter::new(redis, store.key_prefix.clone(), lease_ttl);
-    Ok((Arc::new(sessions), RateLimiter::Shared(limiter)))
+    let limiter = RedisLimiter::new(redis.clone(), store.key_prefix.clone(), lease_ttl);
+    Ok((
+        Arc::new(sessions),
+        RateLimiter::Shared(limiter),
+        Some(redis),
+    ))
 }

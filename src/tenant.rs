@@ -3,7 +3,7 @@
 //! [`RateLimiter`]. The auth middleware ([`crate::auth`]) puts the caller's [`Tenant`] into
 //! the request; handlers take it as an extractor and key everything they store by it, so one
 //! tenant's sessions do not exist for another. Without API keys every request runs as the
-//! one default tenant, unlimited.
+//! one default tenant, limited only in its concurrent executions.
 
 use std::sync::Arc;
 
@@ -58,8 +58,14 @@ pub struct Tenants {
 }
 
 impl Tenants {
-    /// Keys from resolved settings (every `key_env` already read into `key`).
-    pub fn new(auth: &AuthSettings, limiter: RateLimiter) -> Result<Self, String> {
+    /// Keys from resolved settings (every `key_env` already read into `key`); a tenant whose
+    /// key sets no execution limit gets `max_executions` (0: unlimited).
+    pub fn new(
+        auth: &AuthSettings,
+        limiter: RateLimiter,
+        max_executions: u32,
+    ) -> Result<Self, String> {
+        let default_executions = (max_executions > 0).then_some(max_executions);
         let keys = auth
             .api_keys
             .iter()
@@ -73,6 +79,9 @@ impl Tenants {
                     limits: TenantLimits {
                         requests_per_minute: entry.requests_per_minute,
                         max_concurrent_streams: entry.max_concurrent_streams,
+                        max_concurrent_executions: entry
+                            .max_concurrent_executions
+                            .or(default_executions),
                     },
                 };
                 Ok((entry.key.as_bytes().into(), tenant))
@@ -81,7 +90,13 @@ impl Tenants {
         Ok(Self {
             keys,
             limiter,
-            default: Tenant::default_tenant(),
+            default: Tenant {
+                limits: TenantLimits {
+                    max_concurrent_executions: default_executions,
+                    ..TenantLimits::default()
+                },
+                ..Tenant::default_tenant()
+            },
         })
     }
 
@@ -127,6 +142,14 @@ impl Tenants {
     pub async fn open_stream(&self, tenant: &Tenant) -> Result<StreamPermit, ApiError> {
         Ok(self.limiter.open_stream(&tenant.id, tenant.limits).await?)
     }
+
+    /// A slot for one more running execution of `tenant`, or 429 when it has too many.
+    pub async fn open_execution(&self, tenant: &Tenant) -> Result<StreamPermit, ApiError> {
+        Ok(self
+            .limiter
+            .open_execution(&tenant.id, tenant.limits)
+            .await?)
+    }
 }
 
 #[cfg(test)]
@@ -152,7 +175,7 @@ mod tests {
                 },
             ],
         };
-        let tenants = Tenants::new(&auth, RateLimiter::Local(LocalLimiter::default())).unwrap();
+        let tenants = Tenants::new(&auth, RateLimiter::Local(LocalLimiter::default()), 0).unwrap();
         assert!(tenants.auth_enabled());
         assert_eq!(tenants.tenant_count(), 2);
         let a = tenants.tenant_for(b"sk-a").unwrap();

@@ -141,7 +141,7 @@ async fn run_locally(
     params: Map<String, Value>,
     local: &LocalRunnerSettings,
 ) -> RunOutcome {
-    let runner = LocalRunner::new(execution_setup::local_run_options(local));
+    let runner = LocalRunner::new(execution_setup::local_run_options(local, None));
     let cancel = CancellationToken::new();
     let on_interrupt = cancel.clone();
     actix_web::rt::spawn(async move {

@@ -19,12 +19,17 @@
 //!   stdio MCP servers and calls their tools, and the stdio server `kubiya mcp server` runs.
 //! - [`limits`]: per-tenant request rates and concurrent streams, counted in this process or,
 //!   across replicas, in Redis through the shared [`redis_connection`].
+//! - [`turn_log`]: each chat's turn in progress as the chunks it streamed, kept while it
+//!   runs so a client can resume it on any replica.
+//! - [`kept`]: small documents kept for a while per tenant (the Responses API's responses
+//!   and output items), in this process or in Redis.
 //! - [`hold`]: what is held for a turn or a stream (leases, permits) and how it is let go.
 //! - [`per_thread`]: an actor started on each thread that uses it, so a turn stays on its
 //!   worker.
 
 pub mod composer;
 pub mod hold;
+pub mod kept;
 pub mod limits;
 pub mod mcp;
 pub mod per_thread;
@@ -32,4 +37,5 @@ pub mod provider;
 pub mod redis_connection;
 pub mod session;
 pub mod tools;
+pub mod turn_log;
 pub mod workflow;

@@ -105,6 +105,15 @@ impl RedisConnection {
             .await
     }
 
+    /// Sends several commands in one round trip.
+    pub async fn pipeline<T: FromRedisValue + Send + 'static>(
+        &self,
+        pipeline: redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        self.run(|mut connection| async move { pipeline.query_async(&mut connection).await })
+            .await
+    }
+
     /// Runs a Lua script (loading it into Redis first if Redis does not know it yet).
     pub async fn invoke<T: FromRedisValue + Send + 'static>(
         &self,

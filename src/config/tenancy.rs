@@ -34,6 +34,9 @@ pub struct ApiKeySettings {
     /// Chat turns in progress at once; absent means unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_streams: Option<u32>,
+    /// Workflow executions running at once; absent means `runner.max_concurrent_executions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_executions: Option<u32>,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -91,7 +94,10 @@ impl AuthSettings {
             if entry.tenant.trim().is_empty() {
                 return Err(invalid("`tenant` must not be empty".into()));
             }
-            if entry.requests_per_minute == Some(0) || entry.max_concurrent_streams == Some(0) {
+            if entry.requests_per_minute == Some(0)
+                || entry.max_concurrent_streams == Some(0)
+                || entry.max_concurrent_executions == Some(0)
+            {
                 return Err(invalid(
                     "limits must be at least 1; leave one out for no limit".into(),
                 ));
@@ -142,6 +148,7 @@ impl fmt::Debug for ApiKeySettings {
             .field("tenant", &self.tenant)
             .field("requests_per_minute", &self.requests_per_minute)
             .field("max_concurrent_streams", &self.max_concurrent_streams)
+            .field("max_concurrent_executions", &self.max_concurrent_executions)
             .finish_non_exhaustive()
     }
 }

@@ -48,6 +48,9 @@ pub struct ChatCompletionRequest {
     session_id: Option<String>,
     #[serde(default)]
     user_id: Option<String>,
+    /// Plan → approve → act: the agent asks before running a workflow.
+    #[serde(default)]
+    require_approval: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,16 +88,17 @@ enum RequestMessage {
     },
 }
 
-/// A string, or an array of parts of which the text ones count.
+/// A string, or an array of parts of which the text ones count (chat messages' `content`,
+/// and Responses input messages').
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum Content {
+pub(super) enum Content {
     Text(String),
     Parts(Vec<ContentPart>),
 }
 
 #[derive(Debug, Deserialize)]
-struct ContentPart {
+pub(super) struct ContentPart {
     #[serde(default)]
     text: Option<String>,
 }
@@ -113,7 +117,7 @@ struct RequestFunction {
 }
 
 impl Content {
-    fn into_text(self) -> String {
+    pub(super) fn into_text(self) -> String {
         match self {
             Content::Text(text) => text,
             Content::Parts(parts) => parts
@@ -143,6 +147,7 @@ fn validate(
     req: &HttpRequest,
     tenant: &Tenant,
     body: ChatCompletionRequest,
+    state_default_approval: bool,
 ) -> Result<ValidTurn, ApiError> {
     if body.model != AGENT_MODEL {
         return Err(model_not_found(&body.model));
@@ -196,6 +201,9 @@ fn validate(
             messages,
             instructions,
             mode: TurnMode::Chat,
+            require_approval: body.require_approval.unwrap_or(state_default_approval),
+            approval: None,
+            regenerate: false,
         },
         stream,
         include_usage: body
@@ -296,7 +304,7 @@ pub async fn chat_completions(
         turn,
         stream,
         include_usage,
-    } = validate(&req, &tenant, body)?;
+    } = validate(&req, &tenant, body, state.agent.require_approval)?;
     let started = turn::start(&state, &tenant, turn).await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = SystemTime::now()

@@ -144,6 +144,9 @@ fn validate(
             continuing: body.session_id.is_some(),
             messages: vec![ChatMessage::user(message)],
             instructions: None,
+            require_approval: false,
+            approval: None,
+            regenerate: false,
             mode: TurnMode::Compose(ComposeOptions {
                 act,
                 max_attempts: settings.max_loop_iterations.max(1),

@@ -18,6 +18,7 @@ use super::workflows::workflow_of;
 use crate::error::{ApiError, ErrorCode};
 use crate::execution_stream::ExecutionEventStream;
 use crate::extract::ValidJson;
+use crate::state::AppState;
 use crate::tenant::Tenant;
 
 pub type Watcher = web::Data<Addr<ExecutionWatcher>>;
@@ -35,17 +36,21 @@ pub struct StartRequest {
 
 pub async fn start(
     tenant: Tenant,
+    state: web::Data<AppState>,
     watcher: Watcher,
     ValidJson(request): ValidJson<StartRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let workflow = workflow_of(&request.workflow)
         .map_err(|errors| execution_error(ExecutionError::Invalid(errors)))?;
+    // Held by the watcher until the run ends; a refusal is 429 with Retry-After.
+    let permit = state.tenants.open_execution(&tenant).await?;
     let summary = watcher
         .send(StartExecution {
             tenant: tenant.id.to_string(),
             workflow,
             params: request.params,
             runner: request.runner,
+            permit: Some(permit),
         })
         .await
         .map_err(watcher_gone)?

@@ -10,7 +10,9 @@ mod health;
 mod mcp;
 mod metrics;
 pub mod models;
+mod responses;
 mod sessions;
+mod ui_chat;
 mod workflows;
 
 use actix_web::http::header;
@@ -28,6 +30,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/discover", &["GET"]).get(discover::discover))
         .service(resource("/metrics", &["GET"]).get(metrics::metrics))
         .service(resource("/v1/chat/completions", &["POST"]).post(chat::chat_completions))
+        .service(resource("/v1/responses", &["POST"]).post(responses::create))
+        .service(resource("/v1/responses/{id}", &["GET"]).get(responses::retrieve))
+        .service(resource("/api/chat", &["POST"]).post(ui_chat::chat))
+        .service(resource("/api/chat/{id}/stream", &["GET"]).get(ui_chat::resume))
         .service(resource("/compose", &["POST"]).post(compose::compose))
         .service(resource("/api/v1/compose", &["POST"]).post(compose::compose))
         .service(resource("/api/v2/compose", &["POST"]).post(compose::compose))

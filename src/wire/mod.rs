@@ -1,13 +1,17 @@
 //! Wire encoders: a turn's [`TurnEvent`]s in the format the client asked for. Each encoder
 //! writes one event into a buffer the stream hands to the connection as one write: OpenAI
 //! chat-completion chunks over SSE ([`openai`]), the Vercel AI SDK data stream ([`vercel`]),
-//! and the whole `chat.completion` object for non-streaming clients ([`completion`]).
+//! the AI SDK's UI message stream ([`ui_message`]), the Responses API's events and object
+//! ([`responses`]), and the whole `chat.completion` object for non-streaming clients
+//! ([`completion`]).
 //! [`readable`] renders tool and workflow activity as text lines for plain clients.
 
 pub mod completion;
 pub mod compose;
 pub mod openai;
 pub mod readable;
+pub mod responses;
+pub mod ui_message;
 pub mod vercel;
 
 use bytes::BytesMut;
@@ -57,6 +61,12 @@ pub fn event_json(event: &TurnEvent) -> Option<Value> {
             json!({"type": "validation_error", "errors": errors, "attempt": attempt})
         }
         TurnEvent::Execution(event) => event.clone(),
+        TurnEvent::ApprovalRequested {
+            approval_id,
+            tool_call_id,
+            workflow,
+        } => json!({"type": "approval_request", "approval_id": approval_id,
+            "tool_call_id": tool_call_id, "workflow": workflow}),
         TurnEvent::Failed(error) => {
             let error = ApiError::from(error.clone());
             json!({"type": "error", "message": error.message, "code": error.code.code()})

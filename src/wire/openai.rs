@@ -158,6 +158,7 @@ impl StreamEncoder for OpenAiSseEncoder {
             | TurnEvent::ToolResult { .. }
             | TurnEvent::Execution(_)
             | TurnEvent::Workflow(_)
+            | TurnEvent::ApprovalRequested { .. }
             | TurnEvent::ValidationFailed { .. } => {
                 if let (Some(line), Some(extension)) =
                     (readable::line(event), super::event_json(event))

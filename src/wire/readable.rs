@@ -19,6 +19,7 @@ pub fn line(event: &TurnEvent) -> Option<String> {
             "[Workflow {} is valid]\n",
             data["name"].as_str().unwrap_or("?")
         ),
+        TurnEvent::ApprovalRequested { workflow, .. } => approval_question(workflow),
         TurnEvent::ValidationFailed { errors, attempt } => format!(
             "[Validation failed on attempt {attempt}: {} error(s)]\n",
             errors.as_array().map_or(0, Vec::len)
@@ -81,4 +82,11 @@ fn duration(event: &Value) -> String {
         Value::Number(seconds) => format!("{seconds}s"),
         _ => "-".to_owned(),
     }
+}
+
+/// What the text protocols ask when a run waits for approval; a plain "yes" answers it.
+pub fn approval_question(workflow: &str) -> String {
+    format!(
+        "\n[Approval needed] I am ready to run the workflow {workflow}. Reply \"yes\" to run it, or tell me what to change.\n"
+    )
 }

@@ -73,6 +73,16 @@ impl StreamEncoder for VercelEncoder {
                 line(out, "a", &json!({"toolCallId": id, "result": result}))
             }
             TurnEvent::Execution(event) => data_part(out, event),
+            TurnEvent::ApprovalRequested { workflow, .. } => {
+                line(
+                    out,
+                    "0",
+                    &Value::from(super::readable::approval_question(workflow)),
+                );
+                if let Some(part) = super::event_json(event) {
+                    data_part(out, &part);
+                }
+            }
             TurnEvent::Workflow(_) | TurnEvent::ValidationFailed { .. } => {
                 if let Some(part) = super::event_json(event) {
                     data_part(out, &part);

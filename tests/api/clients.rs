@@ -8,14 +8,14 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::helpers::spawn_app_against;
-use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, openai_tool_call_stream};
+use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, validate_run_answer};
 
-fn clients_dir() -> &'static Path {
+pub fn clients_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients"))
 }
 
 /// Runs a client program off the test's runtime thread and parses the JSON it prints.
-async fn run_client(program: &str, args: Vec<String>) -> Value {
+pub async fn run_client(program: &str, args: Vec<String>) -> Value {
     let program = program.to_owned();
     let output = actix_web::rt::task::spawn_blocking(move || {
         Command::new(&program)
@@ -61,19 +61,7 @@ async fn the_openai_python_package_reads_answers_streams_usage_and_errors() {
 #[actix_rt::test]
 async fn the_ai_sdk_parses_text_tool_calls_and_step_events_with_its_own_parser() {
     let workflow = json!({"name": "hello", "steps": [{"name": "say", "command": "echo hi"}]});
-    let mock = MockUpstream::start(vec![
-        Reply::sse(openai_tool_call_stream(
-            "call_v",
-            "validate_workflow",
-            &json!({"workflow": workflow}),
-        )),
-        Reply::sse(openai_tool_call_stream(
-            "call_x",
-            "execute_workflow",
-            &json!({"workflow": workflow}),
-        )),
-        Reply::sse(openai_text_stream("It is valid.")),
-    ]);
+    let mock = MockUpstream::start(validate_run_answer(&workflow, "It is valid."));
     let app = spawn_app_against(&mock.base(), |_| {}).await;
     let request = json!({"model": "kubiya-workflow-agent", "messages": [{"role": "user", "content": "hello workflow"}]});
     let seen = run_client(

@@ -13,8 +13,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ServerProcess, SseEvent, TestApp, assert_error, blocking_get, kubiya_command, parse_sse,
-    spawn_app, spawn_app_with,
+    ServerProcess, SseEvent, TestApp, assert_error, blocking_get, blocking_post_json,
+    kubiya_command, parse_sse, spawn_app, spawn_app_with,
 };
 
 fn hello_workflow() -> Value {
@@ -516,27 +516,6 @@ async fn the_kubiya_runner_follows_the_platform_stream() {
     assert_eq!(execution["steps"][1]["attempts"], 2);
 }
 
-/// A blocking JSON POST for tests that drive the binary without an actix runtime.
-fn blocking_post(url: &str, body: &Value) -> (u16, Value) {
-    let (url, body) = (url.to_owned(), body.clone());
-    std::thread::spawn(move || {
-        actix_rt::System::new().block_on(async move {
-            let mut response = awc::Client::new()
-                .post(&url)
-                .send_json(&body)
-                .await
-                .expect("request sent");
-            let body = response.body().await.expect("body");
-            (
-                response.status().as_u16(),
-                serde_json::from_slice(&body).unwrap_or(Value::Null),
-            )
-        })
-    })
-    .join()
-    .expect("the request thread")
-}
-
 #[test]
 fn the_platform_key_and_url_come_from_their_own_variables() {
     let server = ServerProcess::start(
@@ -548,7 +527,7 @@ fn the_platform_key_and_url_come_from_their_own_variables() {
         ],
         None,
     );
-    let (status, started) = blocking_post(
+    let (status, _, started) = blocking_post_json(
         &server.url("/v1/executions"),
         &json!({"workflow": hello_workflow(), "runner": "edge-runner"}),
     );

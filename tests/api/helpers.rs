@@ -186,7 +186,16 @@ impl ServerProcess {
 
     /// Starts `kubiya mcp agent` on port 0 with `args` and `env`, and waits for it to listen.
     pub fn start(args: &[&str], env: &[(&str, &str)], dir: Option<&Path>) -> Self {
-        let mut command = kubiya_command();
+        Self::start_command(kubiya_command(), args, env, dir)
+    }
+
+    /// Like [`ServerProcess::start`], with `command` (the binary, or a wrapper running it).
+    pub fn start_command(
+        mut command: Command,
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: Option<&Path>,
+    ) -> Self {
         command
             .args(["mcp", "agent", "--host", "127.0.0.1"])
             .args(args)
@@ -323,6 +332,34 @@ pub fn blocking_post(url: &str, body: Value) -> (u16, String) {
             (
                 response.status().as_u16(),
                 String::from_utf8_lossy(&body).into_owned(),
+            )
+        })
+    })
+    .join()
+    .expect("the request thread")
+}
+
+/// A blocking JSON POST for tests that drive the binary without an actix runtime: status,
+/// `Retry-After` and the body parsed as JSON (`Null` when it is not).
+pub fn blocking_post_json(url: &str, body: &Value) -> (u16, Option<String>, Value) {
+    let (url, body) = (url.to_owned(), body.clone());
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let mut response = awc::Client::new()
+                .post(&url)
+                .send_json(&body)
+                .await
+                .expect("request sent");
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            let body = response.body().await.expect("body");
+            (
+                response.status().as_u16(),
+                retry_after,
+                serde_json::from_slice(&body).unwrap_or(Value::Null),
             )
         })
     })

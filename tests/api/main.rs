@@ -7,15 +7,19 @@ mod mock_upstream;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
 
+mod approval;
 mod backpressure;
 mod chat;
 mod clients;
 mod compose;
 mod config;
 mod errors;
+mod escape;
 mod executions;
 mod probes;
 mod readme;
 mod replicas;
+mod responses;
 mod shutdown;
 mod tenants;
+mod ui_chat;

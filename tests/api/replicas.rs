@@ -380,3 +380,89 @@ fn the_binary_takes_its_store_from_the_flag_or_redis_url() {
     assert!(!stderr.contains("hunter2"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[actix_rt::test]
+async fn a_chat_stream_started_on_one_replica_resumes_on_another_for_its_tenant_only() {
+    let redis = RedisServer::start();
+    let mock = crate::ui_chat::slow_workflow_upstream();
+    let (a, b) = two_replicas(&mock, &redis, teams()).await;
+    let client = a.client.clone();
+    let url = a.url("/api/chat");
+    let started = actix_rt::spawn(async move {
+        let mut response = client
+            .post(url)
+            .insert_header(("authorization", bearer(TEAM_A)))
+            .send_json(&crate::ui_chat::ui_request(
+                "chat-x",
+                "Run the slow workflow",
+            ))
+            .await
+            .unwrap();
+        response.body().limit(1 << 24).await.unwrap()
+    });
+    actix_rt::time::sleep(std::time::Duration::from_millis(800)).await;
+    let resume = |key: &str, last_event: Option<&str>| {
+        let mut request = b
+            .client
+            .get(b.url("/api/chat/chat-x/stream"))
+            .insert_header(("authorization", bearer(key)));
+        if let Some(id) = last_event {
+            request = request.insert_header(("last-event-id", id));
+        }
+        request.send()
+    };
+    assert_eq!(resume(TEAM_B, None).await.unwrap().status().as_u16(), 204);
+    let mut whole = resume(TEAM_A, None).await.unwrap();
+    assert_eq!(whole.status().as_u16(), 200);
+    let mut tail = resume(TEAM_A, Some("3")).await.unwrap();
+    let whole = whole.body().limit(1 << 24).await.unwrap();
+    let tail = tail.body().limit(1 << 24).await.unwrap();
+    let original = started.await.unwrap();
+    assert_eq!(whole, original, "the other replica streams the same turn");
+    let text = String::from_utf8(original.to_vec()).unwrap();
+    assert!(text.contains("\"status\":\"success\"") && text.ends_with("data: [DONE]\n\n"));
+    let fourth = text.find("id: 4\n").unwrap();
+    assert_eq!(tail, &text.as_bytes()[fourth..], "after Last-Event-ID 3");
+    assert_eq!(
+        resume(TEAM_A, None).await.unwrap().status().as_u16(),
+        204,
+        "nothing runs any more"
+    );
+}
+
+#[actix_rt::test]
+async fn a_response_kept_by_one_replica_is_read_and_continued_by_another() {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(vec![
+        Reply::sse(openai_text_stream("one")),
+        Reply::sse(openai_text_stream("two")),
+    ]);
+    let (a, b) = two_replicas(&mock, &redis, teams()).await;
+    let auth = [("authorization", bearer(TEAM_A))];
+    let auth: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let model = "kubiya-workflow-agent";
+    let (status, _, first) = a
+        .post_raw(
+            "/v1/responses",
+            &json!({"model": model, "input": "first"}),
+            &auth,
+        )
+        .await;
+    assert_eq!(status, 200, "{first}");
+    let first: Value = serde_json::from_str(&first).unwrap();
+    let id = first["id"].as_str().unwrap();
+    let (status, _, kept) = get(&b, &format!("/v1/responses/{id}"), &auth).await;
+    assert_eq!((status, &kept["id"]), (200, &first["id"]));
+    let (status, _, second) = b
+        .post_raw(
+            "/v1/responses",
+            &json!({"model": model, "input": "second", "previous_response_id": id}),
+            &auth,
+        )
+        .await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(
+        history(&mock.requests()[1].body),
+        pairs(&[("user", "first"), ("assistant", "one"), ("user", "second")])
+    );
+}

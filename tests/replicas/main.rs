@@ -3,7 +3,8 @@
 //! cancelled on another; another tenant finds nothing on any replica; events written during
 //! a Redis outage reach it in order once it is back, while a replica without Redis still
 //! runs its own executions; and when the replica running an execution is killed, the others
-//! end it as `lost` once its heartbeat lapses. Replicas are the app in-process
+//! end it as `lost` once its heartbeat lapses. A tenant's running executions are counted
+//! across replicas. Replicas are the app in-process
 //! (`helpers::spawn_app_with`, shared with the API tests) or the real binary.
 
 #[path = "../api/helpers.rs"]
@@ -263,6 +264,51 @@ async fn an_execution_is_cancelled_through_another_replica() {
     assert_eq!(on_owner["steps"][1]["status"], "skipped");
 }
 
+#[actix_rt::test]
+async fn a_tenants_running_executions_are_counted_across_replicas() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let limited = |url: String| {
+        move |settings: &mut kubiya::config::Settings| {
+            settings.store.url = url;
+            settings.runner.heartbeat_ms = 100;
+            settings.runner.max_concurrent_executions = 1;
+        }
+    };
+    let first = spawn_app_with(limited(url.clone())).await;
+    let second = spawn_app_with(limited(url)).await;
+    let id = first
+        .start_execution(
+            json!({"name": "long", "steps": [{"name": "wait", "command": "sleep 30"}]}),
+        )
+        .await;
+    let request =
+        json!({"workflow": {"name": "more", "steps": [{"name": "s", "command": "true"}]}});
+    let (status, headers, body) = second.post_raw("/v1/executions", &request, &[]).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+
+    let (status, _) = first
+        .send_json("DELETE", &format!("/v1/executions/{id}"), "")
+        .await;
+    assert_eq!(status, 202);
+    first
+        .wait_for(&id, |execution| execution["status"] == "cancelled")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, body) = second.post_raw("/v1/executions", &request, &[]).await;
+        if status == 202 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot was never freed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Sends `method path` with `key` as bearer; returns status and JSON body.
 async fn send_as(app: &TestApp, key: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
     let method = awc::http::Method::from_bytes(method.as_bytes()).expect("a method");
@@ -372,6 +418,7 @@ async fn another_tenant_finds_nothing_on_any_replica() {
             workflow,
             params: Map::new(),
             runner: None,
+            permit: None,
         })
         .await
         .expect("answers")

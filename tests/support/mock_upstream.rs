@@ -333,6 +333,23 @@ pub fn openai_text_stream(text: &str) -> String {
 }
 
 /// An OpenAI chat stream whose answer is one tool call, arguments split in two deltas.
+/// A model that validates `workflow`, runs it, then answers `answer`.
+pub fn validate_run_answer(workflow: &Value, answer: &str) -> Vec<Reply> {
+    vec![
+        Reply::sse(openai_tool_call_stream(
+            "call_v",
+            "validate_workflow",
+            &serde_json::json!({ "workflow": workflow }),
+        )),
+        Reply::sse(openai_tool_call_stream(
+            "call_x",
+            "execute_workflow",
+            &serde_json::json!({ "workflow": workflow }),
+        )),
+        Reply::sse(openai_text_stream(answer)),
+    ]
+}
+
 pub fn openai_tool_call_stream(id: &str, name: &str, arguments: &Value) -> String {
     let arguments = arguments.to_string();
     let (first, second) = arguments.split_at(arguments.len() / 2);

@@ -10,14 +10,15 @@ use dashmap::DashMap;
 use futures_util::future::{BoxFuture, FutureExt};
 
 use super::window::{self, Decision, WindowCounts};
-use super::{LimitError, REQUEST_WINDOW_MS, StreamPermit};
+use super::{LimitError, REQUEST_WINDOW_MS, Slot, StreamPermit};
 use crate::hold::Release;
 use crate::session::store::now_ms;
 
 #[derive(Default)]
 pub struct LocalLimiter {
     requests: DashMap<String, WindowCounts>,
-    streams: DashMap<String, Arc<AtomicU32>>,
+    /// Open slots by kind and tenant.
+    slots: DashMap<(&'static str, String), Arc<AtomicU32>>,
 }
 
 impl LocalLimiter {
@@ -38,16 +39,25 @@ impl LocalLimiter {
     }
 
     pub fn open_stream(&self, tenant: &str, max: u32) -> Result<StreamPermit, LimitError> {
+        self.open_slot(Slot::Stream, tenant, max)
+    }
+
+    pub fn open_slot(
+        &self,
+        slot: Slot,
+        tenant: &str,
+        max: u32,
+    ) -> Result<StreamPermit, LimitError> {
         let open = self
-            .streams
-            .entry(tenant.to_owned())
+            .slots
+            .entry((slot.key(), tenant.to_owned()))
             .or_default()
             .value()
             .clone();
         open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| {
             (count < max).then_some(count + 1)
         })
-        .map_err(|_| LimitError::Streams { limit: max })?;
+        .map_err(|_| slot.full(max))?;
         Ok(StreamPermit::held(LocalSlot(open)))
     }
 }
@@ -82,6 +92,13 @@ mod tests {
             Some(LimitError::Streams { limit: 2 })
         );
         assert!(limiter.open_stream("b", 2).is_ok(), "tenants are separate");
+        let _execution = limiter
+            .open_slot(Slot::Execution, "a", 1)
+            .expect("executions are counted apart from streams");
+        assert_eq!(
+            limiter.open_slot(Slot::Execution, "a", 1).err(),
+            Some(LimitError::Executions { limit: 1 })
+        );
         drop(first);
         assert!(limiter.open_stream("a", 2).is_ok());
     }

@@ -1,6 +1,7 @@
-//! Per-tenant limits: requests per minute (a sliding-window counter, see [`window`]) and
+//! Per-tenant limits: requests per minute (a sliding-window counter, see [`window`]),
 //! concurrent streams (a [`StreamPermit`] held from a chat turn's start until its stream
-//! ends). [`RateLimiter`] counts them in this process ([`local`]) or, when replicas share
+//! ends) and concurrent workflow executions (the same kind of permit, held by the execution
+//! watcher until the run ends). [`RateLimiter`] counts them in this process ([`local`]) or, when replicas share
 //! Redis, in Redis with atomic Lua scripts so that the limits hold across replicas
 //! ([`shared`]). The HTTP layer decides which tenant a request is and maps [`LimitError`] to
 //! 429 or 503; nothing here knows about HTTP.
@@ -23,6 +24,31 @@ pub const REQUEST_WINDOW_MS: u64 = 60_000;
 pub struct TenantLimits {
     pub requests_per_minute: Option<u32>,
     pub max_concurrent_streams: Option<u32>,
+    pub max_concurrent_executions: Option<u32>,
+}
+
+/// What a concurrency permit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Stream,
+    Execution,
+}
+
+impl Slot {
+    /// The name of its counters (Redis key part).
+    fn key(self) -> &'static str {
+        match self {
+            Slot::Stream => "streams",
+            Slot::Execution => "executions",
+        }
+    }
+
+    fn full(self, limit: u32) -> LimitError {
+        match self {
+            Slot::Stream => LimitError::Streams { limit },
+            Slot::Execution => LimitError::Executions { limit },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +61,10 @@ pub enum LimitError {
         "Too many concurrent streams: at most {limit} at a time for this API key; retry when one has finished."
     )]
     Streams { limit: u32 },
+    #[error(
+        "Too many workflow executions running: at most {limit} at a time for this tenant; retry when one has finished."
+    )]
+    Executions { limit: u32 },
     /// The shared counters could not be reached.
     #[error("the rate limiter is unavailable: {0}")]
     Unavailable(String),
@@ -45,15 +75,25 @@ impl LimitError {
     pub fn retry_after_secs(&self) -> u64 {
         match self {
             LimitError::RequestRate { retry_after_ms, .. } => retry_after_ms.div_ceil(1000).max(1),
-            LimitError::Streams { .. } | LimitError::Unavailable(_) => 1,
+            LimitError::Streams { .. }
+            | LimitError::Executions { .. }
+            | LimitError::Unavailable(_) => 1,
         }
     }
 }
 
-/// A counted stream, held for as long as the stream is open; dropping it frees the slot,
-/// and [`StreamPermit::release`] frees it before the stream's last event is sent.
+/// A counted stream (or execution), held for as long as it is open; dropping it frees the
+/// slot, and [`StreamPermit::release`] frees it before the stream's last event is sent.
 pub struct StreamPermit {
     held: Option<Box<dyn Release>>,
+}
+
+impl std::fmt::Debug for StreamPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamPermit")
+            .field("held", &self.held.is_some())
+            .finish()
+    }
 }
 
 impl StreamPermit {
@@ -105,12 +145,32 @@ impl RateLimiter {
         tenant: &str,
         limits: TenantLimits,
     ) -> Result<StreamPermit, LimitError> {
-        let Some(max) = limits.max_concurrent_streams else {
+        self.open_slot(Slot::Stream, tenant, limits.max_concurrent_streams)
+            .await
+    }
+
+    /// A slot for one more running execution of `tenant`, if it has a limit.
+    pub async fn open_execution(
+        &self,
+        tenant: &str,
+        limits: TenantLimits,
+    ) -> Result<StreamPermit, LimitError> {
+        self.open_slot(Slot::Execution, tenant, limits.max_concurrent_executions)
+            .await
+    }
+
+    async fn open_slot(
+        &self,
+        slot: Slot,
+        tenant: &str,
+        max: Option<u32>,
+    ) -> Result<StreamPermit, LimitError> {
+        let Some(max) = max else {
             return Ok(StreamPermit::unlimited());
         };
         match self {
-            RateLimiter::Local(local) => local.open_stream(tenant, max),
-            RateLimiter::Shared(shared) => shared.open_stream(tenant, max).await,
+            RateLimiter::Local(local) => local.open_slot(slot, tenant, max),
+            RateLimiter::Shared(shared) => shared.open_slot(slot, tenant, max).await,
         }
     }
 }

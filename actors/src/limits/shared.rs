@@ -6,14 +6,19 @@
 //!   `{prefix}:rate:{tenant}` holding the current window's index and the two counts;
 //! - concurrent streams: a sorted set `{prefix}:streams:{tenant}` of open permits scored by
 //!   their expiry. A permit is renewed while its stream lasts and removed when it drops; a
-//!   crashed replica's permits expire and are swept by the next acquisition.
+//!   crashed replica's permits expire and are swept by the next acquisition;
+//! - concurrent executions: the same, in `{prefix}:executions:{tenant}`. While Redis cannot
+//!   be reached, executions are counted in this process instead (each replica then allows
+//!   the limit on its own), so that a replica keeps running its own executions through an
+//!   outage, as the execution store does.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::Script;
 
-use super::{LimitError, REQUEST_WINDOW_MS, StreamPermit};
+use super::local::LocalLimiter;
+use super::{LimitError, REQUEST_WINDOW_MS, Slot, StreamPermit};
 use crate::redis_connection::RedisConnection;
 use crate::session::StoreError;
 use crate::session::redis_store::key_part;
@@ -96,6 +101,8 @@ pub struct RedisLimiter {
     key_prefix: String,
     /// A permit not renewed this long (its replica died) stops counting.
     permit_ttl: Duration,
+    /// Counts executions while Redis is unreachable.
+    outage: LocalLimiter,
 }
 
 impl RedisLimiter {
@@ -104,6 +111,7 @@ impl RedisLimiter {
             redis,
             key_prefix,
             permit_ttl,
+            outage: LocalLimiter::default(),
         }
     }
 
@@ -127,13 +135,29 @@ impl RedisLimiter {
     }
 
     pub async fn open_stream(&self, tenant: &str, max: u32) -> Result<StreamPermit, LimitError> {
-        let key = self.key("streams", tenant);
+        self.open_slot(Slot::Stream, tenant, max).await
+    }
+
+    pub async fn open_slot(
+        &self,
+        slot: Slot,
+        tenant: &str,
+        max: u32,
+    ) -> Result<StreamPermit, LimitError> {
+        let key = self.key(slot.key(), tenant);
         let id = uuid::Uuid::new_v4().to_string();
         let ttl_ms = u64::try_from(self.permit_ttl.as_millis()).unwrap_or(u64::MAX);
         let mut open = OPEN_STREAM.prepare_invoke();
         open.key(&key).arg(max).arg(&id).arg(ttl_ms);
-        if self.redis.invoke::<i64>(open).await.map_err(unavailable)? != 1 {
-            return Err(LimitError::Streams { limit: max });
+        let opened = match self.redis.invoke::<i64>(open).await.map_err(unavailable) {
+            Err(LimitError::Unavailable(why)) if slot == Slot::Execution => {
+                tracing::warn!(%why, "counting executions in this replica while the store is unreachable");
+                return self.outage.open_slot(slot, tenant, max);
+            }
+            opened => opened?,
+        };
+        if opened != 1 {
+            return Err(slot.full(max));
         }
         let mut close = CLOSE_STREAM.prepare_invoke();
         close.key(&key).arg(&id);

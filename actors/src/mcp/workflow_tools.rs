@@ -18,7 +18,6 @@ use super::jsonrpc::{INVALID_PARAMS, RpcError};
 use super::server::{CallContext, ProgressReporter, ToolProvider};
 use crate::workflow::event::now_millis;
 use crate::workflow::model::parse_document;
-use crate::workflow::sandbox::probe_bubblewrap;
 use crate::workflow::{
     LocalRunner, RunOutcome, RunRequest, StepEvent, StepOutcome, ValidationError, Workflow,
     check_runnable_locally, normalised, validate_value,
@@ -206,7 +205,7 @@ async fn validate_tool(runner: &LocalRunner, arguments: &Value) -> Value {
 
 async fn list_runners(runner: &LocalRunner, kubiya_configured: bool) -> Value {
     let options = runner.options();
-    let sandbox = probe_bubblewrap(&options.bubblewrap).await;
+    let sandbox = runner.probe_sandbox().await;
     let (status, isolation) = match &sandbox {
         Ok(()) => ("available", "bubblewrap".to_owned()),
         Err(_) if options.allow_unsandboxed => {

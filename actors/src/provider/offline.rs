@@ -187,6 +187,11 @@ pub fn plan(request: &ChatRequest) -> Vec<LlmEvent> {
                 ),
             }
         }
+        Some((name, content)) if name == EXECUTE && content.contains("\"declined\":true") => (
+            "Understood: I did not run the workflow. Tell me what to change, or ask me to run it again."
+                .to_owned(),
+            None,
+        ),
         Some((name, content)) if name == EXECUTE => {
             let result: Value = serde_json::from_str(content).unwrap_or(Value::Null);
             let status = result["status"].as_str().unwrap_or("unknown");

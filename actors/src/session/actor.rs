@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 
+use super::approval::{self, ApprovalAnswer, PendingApproval};
 use super::event::{TurnError, TurnErrorKind, TurnEvent};
 use super::outbox::{Outbox, Pushed};
 use super::store::{SessionKey, SessionRecord, SessionStore, StoreError, TurnLease};
@@ -47,6 +48,14 @@ pub struct TurnRequest {
     pub messages: Vec<ChatMessage>,
     pub instructions: Option<String>,
     pub mode: TurnMode,
+    /// `execute_workflow` waits for the user's approval (plan → approve → act).
+    pub require_approval: bool,
+    /// The user's explicit answer to the session's pending approval (the chat UI protocol;
+    /// the text protocols answer with a message).
+    pub approval: Option<ApprovalAnswer>,
+    /// Answer the stored conversation's last user message again, in place of the answer
+    /// it had (the chat UI protocol's `regenerate-message`).
+    pub regenerate: bool,
 }
 
 /// A chat turn, or a Compose API call.
@@ -94,6 +103,15 @@ pub struct SessionDeps {
 /// workflow executions.
 pub trait OverheadObserver: Send + Sync {
     fn observe(&self, in_server: Duration);
+}
+
+/// What a turn does once its history is loaded.
+enum FirstStep {
+    /// Run the `execute_workflow` call the user just approved.
+    Run(ToolCall),
+    CallModel,
+    /// An approval answer with nothing waiting for it: the turn ends at once.
+    Nothing,
 }
 
 /// Starts the turn: replies once the lease is held and the history loaded, so the HTTP
@@ -159,6 +177,8 @@ pub struct Session {
     step_finished: Option<TurnEvent>,
     /// Compose: workflows proposed so far.
     attempts: u32,
+    /// The `execute_workflow` call the user approved: it runs without asking again.
+    approved_call: Option<String>,
     started: Instant,
     /// Time spent waiting on model calls, tools and executions, and since when it waits now.
     waited: Duration,
@@ -181,6 +201,7 @@ impl Session {
             pending_tools: VecDeque::new(),
             step_finished: None,
             attempts: 0,
+            approved_call: None,
             started: Instant::now(),
             waited: Duration::ZERO,
             waiting_since: None,
@@ -414,6 +435,12 @@ impl Session {
                 self.tool_finished(&call, result, false, ctx);
             }
             tools::LIST_RUNNERS => self.tool_finished(&call, tools::runners(), false, ctx),
+            tools::EXECUTE_WORKFLOW
+                if self.request.require_approval
+                    && self.approved_call.as_deref() != Some(call.id.as_str()) =>
+            {
+                self.request_approval(call, ctx)
+            }
             tools::EXECUTE_WORKFLOW => self.start_execution(call, ctx),
             tools::GET_EXECUTION => {
                 let execution_id = call.arguments["execution_id"]
@@ -433,6 +460,108 @@ impl Session {
         }
     }
 
+    /// The turn's history: the stored transcript with this request's new message (or, for a
+    /// new session, the request's whole history), after answering a pending approval. Says
+    /// what the turn does first: run the approved call, call the model, or — an approval
+    /// answer when nothing waits for one (a replay) — nothing.
+    fn take_history(&mut self, mut record: SessionRecord, ctx: &mut Context<Self>) -> FirstStep {
+        let mut messages = std::mem::take(&mut self.request.messages);
+        let asked_last = record
+            .transcript
+            .iter()
+            .rposition(|m| matches!(m, ChatMessage::User { .. }));
+        if let (true, Some(asked)) = (self.request.regenerate, asked_last) {
+            record.transcript.truncate(asked + 1);
+            record.pending_approval = None;
+            messages.clear();
+        } else if self.request.continuing && !record.transcript.is_empty() {
+            // The stored transcript is the history; only the new user message counts.
+            let newest = messages
+                .into_iter()
+                .rev()
+                .find(|m| matches!(m, ChatMessage::User { .. }));
+            messages = newest.into_iter().collect();
+        }
+        let pending = record.pending_approval.take();
+        self.record = Some(record);
+        let first = match pending {
+            Some(pending) => match self.answer_approval(pending, &mut messages, ctx) {
+                Some(call) => FirstStep::Run(call),
+                None => FirstStep::CallModel,
+            },
+            None if self.request.approval.is_some() => FirstStep::Nothing,
+            None => FirstStep::CallModel,
+        };
+        self.transcript().extend(messages);
+        first
+    }
+
+    /// Holds `call` until the user approves it and ends the turn asking; tool calls queued
+    /// after it are not run either (the model sees why).
+    fn request_approval(&mut self, call: ToolCall, ctx: &mut Context<Self>) {
+        let approval_id = format!("approval_{}", uuid::Uuid::new_v4().simple());
+        let workflow = tools::workflow_argument(&call.arguments)["name"]
+            .as_str()
+            .unwrap_or("the workflow")
+            .to_owned();
+        self.emit(
+            TurnEvent::ApprovalRequested {
+                approval_id: approval_id.clone(),
+                tool_call_id: call.id.clone(),
+                workflow,
+            },
+            ctx,
+        );
+        for skipped in std::mem::take(&mut self.pending_tools) {
+            self.emit_tool_call(&skipped, ctx);
+            let result =
+                json!({"error": "not run: the user has not approved the workflow run yet"});
+            self.record_tool_result(&skipped, result, true, ctx);
+        }
+        if let Some(record) = self.record.as_mut() {
+            record.pending_approval = Some(PendingApproval { approval_id, call });
+        }
+        self.finish(FinishReason::Stop, ctx);
+    }
+
+    /// Answers the session's pending approval from this turn's request: the approved call
+    /// to run first, or `None` once a declined one is recorded as such. A plain "yes" is the
+    /// answer, not a message of the conversation.
+    fn answer_approval(
+        &mut self,
+        pending: PendingApproval,
+        messages: &mut Vec<ChatMessage>,
+        ctx: &mut Context<Self>,
+    ) -> Option<ToolCall> {
+        let said = messages.iter().rev().find_map(|message| match message {
+            ChatMessage::User { content } => Some(content.as_str()),
+            _ => None,
+        });
+        let approved = match &self.request.approval {
+            Some(answer) => answer.approval_id == pending.approval_id && answer.approved,
+            None => said.is_some_and(approval::is_affirmative),
+        };
+        if approved || said.is_some_and(approval::is_negative) {
+            messages.retain(|message| !matches!(message, ChatMessage::User { .. }));
+        }
+        if approved {
+            self.approved_call = Some(pending.call.id.clone());
+            return Some(pending.call);
+        }
+        let reason = self
+            .request
+            .approval
+            .as_ref()
+            .and_then(|answer| answer.reason.clone());
+        let result = json!({
+            "error": "the user declined to run this workflow",
+            "declined": true,
+            "reason": reason,
+        });
+        self.record_tool_result(&pending.call, result, true, ctx);
+        None
+    }
+
     /// `execute_workflow`: start the run, then follow it; the tool result comes when it ends.
     fn start_execution(&mut self, call: ToolCall, ctx: &mut Context<Self>) {
         let arguments = &call.arguments;
@@ -449,6 +578,7 @@ impl Session {
             workflow,
             params: arguments["params"].as_object().cloned().unwrap_or_default(),
             runner: arguments["runner"].as_str().map(str::to_owned),
+            permit: None,
         };
         let starting = self.deps.executions.send(start);
         self.begin_wait();
@@ -614,6 +744,18 @@ impl Session {
         is_error: bool,
         ctx: &mut Context<Self>,
     ) {
+        self.record_tool_result(call, result, is_error, ctx);
+        self.run_next_tool(ctx);
+    }
+
+    /// Sends a tool's result and keeps it in the transcript for the model.
+    fn record_tool_result(
+        &mut self,
+        call: &ToolCall,
+        result: Value,
+        is_error: bool,
+        ctx: &mut Context<Self>,
+    ) {
         self.emit(
             TurnEvent::ToolResult {
                 id: call.id.clone(),
@@ -629,7 +771,6 @@ impl Session {
         };
         self.transcript()
             .push(ChatMessage::tool_result(call, content, is_error));
-        self.run_next_tool(ctx);
     }
 
     /// Compose: take the workflow the model proposed, validate it, and either finish with it
@@ -865,25 +1006,20 @@ impl Handler<BeginTurn> for Session {
                     // The client left or the server drained while the history loaded.
                     return Ok(());
                 }
-                let mut record =
+                let record =
                     record.unwrap_or_else(|| SessionRecord::new(session.request.key.clone()));
-                let messages = std::mem::take(&mut session.request.messages);
-                if session.request.continuing && !record.transcript.is_empty() {
-                    // The stored transcript is the history; only the new user message counts.
-                    record.transcript.extend(
-                        messages
-                            .into_iter()
-                            .rev()
-                            .find(|m| matches!(m, ChatMessage::User { .. })),
-                    );
-                } else {
-                    record.transcript.extend(messages);
-                }
-                session.record = Some(record);
+                let first = session.take_history(record, ctx);
                 if matches!(session.request.mode, TurnMode::Compose(_)) {
                     session.emit_context(ctx);
                 }
-                session.next_model_call(ctx);
+                match first {
+                    FirstStep::Run(call) => {
+                        session.pending_tools.push_back(call);
+                        session.run_next_tool(ctx);
+                    }
+                    FirstStep::CallModel => session.next_model_call(ctx),
+                    FirstStep::Nothing => session.finish(FinishReason::Stop, ctx),
+                }
                 Ok(())
             }),
         )

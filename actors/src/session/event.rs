@@ -32,6 +32,14 @@ pub enum TurnEvent {
     /// A workflow execution event, flat as the original's documents show it
     /// (`{"type":"step_running","step":..,"execution_id":..,"seq":..}`).
     Execution(Value),
+    /// The agent wants to run a workflow and waits for the user: the `execute_workflow` call
+    /// `tool_call_id` (already sent as a `ToolCall`) runs once the next turn approves it.
+    ApprovalRequested {
+        approval_id: String,
+        tool_call_id: String,
+        /// The workflow's name, to ask about.
+        workflow: String,
+    },
     /// One model call ended; `usage` is that call's.
     StepFinished {
         reason: FinishReason,

@@ -36,6 +36,9 @@ pub struct SessionRecord {
     pub workflows: Vec<Value>,
     /// Executions started in this session.
     pub executions: Vec<String>,
+    /// A run the agent wants to start, waiting for the user's approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_approval: Option<super::approval::PendingApproval>,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
 }
@@ -48,6 +51,7 @@ impl SessionRecord {
             transcript: Vec::new(),
             workflows: Vec::new(),
             executions: Vec::new(),
+            pending_approval: None,
             created_at_ms: now,
             updated_at_ms: now,
         }

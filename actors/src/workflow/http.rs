@@ -3,13 +3,15 @@
 //! (awc, with TLS; awc clients are not `Send`, so it forwards each request to its arbiter and
 //! awaits the reply). [`PlainHttpClient`] is a minimal HTTP/1.1 client over a tokio
 //! `TcpStream` for plain `http://` only, enough for tests and loopback services; it refuses
-//! `https://`.
+//! `https://`. Both check the address they connected to against their [`EgressPolicy`].
 
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::egress::EgressPolicy;
 
 /// One request an `http` step makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,10 +38,12 @@ pub trait HttpStepClient: Send + Sync {
 }
 
 /// A plain-`http://` HTTP/1.1 client, one connection per request.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PlainHttpClient {
     /// Response bytes kept at most; the rest is dropped.
     pub max_response_bytes: Option<usize>,
+    /// Where it may connect.
+    pub egress: EgressPolicy,
 }
 
 /// Default cap on a response read by [`PlainHttpClient`].
@@ -112,6 +116,10 @@ impl PlainHttpClient {
         let mut stream = TcpStream::connect((connect_host, url.port))
             .await
             .map_err(|error| format!("cannot connect to {}:{}: {error}", url.host, url.port))?;
+        let peer = stream
+            .peer_addr()
+            .map_err(|error| format!("cannot connect to {}:{}: {error}", url.host, url.port))?;
+        self.egress.check(peer)?;
         let target = if url.target.starts_with('?') {
             format!("/{}", url.target)
         } else {
@@ -289,7 +297,26 @@ pub(crate) mod tests {
     async fn sends_a_request_and_reads_the_response() {
         let (base, server) =
             serve_once("HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok").await;
-        let response = PlainHttpClient::default()
+        let (other, _other_server) = serve_once("HTTP/1.1 200 OK\r\n\r\n").await;
+        let client = PlainHttpClient {
+            egress: EgressPolicy {
+                allowed: vec!["127.0.0.1/32".parse().expect("a range")],
+                own_listener: None,
+            },
+            ..PlainHttpClient::default()
+        };
+        let refused = PlainHttpClient::default()
+            .send(HttpStepRequest {
+                method: "GET".to_owned(),
+                url: format!("{other}/items"),
+                headers: Vec::new(),
+                body: None,
+                timeout: Some(Duration::from_secs(5)),
+            })
+            .await
+            .expect_err("loopback is not allowed by default");
+        assert!(refused.contains("loopback address"), "{refused}");
+        let response = client
             .send(HttpStepRequest {
                 method: "post".to_owned(),
                 url: format!("{base}/items"),

@@ -1,8 +1,10 @@
-//! The local runner: runs a workflow's steps on this host. It validates the workflow, resolves
-//! params, picks the sandbox, makes a private work directory, then schedules the dependency
-//! graph, starting every step whose dependencies are settled, up to `maxActiveSteps` at once.
-//! It stops on cancellation or the workflow timeout, runs the `handlerOn` steps, and ends with
-//! exactly one `workflow_complete` event.
+//! The local runner: runs a workflow's steps on this host. It validates the workflow (and
+//! checks it against the [`WorkflowLimits`]), resolves params, makes a private work directory
+//! (owned by a host group of the execution's own when the server is root), builds and probes
+//! the sandbox, then schedules the dependency graph, starting every step whose dependencies
+//! are settled, up to `maxActiveSteps` at once. It stops on cancellation or the workflow
+//! timeout (the default one when the workflow sets none), runs the `handlerOn` steps, and ends
+//! with exactly one `workflow_complete` event.
 //!
 //! It is plain tokio, not an actor: the `ExecutionWatcher` actor spawns [`LocalRunner::run`],
 //! forwards its [`StepEvent`]s to subscribers and cancels it through the token it passed in.
@@ -23,12 +25,15 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use super::confinement::{HostIds, IdLease, running_as_root};
 use super::event::{RunStatus, StepEvent, duration_millis, format_duration, now_millis};
 use super::graph::DependencyGraph;
 use super::host::{HostCapabilities, docker_engine_reachable};
 use super::http::HttpStepClient;
+use super::limits::{StepLimits, WorkflowLimits, check_workflow_limits};
 use super::model::{ExecutorKind, Step, Workflow};
-use super::sandbox::{Sandbox, probe_bubblewrap};
+use super::sandbox::{Bubblewrap, Sandbox, StepIds};
+use super::sandbox_view::FsView;
 use super::step_runner::{StepJob, run_step};
 use super::template::{Scope, is_var_name};
 use super::validate::{ValidationError, check_runnable_locally, handler_steps, validate};
@@ -62,7 +67,18 @@ pub struct RunOptions {
     pub path_env: String,
     /// Sends `http` steps' requests; without one, `http` steps cannot run.
     pub http_client: Option<Arc<dyn HttpStepClient>>,
+    /// What each sandboxed step may consume.
+    pub step_limits: StepLimits,
+    /// What a workflow may ask for.
+    pub workflow_limits: WorkflowLimits,
+    /// Host ids steps and executions run as when the server is root.
+    pub host_ids: HostIds,
 }
+
+/// First host id given to sandboxed steps by default, far above ordinary and subordinate ids.
+pub const DEFAULT_HOST_ID_FIRST: u32 = 1_900_000_000;
+/// How many host ids sandboxed steps may use at once by default.
+pub const DEFAULT_HOST_ID_COUNT: u32 = 10_000;
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -80,6 +96,9 @@ impl Default for RunOptions {
             docker: PathBuf::from("docker"),
             path_env: "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin".to_owned(),
             http_client: None,
+            step_limits: StepLimits::default(),
+            workflow_limits: WorkflowLimits::default(),
+            host_ids: HostIds::new(DEFAULT_HOST_ID_FIRST, DEFAULT_HOST_ID_COUNT),
         }
     }
 }
@@ -92,6 +111,8 @@ impl std::fmt::Debug for RunOptions {
             .field("allow_network", &self.allow_network)
             .field("allow_unsandboxed", &self.allow_unsandboxed)
             .field("http_client", &self.http_client.is_some())
+            .field("step_limits", &self.step_limits)
+            .field("workflow_limits", &self.workflow_limits)
             .finish_non_exhaustive()
     }
 }
@@ -246,6 +267,26 @@ pub(crate) struct RunContext<'a> {
     pub(crate) work_dir: PathBuf,
     pub(crate) sandbox: Sandbox,
     pub(crate) emitter: Emitter,
+    /// The host group of the execution, when steps get host ids of their own.
+    pub(crate) group: Option<u32>,
+}
+
+impl RunContext<'_> {
+    /// Host ids for one sandboxed process of a step, held until the lease drops; `None` when
+    /// steps keep the server's ids.
+    pub(crate) fn step_ids(&self) -> Result<Option<(IdLease, StepIds)>, String> {
+        let Some(gid) = self.group else {
+            return Ok(None);
+        };
+        let lease = self.options.host_ids.lease().ok_or(
+            "every sandbox user id is in use; wait for other steps to finish or raise runner.local.sandbox_id_count",
+        )?;
+        let ids = StepIds {
+            uid: lease.id(),
+            gid,
+        };
+        Ok(Some((lease, ids)))
+    }
 }
 
 /// The parts of a [`RunRequest`] that preparing and running it needs.
@@ -363,6 +404,9 @@ impl LocalRunner {
         } = *job;
         let mut problems = validate(workflow);
         if problems.is_empty() {
+            problems = check_workflow_limits(workflow, &self.options.workflow_limits);
+        }
+        if problems.is_empty() {
             let host = self.host_capabilities(workflow).await;
             problems = check_runnable_locally(workflow, &host);
         }
@@ -376,40 +420,31 @@ impl LocalRunner {
             return Err(format!("the workflow cannot run locally: {summary}"));
         }
         let base_scope = base_scope(workflow, params)?;
-        let sandbox = match probe_bubblewrap(&self.options.bubblewrap).await {
-            Ok(()) => Sandbox::Bubblewrap {
-                program: self.options.bubblewrap.clone(),
-                allow_network: self.options.allow_network,
-            },
+        let (work_dir, group) = self.work_dir("kubiya-run").await?;
+        let sandbox = match self.sandbox(group.as_ref(), &work_dir).await {
+            Ok(sandbox) => sandbox,
             Err(reason) if self.options.allow_unsandboxed => {
                 tracing::warn!(workflow = %workflow.name, %reason, "running workflow unsandboxed");
-                Sandbox::Unsandboxed { reason }
+                Sandbox::Unsandboxed {
+                    reason,
+                    limits: self.options.step_limits,
+                }
             }
             Err(reason) => {
+                remove_work_dir(&work_dir).await;
                 return Err(format!(
-                    "refusing to run without a sandbox: {reason}; install bubblewrap (bwrap) or allow unsandboxed runs"
+                    "refusing to run without a sandbox: {reason}; install bubblewrap (bwrap) and allow user namespaces (see the README's security model), or allow unsandboxed runs"
                 ));
             }
         };
         outcome.sandboxed = sandbox.is_sandboxed();
-        let work_dir = self
-            .options
-            .work_root
-            .join(format!("kubiya-run-{}", uuid::Uuid::new_v4().simple()));
-        tokio::fs::create_dir_all(work_dir.join(super::step_runner::SCRIPT_DIR))
-            .await
-            .map_err(|error| {
-                format!(
-                    "cannot create the work directory {}: {error}",
-                    work_dir.display()
-                )
-            })?;
         let context = RunContext {
             options: &self.options,
             workflow,
             work_dir: work_dir.clone(),
             sandbox,
             emitter: emitter.clone(),
+            group: group.as_ref().map(IdLease::id),
         };
         let stop = schedule(&context, &base_scope, cancel, outcome).await;
         let (status, error) = match stop {
@@ -434,10 +469,106 @@ impl LocalRunner {
         run_handlers(&context, &base_scope, outcome).await;
         if self.options.keep_work_dir {
             outcome.work_dir = Some(work_dir);
-        } else if let Err(error) = tokio::fs::remove_dir_all(&work_dir).await {
-            tracing::warn!(work_dir = %work_dir.display(), %error, "could not remove the work directory");
+        } else {
+            remove_work_dir(&work_dir).await;
         }
         Ok(())
+    }
+
+    /// Whether steps could run sandboxed on this host now: `Ok`, or why not.
+    pub async fn probe_sandbox(&self) -> Result<(), String> {
+        let (work_dir, group) = self.work_dir("kubiya-probe").await?;
+        let probed = self.sandbox(group.as_ref(), &work_dir).await.map(drop);
+        remove_work_dir(&work_dir).await;
+        probed
+    }
+
+    /// A fresh work directory named `prefix-…`, with the host group of its execution when the
+    /// server is root.
+    async fn work_dir(&self, prefix: &str) -> Result<(PathBuf, Option<IdLease>), String> {
+        let work_dir = self
+            .options
+            .work_root
+            .join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+        let group = if running_as_root() {
+            Some(self.options.host_ids.lease().ok_or(
+                "every sandbox id is in use; wait for other executions to finish or raise runner.local.sandbox_id_count",
+            )?)
+        } else {
+            None
+        };
+        make_work_dir(&work_dir, group.as_ref().map(IdLease::id)).await?;
+        Ok((work_dir, group))
+    }
+
+    /// The sandbox of a run whose steps use `group` (if any), probed as a step would run.
+    async fn sandbox(
+        &self,
+        group: Option<&IdLease>,
+        work_dir: &std::path::Path,
+    ) -> Result<Sandbox, String> {
+        let view = tokio::task::spawn_blocking(FsView::of_host)
+            .await
+            .map_err(|error| format!("could not read the host's filesystem layout: {error}"))?;
+        let bubblewrap = Bubblewrap {
+            program: self.options.bubblewrap.clone(),
+            allow_network: self.options.allow_network,
+            view,
+            limits: self.options.step_limits,
+        };
+        let probe_user = match group {
+            Some(group) => {
+                let lease = self
+                    .options
+                    .host_ids
+                    .lease()
+                    .ok_or("every sandbox id is in use")?;
+                Some((
+                    StepIds {
+                        uid: lease.id(),
+                        gid: group.id(),
+                    },
+                    lease,
+                ))
+            }
+            None => None,
+        };
+        bubblewrap
+            .probe(probe_user.as_ref().map(|(ids, _)| *ids), work_dir)
+            .await?;
+        Ok(Sandbox::Bubblewrap(Arc::new(bubblewrap)))
+    }
+}
+
+/// Makes the work directory (and its script directory). With a `group`, the directory
+/// belongs to it, group-writable and set-group-id, so that the execution's steps (each its
+/// own user in that group) share it and nobody else can enter it.
+async fn make_work_dir(work_dir: &std::path::Path, group: Option<u32>) -> Result<(), String> {
+    let script_dir = work_dir.join(super::step_runner::SCRIPT_DIR);
+    let cannot = |error: std::io::Error| {
+        format!(
+            "cannot create the work directory {}: {error}",
+            work_dir.display()
+        )
+    };
+    tokio::fs::create_dir_all(&script_dir)
+        .await
+        .map_err(cannot)?;
+    let Some(gid) = group else {
+        return Ok(());
+    };
+    for dir in [work_dir, script_dir.as_path()] {
+        std::os::unix::fs::chown(dir, Some(0), Some(gid)).map_err(cannot)?;
+        tokio::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o2770))
+            .await
+            .map_err(cannot)?;
+    }
+    Ok(())
+}
+
+async fn remove_work_dir(work_dir: &std::path::Path) {
+    if let Err(error) = tokio::fs::remove_dir_all(work_dir).await {
+        tracing::warn!(work_dir = %work_dir.display(), %error, "could not remove the work directory");
     }
 }
 
@@ -530,15 +661,19 @@ async fn schedule(
     let workflow = context.workflow;
     let graph = DependencyGraph::new(workflow);
     let count = workflow.steps.len();
+    let cap = context.options.workflow_limits.max_active_steps;
     let max_active = workflow
         .max_active_steps
+        .map(|max| max.min(cap))
         .and_then(|max| usize::try_from(max).ok())
         .unwrap_or(context.options.max_active_steps)
         .max(1);
     let mut started = vec![false; count];
     let mut done: Vec<Option<StepOutcome>> = vec![None; count];
     let run_token = cancel.child_token();
-    let timeout = workflow.timeout_duration();
+    let timeout = workflow
+        .timeout_duration()
+        .or(Some(context.options.workflow_limits.default_timeout));
     let deadline = timeout.map(|limit| Instant::now() + limit);
     let mut stop: Option<Stop> = None;
     let mut running: FuturesUnordered<BoxFuture<'_, (usize, StepOutcome)>> =

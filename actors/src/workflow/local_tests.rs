@@ -1,7 +1,7 @@
 //! Tests of the local runner end to end: real processes, the real sandbox (bubblewrap must
 //! work on the machine running them), real timing recorded in events.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,10 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::event::{RunStatus, StepEvent};
 use super::http::PlainHttpClient;
+use super::limits::WorkflowLimits;
 use super::local::{LocalRunner, RunOptions, RunOutcome, RunRequest, StepStatus};
 use super::model::Workflow;
 use super::process::group_exists;
-use super::sandbox::probe_bubblewrap;
 
 /// Options for tests: sandboxed when bubblewrap works, quick to retry and to kill.
 fn options() -> RunOptions {
@@ -22,6 +22,10 @@ fn options() -> RunOptions {
         allow_unsandboxed: true,
         default_retry_interval: Duration::ZERO,
         kill_grace: Duration::from_millis(300),
+        workflow_limits: WorkflowLimits {
+            min_retry_interval: Duration::ZERO,
+            ..WorkflowLimits::default()
+        },
         ..RunOptions::default()
     }
 }
@@ -114,7 +118,7 @@ async fn run_json(document: Value, options: RunOptions) -> Finished {
 
 /// Fails loudly when bubblewrap cannot sandbox here: these tests exist to prove the sandbox.
 async fn require_bubblewrap() {
-    if let Err(reason) = probe_bubblewrap(Path::new("bwrap")).await {
+    if let Err(reason) = LocalRunner::new(options()).probe_sandbox().await {
         panic!(
             "this test needs a working bubblewrap ({reason}); install it with `apt-get install -y bubblewrap`"
         );
@@ -601,12 +605,15 @@ async fn the_sandbox_denies_network_and_writes_outside_the_work_directory() {
         PathBuf::from("/var/tmp").join(format!("sandbox-probe-{}", uuid::Uuid::new_v4().simple()));
     let in_tmp =
         std::env::temp_dir().join(format!("sandbox-probe-{}", uuid::Uuid::new_v4().simple()));
+    let system = PathBuf::from("/usr/local")
+        .join(format!("sandbox-probe-{}", uuid::Uuid::new_v4().simple()));
     let connect = format!(
         "python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3); print('connected')\""
     );
     let document = json!({"name":"jail","type":"graph","steps":[
         {"name":"network","command":connect},
         {"name":"outside","command":format!("touch {}", outside.display())},
+        {"name":"system","command":format!("touch {}", system.display())},
         {"name":"tmp","command":format!("echo x > {} && cat {}", in_tmp.display(), in_tmp.display())},
         {"name":"inside","command":"mkdir -p sub && echo hi > sub/file && cat sub/file && pwd && echo $HOME"},
         {"name":"env","command":"env | cut -d= -f1 | sort | tr '\\n' ' '"}]});
@@ -622,15 +629,25 @@ async fn the_sandbox_denies_network_and_writes_outside_the_work_directory() {
         "{network_error}"
     );
     assert_eq!(finished.status_of("outside"), StepStatus::Failed);
+    // /var is not in the sandbox at all; /usr is, read-only.
     assert!(
         finished.outcome.steps["outside"]
             .error
             .as_deref()
-            .is_some_and(|error| error.contains("Read-only file system")),
+            .is_some_and(|error| error.contains("No such file or directory")),
         "{:?}",
         finished.outcome.steps["outside"]
     );
     assert!(!tokio::fs::try_exists(&outside).await.expect("stat"));
+    assert!(
+        finished.outcome.steps["system"]
+            .error
+            .as_deref()
+            .is_some_and(|error| error.contains("Read-only file system")),
+        "{:?}",
+        finished.outcome.steps["system"]
+    );
+    assert!(!tokio::fs::try_exists(&system).await.expect("stat"));
     // /tmp inside is private: the write works there and never reaches the host.
     assert_eq!(finished.output_of("tmp"), "x");
     assert!(!tokio::fs::try_exists(&in_tmp).await.expect("stat"));
@@ -652,6 +669,26 @@ async fn the_sandbox_denies_network_and_writes_outside_the_work_directory() {
 }
 
 #[tokio::test]
+async fn an_unsandboxed_step_of_a_root_server_is_still_not_root_and_still_limited() {
+    let finished = run_json(
+        json!({"name":"w","steps":[{"name":"who",
+            "command":"id -u; grep 'Max processes' /proc/self/limits | tr -s ' ' | cut -d' ' -f3"}]}),
+        unsandboxed_options(),
+    )
+    .await;
+    let lines: Vec<String> = finished
+        .output_of("who")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let limits = crate::workflow::StepLimits::default();
+    assert_eq!(lines[1], limits.max_processes.to_string(), "{lines:?}");
+    if super::confinement::running_as_root() {
+        assert_ne!(lines[0], "0", "{lines:?}");
+    }
+}
+
+#[tokio::test]
 async fn without_bubblewrap_a_run_fails_unless_unsandboxed_runs_are_allowed() {
     let document = json!({"name":"w","steps":[{"name":"s","command":"echo hi"}]});
     let strict = RunOptions {
@@ -667,7 +704,7 @@ async fn without_bubblewrap_a_run_fails_unless_unsandboxed_runs_are_allowed() {
     assert_eq!(
         error.as_deref(),
         Some(
-            "refusing to run without a sandbox: bubblewrap not found; install bubblewrap (bwrap) or allow unsandboxed runs"
+            "refusing to run without a sandbox: bubblewrap not found; install bubblewrap (bwrap) and allow user namespaces (see the README's security model), or allow unsandboxed runs"
         )
     );
     let finished = run_json(document, unsandboxed_options()).await;
@@ -757,7 +794,13 @@ async fn http_steps_go_through_the_client() {
     )
     .await;
     let with_client = RunOptions {
-        http_client: Some(Arc::new(PlainHttpClient::default())),
+        http_client: Some(Arc::new(PlainHttpClient {
+            egress: super::egress::EgressPolicy {
+                allowed: vec!["127.0.0.1/32".parse().expect("a range")],
+                own_listener: None,
+            },
+            ..PlainHttpClient::default()
+        })),
         ..options()
     };
     let workflow = Workflow::from_value(json!({"name":"api","params":{"BASE":""},"steps":[

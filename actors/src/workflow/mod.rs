@@ -5,7 +5,10 @@
 //!   `shape`); normalisation; what the local runner can run on this host.
 //! - [`local`]: the local runner, a tokio DAG scheduler the `ExecutionWatcher` actor drives,
 //!   with [`step_runner`] running each step, [`process`] owning child processes, [`sandbox`]
-//!   wrapping them in bubblewrap, and [`http`] the hook for `http` steps.
+//!   wrapping them in bubblewrap (its filesystem in [`sandbox_view`], its filter in
+//!   [`seccomp`], ids and rlimits in [`confinement`]), [`limits`] bounding what an execution
+//!   consumes, [`shell_env`] handing values to shells as environment variables, and
+//!   [`http`] the hook for `http` steps, whose destinations [`egress`] checks.
 //! - [`event`]: the step and workflow events a run emits.
 //! - [`watcher`]: the `ExecutionWatcher` actor, which runs executions on a runner, keeps
 //!   each one's state and numbered event log ([`execution`]) and fans events out to
@@ -17,6 +20,8 @@
 //!   serve the others.
 
 pub mod awc_http;
+pub mod confinement;
+pub mod egress;
 pub mod event;
 pub mod execution;
 mod follower;
@@ -24,13 +29,17 @@ pub mod graph;
 pub mod host;
 pub mod http;
 pub mod kubiya;
+pub mod limits;
 pub mod local;
 pub mod model;
 pub mod process;
 mod publisher;
 pub mod sandbox;
+pub mod sandbox_view;
+mod seccomp;
 mod shape;
 pub mod shared;
+mod shell_env;
 mod step_runner;
 pub mod template;
 pub mod validate;
@@ -42,6 +51,8 @@ mod local_tests;
 mod validate_tests;
 
 pub use awc_http::AwcStepClient;
+pub use confinement::HostIds;
+pub use egress::EgressPolicy;
 pub use event::{RunStatus, StepEvent};
 pub use execution::{
     ExecutionEvent, ExecutionSnapshot, ExecutionStatus, ExecutionSummary, StepSnapshot, StepState,
@@ -50,6 +61,7 @@ pub use execution::{
 pub use host::HostCapabilities;
 pub use http::{HttpStepClient, HttpStepRequest, HttpStepResponse, PlainHttpClient};
 pub use kubiya::{KubiyaConfig, KubiyaRunner, PlatformRun};
+pub use limits::{StepLimits, WorkflowLimits};
 pub use local::{LocalRunner, RunOptions, RunOutcome, RunRequest, StepOutcome, StepStatus};
 pub use model::{Workflow, WorkflowKind, WorkflowParseError};
 pub use shared::{LOST_REASON, SharedConfig};

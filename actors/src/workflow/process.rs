@@ -4,7 +4,8 @@
 //! process ends, whatever it left running in its group is killed too. Nothing outlives the
 //! call, not even when the future is dropped half-way (a guard kills the group then).
 //!
-//! The step runner calls [`run_process`], after the sandbox has wrapped the command line.
+//! The step runner calls [`run_process`], after the sandbox has wrapped the command line and
+//! added the [`Confinement`] applied here between `fork` and `exec`.
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -17,14 +18,18 @@ use tokio::process::{Child, Command};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
+use super::confinement::Confinement;
+
 /// A command line to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ProcessSpec {
     pub program: String,
     pub args: Vec<String>,
     /// The complete environment; nothing is inherited.
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
+    /// Ids, rlimits and descriptors applied before the program starts (the sandbox's).
+    pub confinement: Option<Confinement>,
 }
 
 /// Bounds on one process.
@@ -78,6 +83,12 @@ pub async fn run_process(
         // Its own group, so that a timeout or cancellation reaches its children too.
         .process_group(0)
         .kill_on_drop(false);
+    if let Some(confinement) = spec.confinement.clone() {
+        // SAFETY: `apply_in_child` makes only async-signal-safe system calls.
+        unsafe {
+            command.pre_exec(move || confinement.apply_in_child());
+        }
+    }
     let mut child = command.spawn()?;
     let pgid = child
         .id()
@@ -291,6 +302,7 @@ mod tests {
             args: vec!["-c".to_owned(), script.to_owned()],
             env: vec![("PATH".to_owned(), "/usr/bin:/bin".to_owned())],
             cwd: std::env::temp_dir(),
+            confinement: None,
         }
     }
 

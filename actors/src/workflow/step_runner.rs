@@ -1,8 +1,13 @@
-//! Running one step for the local runner: substitute `${VAR}`s, check preconditions, then
-//! attempt the step (a process inside the sandbox, a `docker run`, or an HTTP request through
-//! the caller's client) as often as its retry settings allow, with backoff between attempts,
-//! emitting `step_running`, `step_complete`, `step_failed` and `step_skipped` events as it
-//! goes. The scheduler in `local` decides when a step starts; this file decides how.
+//! Running one step for the local runner: check preconditions, then attempt the step (a
+//! process inside the sandbox, a `docker run`, or an HTTP request through the caller's client)
+//! as often as its retry settings allow, with backoff between attempts, emitting
+//! `step_running`, `step_complete`, `step_failed` and `step_skipped` events as it goes. The
+//! scheduler in `local` decides when a step starts; this file decides how.
+//!
+//! Values reach shell text as environment variables (see `shell_env`); only the `http`
+//! executor's config, the interpreter line and scripts for interpreters other than a shell
+//! get values substituted as text. Each sandboxed process runs as a host uid of its own while
+//! the server is root, leased for as long as the process lives.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,12 +16,17 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::confinement::IdLease;
 use super::event::format_duration;
 use super::http::HttpStepRequest;
 use super::local::{RunContext, StepOutcome, StepStatus};
 use super::model::{Backoff, ExecutorKind, ExitCodes, Precondition, Step};
 use super::process::{CappedBuffer, ProcessEnd, ProcessLimits, ProcessSpec, run_process};
+use super::shell_env;
 use super::template::{Scope, is_var_name};
+
+/// Interpreters that read shell text, into which values go as environment variables.
+const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh"];
 
 /// The work directory's subdirectory for step scripts.
 pub(crate) const SCRIPT_DIR: &str = ".kubiya";
@@ -150,7 +160,10 @@ pub(crate) async fn run_step(
                 if let AttemptError::Failed { message, .. } = &error {
                     emitter.failed(&label, message, true);
                 }
-                let delay = retry.delay(outcome.attempts);
+                // A backoff base below 1 shrinks the wait; it never goes under the floor.
+                let delay = retry
+                    .delay(outcome.attempts)
+                    .max(context.options.workflow_limits.min_retry_interval);
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = token.cancelled() => {
@@ -251,6 +264,8 @@ enum Work {
         spec: ProcessSpec,
         /// Set for `docker` steps: the container to remove when the CLI is stopped.
         container: Option<String>,
+        /// The host uid the process runs as, held until it ends.
+        ids: Option<IdLease>,
     },
     Http(HttpStepRequest),
 }
@@ -300,9 +315,10 @@ impl Attempt<'_, '_> {
                 Precondition::Command(command) => (command, None),
                 Precondition::Check(check) => (&check.condition, check.expected.as_ref()),
             };
+            // Shown in messages; a command itself runs with its values in the environment.
             let condition_text = self.scope.substitute(condition);
             let Some(expected) = expected else {
-                let code = self.condition_exit_code(&condition_text).await?;
+                let code = self.condition_exit_code(condition).await?;
                 if code != Some(0) {
                     let code = code.map_or_else(
                         || "did not finish".to_owned(),
@@ -316,7 +332,7 @@ impl Attempt<'_, '_> {
             };
             let expected = self.scope.substitute(&expected.to_text());
             // A backquoted condition is a command whose output is compared.
-            let actual = match condition_text
+            let actual = match condition
                 .trim()
                 .strip_prefix('`')
                 .and_then(|inner| inner.strip_suffix('`'))
@@ -357,14 +373,16 @@ impl Attempt<'_, '_> {
     ) -> Result<super::process::ProcessReport, AttemptError> {
         let mut args = self.shell_words();
         let program = args.remove(0);
-        args.extend(["-c".to_owned(), command.to_owned()]);
+        let (command, extra) = shell_env::prepare(command, self.scope);
+        args.extend(["-c".to_owned(), command]);
         let spec = ProcessSpec {
             program,
             args,
-            env: self.process_env(),
+            env: self.process_env(extra),
             cwd: self.cwd(),
+            confinement: None,
         };
-        let spec = self.context.sandbox.wrap(spec, &self.context.work_dir);
+        let (spec, _ids) = self.sandboxed(spec)?;
         run_process(&spec, &self.limits(), self.token)
             .await
             .map_err(|error| {
@@ -372,9 +390,31 @@ impl Attempt<'_, '_> {
             })
     }
 
+    /// `spec` wrapped in the sandbox, with the host ids it runs as (held by the caller).
+    fn sandboxed(&self, spec: ProcessSpec) -> Result<(ProcessSpec, Option<IdLease>), AttemptError> {
+        let ids = self.context.step_ids().map_err(AttemptError::failed)?;
+        let (lease, step_ids) = match ids {
+            Some((lease, step_ids)) => (Some(lease), Some(step_ids)),
+            None => (None, None),
+        };
+        let spec = self
+            .context
+            .sandbox
+            .wrap(spec, &self.context.work_dir, step_ids)
+            .map_err(AttemptError::failed)?;
+        Ok((spec, lease))
+    }
+
+    /// The step's own timeout, else the default step timeout.
+    fn timeout(&self) -> Duration {
+        self.step
+            .timeout_duration()
+            .unwrap_or(self.context.options.step_limits.default_timeout)
+    }
+
     fn limits(&self) -> ProcessLimits {
         ProcessLimits {
-            timeout: self.step.timeout_duration(),
+            timeout: Some(self.timeout()),
             output_limit: self.context.options.output_limit,
             kill_grace: self.context.options.kill_grace,
         }
@@ -397,13 +437,15 @@ impl Attempt<'_, '_> {
         }
     }
 
-    /// Every variable in scope, plus `PATH` and `HOME` unless the workflow set them.
-    fn process_env(&self) -> Vec<(String, String)> {
+    /// Every variable in scope and `extra`, plus `PATH` and `HOME` unless the workflow set
+    /// them.
+    fn process_env(&self, extra: Vec<(String, String)>) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = self
             .scope
             .iter()
             .filter(|(name, _)| is_var_name(name))
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .chain(extra)
             .collect();
         if self.scope.get("PATH").is_none() {
             env.push(("PATH".to_owned(), self.context.options.path_env.clone()));
@@ -425,17 +467,16 @@ impl Attempt<'_, '_> {
         }
     }
 
+    /// Writes the script file; `body` is final (already prepared or substituted).
     async fn write_script(&self, body: &str) -> Result<PathBuf, AttemptError> {
         let path = self
             .context
             .work_dir
             .join(SCRIPT_DIR)
             .join(format!("{}.script", self.script_name));
-        tokio::fs::write(&path, self.scope.substitute(body))
-            .await
-            .map_err(|error| {
-                AttemptError::failed(format!("could not write the step's script: {error}"))
-            })?;
+        tokio::fs::write(&path, body).await.map_err(|error| {
+            AttemptError::failed(format!("could not write the step's script: {error}"))
+        })?;
         Ok(path)
     }
 
@@ -451,6 +492,7 @@ impl Attempt<'_, '_> {
                 )));
             }
         }
+        let mut extra = Vec::new();
         let mut words: Vec<String> = match (&step.command, &step.script) {
             (Some(command), Some(script)) => {
                 // `command` names the interpreter for the script, e.g. `python`.
@@ -463,17 +505,29 @@ impl Attempt<'_, '_> {
                 if words.first().is_some_and(|first| first == "python") {
                     words[0] = "python3".to_owned();
                 }
-                let path = self.write_script(script).await?;
+                let body = if words.first().is_some_and(|first| is_shell(first)) {
+                    let (body, more) = shell_env::prepare(script, self.scope);
+                    extra = more;
+                    body
+                } else {
+                    // Another language: values are pasted, and also in its environment.
+                    self.scope.substitute(script)
+                };
+                let path = self.write_script(&body).await?;
                 words.push(path.to_string_lossy().into_owned());
                 words
             }
             (Some(command), None) => {
                 let mut words = self.shell_words();
-                words.extend(["-c".to_owned(), self.scope.substitute(command)]);
+                let (command, more) = shell_env::prepare(command, self.scope);
+                extra = more;
+                words.extend(["-c".to_owned(), command]);
                 words
             }
             (None, Some(script)) => {
-                let path = self.write_script(script).await?;
+                let (body, more) = shell_env::prepare(script, self.scope);
+                extra = more;
+                let path = self.write_script(&body).await?;
                 let mut words = self.shell_words();
                 words.push(path.to_string_lossy().into_owned());
                 words
@@ -487,12 +541,15 @@ impl Attempt<'_, '_> {
         let spec = ProcessSpec {
             program,
             args: words,
-            env: self.process_env(),
+            env: self.process_env(extra),
             cwd: self.cwd(),
+            confinement: None,
         };
+        let (spec, ids) = self.sandboxed(spec)?;
         Ok(Work::Process {
-            spec: self.context.sandbox.wrap(spec, &self.context.work_dir),
+            spec,
             container: None,
+            ids,
         })
     }
 
@@ -511,6 +568,7 @@ impl Attempt<'_, '_> {
             .get("image")
             .and_then(Value::as_str)
             .ok_or_else(|| AttemptError::failed("the docker executor needs config.image"))?;
+        check_image(image).map_err(AttemptError::failed)?;
         let container = format!("kubiya-step-{}", uuid::Uuid::new_v4().simple());
         let work = self.context.work_dir.to_string_lossy().into_owned();
         let network = if self.context.options.allow_network {
@@ -531,11 +589,29 @@ impl Attempt<'_, '_> {
         .map(str::to_owned)
         .collect();
         args.extend([format!("{work}:/work"), "-w".to_owned(), "/work".to_owned()]);
+        // The container gets the bounds a sandboxed step gets.
+        let limits = &self.context.options.step_limits;
+        args.extend([
+            "--cap-drop=ALL".to_owned(),
+            "--security-opt=no-new-privileges".to_owned(),
+            format!("--pids-limit={}", limits.max_processes),
+            format!("--memory={}", limits.memory_bytes),
+        ]);
+        let command_text = self
+            .step
+            .command
+            .as_ref()
+            .map(|command| shell_env::prepare(command, self.scope));
         let forwarded: Vec<(String, String)> = self
             .scope
             .iter()
             .filter(|(name, _)| is_var_name(name) && !matches!(*name, "PATH" | "HOME"))
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .chain(
+                command_text
+                    .iter()
+                    .flat_map(|(_, extra)| extra.iter().cloned()),
+            )
             .collect();
         for (name, _) in &forwarded {
             // By name only: the value comes from the CLI's environment, not its command line.
@@ -564,12 +640,8 @@ impl Attempt<'_, '_> {
                 other => other.to_string(),
             })),
             (None, _) => {
-                if let Some(command) = &self.step.command {
-                    args.extend([
-                        "sh".to_owned(),
-                        "-c".to_owned(),
-                        self.scope.substitute(command),
-                    ]);
+                if let Some((command, _)) = command_text {
+                    args.extend(["sh".to_owned(), "-c".to_owned(), command]);
                 }
             }
         }
@@ -593,8 +665,10 @@ impl Attempt<'_, '_> {
                 args,
                 env,
                 cwd: self.context.work_dir.clone(),
+                confinement: None,
             },
             container: Some(container),
+            ids: None,
         })
     }
 
@@ -607,9 +681,12 @@ impl Attempt<'_, '_> {
         let config = self
             .scope
             .substitute_json(&Value::Object(executor.config.clone().unwrap_or_default()));
-        let url = config
-            .get("url")
+        let url = executor
+            .config
+            .as_ref()
+            .and_then(|config| config.get("url"))
             .and_then(Value::as_str)
+            .map(|url| self.scope.substitute_url(url))
             .ok_or_else(|| AttemptError::failed("the http executor needs config.url"))?;
         let mut headers: Vec<(String, String)> = config
             .get("headers")
@@ -638,14 +715,14 @@ impl Attempt<'_, '_> {
             .get("timeout")
             .and_then(Value::as_f64)
             .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-            .or_else(|| self.step.timeout_duration());
+            .or_else(|| Some(self.timeout()));
         Ok(HttpStepRequest {
             method: config
                 .get("method")
                 .and_then(Value::as_str)
                 .unwrap_or("GET")
                 .to_owned(),
-            url: url.to_owned(),
+            url,
             headers,
             body,
             timeout,
@@ -654,7 +731,15 @@ impl Attempt<'_, '_> {
 
     async fn attempt(&self) -> Result<AttemptOutput, AttemptError> {
         match self.plan().await? {
-            Work::Process { spec, container } => self.run_work_process(&spec, container).await,
+            Work::Process {
+                spec,
+                container,
+                ids,
+            } => {
+                let result = self.run_work_process(&spec, container).await;
+                drop(ids);
+                result
+            }
             Work::Http(request) => self.send_http(request).await,
         }
     }
@@ -687,9 +772,7 @@ impl Attempt<'_, '_> {
                 stderr: report.stderr.clone(),
             }),
             ProcessEnd::Exited(code) => Err(failure(format!("exit status {code}"), Some(code))),
-            ProcessEnd::Signalled(signal) => {
-                Err(failure(format!("killed by signal {signal}"), None))
-            }
+            ProcessEnd::Signalled(signal) => Err(failure(self.signal_message(signal), None)),
             ProcessEnd::TimedOut => Err(failure(
                 format!(
                     "timed out after {}",
@@ -698,6 +781,22 @@ impl Attempt<'_, '_> {
                 None,
             )),
             ProcessEnd::Cancelled => Err(AttemptError::Interrupted),
+        }
+    }
+
+    /// Why a process died of `signal`, naming the limit it hit when a limit sent it.
+    fn signal_message(&self, signal: i32) -> String {
+        let limits = &self.context.options.step_limits;
+        match signal {
+            libc::SIGXCPU => format!(
+                "killed: the CPU time limit of {} s was reached",
+                limits.cpu_secs
+            ),
+            libc::SIGXFSZ => format!(
+                "killed: the file size limit of {} bytes was reached",
+                limits.file_size_bytes
+            ),
+            other => format!("killed by signal {other}"),
         }
     }
 
@@ -742,6 +841,26 @@ impl Attempt<'_, '_> {
             stderr: String::new(),
         })
     }
+}
+
+/// An image reference may not pass for an option of `docker run` (`-v=/:/host`, `--privileged`).
+fn check_image(image: &str) -> Result<(), String> {
+    let valid = !image.is_empty()
+        && !image.starts_with('-')
+        && image
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("{image:?} is not an image reference"))
+    }
+}
+
+/// Whether `program` (a path or a name) is a shell.
+fn is_shell(program: &str) -> bool {
+    let name = program.rsplit('/').next().unwrap_or(program);
+    SHELLS.contains(&name)
 }
 
 fn value_text(value: &Value) -> String {
@@ -806,6 +925,15 @@ mod tests {
         assert!(plan.retries_on(Some(75)));
         assert!(!plan.retries_on(Some(1)));
         assert!(!plan.retries_on(None));
+    }
+
+    #[test]
+    fn an_image_cannot_be_an_option() {
+        assert!(check_image("python:3.11-slim").is_ok());
+        assert!(check_image("ghcr.io/org/tool@sha256:abc").is_ok());
+        for hostile in ["-v=/:/host", "--privileged", "alpine --privileged", ""] {
+            assert!(check_image(hostile).is_err(), "{hostile} accepted");
+        }
     }
 
     #[test]

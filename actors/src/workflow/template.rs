@@ -1,5 +1,6 @@
 //! `${VAR}` templates: finding references in step text (for validation) and substituting
-//! values into it (for the local runner).
+//! values into it (for the local runner: the `http` executor's config and URL, precondition
+//! values; shell text gets its values as environment variables instead, see `shell_env`).
 //!
 //! Only the DSL's own form is a reference: `${NAME}` or `${NAME.path.to.field}` (a field of an
 //! output that holds JSON). Shell parameter expansions such as `${NAME:-x}`, `${#NAME}` or
@@ -11,6 +12,13 @@ use indexmap::IndexMap;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::ops::Range;
+
+/// Everything but RFC 3986's unreserved characters is encoded in a URL component.
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Variables every POSIX shell or login environment provides; referencing them is never an
 /// error.
@@ -191,6 +199,36 @@ impl Scope {
         result
     }
 
+    /// A URL with references substituted: those forming the start of the URL (scheme and
+    /// authority, or a base URL like `${BASE}/path`) as they are, every later one (path,
+    /// query, fragment) percent-encoded so that a value stays one component.
+    pub fn substitute_url(&self, text: &str) -> String {
+        let found = references(text);
+        let outside_references = |at: usize| !found.iter().any(|r| r.span.contains(&at));
+        let authority_start = text.find("://").map_or(0, |at| at + 3);
+        let base_end = text[authority_start..]
+            .char_indices()
+            .map(|(offset, c)| (authority_start + offset, c))
+            .find(|&(at, c)| matches!(c, '/' | '?' | '#') && outside_references(at))
+            .map_or(text.len(), |(at, _)| at);
+        let mut result = String::with_capacity(text.len());
+        let mut copied_up_to = 0;
+        for reference in &found {
+            let Some(value) = self.resolve(reference) else {
+                continue;
+            };
+            result.push_str(&text[copied_up_to..reference.span.start]);
+            if reference.span.start < base_end {
+                result.push_str(&value);
+            } else {
+                result.extend(percent_encoding::utf8_percent_encode(&value, COMPONENT));
+            }
+            copied_up_to = reference.span.end;
+        }
+        result.push_str(&text[copied_up_to..]);
+        result
+    }
+
     /// `value` with every string inside it substituted.
     pub fn substitute_json(&self, value: &Value) -> Value {
         match value {
@@ -251,6 +289,22 @@ mod tests {
             scope
                 .substitute("echo 'Hello ${NAME}' ${HOME} ${JSON.items.0.id} ${JSON.s} ${NAME:-y}"),
             "echo 'Hello world' ${HOME} 7 x ${NAME:-y}"
+        );
+    }
+
+    #[test]
+    fn values_in_a_url_path_or_query_are_encoded_but_a_base_is_not() {
+        let mut scope = Scope::new();
+        scope.set("BASE", "http://api.test:8080");
+        scope.set("HOST", "api.test");
+        scope.set("Q", "a b&admin=1/../x");
+        assert_eq!(
+            scope.substitute_url("${BASE}/search?q=${Q}"),
+            "http://api.test:8080/search?q=a%20b%26admin%3D1%2F..%2Fx"
+        );
+        assert_eq!(
+            scope.substitute_url("https://${HOST}/items/${Q}"),
+            "https://api.test/items/a%20b%26admin%3D1%2F..%2Fx"
         );
     }
 

@@ -33,11 +33,13 @@ use super::execution::{
 };
 use super::follower::{self, RemoteSubscribe};
 use super::kubiya::{KubiyaConfig, KubiyaRunner, PlatformRun};
+use super::limits::check_workflow_limits;
 use super::local::{LocalRunner, RunOptions, RunOutcome, RunRequest};
 use super::model::Workflow;
 use super::publisher::{ExecutionPublisher, PublisherParts};
 use super::shared::{ExecutionKeys, LOST_REASON, SharedConfig, SharedError, SharedExecutions};
 use super::validate::{ValidationError, check_runnable_locally, validate};
+use crate::limits::StreamPermit;
 
 /// The runner name that means "this host".
 pub const LOCAL_RUNNER: &str = "local";
@@ -114,6 +116,8 @@ pub struct StartExecution {
     pub params: Map<String, Value>,
     /// Overrides the workflow's `runner`; `local` or a Kubiya runner name.
     pub runner: Option<String>,
+    /// The tenant's concurrent-execution slot, held until the run ends.
+    pub permit: Option<StreamPermit>,
 }
 
 /// Sends `subscriber` every event after `after_seq`, then the live ones, ending with
@@ -328,6 +332,7 @@ impl ExecutionWatcher {
         tracing::info!(execution = %id, workflow = %summary.workflow, runner = %summary.runner, "execution started");
 
         let (events, mut received) = unbounded_channel();
+        let permit = start.permit;
         let run: LocalBoxFuture<'static, Option<RunOutcome>> = match runner {
             RunnerChoice::Local => {
                 let local = self.local.clone();
@@ -374,6 +379,8 @@ impl ExecutionWatcher {
                     outcome = &mut run => break outcome,
                 }
             };
+            // The run is over: another execution of the tenant may start.
+            drop(permit);
             received.close();
             while let Ok(event) = received.try_recv() {
                 watcher.do_send(RunProgressed {
@@ -512,7 +519,11 @@ impl Handler<StartExecution> for ExecutionWatcher {
                         (start, host)
                     })
                     .then(|(start, host), watcher: &mut Self, ctx| {
-                        let problems = check_runnable_locally(&start.workflow, &host);
+                        let mut problems = check_workflow_limits(
+                            &start.workflow,
+                            &watcher.local.options().workflow_limits,
+                        );
+                        problems.extend(check_runnable_locally(&start.workflow, &host));
                         if problems.is_empty() {
                             watcher
                                 .launch(start, RunnerChoice::Local, ctx)
@@ -803,6 +814,7 @@ mod tests {
                 workflow: workflow(value),
                 params: Map::new(),
                 runner: None,
+                permit: None,
             })
             .await
             .expect("the watcher answers")

@@ -1,0 +1,343 @@
+//! `POST /v1/responses` and `GET /v1/responses/{id}`: the agent behind the Responses API
+//! (the Open Responses specification), which the AI SDK's `openai('…')` (v5 and later) and
+//! the `openai` SDKs' `responses.create` speak. `input` is a string or items (messages, and
+//! `item_reference`s resolved from stored output items); `previous_response_id` continues
+//! that response's session, whose transcript holds its input and output; `store` (default
+//! true) keeps the response for `GET` and for continuing. The response is written to the
+//! store before it is acknowledged (`response.completed`, or the whole answer), so a client
+//! may continue at once, on any replica.
+
+use actix_web::http::header::CACHE_CONTROL;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::{Bytes, BytesMut};
+use kubiya_actors::provider::ChatMessage;
+use kubiya_actors::session::{SessionKey, TurnMode, TurnRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::AGENT_MODEL;
+use super::chat::{Content, DEFAULT_USER, USER_ID, header};
+use super::models::model_not_found;
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::ValidJson;
+use crate::state::AppState;
+use crate::tenant::Tenant;
+use crate::turn;
+use crate::wire::responses::{Outcome, ResponseBuilder, ResponseMeta, now_secs};
+
+const RESPONSE: &str = "response";
+const ITEM: &str = "item";
+/// Events a streamed response may hold ahead of a slow client.
+const STREAM_BUFFER: usize = 64;
+
+#[derive(Debug, Deserialize)]
+pub struct CreateResponse {
+    model: String,
+    #[serde(default)]
+    input: Option<Input>,
+    #[serde(default)]
+    instructions: Option<String>,
+    #[serde(default)]
+    previous_response_id: Option<String>,
+    #[serde(default)]
+    store: Option<bool>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    user: Option<String>,
+    /// Plan → approve → act: the agent asks before running a workflow.
+    #[serde(default)]
+    require_approval: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Input {
+    Text(String),
+    Items(Vec<InputItem>),
+}
+
+/// Of an input item, what the agent reads: messages' text and item references. Other
+/// items (the client's own function calls and their outputs, reasoning) are accepted and
+/// not read: the agent's tools are its own.
+#[derive(Debug, Deserialize)]
+struct InputItem {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    content: Option<Content>,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// What is kept of a response: the object `GET` returns and the session it continues.
+#[derive(Serialize, Deserialize)]
+struct StoredResponse {
+    user: String,
+    session_id: String,
+    response: Value,
+}
+
+/// What is kept of an output item, for `item_reference`.
+#[derive(Serialize, Deserialize)]
+struct StoredItem {
+    text: String,
+}
+
+async fn load<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    tenant: &Tenant,
+    kind: &'static str,
+    id: &str,
+) -> Result<Option<T>, ApiError> {
+    let stored = state
+        .kept
+        .get(tenant.id.as_ref(), kind, id)
+        .await
+        .map_err(|err| ApiError::new(ErrorCode::Unavailable, err.to_string()))?;
+    Ok(stored.and_then(|json| serde_json::from_str(&json).ok()))
+}
+
+/// The conversation the input items make, item references resolved.
+async fn conversation(
+    state: &AppState,
+    tenant: &Tenant,
+    input: Option<Input>,
+) -> Result<(Vec<ChatMessage>, Vec<String>), ApiError> {
+    let items = match input {
+        None => Vec::new(),
+        Some(Input::Text(text)) => return Ok((vec![ChatMessage::user(text)], Vec::new())),
+        Some(Input::Items(items)) => items,
+    };
+    let mut messages = Vec::with_capacity(items.len());
+    let mut instructions = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match (item.kind.as_deref(), item.role.as_deref()) {
+            (Some("item_reference"), _) => {
+                let id = item.id.unwrap_or_default();
+                let stored: StoredItem = load(state, tenant, ITEM, &id).await?.ok_or_else(|| {
+                    ApiError::invalid_field(
+                        format!("input[{index}].id"),
+                        format!("Item with id `{id}` not found (responses created with `store: false` are not kept)."),
+                    )
+                })?;
+                messages.push(ChatMessage::assistant_text(stored.text));
+            }
+            (None | Some("message"), Some(role)) => {
+                let text = item.content.map(Content::into_text).unwrap_or_default();
+                match role {
+                    "user" => messages.push(ChatMessage::user(text)),
+                    "assistant" => messages.push(ChatMessage::assistant_text(text)),
+                    "system" | "developer" => instructions.push(text),
+                    other => {
+                        return Err(ApiError::invalid_field(
+                            format!("input[{index}].role"),
+                            format!(
+                                "Unknown role `{other}`: use user, assistant, system or developer."
+                            ),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((messages, instructions))
+}
+
+struct ValidResponse {
+    turn: TurnRequest,
+    meta: ResponseMeta,
+    stream: bool,
+}
+
+async fn validate(
+    req: &HttpRequest,
+    state: &AppState,
+    tenant: &Tenant,
+    body: CreateResponse,
+) -> Result<ValidResponse, ApiError> {
+    if body.model != AGENT_MODEL {
+        return Err(model_not_found(&body.model));
+    }
+    let (messages, mut instructions) = conversation(state, tenant, body.input).await?;
+    if !messages
+        .iter()
+        .any(|message| matches!(message, ChatMessage::User { .. }))
+    {
+        return Err(ApiError::invalid_field(
+            "input",
+            "`input` must contain a user message.",
+        ));
+    }
+    let user = body
+        .user
+        .or_else(|| header(req, USER_ID).map(str::to_owned))
+        .unwrap_or_else(|| DEFAULT_USER.to_owned());
+    let (user, session_id, continuing) = match &body.previous_response_id {
+        Some(previous) => {
+            let stored: StoredResponse = load(state, tenant, RESPONSE, previous)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::NotFound,
+                        format!("Previous response with id `{previous}` not found."),
+                    )
+                    .with_param("previous_response_id")
+                })?;
+            (stored.user, stored.session_id, true)
+        }
+        None => (user, uuid::Uuid::new_v4().to_string(), false),
+    };
+    if let Some(text) = body.instructions.clone() {
+        instructions.insert(0, text);
+    }
+    let meta = ResponseMeta {
+        id: format!("resp_{}", uuid::Uuid::new_v4().simple()),
+        created_at: now_secs(),
+        instructions: body.instructions,
+        previous_response_id: body.previous_response_id,
+        store: body.store.unwrap_or(true),
+        session_id: session_id.clone(),
+    };
+    Ok(ValidResponse {
+        turn: TurnRequest {
+            key: SessionKey {
+                tenant: tenant.id.to_string(),
+                user,
+                id: session_id,
+            },
+            continuing,
+            messages,
+            instructions: (!instructions.is_empty()).then(|| instructions.join("\n\n")),
+            mode: TurnMode::Chat,
+            require_approval: body
+                .require_approval
+                .unwrap_or(state.agent.require_approval),
+            approval: None,
+            regenerate: false,
+        },
+        meta,
+        stream: body.stream.unwrap_or(false),
+    })
+}
+
+/// Keeps the response and its message item (when `store` is on) before it is acknowledged.
+async fn keep(
+    state: &AppState,
+    key: &SessionKey,
+    builder: &ResponseBuilder,
+    response: &Value,
+) -> Result<(), ApiError> {
+    if response["store"] != true {
+        return Ok(());
+    }
+    let unavailable = |err: kubiya_actors::session::StoreError| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!("the response could not be stored: {err}"),
+        )
+    };
+    let stored = StoredResponse {
+        user: key.user.clone(),
+        session_id: key.id.clone(),
+        response: response.clone(),
+    };
+    let item = StoredItem {
+        text: builder.text().to_owned(),
+    };
+    // The records have string keys only: serializing cannot fail.
+    let item = serde_json::to_string(&item).unwrap_or_default();
+    let stored = serde_json::to_string(&stored).unwrap_or_default();
+    state
+        .kept
+        .put(&key.tenant, ITEM, builder.message_id(), item)
+        .await
+        .map_err(unavailable)?;
+    let id = response["id"].as_str().unwrap_or_default();
+    state
+        .kept
+        .put(&key.tenant, RESPONSE, id, stored)
+        .await
+        .map_err(unavailable)
+}
+
+pub async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    tenant: Tenant,
+    ValidJson(body): ValidJson<CreateResponse>,
+) -> Result<HttpResponse, ApiError> {
+    let ValidResponse { turn, meta, stream } = validate(&req, &state, &tenant, body).await?;
+    let key = turn.key.clone();
+    let started = turn::start(&state, &tenant, turn).await?;
+    let session = started.session_header();
+    let mut builder = ResponseBuilder::new(meta);
+    if !stream {
+        let mut outcome = None;
+        started
+            .collect(|event| match Outcome::of(&event) {
+                Some(end) => outcome = Some(end),
+                None => builder.push(&event, None),
+            })
+            .await?;
+        let response = builder.resource(outcome.as_ref());
+        keep(&state, &key, &builder, &response).await?;
+        return Ok(HttpResponse::Ok().insert_header(session).json(response));
+    }
+    let (chunks, body) = tokio::sync::mpsc::channel::<Bytes>(STREAM_BUFFER);
+    let (first, mut events, guard) = started.into_parts();
+    let state = state.into_inner();
+    actix_web::rt::spawn(async move {
+        let mut out = BytesMut::with_capacity(1024);
+        builder.start(&mut out);
+        let mut next = Some(first);
+        while let Some(event) = next {
+            match Outcome::of(&event) {
+                Some(mut outcome) => {
+                    let response = builder.resource(Some(&outcome));
+                    if let Err(error) = keep(&state, &key, &builder, &response).await {
+                        outcome = Outcome::Failed(error);
+                    }
+                    guard.close().await;
+                    builder.end(&outcome, &mut out);
+                    let _ = chunks.send(out.split().freeze()).await;
+                    return;
+                }
+                None => builder.push(&event, Some(&mut out)),
+            }
+            // The client left: dropping the events stops the turn.
+            if !out.is_empty() && chunks.send(out.split().freeze()).await.is_err() {
+                return;
+            }
+            next = events.recv().await;
+        }
+    });
+    let body = futures_util::stream::unfold(body, |mut body| async move {
+        body.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), body))
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header(session)
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .content_type("text/event-stream; charset=utf-8")
+        .streaming(body))
+}
+
+pub async fn retrieve(
+    state: web::Data<AppState>,
+    tenant: Tenant,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let stored: StoredResponse = load(&state, &tenant, RESPONSE, &id).await?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("Response with id `{id}` not found."),
+        )
+    })?;
+    Ok(HttpResponse::Ok().json(stored.response))
+}
