@@ -92,7 +92,7 @@ pub struct SessionDeps {
     pub max_iterations: u32,
     /// Fires when the server drains: the turn ends with an error and its terminator.
     pub shutdown: CancellationToken,
-    /// A client that takes no event for this long while events wait is cut off.
+    /// A client that takes no event for this long while events wait is cut off; zero never.
     pub stalled_reader: Duration,
     /// Told how long each turn spent in the server's own code.
     pub overhead: Arc<dyn OverheadObserver>,
@@ -261,22 +261,29 @@ impl Session {
         let sender = self.outbox.sender();
         let stalled_after = self.deps.stalled_reader;
         ctx.spawn(
-            async move { tokio::time::timeout(stalled_after, sender.reserve_owned()).await }
-                .into_actor(self)
-                .map(|reserved, session, ctx| {
-                    session.outbox.flushing = false;
-                    match reserved {
-                        Ok(Ok(permit)) => {
-                            if session.outbox.drain_into(permit) {
-                                session.flush(ctx);
-                            } else if session.ended() {
-                                ctx.stop();
-                            }
+            async move {
+                let room = sender.reserve_owned();
+                // Zero: a client is never cut off for reading slowly.
+                if stalled_after.is_zero() {
+                    return Ok(room.await);
+                }
+                tokio::time::timeout(stalled_after, room).await
+            }
+            .into_actor(self)
+            .map(|reserved, session, ctx| {
+                session.outbox.flushing = false;
+                match reserved {
+                    Ok(Ok(permit)) => {
+                        if session.outbox.drain_into(permit) {
+                            session.flush(ctx);
+                        } else if session.ended() {
+                            ctx.stop();
                         }
-                        Ok(Err(_)) => session.client_left(ctx),
-                        Err(_) => session.client_stalled(ctx),
                     }
-                }),
+                    Ok(Err(_)) => session.client_left(ctx),
+                    Err(_) => session.client_stalled(ctx),
+                }
+            }),
         );
     }
 
