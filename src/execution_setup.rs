@@ -102,7 +102,7 @@ pub fn watcher_config(runner: &RunnerSettings, own_listener: Option<SocketAddr>)
 /// Where executions are shared with other replicas: `None` without a store URL.
 pub fn shared_executions(store: &StoreSettings, runner: &RunnerSettings) -> Option<SharedConfig> {
     (!store.url.is_empty()).then(|| SharedConfig {
-        url: store.url.clone(),
+        endpoint: store.endpoint(),
         key_prefix: store.key_prefix.clone(),
         heartbeat: Duration::from_millis(runner.heartbeat_ms),
         lost_after: Duration::from_millis(runner.lost_after_ms),

@@ -23,6 +23,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const USAGE_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
+    // ring is the one crypto provider we build; clients that take the process's default (the
+    // OTLP exporter's) need it installed. Only fails if one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
         Command::Mcp(McpCommand::Agent(args)) => run_agent(&args),

@@ -1,7 +1,8 @@
 //! The one middleware every request passes: it assigns or echoes `X-Request-Id`, refuses new
 //! work while the server drains (probes still answer), and at the end logs the request once
 //! and records its metrics under the matched route pattern (never the raw path, so ids in
-//! URLs cannot explode the label set).
+//! URLs cannot explode the label set). With traces on, the request runs in a server span
+//! that continues the caller's `traceparent`.
 
 use std::time::Instant;
 
@@ -11,8 +12,11 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, ResponseError, web};
 
+use tracing::Instrument;
+
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
+use crate::telemetry;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -41,6 +45,7 @@ pub async fn observe(
         });
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let state = req.app_data::<web::Data<AppState>>().cloned();
+    let span = request_span(&req);
 
     let draining = state.as_ref().is_some_and(|state| state.is_draining());
     let mut response = if draining && !is_probe(req.path()) {
@@ -51,7 +56,10 @@ pub async fn observe(
         .with_retry_after(1);
         req.into_response(refusal.error_response())
     } else {
-        next.call(req).await?.map_into_boxed_body()
+        next.call(req)
+            .instrument(span.clone())
+            .await?
+            .map_into_boxed_body()
     };
 
     response
@@ -70,6 +78,10 @@ pub async fn observe(
             elapsed.as_secs_f64(),
         );
     }
+    span.record("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     tracing::info!(
         method = %request.method(),
         path = request.path(),
@@ -79,4 +91,30 @@ pub async fn observe(
         "request"
     );
     Ok(response)
+}
+
+/// The request's span (a server span continuing the caller's `traceparent`); it covers the
+/// handler up to the response head, and the turn it starts is its child. Probes, polled
+/// every few seconds, get none.
+fn request_span(req: &ServiceRequest) -> tracing::Span {
+    if is_probe(req.path())
+        || !tracing::enabled!(target: kubiya_actors::TRACE, tracing::Level::INFO)
+    {
+        return tracing::Span::none();
+    }
+    let route = req.match_pattern();
+    let route = route.as_deref().unwrap_or("unmatched");
+    let span = tracing::info_span!(
+        target: kubiya_actors::TRACE,
+        "http request",
+        otel.name = %format_args!("{} {route}", req.method()),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %req.method(),
+        http.route = route,
+        url.path = req.path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    telemetry::continue_trace(&span, req.headers());
+    span
 }

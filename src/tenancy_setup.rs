@@ -89,8 +89,10 @@ fn shared_state(settings: &Settings) -> std::io::Result<SharedState> {
             None,
         ));
     }
-    let redis = RedisConnection::open(&store.url, Duration::from_millis(store.timeout_ms))
-        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err.to_string()))?;
+    let redis = RedisConnection::open(&store.endpoint(), Duration::from_millis(store.timeout_ms))
+        .map_err(|err| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, err.to_string())
+    })?;
     let lease_ttl = Duration::from_millis(store.lease_ttl_ms);
     tracing::info!(
         store = "redis",

@@ -26,6 +26,9 @@
 //! - [`hold`]: what is held for a turn or a stream (leases, permits) and how it is let go.
 //! - [`per_thread`]: an actor started on each thread that uses it, so a turn stays on its
 //!   worker.
+//!
+//! Turns, model calls, tool calls, executions and steps open spans with the target
+//! [`TRACE`]; the binary exports them as OpenTelemetry traces when a collector is configured.
 
 pub mod composer;
 pub mod hold;
@@ -39,3 +42,8 @@ pub mod session;
 pub mod tools;
 pub mod turn_log;
 pub mod workflow;
+
+/// The `tracing` target of the spans that become OpenTelemetry traces (GenAI semantic
+/// conventions for model and tool calls). Log output leaves them out; with no collector
+/// configured nothing enables them, so they cost a disabled-callsite check.
+pub const TRACE: &str = "kubiya::trace";

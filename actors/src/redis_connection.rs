@@ -6,16 +6,22 @@
 //! known to be down, commands fail at once with [`StoreError::Unavailable`] instead of each
 //! waiting for a timeout, and readiness reports it; the ping notices when it is back.
 //! [`RenewedHold`] is the one pattern for things held in Redis while a turn or stream lasts
-//! (turn leases, stream permits). Nothing here knows what the keys mean.
+//! (turn leases, stream permits). [`RedisEndpoint`] is where Redis is: the URL and, for
+//! `rediss://`, the CA to trust and the client certificate to present; every Redis client of
+//! a replica is made from it. Nothing here knows what the keys mean.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, FromRedisValue, RedisError, RedisResult, ScriptInvocation};
+use redis::{
+    ClientTlsConfig, Cmd, FromRedisValue, RedisError, RedisResult, ScriptInvocation,
+    TlsCertificates,
+};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -47,20 +53,91 @@ struct Inner {
     timeout: Duration,
 }
 
-/// Checks a `redis://` URL without connecting; the error says what is wrong with it.
-pub fn check_url(url: &str) -> Result<(), String> {
-    redis::Client::open(url)
-        .map(|_| ())
+/// Where Redis is and how to reach it. `rediss://` URLs use TLS: the server's certificate is
+/// checked against `tls.ca_file` when set, else against the system's trusted roots.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RedisEndpoint {
+    /// `redis[s]://[user:password@]host:port/db`; may hold a password, so never logged.
+    pub url: String,
+    pub tls: RedisTls,
+}
+
+/// Certificates for `rediss://`, as PEM files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    /// The CA that signed the server's certificate (managed services publish theirs).
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key, for servers that require mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl RedisTls {
+    fn is_set(&self) -> bool {
+        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+    }
+}
+
+impl std::fmt::Debug for RedisEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisEndpoint")
+            .field("url", &redact_url(&self.url))
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+/// The URL with any password replaced, for logs and messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}<redacted>{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl RedisEndpoint {
+    /// A client for this endpoint, without connecting. Reads the certificate files, so the
+    /// error names a file that is missing or not PEM as well as a malformed URL.
+    pub fn client(&self) -> Result<redis::Client, String> {
+        if !self.tls.is_set() {
+            return redis::Client::open(self.url.as_str()).map_err(|err| err.to_string());
+        }
+        if !self.url.starts_with("rediss://") {
+            return Err("TLS certificates are set, but the URL is not rediss://".to_owned());
+        }
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))
+        };
+        let root_cert = self.tls.ca_file.as_ref().map(read).transpose()?;
+        let client_tls = match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(cert), Some(key)) => Some(ClientTlsConfig {
+                client_cert: read(cert)?,
+                client_key: read(key)?,
+            }),
+            (None, None) => None,
+            _ => return Err("a client certificate needs both its file and its key".to_owned()),
+        };
+        redis::Client::build_with_tls(
+            self.url.as_str(),
+            TlsCertificates {
+                client_tls,
+                root_cert,
+            },
+        )
         .map_err(|err| err.to_string())
+    }
 }
 
 impl RedisConnection {
     /// Prepares the connection to `url` and starts its health check; `timeout` bounds every
     /// command and connection attempt. Connecting is lazy, so a replica starts while Redis is
     /// down and reports not ready until it answers. Must run inside a tokio runtime.
-    pub fn open(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|err| StoreError::Unavailable(format!("invalid Redis URL: {err}")))?;
+    pub fn open(endpoint: &RedisEndpoint, timeout: Duration) -> Result<Self, StoreError> {
+        let client = endpoint
+            .client()
+            .map_err(|err| StoreError::Unavailable(format!("invalid Redis settings: {err}")))?;
         let info = client.get_connection_info();
         let address = format!("{}/{}", info.addr(), info.redis_settings().db());
         let config = ConnectionManagerConfig::new()

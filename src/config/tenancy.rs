@@ -7,6 +7,10 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::path::PathBuf;
+
+pub use kubiya_actors::redis_connection::redact_url;
+use kubiya_actors::redis_connection::{RedisEndpoint, RedisTls};
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +54,12 @@ pub struct StoreSettings {
     pub lease_ttl_ms: u64,
     /// Bound on each Redis command and connection attempt.
     pub timeout_ms: u64,
+    /// For `rediss://`: a PEM file with the CA that signed Redis's certificate; empty trusts
+    /// the system's roots.
+    pub tls_ca_file: String,
+    /// For `rediss://` servers that require mutual TLS: the client certificate and key (PEM).
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
 }
 
 impl Default for StoreSettings {
@@ -59,6 +69,9 @@ impl Default for StoreSettings {
             key_prefix: "kubiya".into(),
             lease_ttl_ms: 30_000,
             timeout_ms: 1_000,
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
         }
     }
 }
@@ -111,13 +124,27 @@ impl AuthSettings {
 }
 
 impl StoreSettings {
+    /// Where Redis is, for the clients of the session store, limits and executions.
+    pub fn endpoint(&self) -> RedisEndpoint {
+        let path = |file: &str| (!file.is_empty()).then(|| PathBuf::from(file));
+        RedisEndpoint {
+            url: self.url.clone(),
+            tls: RedisTls {
+                ca_file: path(&self.tls_ca_file),
+                cert_file: path(&self.tls_cert_file),
+                key_file: path(&self.tls_key_file),
+            },
+        }
+    }
+
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.url.is_empty() {
             return Ok(());
         }
-        kubiya_actors::redis_connection::check_url(&self.url).map_err(|why| {
+        self.endpoint().client().map_err(|why| {
             ConfigError::new(format!(
-                "invalid setting store.url (`{}`): {why}; expected redis://host:port/db",
+                "invalid setting store.url (`{}`) or store.tls_*: {why}; expected \
+                 redis://host:port/db, or rediss:// with readable PEM files",
                 redact_url(&self.url)
             ))
         })?;
@@ -127,16 +154,6 @@ impl StoreSettings {
             ));
         }
         Ok(())
-    }
-}
-
-/// The URL with any password replaced, for logs and messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}<redacted>{}", &url[..scheme_end + 3], &url[at..])
-        }
-        _ => url.to_owned(),
     }
 }
 
@@ -160,6 +177,9 @@ impl fmt::Debug for StoreSettings {
             .field("key_prefix", &self.key_prefix)
             .field("lease_ttl_ms", &self.lease_ttl_ms)
             .field("timeout_ms", &self.timeout_ms)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
             .finish()
     }
 }

@@ -50,6 +50,7 @@ pub async fn start(
             workflow,
             params: request.params,
             runner: request.runner,
+            trace: tracing::Span::current(),
             permit: Some(permit),
         })
         .await

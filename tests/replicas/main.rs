@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use kubiya_actors::redis_connection::RedisEndpoint;
 use kubiya_actors::workflow::{
     CancelExecution, ExecutionError, ExecutionWatcher, GetExecution, LOST_REASON, RunOptions,
     SharedConfig, StartExecution, WatcherConfig, Workflow,
@@ -393,7 +394,10 @@ fn shared_watcher(redis: &RedisServer) -> Addr<ExecutionWatcher> {
             ..RunOptions::default()
         },
         shared: Some(SharedConfig {
-            url: redis.url(),
+            endpoint: RedisEndpoint {
+                url: redis.url(),
+                ..RedisEndpoint::default()
+            },
             key_prefix: "kubiya".to_owned(),
             heartbeat: Duration::from_millis(100),
             lost_after: Duration::from_secs(1),
@@ -418,6 +422,7 @@ async fn another_tenant_finds_nothing_on_any_replica() {
             workflow,
             params: Map::new(),
             runner: None,
+            trace: tracing::Span::none(),
             permit: None,
         })
         .await

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::approval::{self, ApprovalAnswer, PendingApproval};
 use super::event::{TurnError, TurnErrorKind, TurnEvent};
 use super::outbox::{Outbox, Pushed};
+use super::spans::TurnSpans;
 use super::store::{SessionKey, SessionRecord, SessionStore, StoreError, TurnLease};
 use crate::composer::{ComposeTurn, Composer, Purpose};
 use crate::mcp::{CallTool, McpSupervisor};
@@ -183,11 +184,13 @@ pub struct Session {
     /// Time spent waiting on model calls, tools and executions, and since when it waits now.
     waited: Duration,
     waiting_since: Option<Instant>,
+    spans: TurnSpans,
 }
 
 impl Session {
     pub fn new(deps: SessionDeps, request: TurnRequest, events: Sender<TurnEvent>) -> Self {
         Self {
+            spans: TurnSpans::new(&request),
             deps,
             request,
             outbox: Outbox::new(events),
@@ -375,6 +378,14 @@ impl Session {
         let composing = self.deps.composer.get().send(compose);
         self.spawn_step(ctx, composing, |session, composed, ctx| match composed {
             Ok(request) => {
+                let providers = &session.deps.providers;
+                let model = match request.model.as_str() {
+                    "" => providers.model.as_str(),
+                    model => model,
+                };
+                session
+                    .spans
+                    .model_call_started(providers.primary.as_str(), model);
                 session.enter(Phase::Calling(ModelStep::default()));
                 session.begin_wait();
                 session.deps.providers.start_completion(StartCompletion {
@@ -400,6 +411,7 @@ impl Session {
         reason: FinishReason,
         ctx: &mut Context<Self>,
     ) {
+        self.spans.model_call_finished(&reason);
         let ModelStep { text, calls, usage } = step;
         self.step_finished = Some(TurnEvent::StepFinished {
             reason: reason.clone(),
@@ -430,6 +442,7 @@ impl Session {
         };
         self.enter(Phase::RunningTool);
         self.emit_tool_call(&call, ctx);
+        self.spans.tool_call_started(&call);
         match call.name.as_str() {
             tools::VALIDATE_WORKFLOW => {
                 let result = tools::validate_workflow(&call.arguments);
@@ -585,6 +598,7 @@ impl Session {
             workflow,
             params: arguments["params"].as_object().cloned().unwrap_or_default(),
             runner: arguments["runner"].as_str().map(str::to_owned),
+            trace: self.spans.current(),
             permit: None,
         };
         let starting = self.deps.executions.send(start);
@@ -673,6 +687,7 @@ impl Session {
         match self.request.mode {
             TurnMode::Chat => self.tool_finished(call, result, is_error, ctx),
             TurnMode::Compose(_) => {
+                self.spans.tool_call_finished(is_error);
                 self.emit(
                     TurnEvent::ToolResult {
                         id: call.id.clone(),
@@ -763,6 +778,7 @@ impl Session {
         is_error: bool,
         ctx: &mut Context<Self>,
     ) {
+        self.spans.tool_call_finished(is_error);
         self.emit(
             TurnEvent::ToolResult {
                 id: call.id.clone(),
@@ -872,6 +888,7 @@ impl Session {
         };
         self.enter(Phase::RunningTool);
         self.emit_tool_call(&call, ctx);
+        self.spans.tool_call_started(&call);
         self.start_execution(call, ctx);
     }
 
@@ -898,6 +915,7 @@ impl Session {
             return;
         };
         let usage = self.turn_usage;
+        self.spans.turn_finished(usage);
         let store = self.deps.store.clone();
         let lease = self.lease.take();
         self.enter(Phase::Saving);
@@ -931,6 +949,7 @@ impl Session {
         if self.ended() {
             return;
         }
+        self.spans.failed(&format!("{:?}", error.kind));
         tracing::warn!(session = %self.request.key.id, error = %error.message, "turn failed");
         self.emit(TurnEvent::Failed(error), ctx);
         self.end(ctx);
@@ -1050,6 +1069,7 @@ impl Handler<LlmEvent> for Session {
             LlmEvent::ReasoningDelta(text) => self.emit(TurnEvent::Reasoning(text), ctx),
             LlmEvent::ToolCall(call) => step.calls.push(call),
             LlmEvent::Usage(usage) => {
+                self.spans.model_usage(usage);
                 step.usage = usage;
                 self.turn_usage.input += usage.input;
                 self.turn_usage.output += usage.output;

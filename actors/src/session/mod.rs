@@ -1,13 +1,14 @@
 //! Conversations: the per-request [`Session`] actor that runs one agent turn, the
 //! [`TurnEvent`]s it emits, the [`approval`] gate before a run, (wire-independent; the HTTP layer encodes them), and the
 //! [`store`] that keeps transcripts between turns (in memory, or in Redis with
-//! [`redis_store`] when replicas share them).
+//! [`redis_store`] when replicas share them), and the trace spans of a turn (`spans`).
 
 mod actor;
 pub mod approval;
 mod event;
 mod outbox;
 pub mod redis_store;
+mod spans;
 pub mod store;
 
 pub use actor::{

@@ -40,6 +40,7 @@ mod seccomp;
 mod shape;
 pub mod shared;
 mod shell_env;
+mod spans;
 mod step_runner;
 pub mod template;
 pub mod validate;

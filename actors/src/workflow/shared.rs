@@ -27,6 +27,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, Script};
 
+use crate::redis_connection::RedisEndpoint;
+
 use super::event::now_millis;
 use super::execution::{ExecutionEvent, ExecutionSnapshot};
 
@@ -39,8 +41,8 @@ const READ_BATCH: usize = 256;
 /// Where the shared executions live and how liveness is judged.
 #[derive(Debug, Clone)]
 pub struct SharedConfig {
-    /// `redis://[user:password@]host:port/db`.
-    pub url: String,
+    /// Where Redis is (URL and TLS certificates).
+    pub endpoint: RedisEndpoint,
     /// Prefix of every key, so deployments can share one Redis.
     pub key_prefix: String,
     /// How often the owning replica renews a running execution's heartbeat.
@@ -183,8 +185,10 @@ impl SharedExecutions {
     /// (writes are retried, reads answer "unavailable"). Must run inside a tokio runtime, the
     /// one every later call runs on.
     pub fn open(config: &SharedConfig, finished_ttl: Duration) -> Result<Self, SharedError> {
-        let client = Client::open(config.url.as_str())
-            .map_err(|err| SharedError(format!("invalid Redis URL: {err}")))?;
+        let client = config
+            .endpoint
+            .client()
+            .map_err(|err| SharedError(format!("invalid Redis settings: {err}")))?;
         let info = client.get_connection_info();
         let address = format!("{}/{}", info.addr(), info.redis_settings().db());
         let manager_config = ConnectionManagerConfig::new()
@@ -510,7 +514,10 @@ mod tests {
         runtime.block_on(async {
             SharedExecutions::open(
                 &SharedConfig {
-                    url: "redis://:secret@127.0.0.1:1/2".to_owned(),
+                    endpoint: RedisEndpoint {
+                        url: "redis://:secret@127.0.0.1:1/2".to_owned(),
+                        ..RedisEndpoint::default()
+                    },
                     key_prefix: "kubiya".to_owned(),
                     heartbeat: Duration::from_millis(200),
                     lost_after: Duration::from_secs(1),

@@ -38,6 +38,7 @@ use super::local::{LocalRunner, RunOptions, RunOutcome, RunRequest};
 use super::model::Workflow;
 use super::publisher::{ExecutionPublisher, PublisherParts};
 use super::shared::{ExecutionKeys, LOST_REASON, SharedConfig, SharedError, SharedExecutions};
+use super::spans::ExecutionSpans;
 use super::validate::{ValidationError, check_runnable_locally, validate};
 use crate::limits::StreamPermit;
 
@@ -116,6 +117,8 @@ pub struct StartExecution {
     pub params: Map<String, Value>,
     /// Overrides the workflow's `runner`; `local` or a Kubiya runner name.
     pub runner: Option<String>,
+    /// The span the execution's trace span is a child of (`Span::none()` for none).
+    pub trace: tracing::Span,
     /// The tenant's concurrent-execution slot, held until the run ends.
     pub permit: Option<StreamPermit>,
 }
@@ -331,6 +334,7 @@ impl ExecutionWatcher {
         self.active_runs += 1;
         tracing::info!(execution = %id, workflow = %summary.workflow, runner = %summary.runner, "execution started");
 
+        let mut spans = ExecutionSpans::new(&start.trace, &id, &summary.workflow, &summary.runner);
         let (events, mut received) = unbounded_channel();
         let permit = start.permit;
         let run: LocalBoxFuture<'static, Option<RunOutcome>> = match runner {
@@ -372,10 +376,13 @@ impl ExecutionWatcher {
             let outcome = loop {
                 tokio::select! {
                     biased;
-                    Some(event) = received.recv() => watcher.do_send(RunProgressed {
-                        execution_id: id.clone(),
-                        event,
-                    }),
+                    Some(event) = received.recv() => {
+                        spans.observe(&event);
+                        watcher.do_send(RunProgressed {
+                            execution_id: id.clone(),
+                            event,
+                        });
+                    }
                     outcome = &mut run => break outcome,
                 }
             };
@@ -383,6 +390,7 @@ impl ExecutionWatcher {
             drop(permit);
             received.close();
             while let Ok(event) = received.try_recv() {
+                spans.observe(&event);
                 watcher.do_send(RunProgressed {
                     execution_id: id.clone(),
                     event,
@@ -814,6 +822,7 @@ mod tests {
                 workflow: workflow(value),
                 params: Map::new(),
                 runner: None,
+                trace: tracing::Span::none(),
                 permit: None,
             })
             .await
