@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run build test test-only test-rust test-deploy bench lint fmt fmt-check deps deploy-deps clean
+.PHONY: run build test test-only test-rust test-deploy bench fuzz lint fmt fmt-check deps deploy-deps clean
 
 ## run: build (release) and start the agent server on port 8000 with the built-in defaults
 run:
@@ -56,9 +56,11 @@ MCP_PEERS := tests/mcp-peers
 ## deps: what the tests need beyond the Rust toolchain, all pinned in the repository and
 ## installed only when missing or when their manifests changed: bubblewrap (sandboxes local
 ## steps; the sandbox shows steps /usr only, so the escape tests need Debian's python3 there),
-## redis-server (the replica tests share a real one), the real client SDKs that read
-## our streams (tests/clients: ai 4, 5.0.0 and 7 with Node 22, openai), and the MCP test peers (tests/mcp-peers: npm servers and the
-## Python SDK client)
+## redis-server (the replica tests share a real one), chromium (a real browser attacks the
+## server from another origin), the real client SDKs that read our streams (tests/clients: ai
+## 4, 5.0.0 and 7 with Node 22, openai), playwright-core and schemathesis, which checks the
+## API against its OpenAPI document, and the MCP test peers (tests/mcp-peers: npm servers and
+## the Python SDK client)
 deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json \
 		$(CLIENTS)/ai7/node_modules/.package-lock.json $(CLIENTS)/ai5/node_modules/.package-lock.json \
 		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed deploy-deps
@@ -66,6 +68,8 @@ deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json \
 	@test -x /usr/bin/python3 || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3; }
 	@command -v setpriv >/dev/null || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq util-linux; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium; }
 
 $(MCP_PEERS)/node_modules/.package-lock.json: $(MCP_PEERS)/package.json $(MCP_PEERS)/package-lock.json
 	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
@@ -77,6 +81,13 @@ $(MCP_PEERS)/.venv/.installed: $(MCP_PEERS)/requirements.txt
 		{ apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(MCP_PEERS)/.venv; }
 	$(MCP_PEERS)/.venv/bin/pip install -q --disable-pip-version-check -r $(MCP_PEERS)/requirements.txt
 	@touch $@
+
+## fuzz: the property-based fuzzers (tests/fuzz) with many more cases than `make test` runs,
+## and schemathesis against the binary with more examples and a fresh seed
+FUZZ_CASES ?= 20000
+fuzz: deps
+	KUBIYA_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --test fuzz
+	KUBIYA_CONTRACT_EXAMPLES=200 KUBIYA_CONTRACT_UNSEEDED=1 $(CARGO) test --test api contract
 
 ## deploy-deps: podman (with runc; tests/deploy/containers.conf configures it), debootstrap
 ## for the base image made without a registry, openssl for test certificates, and the pinned

@@ -1,6 +1,7 @@
 //! The auth middleware. When API keys are configured, every route but the probes
-//! (`/health*`), `/discover` and `/metrics` needs `Authorization: Bearer <key>`: no key is
-//! 401 `missing_api_key`, a wrong one 401 `invalid_api_key`, both in OpenAI's error shape.
+//! (`/health*`), `/discover`, `/metrics` and `/openapi.json` needs `Authorization: Bearer
+//! <key>`: no key is 401 `missing_api_key`, a wrong one 401 `invalid_api_key`, both in
+//! OpenAI's error shape.
 //! The key's [`Tenant`](crate::tenant::Tenant) goes into the request's extensions for
 //! handlers to take, and the request is counted against the tenant's per-minute limit (429
 //! with `Retry-After`). Without keys every request runs as the default tenant. Keys are
@@ -16,9 +17,14 @@ use actix_web::{Error, HttpMessage, ResponseError, web};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
-/// Routes anyone may call: load balancers and scrapers carry no keys.
+/// Routes anyone may call: load balancers and scrapers carry no keys, and the API document
+/// is how a client learns what to send.
 fn is_open(path: &str) -> bool {
-    path == "/health" || path.starts_with("/health/") || path == "/discover" || path == "/metrics"
+    path == "/health"
+        || path.starts_with("/health/")
+        || path == "/discover"
+        || path == "/metrics"
+        || path == "/openapi.json"
 }
 
 pub async fn authenticate(

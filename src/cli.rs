@@ -118,7 +118,7 @@ pub struct AgentArgs {
     #[arg(short = 'P', long, value_parser = parse_port)]
     pub port: Option<u16>,
 
-    /// Address to listen on [default: 0.0.0.0]
+    /// Address to listen on [default: 127.0.0.1 while auth is off, 0.0.0.0 with API keys]
     #[arg(short = 'H', long)]
     pub host: Option<String>,
 

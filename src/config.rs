@@ -79,6 +79,10 @@ pub struct AgentSettings {
 pub struct SessionSettings {
     pub ttl_secs: u64,
     pub max_sessions: usize,
+    /// The bytes all in-memory sessions may hold together; least recently used go first.
+    pub max_bytes: usize,
+    /// The bytes one session's transcript may hold; a request that would pass it gets 413.
+    pub max_transcript_bytes: usize,
 }
 
 impl Default for AgentSettings {
@@ -97,6 +101,8 @@ impl Default for SessionSettings {
         Self {
             ttl_secs: 86_400,
             max_sessions: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+            max_transcript_bytes: 2 * 1024 * 1024,
         }
     }
 }
@@ -104,12 +110,28 @@ impl Default for SessionSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
+    /// Empty: 127.0.0.1 while auth is off, 0.0.0.0 with API keys (see [`crate::boundary::exposure`]).
     pub host: String,
     pub port: u16,
     pub workers: usize,
     pub max_body_bytes: usize,
+    /// A request body must arrive whole within this long (408 otherwise).
+    pub body_timeout_secs: u64,
+    /// Request headers above this many bytes together get 431.
+    pub max_header_bytes: usize,
+    /// A WebSocket that sends no request within this long is closed (1008).
+    pub ws_request_timeout_secs: u64,
     pub shutdown_timeout_secs: u64,
     pub drain_delay_secs: u64,
+    pub cors: CorsSettings,
+}
+
+/// Web pages of other origins allowed to call the API from a browser.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsSettings {
+    /// Origins such as `https://app.example.com`; `*` allows any. Empty: none but our own.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,6 +210,10 @@ pub struct RunnerSettings {
     pub default: String,
     pub finished_ttl_secs: u64,
     pub max_finished: usize,
+    /// Bytes of step output and events one execution keeps; past it outputs are cut with a note.
+    pub max_log_bytes: usize,
+    /// Bytes all finished executions keep together; the oldest are forgotten first.
+    pub max_finished_bytes: usize,
     /// How often this replica renews the heartbeat of each execution it runs (shared store).
     pub heartbeat_ms: u64,
     /// A running execution whose heartbeat is older than this is `lost` (shared store).
@@ -253,12 +279,16 @@ pub enum ProviderChoice {
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
-            host: "0.0.0.0".into(),
+            host: String::new(),
             port: 8000,
             workers: 0,
             max_body_bytes: 1024 * 1024,
+            body_timeout_secs: 30,
+            max_header_bytes: 32 * 1024,
+            ws_request_timeout_secs: 10,
             shutdown_timeout_secs: 30,
             drain_delay_secs: 0,
+            cors: CorsSettings::default(),
         }
     }
 }
@@ -312,6 +342,8 @@ impl Default for RunnerSettings {
             default: "local".into(),
             finished_ttl_secs: 3600,
             max_finished: 1000,
+            max_log_bytes: 4 * 1024 * 1024,
+            max_finished_bytes: 64 * 1024 * 1024,
             heartbeat_ms: 1000,
             lost_after_ms: 5000,
             max_concurrent_executions: 10,

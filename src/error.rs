@@ -26,6 +26,16 @@ pub enum ErrorCode {
     /// Another turn holds the session.
     SessionBusy,
     PayloadTooLarge,
+    /// The session's transcript would grow past its byte cap.
+    SessionTooLarge,
+    /// A body that is not `application/json`.
+    UnsupportedMediaType,
+    /// A browser request from a web origin that may not call the API.
+    OriginNotAllowed,
+    /// The body did not arrive within the body timeout.
+    RequestTimeout,
+    /// The request's headers are larger than the limit.
+    HeadersTooLarge,
     /// Understood, but nothing valid could be made of it.
     Unprocessable,
     RateLimited,
@@ -90,6 +100,31 @@ impl ErrorCode {
                 "invalid_request_error",
                 "request_too_large",
             ),
+            SessionTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "session_too_large",
+            ),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request_error",
+                "unsupported_media_type",
+            ),
+            OriginNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "origin_not_allowed",
+            ),
+            RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                "request_timeout",
+            ),
+            HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "invalid_request_error",
+                "headers_too_large",
+            ),
             Unprocessable => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_request_error",
@@ -151,12 +186,12 @@ pub struct ApiError {
 }
 
 /// The wire shape, `{"error": {...}}`; also used in-band in streams.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     pub error: ErrorObject<'a>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorObject<'a> {
     pub message: &'a str,
     #[serde(rename = "type")]
@@ -278,6 +313,11 @@ mod tests {
             MethodNotAllowed,
             SessionBusy,
             PayloadTooLarge,
+            SessionTooLarge,
+            UnsupportedMediaType,
+            OriginNotAllowed,
+            RequestTimeout,
+            HeadersTooLarge,
             Unprocessable,
             RateLimited,
             Internal,

@@ -95,6 +95,8 @@ pub fn watcher_config(runner: &RunnerSettings, own_listener: Option<SocketAddr>)
         kubiya,
         finished_ttl: Duration::from_secs(runner.finished_ttl_secs),
         max_finished: runner.max_finished,
+        max_log_bytes: runner.max_log_bytes,
+        max_finished_bytes: runner.max_finished_bytes,
         shared: None,
     }
 }

@@ -1,6 +1,11 @@
-//! `ValidJson<T>`: the JSON body extractor every POST route uses. It enforces the configured
-//! body limit (413), tells malformed JSON (400 `invalid_json`) from a well-formed body with a
-//! wrong or missing field (400 naming the field by its JSON path, e.g. `messages[0].role`).
+//! `ValidJson<T>`: the JSON body extractor every POST route uses. It takes only
+//! `application/json` bodies (415 otherwise: a browser sends `text/plain` cross-origin without
+//! asking first), enforces the configured body size (413) and read timeout (408, so a client
+//! trickling bytes cannot hold a worker's buffer), and tells malformed JSON (400
+//! `invalid_json`) from a well-formed body with a wrong or missing field (400 naming the field
+//! by its JSON path, e.g. `messages[0].role`).
+
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -12,9 +17,42 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ErrorCode};
 
-/// The largest body a route accepts; registered as app data by start-up.
+/// The largest body a route accepts and how long it may take to arrive; registered as app
+/// data by start-up.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+pub struct BodyLimit {
+    pub bytes: usize,
+    pub timeout: Duration,
+}
+
+impl Default for BodyLimit {
+    fn default() -> Self {
+        Self {
+            bytes: 1024 * 1024,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Whether the request declares a JSON body: `application/json` or a `+json` type, any
+/// parameters (`charset=utf-8`) allowed.
+fn declares_json(req: &HttpRequest) -> bool {
+    let Some(value) = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence
+            .get(essence.len().saturating_sub(5)..)
+            .is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json"))
+            && essence
+                .get(..12)
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case("application/"))
+}
 
 /// A JSON body deserialized into `T`, or the precise reason it could not be.
 #[derive(Debug)]
@@ -25,9 +63,16 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
+        let rules = req
             .app_data::<web::Data<BodyLimit>>()
-            .map_or(1024 * 1024, |limit| limit.0);
+            .map_or_else(BodyLimit::default, |rules| *rules.get_ref());
+        let limit = rules.bytes;
+        if !declares_json(req) {
+            return Box::pin(futures_util::future::ready(Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "This route takes a JSON body: send it with `Content-Type: application/json`.",
+            ))));
+        }
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -38,19 +83,33 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
             if declared.is_some_and(|length| length > limit) {
                 return Err(too_large(limit));
             }
-            let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|err| {
-                    ApiError::new(
-                        ErrorCode::InvalidRequest,
-                        format!("could not read the request body: {err}"),
-                    )
-                })?;
-                if body.len() + chunk.len() > limit {
-                    return Err(too_large(limit));
+            let read = async {
+                let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk.map_err(|err| {
+                        ApiError::new(
+                            ErrorCode::InvalidRequest,
+                            format!("could not read the request body: {err}"),
+                        )
+                    })?;
+                    if body.len() + chunk.len() > limit {
+                        return Err(too_large(limit));
+                    }
+                    body.extend_from_slice(&chunk);
                 }
-                body.extend_from_slice(&chunk);
-            }
+                Ok(body)
+            };
+            let body = tokio::time::timeout(rules.timeout, read)
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        ErrorCode::RequestTimeout,
+                        format!(
+                            "The request body did not arrive within {} seconds.",
+                            rules.timeout.as_secs()
+                        ),
+                    )
+                })??;
             parse(&body).map(ValidJson)
         })
     }

@@ -4,17 +4,20 @@
 //! messages and their events back into HTTP.
 
 pub mod auth;
+pub mod boundary;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod execution_setup;
 pub mod execution_stream;
 pub mod extract;
+pub mod memory;
 pub mod metrics;
 pub mod middleware;
 pub mod provider_setup;
 pub mod resumable;
 pub mod routes;
+pub mod session_budget;
 pub mod stalled_client;
 pub mod startup;
 pub mod state;

@@ -23,6 +23,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const USAGE_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
+    kubiya::memory::return_large_blocks_to_the_os();
     // ring is the one crypto provider we build; clients that take the process's default (the
     // OTLP exporter's) need it installed. Only fails if one is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -1,8 +1,8 @@
 //! The one middleware every request passes: it assigns or echoes `X-Request-Id`, refuses new
 //! work while the server drains (probes still answer), and at the end logs the request once
-//! and records its metrics under the matched route pattern (never the raw path, so ids in
-//! URLs cannot explode the label set). With traces on, the request runs in a server span
-//! that continues the caller's `traceparent`.
+//! and records its metrics under the matched route pattern and a known method (never the raw
+//! path or a made-up method, so ids in URLs and invented methods cannot explode the label set).
+//! With traces on, the request runs in a server span that continues the caller's `traceparent`.
 
 use std::time::Instant;
 
@@ -23,6 +23,22 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The request id, available to handlers through request extensions.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub HeaderValue);
+
+/// A method as a metric label: the standard ones by name, any other folded into `other`, so
+/// made-up methods cannot grow the label set.
+fn metric_method(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
 
 /// Routes that keep answering while the server drains.
 fn is_probe(path: &str) -> bool {
@@ -73,7 +89,7 @@ pub async fn observe(
     if let Some(state) = state {
         state.metrics.observe_request(
             route,
-            request.method().as_str(),
+            metric_method(request.method()),
             status.as_str(),
             elapsed.as_secs_f64(),
         );

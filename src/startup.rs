@@ -23,6 +23,10 @@ use kubiya_actors::per_thread::PerThread;
 use kubiya_actors::provider::ProviderPool;
 
 use crate::auth::authenticate;
+use crate::boundary::exposure;
+use crate::boundary::guard::{BoundaryRules, guard};
+use crate::boundary::origin::OriginPolicy;
+use crate::boundary::websocket::WsRequestRules;
 use crate::config::Settings;
 use crate::execution_setup;
 use crate::extract::BodyLimit;
@@ -69,7 +73,13 @@ impl ShutdownSignals {
 impl Application {
     pub fn build(settings: &Settings, provider: &ProviderSetup) -> std::io::Result<Self> {
         let signals = ShutdownSignals::install()?;
-        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
+        let exposure = exposure::choose(&settings.server.host, !settings.auth.api_keys.is_empty());
+        if exposure.open_to_network {
+            tracing::warn!(host = %exposure.host, "{}", exposure.reason);
+        } else {
+            tracing::info!(host = %exposure.host, "{}", exposure.reason);
+        }
+        let listener = TcpListener::bind((exposure.host.as_str(), settings.server.port))?;
         let own_address = listener.local_addr()?;
         let port = own_address.port();
         let supervisor = McpSupervisor::new(settings.mcp_servers.clone(), settings.mcp.clone());
@@ -91,14 +101,26 @@ impl Application {
             store: tenancy.store,
             agent: settings.agent.clone(),
             compose: settings.compose.clone(),
+            max_transcript_bytes: settings.sessions.max_transcript_bytes,
             tenants: tenancy.tenants,
             turn_logs: tenancy.turn_logs,
             kept: tenancy.kept,
             executions: executions.clone(),
             mcp: Some(supervisor),
         }));
-        let body_limit = web::Data::new(BodyLimit(settings.server.max_body_bytes));
+        let body_limit = web::Data::new(BodyLimit {
+            bytes: settings.server.max_body_bytes,
+            timeout: Duration::from_secs(settings.server.body_timeout_secs.max(1)),
+        });
         let watcher = web::Data::new(executions.clone());
+        let boundary = web::Data::new(BoundaryRules {
+            origins: OriginPolicy::new(&settings.server.cors),
+            max_header_bytes: settings.server.max_header_bytes,
+            websocket: WsRequestRules {
+                max_bytes: settings.server.max_body_bytes,
+                timeout: Duration::from_secs(settings.server.ws_request_timeout_secs.max(1)),
+            },
+        });
 
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -106,7 +128,9 @@ impl Application {
                 .app_data(app_state.clone())
                 .app_data(body_limit.clone())
                 .app_data(watcher.clone())
+                .app_data(boundary.clone())
                 .wrap(from_fn(authenticate))
+                .wrap(from_fn(guard))
                 .wrap(from_fn(observe))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
@@ -124,7 +148,7 @@ impl Application {
         let server = server.listen(listener)?.run();
         tracing::info!(
             port,
-            host = %settings.server.host,
+            host = %exposure.host,
             provider = %provider.kind(),
             model = provider.model(),
             "listening: /v1/chat/completions, /discover, /health"

@@ -28,6 +28,8 @@ pub struct AppState {
     pub store: Arc<dyn SessionStore>,
     pub agent: AgentSettings,
     pub compose: ComposeSettings,
+    /// The most one session's stored transcript may take; a turn that would pass it is 413.
+    pub max_transcript_bytes: usize,
     /// API keys, the tenants they stand for, and those tenants' limits.
     pub tenants: Tenants,
     pub open_streams: Arc<OpenStreams>,
@@ -57,6 +59,7 @@ impl AppState {
             store: parts.store,
             agent: parts.agent,
             compose: parts.compose,
+            max_transcript_bytes: parts.max_transcript_bytes,
             tenants: parts.tenants,
             open_streams: Arc::new(OpenStreams::default()),
             shutdown: CancellationToken::new(),
@@ -104,6 +107,7 @@ pub struct AppParts {
     pub store: Arc<dyn SessionStore>,
     pub agent: AgentSettings,
     pub compose: ComposeSettings,
+    pub max_transcript_bytes: usize,
     pub executions: Addr<ExecutionWatcher>,
     pub mcp: Option<Addr<McpSupervisor>>,
     pub tenants: Tenants,

@@ -82,7 +82,8 @@ fn shared_state(settings: &Settings) -> std::io::Result<SharedState> {
             store = "memory",
             "sessions and limits are kept in this process"
         );
-        let store = MemorySessionStore::new(session_ttl, settings.sessions.max_sessions);
+        let store = MemorySessionStore::new(session_ttl, settings.sessions.max_sessions)
+            .with_max_bytes(settings.sessions.max_bytes);
         return Ok((
             Arc::new(store),
             RateLimiter::Local(LocalLimiter::default()),

@@ -16,6 +16,7 @@ use kubiya_actors::session::{
 use tokio::sync::mpsc::{Receiver, WeakSender};
 
 use crate::error::{ApiError, ErrorCode};
+use crate::session_budget;
 use crate::stalled_client::{self, ClientSocket};
 use crate::state::AppState;
 use crate::streaming::{EventBody, EventSource, StreamGuard};
@@ -42,6 +43,7 @@ pub async fn start(
     turn: TurnRequest,
 ) -> Result<StartedTurn, ApiError> {
     let session_id = turn.key.id.clone();
+    session_budget::check_room(state, &turn).await?;
     let permit = state.tenants.open_stream(tenant).await?;
     let guard = StreamGuard::new(state.open_streams.clone()).with_permit(permit);
     let (sender, mut events) = event_channel();

@@ -11,10 +11,14 @@ use kubiya_actors::provider::{ChatMessage, ToolCall};
 use kubiya_actors::session::{SessionKey, TurnMode, TurnRequest};
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::AGENT_MODEL;
 use super::models::model_not_found;
-use crate::error::ApiError;
+use super::openapi::SseEvent;
+use crate::boundary::choice::{self, Choice};
+use crate::boundary::ids;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::ValidJson;
 use crate::stalled_client::ClientSocket;
 use crate::state::AppState;
@@ -29,8 +33,9 @@ pub(super) const USER_ID: &str = "x-user-id";
 const STREAMING_FORMAT: &str = "x-streaming-format";
 pub(super) const DEFAULT_USER: &str = "default_user";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
+    #[schema(example = "kubiya-workflow-agent")]
     model: String,
     messages: Vec<RequestMessage>,
     #[serde(default)]
@@ -41,8 +46,10 @@ pub struct ChatCompletionRequest {
     n: Option<u32>,
     /// The original's body field choosing the stream format (`vercel`).
     #[serde(default)]
+    #[schema(value_type = Option<ChatStreamFormat>)]
     format: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<ChatStreamFormat>)]
     stream_format: Option<String>,
     #[serde(default)]
     session_id: Option<String>,
@@ -53,13 +60,32 @@ pub struct ChatCompletionRequest {
     require_approval: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+/// What `format`, `stream_format` and `X-Streaming-Format` may say (any case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatStreamFormat {
+    /// OpenAI's SSE, the default; `openai` says the same.
+    Sse,
+    Openai,
+    /// The Vercel AI SDK data stream.
+    Vercel,
+}
+
+impl Choice for ChatStreamFormat {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("sse", Self::Sse),
+        ("openai", Self::Openai),
+        ("vercel", Self::Vercel),
+    ];
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
 struct StreamOptions {
     #[serde(default)]
     include_usage: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(tag = "role", rename_all = "lowercase")]
 enum RequestMessage {
     System {
@@ -90,26 +116,26 @@ enum RequestMessage {
 
 /// A string, or an array of parts of which the text ones count (chat messages' `content`,
 /// and Responses input messages').
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub(super) enum Content {
     Text(String),
     Parts(Vec<ContentPart>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub(super) struct ContentPart {
     #[serde(default)]
     text: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct RequestToolCall {
     id: String,
     function: RequestFunction,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct RequestFunction {
     name: String,
     #[serde(default)]
@@ -136,6 +162,18 @@ struct ValidTurn {
     include_usage: bool,
 }
 
+/// The user a request names (the body's `field`, then `X-User-Id`), checked as a client id.
+pub(super) fn user_of(
+    req: &HttpRequest,
+    (body_user, field): (Option<String>, &str),
+) -> Result<String, ApiError> {
+    Ok(ids::first_present([
+        (body_user, field),
+        (header(req, USER_ID).map(str::to_owned), "X-User-Id"),
+    ])?
+    .unwrap_or_else(|| DEFAULT_USER.to_owned()))
+}
+
 pub(super) fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers()
         .get(name)
@@ -158,26 +196,29 @@ fn validate(
             "Only n=1 is supported: the agent gives one answer per turn.",
         ));
     }
-    let vercel = [
-        header(req, STREAMING_FORMAT),
-        body.format.as_deref(),
-        body.stream_format.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .any(|format| format.eq_ignore_ascii_case("vercel"));
+    let mut vercel = false;
+    for (param, format) in [
+        ("X-Streaming-Format", header(req, STREAMING_FORMAT)),
+        ("format", body.format.as_deref()),
+        ("stream_format", body.stream_format.as_deref()),
+    ] {
+        if let Some(format) = format {
+            vercel |= choice::parse::<ChatStreamFormat>(format, param)? == ChatStreamFormat::Vercel;
+        }
+    }
     let stream = match (vercel, body.stream.unwrap_or(false)) {
         (true, _) => Some(StreamFormat::Vercel),
         (false, true) => Some(StreamFormat::OpenAiSse),
         (false, false) => None,
     };
-    let session_id = body
-        .session_id
-        .or_else(|| header(req, SESSION_ID.as_str()).map(str::to_owned));
-    let user = body
-        .user_id
-        .or_else(|| header(req, USER_ID).map(str::to_owned))
-        .unwrap_or_else(|| DEFAULT_USER.to_owned());
+    let session_id = ids::first_present([
+        (body.session_id, "session_id"),
+        (
+            header(req, SESSION_ID.as_str()).map(str::to_owned),
+            "X-Session-Id",
+        ),
+    ])?;
+    let user = user_of(req, (body.user_id, "user_id"))?;
     let (messages, instructions) = convert_messages(body.messages)?;
     if !messages
         .iter()
@@ -293,6 +334,14 @@ fn convert_messages(
     Ok((conversation, instructions))
 }
 
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "agent",
+    request_body(content = ChatCompletionRequest, content_type = "application/json"),
+    params(("X-Session-Id" = Option<String>, Header, description = "Continue this session"),
+        ("X-User-Id" = Option<String>, Header, description = "The user"),
+        ("X-Streaming-Format" = Option<String>, Header, description = "`vercel` for the Vercel AI SDK data stream")),
+    responses((status = 200, description = "A `chat.completion`, or its stream: OpenAI SSE or the Vercel data stream",
+        content((Object = "application/json"), (SseEvent = "text/event-stream"), (String = "text/plain"))),
+        (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn chat_completions(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -12,8 +12,13 @@ use kubiya_actors::session::{ComposeOptions, SessionKey, TurnEvent, TurnMode, Tu
 use kubiya_actors::tools;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use super::openapi::SseEvent;
+use crate::boundary::choice::{self, Choice};
+use crate::boundary::guard::BoundaryRules;
+use crate::boundary::{ids, websocket};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{self, ValidJson};
 use crate::stalled_client::ClientSocket;
 use crate::state::AppState;
@@ -26,14 +31,19 @@ use crate::wire::{StreamEncoder, StreamFormat};
 
 const DEFAULT_USER: &str = "default_user";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ComposeRequest {
+    /// What the workflow should do.
     task: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     context: Map<String, Value>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     parameters: Map<String, Value>,
+    /// `plan` (the default) or `act`; the legacy provider modes are accepted and ignored.
     #[serde(default)]
+    #[schema(value_type = Option<ComposeMode>)]
     mode: Option<String>,
     /// The original's legacy switch: `true` means act.
     #[serde(default)]
@@ -42,11 +52,46 @@ pub struct ComposeRequest {
     stream: Option<bool>,
     /// Absent means `sse`; an explicit `null` means raw NDJSON events.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<ComposeStreamFormat>)]
     stream_format: Option<Option<String>>,
     #[serde(default)]
     session_id: Option<String>,
     #[serde(default)]
     user_id: Option<String>,
+}
+
+/// What `mode` may say (any case): plan or act, or one of the original's provider modes,
+/// which are accepted and ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ComposeMode {
+    Plan,
+    Act,
+    Adk,
+    Mcp,
+    Basic,
+}
+
+impl Choice for ComposeMode {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("plan", Self::Plan),
+        ("act", Self::Act),
+        ("adk", Self::Adk),
+        ("mcp", Self::Mcp),
+        ("basic", Self::Basic),
+    ];
+}
+
+/// What `stream_format` may say (any case); `null` means raw NDJSON events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ComposeStreamFormat {
+    Sse,
+    Vercel,
+}
+
+impl Choice for ComposeStreamFormat {
+    const NAMES: &'static [(&'static str, Self)] = &[("sse", Self::Sse), ("vercel", Self::Vercel)];
 }
 
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
@@ -77,26 +122,26 @@ fn validate(
             "`task` must describe what the workflow should do.",
         ));
     }
-    let act = match body.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        Some("act") => true,
-        Some("plan") => false,
-        // Provider modes such as `adk` are accepted and ignored, as the original did.
-        _ => body.execute.unwrap_or(false),
-    };
-    let format = match body.stream_format {
-        None => Some("sse".to_owned()),
-        Some(format) => format.map(|f| f.to_ascii_lowercase()),
-    };
-    let streamed = match format.as_deref() {
-        Some("sse") => StreamFormat::ComposeSse,
-        Some("vercel") => StreamFormat::Vercel,
-        None => StreamFormat::Ndjson,
-        Some(other) => {
-            return Err(ApiError::invalid_field(
-                "stream_format",
-                format!("Unknown stream_format `{other}`: use \"sse\", \"vercel\" or null."),
-            ));
+    let mode = body
+        .mode
+        .as_deref()
+        .map(|mode| choice::parse::<ComposeMode>(mode, "mode"))
+        .transpose()?;
+    let act = match mode {
+        Some(ComposeMode::Act) => true,
+        Some(ComposeMode::Plan) => false,
+        // The original's provider modes are accepted and ignored; `execute` then decides.
+        None | Some(ComposeMode::Adk | ComposeMode::Mcp | ComposeMode::Basic) => {
+            body.execute.unwrap_or(false)
         }
+    };
+    let streamed = match body.stream_format {
+        None => StreamFormat::ComposeSse,
+        Some(None) => StreamFormat::Ndjson,
+        Some(Some(format)) => match choice::parse(&format, "stream_format")? {
+            ComposeStreamFormat::Sse => StreamFormat::ComposeSse,
+            ComposeStreamFormat::Vercel => StreamFormat::Vercel,
+        },
     };
     let delivery = if body.stream.unwrap_or(true) {
         Delivery::Stream(streamed)
@@ -130,18 +175,19 @@ fn validate(
             Value::Object(body.parameters.clone())
         ));
     }
+    let session_id = ids::client_id(body.session_id, "session_id")?;
+    let user_id = ids::client_id(body.user_id, "user_id")?;
     let settings = &state.compose;
     Ok(ValidCompose {
         turn: TurnRequest {
             key: SessionKey {
                 tenant: tenant.id.to_string(),
-                user: body.user_id.unwrap_or_else(|| DEFAULT_USER.to_owned()),
-                id: body
-                    .session_id
+                user: user_id.unwrap_or_else(|| DEFAULT_USER.to_owned()),
+                id: session_id
                     .clone()
                     .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             },
-            continuing: body.session_id.is_some(),
+            continuing: session_id.is_some(),
             messages: vec![ChatMessage::user(message)],
             instructions: None,
             require_approval: false,
@@ -170,6 +216,11 @@ fn encoder(format: StreamFormat) -> Box<dyn StreamEncoder> {
     }
 }
 
+#[utoipa::path(post, path = "/compose", tag = "compose",
+    request_body(content = ComposeRequest, content_type = "application/json"),
+    responses((status = 200, description = "The workflow (and, in act mode, its execution) as one JSON answer or a stream of events",
+        content((Object = "application/json"), (SseEvent = "text/event-stream"), (String = "application/x-ndjson"), (String = "text/plain"))),
+        (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn compose(
     state: web::Data<AppState>,
     tenant: Tenant,
@@ -245,26 +296,35 @@ async fn whole(
 }
 
 /// `GET /ws/compose`: one JSON compose request in, each event out as a text frame, then a
-/// normal close; a bad request gets an `error` frame and a close with the reason.
+/// normal close; a bad request gets an `error` frame and a close with the reason. The
+/// request is read under the boundary's rules ([`websocket`]).
+#[utoipa::path(get, path = "/ws/compose", tag = "compose",
+    responses((status = 101, description = "Switched to a WebSocket: send one compose request as a text message, read events as text messages"),
+        (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn compose_ws(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
+    boundary: web::Data<BoundaryRules>,
     tenant: Tenant,
 ) -> actix_web::Result<HttpResponse> {
-    let (response, mut socket, mut incoming) = actix_ws::handle(&req, payload)?;
+    let (response, mut socket, incoming) = actix_ws::handle(&req, payload).map_err(|error| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("This route takes a WebSocket handshake: {error}."),
+        )
+    })?;
+    let rules = boundary.websocket;
     actix_web::rt::spawn(async move {
-        let request = loop {
-            match incoming.recv().await {
-                Some(Ok(actix_ws::Message::Text(text))) => break text,
-                Some(Ok(actix_ws::Message::Ping(bytes))) => {
-                    let _ = socket.pong(&bytes).await;
-                }
-                Some(Ok(actix_ws::Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
+        let mut incoming = websocket::limit(incoming, rules);
+        let request = match websocket::first_request(&mut incoming, &mut socket, rules).await {
+            Ok(request) => request,
+            Err(reason) => {
+                let _ = socket.close(reason).await;
+                return;
             }
         };
-        let started = match extract::parse::<ComposeRequest>(request.as_bytes())
+        let started = match extract::parse::<ComposeRequest>(&request)
             .and_then(|body| validate(body, &tenant, &state))
         {
             Ok(valid) => turn::start(&state, &tenant, valid.turn).await,

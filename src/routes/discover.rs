@@ -11,11 +11,14 @@ use serde_json::json;
 
 use super::AGENT_MODEL;
 use super::mcp::summary as mcp_summary;
+use crate::error::ErrorBody;
 use crate::state::AppState;
 
 const NAME: &str = "Kubiya MCP Agent Server";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+#[utoipa::path(get, path = "/discover", tag = "probes",
+    responses((status = 200, description = "Capabilities, provider and model in use", body = Object), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn discover(state: web::Data<AppState>) -> HttpResponse {
     let formats = ["sse", "vercel"];
     let now = std::time::SystemTime::now()

@@ -8,14 +8,16 @@ use actix::{Addr, MailboxError};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use kubiya_actors::workflow::{
-    CancelExecution, ExecutionError, ExecutionWatcher, GetExecution, StartExecution, Subscribe,
-    Subscription,
+    CancelExecution, ExecutionError, ExecutionSnapshot, ExecutionStatus, ExecutionWatcher,
+    GetExecution, StartExecution, Subscribe, Subscription,
 };
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
+use super::openapi::SseEvent;
 use super::workflows::workflow_of;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::execution_stream::ExecutionEventStream;
 use crate::extract::ValidJson;
 use crate::state::AppState;
@@ -23,24 +25,51 @@ use crate::tenant::Tenant;
 
 pub type Watcher = web::Data<Addr<ExecutionWatcher>>;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct StartRequest {
     /// An object, or a JSON/YAML document as a string.
     workflow: Value,
     #[serde(default)]
+    #[schema(value_type = Object)]
     params: Map<String, Value>,
     /// `local` or a Kubiya runner; overrides the workflow's `runner`.
     #[serde(default)]
     runner: Option<String>,
 }
 
+/// `POST /v1/executions`' answer: where to follow the execution.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionStarted {
+    execution_id: String,
+    status: ExecutionStatus,
+    /// The workflow's name.
+    workflow: String,
+    runner: String,
+    url: String,
+    events_url: String,
+}
+
+/// `DELETE /v1/executions/{id}`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelAnswer {
+    execution_id: String,
+    /// The status when the cancel was asked for.
+    status: ExecutionStatus,
+    /// False when the execution had already finished.
+    cancel_requested: bool,
+}
+
+#[utoipa::path(post, path = "/v1/executions", tag = "executions",
+    request_body(content = StartRequest, content_type = "application/json"),
+    responses((status = 202, description = "Accepted; follow it at `events_url`", body = ExecutionStarted), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn start(
     tenant: Tenant,
     state: web::Data<AppState>,
     watcher: Watcher,
     ValidJson(request): ValidJson<StartRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let workflow = workflow_of(&request.workflow)
+    let workflow = workflow_of(request.workflow)
+        .await?
         .map_err(|errors| execution_error(ExecutionError::Invalid(errors)))?;
     // Held by the watcher until the run ends; a refusal is 429 with Retry-After.
     let permit = state.tenants.open_execution(&tenant).await?;
@@ -59,16 +88,19 @@ pub async fn start(
     let url = format!("/v1/executions/{}", summary.execution_id);
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, url.clone()))
-        .json(json!({
-            "execution_id": summary.execution_id,
-            "status": summary.status,
-            "workflow": summary.workflow,
-            "runner": summary.runner,
-            "url": url,
-            "events_url": format!("{url}/events"),
-        })))
+        .json(ExecutionStarted {
+            events_url: format!("{url}/events"),
+            execution_id: summary.execution_id,
+            status: summary.status,
+            workflow: summary.workflow,
+            runner: summary.runner,
+            url,
+        }))
 }
 
+#[utoipa::path(get, path = "/v1/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "The execution id")),
+    responses((status = 200, description = "The execution's state and each step's", body = ExecutionSnapshot), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn retrieve(
     tenant: Tenant,
     watcher: Watcher,
@@ -85,6 +117,9 @@ pub async fn retrieve(
     Ok(HttpResponse::Ok().json(snapshot))
 }
 
+#[utoipa::path(delete, path = "/v1/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "The execution id")),
+    responses((status = 202, description = "Cancel requested (or the execution had finished)", body = CancelAnswer), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn cancel(
     tenant: Tenant,
     watcher: Watcher,
@@ -99,11 +134,11 @@ pub async fn cancel(
         .await
         .map_err(watcher_gone)?
         .map_err(execution_error)?;
-    Ok(HttpResponse::Accepted().json(json!({
-        "execution_id": execution_id,
-        "status": status,
-        "cancel_requested": !status.is_finished(),
-    })))
+    Ok(HttpResponse::Accepted().json(CancelAnswer {
+        execution_id,
+        status,
+        cancel_requested: !status.is_finished(),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +146,11 @@ struct EventsQuery {
     after: Option<u64>,
 }
 
+#[utoipa::path(get, path = "/v1/executions/{id}/events", tag = "executions",
+    params(("id" = String, Path, description = "The execution id"),
+        ("after" = Option<u64>, Query, description = "Resume after this event number"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event number")),
+    responses((status = 200, description = "The events as SSE, ending with `workflow_complete`", content_type = "text/event-stream", body = SseEvent), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn events(
     req: HttpRequest,
     tenant: Tenant,

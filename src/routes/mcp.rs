@@ -6,9 +6,11 @@ use actix_web::{HttpResponse, web};
 use kubiya_actors::mcp::{McpServerStatus, ServerState, ServerStatuses};
 use serde_json::{Value, json};
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::state::AppState;
 
+#[utoipa::path(get, path = "/v1/mcp/servers", tag = "mcp",
+    responses((status = 200, description = "The supervised MCP servers", body = Object), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn servers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let servers = statuses(&state).await.ok_or_else(|| {
         ApiError::new(ErrorCode::Unavailable, "The MCP supervisor is not running.")

@@ -7,9 +7,12 @@ use std::sync::atomic::Ordering;
 use actix_web::{HttpResponse, web};
 use kubiya_actors::mcp::ServerStatuses;
 
+use crate::error::ErrorBody;
 use crate::metrics::Snapshot;
 use crate::state::AppState;
 
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let accounting = &state.providers.accounting;
     let mut snapshot = Snapshot {

@@ -10,6 +10,7 @@ mod health;
 mod mcp;
 mod metrics;
 pub mod models;
+pub mod openapi;
 mod responses;
 mod sessions;
 mod ui_chat;
@@ -49,7 +50,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .delete(executions::cancel),
         )
         .service(resource("/v1/executions/{id}/events", &["GET"]).get(executions::events))
-        .service(resource("/v1/sessions/{id}", &["GET"]).get(sessions::retrieve));
+        .service(resource("/v1/sessions/{id}", &["GET"]).get(sessions::retrieve))
+        .service(resource("/openapi.json", &["GET"]).get(openapi::document));
 }
 
 /// A resource whose wrong methods get 405 with an `Allow` header and an OpenAI-shaped body.

@@ -14,11 +14,13 @@ use kubiya_actors::provider::ChatMessage;
 use kubiya_actors::session::{SessionKey, TurnMode, TurnRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::AGENT_MODEL;
-use super::chat::{Content, DEFAULT_USER, USER_ID, header};
+use super::chat::{Content, user_of};
 use super::models::model_not_found;
-use crate::error::{ApiError, ErrorCode};
+use super::openapi::SseEvent;
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::ValidJson;
 use crate::state::AppState;
 use crate::tenant::Tenant;
@@ -30,7 +32,7 @@ const ITEM: &str = "item";
 /// Events a streamed response may hold ahead of a slow client.
 const STREAM_BUFFER: usize = 64;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateResponse {
     model: String,
     #[serde(default)]
@@ -50,7 +52,7 @@ pub struct CreateResponse {
     require_approval: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 enum Input {
     Text(String),
@@ -60,7 +62,7 @@ enum Input {
 /// Of an input item, what the agent reads: messages' text and item references. Other
 /// items (the client's own function calls and their outputs, reasoning) are accepted and
 /// not read: the agent's tools are its own.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct InputItem {
     #[serde(default, rename = "type")]
     kind: Option<String>,
@@ -172,10 +174,7 @@ async fn validate(
             "`input` must contain a user message.",
         ));
     }
-    let user = body
-        .user
-        .or_else(|| header(req, USER_ID).map(str::to_owned))
-        .unwrap_or_else(|| DEFAULT_USER.to_owned());
+    let user = user_of(req, (body.user, "user"))?;
     let (user, session_id, continuing) = match &body.previous_response_id {
         Some(previous) => {
             let stored: StoredResponse = load(state, tenant, RESPONSE, previous)
@@ -264,6 +263,11 @@ async fn keep(
         .map_err(unavailable)
 }
 
+#[utoipa::path(post, path = "/v1/responses", tag = "agent",
+    request_body(content = CreateResponse, content_type = "application/json"),
+    responses((status = 200, description = "A `response` object, or its stream of events",
+        content((Object = "application/json"), (SseEvent = "text/event-stream"))),
+        (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -328,6 +332,9 @@ pub async fn create(
         .streaming(body))
 }
 
+#[utoipa::path(get, path = "/v1/responses/{id}", tag = "agent",
+    params(("id" = String, Path, description = "The response id")),
+    responses((status = 200, description = "A stored response", body = Object), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn retrieve(
     state: web::Data<AppState>,
     tenant: Tenant,

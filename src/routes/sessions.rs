@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::chat::{DEFAULT_USER, USER_ID, header};
-use crate::error::{ApiError, ErrorCode};
+use crate::boundary::ids;
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::state::AppState;
 use crate::tenant::Tenant;
 
@@ -19,6 +20,10 @@ struct SessionQuery {
     user_id: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "agent",
+    params(("id" = String, Path, description = "The session id"),
+        ("user_id" = Option<String>, Query, description = "The user (or header X-User-Id)")),
+    responses((status = 200, description = "The session: transcript, workflows, executions", body = Object), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn retrieve(
     req: HttpRequest,
     tenant: Tenant,
@@ -27,14 +32,17 @@ pub async fn retrieve(
 ) -> Result<HttpResponse, ApiError> {
     let query = web::Query::<SessionQuery>::from_query(req.query_string())
         .map_err(|err| ApiError::invalid_field("user_id", err.to_string()))?;
-    let user = header(&req, USER_ID)
-        .map(str::to_owned)
-        .or_else(|| query.into_inner().user_id)
-        .unwrap_or_else(|| DEFAULT_USER.to_owned());
+    let user = ids::first_present([
+        (header(&req, USER_ID).map(str::to_owned), "X-User-Id"),
+        (query.into_inner().user_id, "user_id"),
+    ])?
+    .unwrap_or_else(|| DEFAULT_USER.to_owned());
+    let id = ids::client_id(Some(id.into_inner()), "id")?
+        .ok_or_else(|| ApiError::invalid_field("id", "The session id is empty."))?;
     let key = SessionKey {
         tenant: tenant.id.to_string(),
         user,
-        id: id.into_inner(),
+        id,
     };
     let record = state.store.load(&key).await.map_err(|err| match err {
         StoreError::Unavailable(message) => ApiError::new(ErrorCode::Unavailable, message),

@@ -16,9 +16,12 @@ use kubiya_actors::provider::ChatMessage;
 use kubiya_actors::session::approval::ApprovalAnswer;
 use kubiya_actors::session::{SessionKey, TurnMode, TurnRequest};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
-use super::chat::{DEFAULT_USER, USER_ID, header};
-use crate::error::ApiError;
+use super::chat::{header, user_of};
+use super::openapi::SseEvent;
+use crate::boundary::ids;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::ValidJson;
 use crate::resumable::{self, LogBody};
 use crate::state::AppState;
@@ -27,10 +30,7 @@ use crate::tenant::Tenant;
 use crate::turn::{self, SESSION_ID};
 use crate::wire::ui_message::UiMessageEncoder;
 
-/// Chat ids are the client's; longer ones are refused rather than stored.
-const MAX_CHAT_ID: usize = 256;
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct UiChatRequest {
     id: String,
     messages: Vec<UiMessage>,
@@ -44,7 +44,7 @@ pub struct UiChatRequest {
     require_approval: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct UiMessage {
     #[serde(default)]
     id: Option<String>,
@@ -53,7 +53,7 @@ struct UiMessage {
     parts: Vec<UiPart>,
 }
 
-#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum UiRole {
     System,
@@ -62,7 +62,7 @@ enum UiRole {
 }
 
 /// Of a part, what the agent reads: text, and a tool part's approval answer.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct UiPart {
     #[serde(rename = "type")]
     kind: String,
@@ -76,7 +76,7 @@ struct UiPart {
     tool_call_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct UiApproval {
     id: String,
     #[serde(default)]
@@ -111,19 +111,9 @@ impl UiMessage {
     }
 }
 
-fn user_of(req: &HttpRequest, body_user: Option<String>) -> String {
-    body_user
-        .or_else(|| header(req, USER_ID).map(str::to_owned))
-        .unwrap_or_else(|| DEFAULT_USER.to_owned())
-}
-
 fn chat_key(tenant: &Tenant, user: String, id: String) -> Result<SessionKey, ApiError> {
-    if id.is_empty() || id.len() > MAX_CHAT_ID {
-        return Err(ApiError::invalid_field(
-            "id",
-            format!("`id` (the chat) must be 1 to {MAX_CHAT_ID} characters."),
-        ));
-    }
+    let id = ids::client_id(Some(id), "id")?
+        .ok_or_else(|| ApiError::invalid_field("id", "`id` (the chat) must not be empty."))?;
     Ok(SessionKey {
         tenant: tenant.id.to_string(),
         user,
@@ -143,7 +133,7 @@ fn validate(
     body: UiChatRequest,
     default_approval: bool,
 ) -> Result<(TurnRequest, Continued), ApiError> {
-    let key = chat_key(tenant, user_of(req, body.user_id), body.id)?;
+    let key = chat_key(tenant, user_of(req, (body.user_id, "user_id"))?, body.id)?;
     let regenerate = body.trigger.as_deref() == Some("regenerate-message");
     let answering = body
         .messages
@@ -218,6 +208,10 @@ fn log_body(state: &AppState, chunks: BoxStream<'static, bytes::Bytes>) -> LogBo
     )
 }
 
+#[utoipa::path(post, path = "/api/chat", tag = "agent",
+    request_body(content = UiChatRequest, content_type = "application/json"),
+    responses((status = 200, description = "The AI SDK UI message stream", content_type = "text/event-stream", body = SseEvent),
+        (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn chat(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -238,13 +232,23 @@ pub async fn chat(
 
 /// `GET /api/chat/{id}/stream`: the chat's turn in progress, from its start or after the
 /// SSE event named by `Last-Event-ID`; 204 when none is running.
+#[utoipa::path(get, path = "/api/chat/{id}/stream", tag = "agent",
+    params(("id" = String, Path, description = "The chat id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
+    responses((status = 200, description = "The chat's turn in progress", content_type = "text/event-stream", body = SseEvent),
+        (status = 204, description = "No turn is running"),
+        (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn resume(
     req: HttpRequest,
     state: web::Data<AppState>,
     tenant: Tenant,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = chat_key(&tenant, user_of(&req, None), path.into_inner())?;
+    let key = chat_key(
+        &tenant,
+        user_of(&req, (None, "user_id"))?,
+        path.into_inner(),
+    )?;
     let after = header(&req, "last-event-id")
         .and_then(|id| id.parse::<u64>().ok())
         .unwrap_or(0);

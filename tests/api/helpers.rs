@@ -189,15 +189,30 @@ impl ServerProcess {
         Self::start_command(kubiya_command(), args, env, dir)
     }
 
+    /// As [`start`](Self::start), listening on `host`.
+    pub fn start_with_host(host: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::launch(kubiya_command(), host, args, env, None)
+    }
+
     /// Like [`ServerProcess::start`], with `command` (the binary, or a wrapper running it).
     pub fn start_command(
+        command: Command,
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: Option<&Path>,
+    ) -> Self {
+        Self::launch(command, "127.0.0.1", args, env, dir)
+    }
+
+    fn launch(
         mut command: Command,
+        host: &str,
         args: &[&str],
         env: &[(&str, &str)],
         dir: Option<&Path>,
     ) -> Self {
         command
-            .args(["mcp", "agent", "--host", "127.0.0.1"])
+            .args(["mcp", "agent", "--host", host])
             .args(args)
             .env("LOG_FORMAT", "json")
             .envs(env.iter().copied())
@@ -258,6 +273,14 @@ impl ServerProcess {
                 }
             }
         }
+    }
+
+    /// How many log records so far match `predicate` (without waiting for more).
+    pub fn records_where(&mut self, predicate: impl Fn(&Value) -> bool) -> usize {
+        while let Ok(record) = self.logs.try_recv() {
+            self.seen.push(record);
+        }
+        self.seen.iter().filter(|record| predicate(record)).count()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -9,13 +9,17 @@ mod redis_server;
 
 mod approval;
 mod backpressure;
+mod boundary;
+mod browser;
 mod chat;
 mod clients;
 mod compose;
 mod config;
+mod contract;
 mod errors;
 mod escape;
 mod executions;
+mod memory;
 mod probes;
 mod readme;
 mod replicas;

@@ -116,6 +116,13 @@ impl SessionStore for RedisSessionStore {
         .boxed()
     }
 
+    fn stored_bytes(&self, key: &SessionKey) -> BoxFuture<'static, Result<usize, StoreError>> {
+        let redis = self.redis.clone();
+        let mut strlen = redis::cmd("STRLEN");
+        strlen.arg(self.key("session", key));
+        async move { redis.query::<usize>(strlen).await }.boxed()
+    }
+
     fn acquire_turn(&self, key: &SessionKey) -> BoxFuture<'static, Result<TurnLease, StoreError>> {
         let redis = self.redis.clone();
         let lease_key = self.key("lease", key);

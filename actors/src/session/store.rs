@@ -3,11 +3,15 @@
 //! replicas share implements it in [`super::redis_store`]. A store also hands out [`TurnLease`]s so that a
 //! session runs one turn at a time.
 //!
-//! The memory store is bounded: records idle longer than the TTL are dropped, and past the
-//! record cap the least recently updated go first, so stateless traffic cannot grow memory
-//! without end.
+//! The memory store is bounded by count and by bytes: records idle longer than the TTL are
+//! dropped, and past the record cap or the byte budget (each record counted as its JSON
+//! size) the least recently updated go first, so stateless traffic, however large its
+//! messages, cannot grow memory without end. Every store also tells a record's size
+//! ([`SessionStore::stored_bytes`]) so the HTTP layer can refuse a turn that would take one
+//! session past its own cap before it runs.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
@@ -58,6 +62,29 @@ impl SessionRecord {
     }
 }
 
+/// A record's size as stored: its JSON, counted without building it.
+pub fn record_bytes(record: &SessionRecord) -> usize {
+    json_bytes(record)
+}
+
+/// The length of `value`'s JSON, counted without building it.
+pub fn json_bytes(value: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail, and our types serialize.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -98,6 +125,8 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Option<SessionRecord>, StoreError>>;
     /// Completes only once the record is kept.
     fn save(&self, record: SessionRecord) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// The size of the stored record (see [`record_bytes`]); 0 when there is none.
+    fn stored_bytes(&self, key: &SessionKey) -> BoxFuture<'static, Result<usize, StoreError>>;
     /// `Err(Busy)` while another turn holds the session.
     fn acquire_turn(&self, key: &SessionKey) -> BoxFuture<'static, Result<TurnLease, StoreError>>;
     /// `Err(why)` while the store cannot serve requests (readiness reports it).
@@ -107,20 +136,38 @@ pub trait SessionStore: Send + Sync + 'static {
 }
 
 pub struct MemorySessionStore {
-    records: Arc<DashMap<SessionKey, SessionRecord>>,
+    records: Arc<DashMap<SessionKey, StoredRecord>>,
     leases: Arc<DashMap<SessionKey, ()>>,
+    /// The sum of the kept records' sizes.
+    total_bytes: AtomicUsize,
     ttl: Duration,
     max_records: usize,
+    max_bytes: usize,
+}
+
+struct StoredRecord {
+    record: SessionRecord,
+    bytes: usize,
 }
 
 impl MemorySessionStore {
+    /// A store of at most `max_records` sessions, with no byte budget until
+    /// [`with_max_bytes`](Self::with_max_bytes).
     pub fn new(ttl: Duration, max_records: usize) -> Self {
         Self {
             records: Arc::new(DashMap::new()),
             leases: Arc::new(DashMap::new()),
+            total_bytes: AtomicUsize::new(0),
             ttl,
             max_records: max_records.max(1),
+            max_bytes: usize::MAX,
         }
+    }
+
+    /// Keeps the records' sizes together within `max_bytes`.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes.max(1);
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -131,25 +178,46 @@ impl MemorySessionStore {
         self.records.is_empty()
     }
 
-    /// Drops expired records, then the least recently updated ones above the cap.
-    fn evict(&self) {
+    /// What the kept records take together.
+    pub fn total_bytes(&self) -> usize {
+        self.total_bytes.load(Ordering::Relaxed)
+    }
+
+    fn over_budget(&self) -> bool {
+        self.records.len() > self.max_records || self.total_bytes() > self.max_bytes
+    }
+
+    /// Drops expired records, then the least recently updated ones until both the count and
+    /// the bytes are a tenth under their caps (so the scan is not repeated on every save).
+    /// `keep` was just saved: an acknowledged turn is never the one evicted.
+    fn evict(&self, keep: &SessionKey) {
         let oldest_kept = now_ms().saturating_sub(self.ttl.as_millis() as u64);
-        self.records
-            .retain(|_, record| record.updated_at_ms >= oldest_kept);
-        let excess = self.records.len().saturating_sub(self.max_records);
-        if excess == 0 {
+        self.records.retain(|_, stored| {
+            let fresh = stored.record.updated_at_ms >= oldest_kept;
+            if !fresh {
+                self.total_bytes.fetch_sub(stored.bytes, Ordering::Relaxed);
+            }
+            fresh
+        });
+        if !self.over_budget() {
             return;
         }
         let mut ages: Vec<(u64, SessionKey)> = self
             .records
             .iter()
-            .map(|entry| (entry.updated_at_ms, entry.key().clone()))
+            .filter(|entry| entry.key() != keep)
+            .map(|entry| (entry.record.updated_at_ms, entry.key().clone()))
             .collect();
-        // Evict a tenth more than needed so the scan is not repeated on every save.
-        let evict = (excess + self.max_records / 10).min(ages.len());
-        ages.select_nth_unstable_by_key(evict.saturating_sub(1), |(age, _)| *age);
-        for (_, key) in ages.into_iter().take(evict) {
-            self.records.remove(&key);
+        ages.sort_unstable_by_key(|(age, _)| *age);
+        let target_records = self.max_records - self.max_records / 10;
+        let target_bytes = self.max_bytes - self.max_bytes / 10;
+        for (_, key) in ages {
+            if self.records.len() <= target_records && self.total_bytes() <= target_bytes {
+                break;
+            }
+            if let Some((_, stored)) = self.records.remove(&key) {
+                self.total_bytes.fetch_sub(stored.bytes, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -163,18 +231,32 @@ impl SessionStore for MemorySessionStore {
         let record = self
             .records
             .get(key)
-            .filter(|record| record.updated_at_ms >= oldest_kept)
-            .map(|record| record.clone());
+            .filter(|stored| stored.record.updated_at_ms >= oldest_kept)
+            .map(|stored| stored.record.clone());
         futures_util::future::ready(Ok(record)).boxed()
     }
 
     fn save(&self, mut record: SessionRecord) -> BoxFuture<'static, Result<(), StoreError>> {
         record.updated_at_ms = now_ms();
-        self.records.insert(record.key.clone(), record);
-        if self.records.len() > self.max_records {
-            self.evict();
+        let bytes = record_bytes(&record);
+        let key = record.key.clone();
+        self.total_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(replaced) = self
+            .records
+            .insert(key.clone(), StoredRecord { record, bytes })
+        {
+            self.total_bytes
+                .fetch_sub(replaced.bytes, Ordering::Relaxed);
+        }
+        if self.over_budget() {
+            self.evict(&key);
         }
         futures_util::future::ready(Ok(())).boxed()
+    }
+
+    fn stored_bytes(&self, key: &SessionKey) -> BoxFuture<'static, Result<usize, StoreError>> {
+        let bytes = self.records.get(key).map_or(0, |stored| stored.bytes);
+        futures_util::future::ready(Ok(bytes)).boxed()
     }
 
     fn acquire_turn(&self, key: &SessionKey) -> BoxFuture<'static, Result<TurnLease, StoreError>> {
@@ -256,5 +338,31 @@ mod tests {
             store.load(&key("499")).await.unwrap().is_some(),
             "the newest survive"
         );
+    }
+
+    #[actix_rt::test]
+    async fn records_are_bounded_by_bytes_and_the_one_just_saved_stays() {
+        let store =
+            MemorySessionStore::new(Duration::from_secs(60), 1000).with_max_bytes(1_000_000);
+        let big = "x".repeat(100_000);
+        for i in 0..50 {
+            let mut record = SessionRecord::new(key(&i.to_string()));
+            record.transcript.push(ChatMessage::user(big.clone()));
+            store.save(record).await.unwrap();
+            assert!(store.total_bytes() <= 1_000_000, "{}", store.total_bytes());
+            assert!(store.load(&key(&i.to_string())).await.unwrap().is_some());
+        }
+        assert!(store.len() < 10, "{}", store.len());
+        let newest = store.stored_bytes(&key("49")).await.unwrap();
+        assert!(newest > 100_000, "{newest}");
+        assert_eq!(store.stored_bytes(&key("0")).await.unwrap(), 0);
+
+        // A record larger than the whole budget is still kept: it was acknowledged.
+        let mut huge = SessionRecord::new(key("huge"));
+        huge.transcript
+            .push(ChatMessage::user("y".repeat(2_000_000)));
+        store.save(huge).await.unwrap();
+        assert!(store.load(&key("huge")).await.unwrap().is_some());
+        assert_eq!(store.len(), 1);
     }
 }

@@ -2,6 +2,12 @@
 //! numbered event log subscribers replay from, and the subscribers themselves. The watcher
 //! feeds it the runner's [`StepEvent`]s (and, for local runs, the final [`RunOutcome`]);
 //! HTTP handlers see it only as an [`ExecutionSnapshot`] or as [`ExecutionEvent`]s.
+//!
+//! What an execution keeps is bounded by bytes ([`Execution::with_log_budget`]): a workflow
+//! is a program a model wrote, and its steps may print without end. Each text an event
+//! carries (outputs, errors, reasons) is counted twice (the log and the step's snapshot hold
+//! it), each event a fixed overhead more; once the budget is spent, texts are cut with a note
+//! saying so, and the events themselves (their statuses and times) are still kept.
 
 use actix::{Message, Recipient};
 use indexmap::IndexMap;
@@ -33,7 +39,7 @@ impl ExecutionEvent {
 }
 
 /// Where an execution is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutionStatus {
     /// Accepted; the runner has not started yet.
@@ -78,7 +84,7 @@ impl From<RunStatus> for ExecutionStatus {
 }
 
 /// Where a step is, as the events and the final outcome tell it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StepState {
     Pending,
@@ -102,7 +108,7 @@ impl From<StepStatus> for StepState {
 }
 
 /// A step in an [`ExecutionSnapshot`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepSnapshot {
     pub name: String,
     pub status: StepState,
@@ -143,7 +149,7 @@ impl StepSnapshot {
 }
 
 /// An execution's state at one moment, as `GET /v1/executions/{id}` returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecutionSnapshot {
     pub execution_id: String,
     /// The workflow's name.
@@ -228,10 +234,19 @@ pub(crate) struct Execution {
     steps: IndexMap<String, StepSnapshot>,
     log: Vec<ExecutionEvent>,
     subscribers: Vec<Recipient<ExecutionEvent>>,
+    /// Bytes the log and snapshots may take, and what they take so far.
+    log_budget: usize,
+    kept_bytes: usize,
     pub cancel: CancellationToken,
     /// The runner's future has returned (a final event alone does not mean that).
     pub run_done: bool,
 }
+
+/// The bytes an execution keeps unless told otherwise.
+pub const DEFAULT_LOG_BUDGET: usize = 4 * 1024 * 1024;
+
+/// What one event costs beyond its texts: its numbers, names and the log's bookkeeping.
+const EVENT_OVERHEAD: usize = 160;
 
 /// What a subscriber gets when it subscribes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,13 +272,62 @@ impl Execution {
                 .collect(),
             log: Vec::new(),
             subscribers: Vec::new(),
+            log_budget: DEFAULT_LOG_BUDGET,
+            kept_bytes: 0,
             cancel: CancellationToken::new(),
             run_done: false,
         }
     }
 
+    /// Keeps the log and step outputs within `bytes`.
+    pub fn with_log_budget(mut self, bytes: usize) -> Self {
+        self.log_budget = bytes;
+        self
+    }
+
+    /// What the log and snapshots take, as counted against the budget.
+    pub fn kept_bytes(&self) -> usize {
+        self.kept_bytes
+    }
+
     pub fn status(&self) -> ExecutionStatus {
         self.status
+    }
+
+    /// Cuts `text` to what is left of the budget (counting `copies` of it), with a note.
+    fn fit(&mut self, text: &mut String, copies: usize) {
+        let left = self.log_budget.saturating_sub(self.kept_bytes) / copies;
+        if text.len() > left {
+            let mut keep = left;
+            while !text.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            text.truncate(keep);
+            text.push_str(&format!(
+                "\n[cut: this execution keeps at most {} bytes of output and events]",
+                self.log_budget
+            ));
+        }
+        // A runner's buffer may have grown well past what it holds, and cutting keeps the
+        // capacity: what is kept must be what is counted.
+        text.shrink_to_fit();
+        self.kept_bytes += text.len() * copies;
+    }
+
+    /// Counts the event against the budget, cutting its texts to fit.
+    fn fit_event(&mut self, event: &mut StepEvent) {
+        self.kept_bytes += EVENT_OVERHEAD;
+        match event {
+            StepEvent::StepRunning { message, .. } => self.fit(message, 1),
+            StepEvent::StepComplete { output, .. } => self.fit(output, 2),
+            StepEvent::StepFailed { error, .. } => self.fit(error, 2),
+            StepEvent::StepSkipped { reason, .. } => self.fit(reason, 2),
+            StepEvent::WorkflowComplete { error, .. } => {
+                if let Some(error) = error {
+                    self.fit(error, 2);
+                }
+            }
+        }
     }
 
     /// The sequence number of the last event recorded (0 before the first).
@@ -303,11 +367,12 @@ impl Execution {
 
     /// Numbers the event, applies it, logs it and sends it to every live subscriber.
     /// Events after the final one are dropped: a stream ends with exactly one.
-    pub fn record(&mut self, event: StepEvent) {
+    pub fn record(&mut self, mut event: StepEvent) {
         if self.is_complete() {
             tracing::warn!(execution = %self.identity.id, kind = event.kind(), "event after workflow_complete dropped");
             return;
         }
+        self.fit_event(&mut event);
         self.mark_started();
         self.apply(&event);
         let numbered = ExecutionEvent {
@@ -360,8 +425,24 @@ impl Execution {
             if step.status == StepStatus::Pending && step.attempts == 0 {
                 continue;
             }
+            // The output an event brought is already counted (and cut); a step whose
+            // output arrives only now is counted here.
+            let mut output = None;
+            if self
+                .steps
+                .get(name)
+                .is_none_or(|known| known.output.is_none())
+            {
+                let mut text = step.output.clone();
+                self.fit(&mut text, 1);
+                output = Some(text);
+            }
+            let error = step.error.clone().map(|mut error| {
+                self.fit(&mut error, 1);
+                error
+            });
             let snapshot = self.step_mut(name);
-            merge_outcome(snapshot, step);
+            merge_outcome(snapshot, step, output, error);
         }
         if self.error.is_none() {
             self.error.clone_from(&outcome.error);
@@ -503,12 +584,22 @@ fn set_measured_duration(snapshot: &mut StepSnapshot) {
     }
 }
 
-fn merge_outcome(snapshot: &mut StepSnapshot, step: &StepOutcome) {
+/// Takes the runner's final word on a step; `output` is the step's output when the snapshot
+/// has none yet, and `error` its error, both already fitted to the budget.
+fn merge_outcome(
+    snapshot: &mut StepSnapshot,
+    step: &StepOutcome,
+    output: Option<String>,
+    error: Option<String>,
+) {
     snapshot.status = step.status.into();
-    if snapshot.is_settled() && step.status != StepStatus::Skipped {
-        snapshot.output = Some(step.output.clone());
+    if snapshot.is_settled()
+        && step.status != StepStatus::Skipped
+        && let Some(output) = output
+    {
+        snapshot.output = Some(output);
     }
-    snapshot.error.clone_from(&step.error);
+    snapshot.error = error;
     snapshot.exit_code = step.exit_code;
     snapshot.attempts = snapshot.attempts.max(step.attempts);
     if step.attempts > 0 {
@@ -551,6 +642,38 @@ mod tests {
             error: None,
             timestamp: 20,
         }
+    }
+
+    #[test]
+    fn output_beyond_the_log_budget_is_cut_with_a_note() {
+        let mut execution = execution().with_log_budget(10_000);
+        for (index, step) in ["a", "b"].into_iter().enumerate() {
+            execution.record(running(step));
+            execution.record(StepEvent::StepComplete {
+                step: step.to_owned(),
+                output: "é".repeat(500_000),
+                duration: "1s".to_owned(),
+                duration_ms: 1000,
+                timestamp: 11 + index as u64,
+            });
+        }
+        execution.record(complete(RunStatus::Success));
+        assert!(
+            execution.kept_bytes() < 12_000,
+            "{}",
+            execution.kept_bytes()
+        );
+        let snapshot = execution.snapshot();
+        let first = snapshot.steps[0].output.as_deref().unwrap();
+        assert!(first.len() < 6_000 && first.ends_with("bytes of output and events]"));
+        let second = snapshot.steps[1].output.as_deref().unwrap();
+        assert!(second.starts_with("\n[cut:"), "{second}");
+        assert_eq!(snapshot.status, ExecutionStatus::Success);
+        assert_eq!(
+            execution.events_after(0).len(),
+            5,
+            "every event is still kept"
+        );
     }
 
     #[test]

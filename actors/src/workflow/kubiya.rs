@@ -657,6 +657,23 @@ fn parse_go_duration(text: &str) -> Option<Duration> {
 }
 
 /// At most `limit` bytes, cut at a character boundary.
+/// Decodes a whole platform event stream (SSE bytes) into our step events, up to its end
+/// marker, as [`KubiyaRunner`] does incrementally while it follows a run; for tools and tests
+/// that have the stream as bytes.
+pub fn decode_platform_stream(bytes: &[u8], output_limit: usize) -> Vec<StepEvent> {
+    let mut decoder = SseDecoder::new();
+    decoder.feed(bytes);
+    decoder.finish();
+    let mut stream = PlatformStream::new("platform", output_limit);
+    let mut out = Vec::new();
+    while let Some(event) = decoder.next_event() {
+        if stream.on_event(&event, &mut out).is_some() {
+            break;
+        }
+    }
+    out
+}
+
 fn truncate(mut text: String, limit: usize) -> String {
     if text.len() > limit {
         let mut end = limit;

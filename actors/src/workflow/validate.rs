@@ -29,7 +29,7 @@ use super::template::{
 };
 
 /// One problem with a workflow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ValidationError {
     /// Where, as a JSON path from the document root (`""` for the document itself).
     pub path: String,

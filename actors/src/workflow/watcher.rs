@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::event::{RunStatus, StepEvent, format_duration, now_millis};
 use super::execution::{
-    Execution, ExecutionEvent, ExecutionIdentity, ExecutionSnapshot, ExecutionStatus,
-    ExecutionSummary, Subscription,
+    DEFAULT_LOG_BUDGET, Execution, ExecutionEvent, ExecutionIdentity, ExecutionSnapshot,
+    ExecutionStatus, ExecutionSummary, Subscription,
 };
 use super::follower::{self, RemoteSubscribe};
 use super::kubiya::{KubiyaConfig, KubiyaRunner, PlatformRun};
@@ -57,6 +57,10 @@ pub struct WatcherConfig {
     pub finished_ttl: Duration,
     /// How many finished executions are kept at most (the oldest go first).
     pub max_finished: usize,
+    /// Bytes of output and events one execution keeps (see [`Execution::with_log_budget`]).
+    pub max_log_bytes: usize,
+    /// Bytes all finished executions keep together (the oldest go first).
+    pub max_finished_bytes: usize,
     /// Redis, to share executions with other replicas; `None` keeps them in this process.
     pub shared: Option<SharedConfig>,
 }
@@ -69,6 +73,8 @@ impl Default for WatcherConfig {
             kubiya: None,
             finished_ttl: Duration::from_secs(3600),
             max_finished: 1000,
+            max_log_bytes: DEFAULT_LOG_BUDGET,
+            max_finished_bytes: 64 * 1024 * 1024,
             shared: None,
         }
     }
@@ -211,8 +217,10 @@ pub struct ExecutionWatcher {
     /// Built on the watcher's arbiter: its `awc` client is not `Send`.
     kubiya: Option<Rc<KubiyaRunner>>,
     executions: HashMap<String, Execution>,
-    /// Finished executions, oldest first, for retention.
-    finished: VecDeque<(String, Instant)>,
+    /// Finished executions, oldest first, for retention: id, when, and bytes kept.
+    finished: VecDeque<(String, Instant, usize)>,
+    /// What the finished executions keep together.
+    finished_bytes: usize,
     /// Runs whose future has not returned yet.
     active_runs: usize,
     /// Answered when `active_runs` drops to zero.
@@ -264,6 +272,7 @@ impl ExecutionWatcher {
             config,
             executions: HashMap::new(),
             finished: VecDeque::new(),
+            finished_bytes: 0,
             active_runs: 0,
             drain_waiters: Vec::new(),
             shared,
@@ -326,7 +335,8 @@ impl ExecutionWatcher {
         let execution = Execution::new(
             identity,
             start.workflow.steps.iter().map(|step| step.name.clone()),
-        );
+        )
+        .with_log_budget(self.config.max_log_bytes);
         let cancel = execution.cancel.clone();
         let summary = execution.summary();
         let registered = self.start_publisher(&execution, ctx);
@@ -438,14 +448,18 @@ impl ExecutionWatcher {
         }
     }
 
-    /// Forgets finished executions past their time or beyond the count.
+    /// Forgets finished executions past their time, beyond the count or the bytes.
     fn sweep(&mut self) {
         let now = Instant::now();
-        while let Some((id, finished_at)) = self.finished.front() {
+        while let Some((id, finished_at, bytes)) = self.finished.front() {
             let expired = now.duration_since(*finished_at) >= self.config.finished_ttl;
-            if !expired && self.finished.len() <= self.config.max_finished {
+            if !expired
+                && self.finished.len() <= self.config.max_finished
+                && self.finished_bytes <= self.config.max_finished_bytes
+            {
                 break;
             }
+            self.finished_bytes = self.finished_bytes.saturating_sub(*bytes);
             self.executions.remove(id);
             self.finished.pop_front();
         }
@@ -726,6 +740,7 @@ impl Handler<RunFinished> for ExecutionWatcher {
             }
             execution.ensure_complete("the runner stopped without reporting the end of the run");
             execution.run_done = true;
+            let kept = execution.kept_bytes();
             tracing::info!(
                 execution = %finished.execution_id,
                 status = execution.status().as_str(),
@@ -736,8 +751,9 @@ impl Handler<RunFinished> for ExecutionWatcher {
                 self.flushing.retain(|task| !task.is_finished());
                 self.flushing.push(publisher.close());
             }
+            self.finished_bytes += kept;
             self.finished
-                .push_back((finished.execution_id, Instant::now()));
+                .push_back((finished.execution_id, Instant::now(), kept));
         }
         if self.active_runs == 0 {
             for waiter in self.drain_waiters.drain(..) {

@@ -1,0 +1,74 @@
+//! Identifiers a client chooses that become store keys and response headers: session ids and
+//! user ids. Each is at most [`MAX_ID_LEN`] characters of letters, digits and `-_.:@`, so a
+//! client cannot make the server store or echo 100 KB of header, nor smuggle separators into
+//! keys; anything else is a 400 naming the field. An empty value counts as absent, so two
+//! unrelated clients sending `""` do not share one session.
+
+use crate::error::ApiError;
+
+pub const MAX_ID_LEN: usize = 128;
+
+/// `value` checked as the field `param`: `Ok(None)` when absent or empty.
+pub fn client_id(value: Option<String>, param: &str) -> Result<Option<String>, ApiError> {
+    let Some(value) = value.filter(|value| !value.is_empty()) else {
+        return Ok(None);
+    };
+    if value.len() > MAX_ID_LEN {
+        return Err(ApiError::invalid_field(
+            param,
+            format!(
+                "`{param}` is {} characters long; at most {MAX_ID_LEN} are allowed.",
+                value.len()
+            ),
+        ));
+    }
+    if !value.bytes().all(is_id_byte) {
+        return Err(ApiError::invalid_field(
+            param,
+            format!("`{param}` may only contain letters, digits and - _ . : @"),
+        ));
+    }
+    Ok(Some(value))
+}
+
+/// The first of `candidates` (value, field) that is present, each checked as its field:
+/// e.g. a body's `session_id`, then the `X-Session-Id` header.
+pub fn first_present<const N: usize>(
+    candidates: [(Option<String>, &str); N],
+) -> Result<Option<String>, ApiError> {
+    for (value, param) in candidates {
+        if let Some(id) = client_id(value, param)? {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
+fn is_id_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b':' | b'@')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_is_absent_and_bad_ids_name_the_field() {
+        assert_eq!(client_id(Some(String::new()), "session_id").unwrap(), None);
+        assert_eq!(client_id(None, "session_id").unwrap(), None);
+        assert_eq!(
+            client_id(Some("user@example.com".into()), "user_id").unwrap(),
+            Some("user@example.com".into())
+        );
+        for bad in [
+            "a".repeat(MAX_ID_LEN + 1),
+            "a b".into(),
+            "a\r\nb".into(),
+            "é".into(),
+        ] {
+            let error = client_id(Some(bad), "session_id").unwrap_err();
+            assert_eq!(error.param.as_deref(), Some("session_id"));
+        }
+        assert!(client_id(Some("x".repeat(MAX_ID_LEN)), "session_id").is_ok());
+    }
+}
