@@ -14,11 +14,6 @@ use kubiya::{execution_setup, provider_setup, telemetry};
 use kubiya_actors::mcp::{ServerIdentity, WorkflowTools, serve};
 use kubiya_actors::workflow::{LocalRunner, PlainHttpClient, RunOptions};
 
-/// mimalloc rather than glibc's malloc: a turn makes many small, short-lived allocations on
-/// several threads, and malloc and free were a quarter of the server's samples under load.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Exit status for bad usage or configuration, as clap uses for bad flags.
 const USAGE_ERROR: u8 = 2;
 
