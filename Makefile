@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run build test test-only test-rust test-deploy bench fuzz lint fmt fmt-check deps deploy-deps clean
+.PHONY: run build test test-only test-rust test-deploy bench fuzz lint fmt fmt-check deps deploy-deps clean console console-check
 
 ## run: build (release) and start the agent server on port 8000 with the built-in defaults
 run:
@@ -11,8 +11,8 @@ run:
 build:
 	$(CARGO) build --workspace
 
-## test: formatting check, clippy with -D warnings, then every test
-test: deps fmt-check lint test-only
+## test: formatting check, clippy with -D warnings, the committed console build up to date, then every test
+test: deps fmt-check lint console-check test-only
 
 ## test-only: the Rust suites and the deployment suite side by side (the latter mostly waits
 ## on podman); each one's output is printed when it ends
@@ -52,15 +52,32 @@ $(CLIENTS)/ai7/node_modules/.package-lock.json: $(CLIENTS)/ai7/package-lock.json
 $(CLIENTS)/ai5/node_modules/.package-lock.json: $(CLIENTS)/ai5/package-lock.json
 	cd $(CLIENTS)/ai5 && npm ci --no-audit --no-fund --loglevel=error
 MCP_PEERS := tests/mcp-peers
+CONSOLE := console
+
+## console: rebuild the web console's assets (console/dist, committed, embedded in the binary)
+## from console/src with the esbuild and dagre pinned in console/package-lock.json
+console: $(CONSOLE)/node_modules/.package-lock.json
+	cd $(CONSOLE) && npm run build
+
+## console-check: the committed console/dist is what console/src builds to
+console-check: $(CONSOLE)/node_modules/.package-lock.json
+	rm -rf target/console-check
+	cd $(CONSOLE) && node build.mjs ../target/console-check
+	@diff -r $(CONSOLE)/dist target/console-check >/dev/null || \
+		{ echo "console/dist is stale: run 'make console' and commit it"; exit 1; }
+
+$(CONSOLE)/node_modules/.package-lock.json: $(CONSOLE)/package-lock.json
+	cd $(CONSOLE) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 ## deps: what the tests need beyond the Rust toolchain, all pinned in the repository and
 ## installed only when missing or when their manifests changed: bubblewrap (sandboxes local
 ## steps; the sandbox shows steps /usr only, so the escape tests need Debian's python3 there),
 ## redis-server (the replica tests share a real one), chromium (a real browser attacks the
-## server from another origin), the real client SDKs that read our streams (tests/clients: ai
-## 4, 5.0.0 and 7 with Node 22, openai), playwright-core and schemathesis, which checks the
-## API against its OpenAPI document, and the MCP test peers (tests/mcp-peers: npm servers and
-## the Python SDK client)
+## server from another origin, and drives the web console), the real client SDKs that read
+## our streams (tests/clients: ai 4, 5.0.0 and 7 with Node 22, openai), playwright-core and
+## schemathesis, which checks the API against its OpenAPI document, and the MCP test peers
+## (tests/mcp-peers: npm servers and the Python SDK client)
 deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json \
 		$(CLIENTS)/ai7/node_modules/.package-lock.json $(CLIENTS)/ai5/node_modules/.package-lock.json \
 		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed deploy-deps
@@ -69,7 +86,7 @@ deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json \
 	@command -v setpriv >/dev/null || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq util-linux; }
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 	@command -v chromium >/dev/null || { apt-get update -qq && \
-		apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium; }
+		apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium fonts-dejavu-core; }
 
 $(MCP_PEERS)/node_modules/.package-lock.json: $(MCP_PEERS)/package.json $(MCP_PEERS)/package-lock.json
 	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }

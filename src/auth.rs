@@ -1,7 +1,7 @@
 //! The auth middleware. When API keys are configured, every route but the probes
-//! (`/health*`), `/discover`, `/metrics` and `/openapi.json` needs `Authorization: Bearer
-//! <key>`: no key is 401 `missing_api_key`, a wrong one 401 `invalid_api_key`, both in
-//! OpenAI's error shape.
+//! (`/health*`), `/discover`, `/metrics`, `/openapi.json` and the console's page and assets
+//! needs `Authorization: Bearer <key>`: no key is 401 `missing_api_key`, a wrong one 401
+//! `invalid_api_key`, both in OpenAI's error shape.
 //! The key's [`Tenant`](crate::tenant::Tenant) goes into the request's extensions for
 //! handlers to take, and the request is counted against the tenant's per-minute limit (429
 //! with `Retry-After`). Without keys every request runs as the default tenant. Keys are
@@ -17,14 +17,16 @@ use actix_web::{Error, HttpMessage, ResponseError, web};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
-/// Routes anyone may call: load balancers and scrapers carry no keys, and the API document
-/// is how a client learns what to send.
+/// Routes anyone may call: load balancers and scrapers carry no keys, the API document is
+/// how a client learns what to send, and a browser loads the console's page before its user
+/// has typed a key.
 fn is_open(path: &str) -> bool {
     path == "/health"
         || path.starts_with("/health/")
         || path == "/discover"
         || path == "/metrics"
         || path == "/openapi.json"
+        || crate::routes::console::is_console_asset(path)
 }
 
 pub async fn authenticate(

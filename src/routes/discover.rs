@@ -51,6 +51,7 @@ pub async fn discover(state: web::Data<AppState>) -> HttpResponse {
                 "models": "/v1/models",
                 "compose": "/compose",
                 "executions": "/v1/executions",
+                "console": super::console::PAGE,
             },
             "capabilities": {
                 "streaming": true,

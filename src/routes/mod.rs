@@ -4,6 +4,7 @@
 
 mod chat;
 mod compose;
+pub mod console;
 mod discover;
 mod executions;
 mod health;
@@ -25,7 +26,10 @@ use crate::error::{ApiError, ErrorCode};
 pub const AGENT_MODEL: &str = "kubiya-workflow-agent";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/health", &["GET"]).get(health::health))
+    cfg.service(resource(console::PAGE, &["GET"]).get(console::page))
+        .service(resource(console::SCRIPT, &["GET"]).get(console::script))
+        .service(resource(console::STYLE, &["GET"]).get(console::style))
+        .service(resource("/health", &["GET"]).get(health::health))
         .service(resource("/health/live", &["GET"]).get(health::live))
         .service(resource("/health/ready", &["GET"]).get(health::ready))
         .service(resource("/discover", &["GET"]).get(discover::discover))

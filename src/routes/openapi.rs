@@ -11,8 +11,8 @@ use utoipa::openapi::{OpenApi as Document, SecurityRequirement};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    chat, compose, discover, executions, health, mcp, metrics, models, responses, sessions,
-    ui_chat, workflows,
+    chat, compose, console, discover, executions, health, mcp, metrics, models, responses,
+    sessions, ui_chat, workflows,
 };
 
 #[derive(OpenApi)]
@@ -44,6 +44,9 @@ use super::{
         executions::cancel,
         executions::events,
         sessions::retrieve,
+        console::page,
+        console::script,
+        console::style,
         document,
     ),
     modifiers(&BearerKeys, &ComposeAliases)
@@ -147,10 +150,13 @@ mod tests {
             "/v1/executions/{id}/events",
             "/v1/sessions/{id}",
             "/openapi.json",
+            "/",
+            "/console/app.js",
+            "/console/app.css",
         ] {
             assert!(paths.contains_key(path), "{path} is missing");
         }
-        assert_eq!(paths.len(), 23, "a route is mounted but not listed here");
+        assert_eq!(paths.len(), 26, "a route is mounted but not listed here");
     }
 
     /// The names a choice is parsed by are the names the document lists.

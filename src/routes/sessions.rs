@@ -1,8 +1,8 @@
 //! `GET /v1/sessions/{id}`: a session's transcript (tool calls and results the client never
-//! saw included), the workflows the agent produced and the executions it started. Sessions
-//! are keyed by tenant, user and id, so the caller's tenant only ever finds its own; another
-//! tenant's id is 404, exactly like an id that never existed. The user is `X-User-Id` or
-//! `?user_id=`, as for chat turns.
+//! saw included), the workflows the agent produced, the executions it started and the run
+//! waiting for the user's approval, if any. Sessions are keyed by tenant, user and id, so the
+//! caller's tenant only ever finds its own; another tenant's id is 404, exactly like an id
+//! that never existed. The user is `X-User-Id` or `?user_id=`, as for chat turns.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use kubiya_actors::session::{SessionKey, StoreError};
@@ -23,7 +23,7 @@ struct SessionQuery {
 #[utoipa::path(get, path = "/v1/sessions/{id}", tag = "agent",
     params(("id" = String, Path, description = "The session id"),
         ("user_id" = Option<String>, Query, description = "The user (or header X-User-Id)")),
-    responses((status = 200, description = "The session: transcript, workflows, executions", body = Object), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
+    responses((status = 200, description = "The session: transcript, workflows, executions, the run waiting for approval", body = Object), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn retrieve(
     req: HttpRequest,
     tenant: Tenant,
@@ -62,6 +62,12 @@ pub async fn retrieve(
         "transcript": record.transcript,
         "workflows": record.workflows,
         "executions": record.executions,
+        // The run waiting for the user's answer, so a client that reloads can ask again.
+        "pending_approval": record.pending_approval.as_ref().map(|pending| json!({
+            "approval_id": pending.approval_id,
+            "tool_call_id": pending.call.id,
+            "tool_name": pending.call.name,
+        })),
         "created_at": record.created_at_ms / 1000,
         "updated_at": record.updated_at_ms / 1000,
     })))

@@ -15,6 +15,7 @@ mod chat;
 mod clients;
 mod compose;
 mod config;
+mod console;
 mod contract;
 mod errors;
 mod escape;

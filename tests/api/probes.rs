@@ -38,6 +38,7 @@ async fn discover_is_the_superset_shape_and_names_the_chosen_provider() {
     assert_eq!(body["api_version"], "v1");
     assert_eq!(body["server"]["id"], "kubiya-mcp-agent");
     assert_eq!(body["server"]["endpoints"]["compose"], "/compose");
+    assert_eq!(body["server"]["endpoints"]["console"], "/");
     assert_eq!(
         body["server"]["capabilities"]["modes"],
         json!(["plan", "act"])

@@ -59,10 +59,16 @@ def run_container(agent_image):
         container.remove()
 
 
-def test_the_image_serves_health_and_a_chat_as_a_non_root_user(run_container, agent_image):
+def test_the_image_serves_health_the_console_and_a_chat_as_a_non_root_user(run_container, agent_image):
     container = run_container()
     health = requests.get(f"{container.base}/health", timeout=5).json()
     assert health == {"status": "healthy", "service": "kubiya-mcp-agent", "initialized": True}
+
+    # The web console comes with the binary: nothing to fetch at run time.
+    page = requests.get(f"{container.base}/", timeout=5)
+    assert page.status_code == 200 and "<title>Kubiya agent console</title>" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert requests.get(f"{container.base}/console/app.js", timeout=5).status_code == 200
 
     answer = chat(container.base, "Create a workflow that checks disk usage")
     assert answer.status_code == 200, answer.text

@@ -111,6 +111,9 @@ impl From<StepStatus> for StepState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepSnapshot {
     pub name: String,
+    /// The steps it waits for: its `depends`, or in a chain the step declared before it.
+    #[serde(default)]
+    pub depends: Vec<String>,
     pub status: StepState,
     /// Captured stdout (trimmed, size-capped); absent until the step ends.
     pub output: Option<String>,
@@ -128,9 +131,10 @@ pub struct StepSnapshot {
 }
 
 impl StepSnapshot {
-    fn pending(name: String) -> Self {
+    fn pending(name: String, depends: Vec<String>) -> Self {
         Self {
             name,
+            depends,
             status: StepState::Pending,
             output: None,
             error: None,
@@ -258,7 +262,11 @@ pub enum Subscription {
 }
 
 impl Execution {
-    pub fn new(identity: ExecutionIdentity, step_names: impl Iterator<Item = String>) -> Self {
+    /// A queued execution of `steps`: each step's name and the steps it waits for.
+    pub fn new(
+        identity: ExecutionIdentity,
+        steps: impl Iterator<Item = (String, Vec<String>)>,
+    ) -> Self {
         Self {
             identity,
             status: ExecutionStatus::Queued,
@@ -267,8 +275,8 @@ impl Execution {
             finished_at: None,
             duration_ms: None,
             error: None,
-            steps: step_names
-                .map(|name| (name.clone(), StepSnapshot::pending(name)))
+            steps: steps
+                .map(|(name, depends)| (name.clone(), StepSnapshot::pending(name, depends)))
                 .collect(),
             log: Vec::new(),
             subscribers: Vec::new(),
@@ -494,7 +502,7 @@ impl Execution {
     fn step_mut(&mut self, name: &str) -> &mut StepSnapshot {
         self.steps
             .entry(name.to_owned())
-            .or_insert_with(|| StepSnapshot::pending(name.to_owned()))
+            .or_insert_with(|| StepSnapshot::pending(name.to_owned(), Vec::new()))
     }
 
     fn apply(&mut self, event: &StepEvent) {
@@ -621,7 +629,11 @@ mod tests {
                 workflow: "w".to_owned(),
                 runner: "local".to_owned(),
             },
-            ["a".to_owned(), "b".to_owned()].into_iter(),
+            [
+                ("a".to_owned(), vec![]),
+                ("b".to_owned(), vec!["a".to_owned()]),
+            ]
+            .into_iter(),
         )
     }
 

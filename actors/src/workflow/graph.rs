@@ -53,6 +53,19 @@ impl DependencyGraph {
         self.dependencies.is_empty()
     }
 
+    /// Each step of `workflow` by name with the names of the steps it waits for directly, in
+    /// declaration order: what a client needs to draw the graph.
+    pub fn named_steps(workflow: &Workflow) -> impl Iterator<Item = (String, Vec<String>)> {
+        let graph = Self::new(workflow);
+        workflow.steps.iter().enumerate().map(move |(index, step)| {
+            let depends = graph.dependencies[index]
+                .iter()
+                .map(|&dependency| workflow.steps[dependency].name.clone())
+                .collect();
+            (step.name.clone(), depends)
+        })
+    }
+
     /// The steps `step` waits for directly.
     pub fn dependencies_of(&self, step: usize) -> &[usize] {
         &self.dependencies[step]

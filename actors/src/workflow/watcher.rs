@@ -32,6 +32,7 @@ use super::execution::{
     ExecutionStatus, ExecutionSummary, Subscription,
 };
 use super::follower::{self, RemoteSubscribe};
+use super::graph::DependencyGraph;
 use super::kubiya::{KubiyaConfig, KubiyaRunner, PlatformRun};
 use super::limits::check_workflow_limits;
 use super::local::{LocalRunner, RunOptions, RunOutcome, RunRequest};
@@ -332,11 +333,8 @@ impl ExecutionWatcher {
             workflow: start.workflow.name.clone(),
             runner: runner.name().to_owned(),
         };
-        let execution = Execution::new(
-            identity,
-            start.workflow.steps.iter().map(|step| step.name.clone()),
-        )
-        .with_log_budget(self.config.max_log_bytes);
+        let execution = Execution::new(identity, DependencyGraph::named_steps(&start.workflow))
+            .with_log_budget(self.config.max_log_bytes);
         let cancel = execution.cancel.clone();
         let summary = execution.summary();
         let registered = self.start_publisher(&execution, ctx);
