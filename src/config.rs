@@ -67,6 +67,8 @@ impl Default for ComposeSettings {
 pub struct AgentSettings {
     pub max_iterations: u32,
     pub heartbeat_secs: u64,
+    /// A streaming client that takes nothing for this long while events wait is cut off.
+    pub stalled_reader_secs: u64,
     /// Every turn waits for the user's approval before running a workflow, unless the
     /// request says otherwise (`require_approval`).
     pub require_approval: bool,
@@ -89,6 +91,7 @@ impl Default for AgentSettings {
         Self {
             max_iterations: 10,
             heartbeat_secs: 15,
+            stalled_reader_secs: 30,
             require_approval: false,
         }
     }

@@ -20,6 +20,7 @@ pub mod provider_setup;
 pub mod resumable;
 pub mod routes;
 pub mod session_budget;
+pub mod stalled_client;
 pub mod startup;
 pub mod state;
 pub mod streaming;

@@ -17,9 +17,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use kubiya_actors::workflow::{DrainExecutions, ExecutionWatcher, LocalRunner};
 
-use actix::Actor;
-use kubiya_actors::composer::Composer;
+use kubiya_actors::composer::{Composer, McpTools};
 use kubiya_actors::mcp::{self, McpSupervisor};
+use kubiya_actors::per_thread::PerThread;
 use kubiya_actors::provider::ProviderPool;
 
 use crate::auth::authenticate;
@@ -34,6 +34,7 @@ use crate::mcp_http::{McpEndpoint, workflow_features, workflow_server_identity};
 use crate::middleware::observe;
 use crate::provider_setup::ProviderSetup;
 use crate::routes;
+use crate::stalled_client;
 use crate::state::{AppParts, AppState};
 use crate::tenancy_setup;
 
@@ -82,15 +83,15 @@ impl Application {
         let listener = TcpListener::bind((exposure.host.as_str(), settings.server.port))?;
         let own_address = listener.local_addr()?;
         let port = own_address.port();
-        let actors = match settings.provider.actors {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            count => count,
-        };
-        let providers = ProviderPool::start(provider.upstreams.clone(), actors);
+        let providers = ProviderPool::start(provider.upstreams.clone(), settings.provider.actors);
         // Servers that ask for sampling are answered by the agent's own model.
         let supervisor = McpSupervisor::new(settings.mcp_servers.clone(), settings.mcp.clone())
-            .with_sampler(mcp::Sampler::new(providers.clone()))
-            .start_supervised();
+            .with_sampler(mcp::Sampler::new(providers.clone()));
+        let mcp_tools = McpTools {
+            changes: supervisor.catalog_changes(),
+            supervisor: supervisor.start_supervised(),
+        };
+        let supervisor = mcp_tools.supervisor.clone();
         let tenancy = tenancy_setup::build(settings)?;
         let mut watcher_config =
             execution_setup::watcher_config(&settings.runner, Some(own_address));
@@ -101,7 +102,7 @@ impl Application {
         let executions = ExecutionWatcher::start_on_own_arbiter(watcher_config);
         let state = web::Data::new(AppState::new(AppParts {
             providers,
-            composer: Composer::new(Some(supervisor.clone())).start(),
+            composer: PerThread::new(move || Composer::new(Some(mcp_tools.clone()))),
             store: tenancy.store,
             agent: settings.agent.clone(),
             compose: settings.compose.clone(),
@@ -151,6 +152,10 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        .on_connect(stalled_client::remember)
+        // A client that closes its side has left: without this a turn that is silent for a
+        // while (a long tool call) would not notice until its next write failed.
+        .h1_allow_half_closed(false)
         .disable_signals()
         .tcp_nodelay(true)
         .shutdown_timeout(settings.server.shutdown_timeout_secs);

@@ -20,6 +20,7 @@ use crate::boundary::choice::{self, Choice};
 use crate::boundary::ids;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ValidJson;
+use crate::stalled_client::ClientSocket;
 use crate::state::AppState;
 use crate::tenant::Tenant;
 use crate::turn::{self, SESSION_ID};
@@ -346,6 +347,7 @@ pub async fn chat_completions(
     req: HttpRequest,
     state: web::Data<AppState>,
     tenant: Tenant,
+    socket: ClientSocket,
     ValidJson(body): ValidJson<ChatCompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ValidTurn {
@@ -376,5 +378,6 @@ pub async fn chat_completions(
         format,
         encoder,
         Duration::from_secs(state.agent.heartbeat_secs),
+        socket,
     ))
 }

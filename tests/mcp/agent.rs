@@ -4,9 +4,11 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use kubiya::config::{ApiKeySettings, FlagOverrides, ProviderChoice, Settings};
 use kubiya::provider_setup;
 use kubiya::startup::Application;
+use kubiya_actors::mcp::McpServerConfig;
 use serde_json::{Value, json};
 
 use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, openai_tool_call_stream};
@@ -194,13 +196,21 @@ async fn agent_with_everything(
     keys: Vec<ApiKeySettings>,
     key: Option<&str>,
 ) -> (String, awc::Client) {
+    agent_with_server(mock, crate::support::everything(), keys, key).await
+}
+
+/// As [`agent_with_everything`], with the server named `everything` run by `server`.
+async fn agent_with_server(
+    mock: &MockUpstream,
+    server: McpServerConfig,
+    keys: Vec<ApiKeySettings>,
+    key: Option<&str>,
+) -> (String, awc::Client) {
     let mut settings = Settings::default();
     settings.server.host = "127.0.0.1".into();
     settings.server.port = 0;
     settings.server.workers = 1;
-    settings
-        .mcp_servers
-        .insert("everything".into(), crate::support::everything());
+    settings.mcp_servers.insert("everything".into(), server);
     settings.auth.api_keys = keys;
     settings.provider.name = ProviderChoice::OpenAi;
     settings.provider.actors = 1;
@@ -302,4 +312,114 @@ async fn a_servers_sampling_request_is_answered_by_the_agents_model_within_limit
             .contains("hello from the agent's model"),
         "{result}"
     );
+}
+
+/// A tool call that hangs and a client that leaves meanwhile: the turn does not wait for the
+/// tool. The MCP server is told `notifications/cancelled` for that call, and the session is
+/// free for its next turn, both within 2 s of the client leaving.
+#[actix_rt::test]
+async fn a_client_leaving_during_a_hanging_tool_call_cancels_it_at_the_server() {
+    let log = std::env::temp_dir().join(format!("kubiya-mcp-sent-{}.jsonl", uuid::Uuid::new_v4()));
+    let recording = McpServerConfig::new(
+        "node",
+        [
+            peer_path("recording-proxy.js"),
+            log.to_string_lossy().into_owned(),
+            "node".to_owned(),
+            peer_path("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+            "stdio".to_owned(),
+        ],
+    );
+    let mock = MockUpstream::start(vec![
+        Reply::sse(openai_tool_call_stream(
+            "call_long",
+            "everything__trigger-long-running-operation",
+            &json!({"duration": 60, "steps": 1}),
+        )),
+        Reply::sse(openai_text_stream("Hello again.")),
+    ]);
+    let (base, _) = agent_with_server(&mock, recording, Vec::new(), None).await;
+
+    // A streamed turn on its own connection, read until the tool call shows, then dropped.
+    let streaming = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let request = json!({"model": "kubiya-workflow-agent", "stream": true, "session_id": "hanging-tool",
+        "messages": [{"role": "user", "content": "run the long operation"}]});
+    let mut response = streaming
+        .post(format!("{base}/v1/chat/completions"))
+        .send_json(&request)
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("\"tool_call\"") {
+        let chunk = response
+            .next()
+            .await
+            .expect("the stream shows the tool call");
+        seen.extend_from_slice(&chunk.unwrap());
+    }
+    // The call has reached the server once its request is in the log.
+    let call_id = wait_for_line(&log, Duration::from_secs(10), |line| {
+        line["method"] == "tools/call" && line["params"]["name"] == "trigger-long-running-operation"
+    })
+    .await["id"]
+        .clone();
+    drop(response);
+    drop(streaming);
+    let left = Instant::now();
+
+    let cancelled = wait_for_line(&log, Duration::from_secs(2), |line| {
+        line["method"] == "notifications/cancelled" && line["params"]["requestId"] == call_id
+    })
+    .await;
+    assert_eq!(cancelled["params"]["requestId"], call_id);
+
+    // The turn has ended: the session takes its next turn instead of answering 409.
+    let client = awc::Client::default();
+    let next = json!({"model": "kubiya-workflow-agent", "session_id": "hanging-tool",
+        "messages": [{"role": "user", "content": "hello"}]});
+    let status = loop {
+        let response = client
+            .post(format!("{base}/v1/chat/completions"))
+            .send_json(&next)
+            .await
+            .unwrap();
+        if response.status().as_u16() != 409 || left.elapsed() > Duration::from_secs(2) {
+            break response.status().as_u16();
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        status,
+        200,
+        "the session was still busy {:?} after the client left",
+        left.elapsed()
+    );
+    let _ = std::fs::remove_file(&log);
+}
+
+/// Waits up to `within` for a JSON line in `log` that satisfies `wanted`.
+async fn wait_for_line(
+    log: &std::path::Path,
+    within: Duration,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let sent = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = sent
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| wanted(line))
+        {
+            return line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing of the kind reached the MCP server within {within:?}; it was sent:\n{sent}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::ServerCatalog;
+use super::catalog::{CatalogChanges, ServerCatalog};
 use super::config::expand_env;
 use super::config::{McpServerConfig, McpSettings};
 use super::connection::{Connection, RequestLimits};
@@ -97,6 +97,7 @@ impl ServerChild {
         config: McpServerConfig,
         settings: Arc<McpSettings>,
         sampler: Option<Sampler>,
+        changes: CatalogChanges,
     ) -> Self {
         let enabled = config.is_enabled();
         let state = Arc::new(Mutex::new(ChildState {
@@ -120,6 +121,7 @@ impl ServerChild {
                 sampler,
                 state: state.clone(),
                 stop: stop.clone(),
+                changes,
             };
             tokio::spawn(lifecycle.run())
         });
@@ -180,6 +182,7 @@ struct Lifecycle {
     sampler: Option<Sampler>,
     state: Arc<Mutex<ChildState>>,
     stop: CancellationToken,
+    changes: CatalogChanges,
 }
 
 /// How one run of the server ended.
@@ -238,6 +241,8 @@ impl Lifecycle {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         change(&mut state);
+        // Any change may change what the catalog offers; readers re-list on their next use.
+        self.changes.bump();
     }
 
     /// Spawns a local server, or opens the transport to a remote one.

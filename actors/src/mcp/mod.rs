@@ -51,7 +51,7 @@ pub mod workflow_tools;
 mod server_tests;
 
 pub use access::McpAccess;
-pub use catalog::{ToolOutput, namespaced_name};
+pub use catalog::{CatalogChanges, ToolOutput, namespaced_name};
 pub use child::{McpServerStatus, ServerState};
 pub use config::{DesktopHostConfig, McpConfigError, McpServerConfig, McpSettings, check_servers};
 pub use error::McpError;

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::access::McpAccess;
-use super::catalog::{ToolOutput, render_result, server_of};
+use super::catalog::{CatalogChanges, ToolOutput, render_result, server_of};
 use super::child::{McpServerStatus, ServerChild, ServerState};
 use super::config::{McpServerConfig, McpSettings};
 use super::connection::{RequestFailure, RequestLimits};
@@ -66,6 +66,7 @@ pub struct McpSupervisor {
     children: BTreeMap<String, ServerChild>,
     /// After [`Shutdown`], a restart by the actix supervisor must not start servers again.
     shut_down: bool,
+    changes: CatalogChanges,
 }
 
 impl McpSupervisor {
@@ -76,6 +77,7 @@ impl McpSupervisor {
             sampler: None,
             children: BTreeMap::new(),
             shut_down: false,
+            changes: CatalogChanges::default(),
         }
     }
 
@@ -84,6 +86,11 @@ impl McpSupervisor {
     pub fn with_sampler(mut self, sampler: Sampler) -> Self {
         self.sampler = Some(sampler);
         self
+    }
+
+    /// Moves whenever what [`ListTools`] would answer may have changed.
+    pub fn catalog_changes(&self) -> CatalogChanges {
+        self.changes.clone()
     }
 
     /// Starts the supervisor under actix's supervision on the current arbiter.
@@ -126,9 +133,11 @@ impl Actor for McpSupervisor {
                 config.clone(),
                 self.settings.clone(),
                 self.sampler.clone(),
+                self.changes.clone(),
             );
             self.children.insert(name.clone(), child);
         }
+        self.changes.bump();
         tracing::info!(servers = self.children.len(), "MCP supervisor started");
     }
 
@@ -143,6 +152,7 @@ impl Supervised for McpSupervisor {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         self.stop_children();
         self.children.clear();
+        self.changes.bump();
     }
 }
 
