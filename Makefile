@@ -53,6 +53,7 @@ $(CLIENTS)/ai7/node_modules/.package-lock.json: $(CLIENTS)/ai7/package-lock.json
 $(CLIENTS)/ai5/node_modules/.package-lock.json: $(CLIENTS)/ai5/package-lock.json
 	cd $(CLIENTS)/ai5 && npm ci --no-audit --no-fund --loglevel=error
 MCP_PEERS := tests/mcp-peers
+MCP_CONFORMANCE := tests/mcp-conformance
 CONSOLE := console
 
 ## console: rebuild the web console's assets (console/dist, committed, embedded in the binary)
@@ -77,11 +78,13 @@ $(CONSOLE)/node_modules/.package-lock.json: $(CONSOLE)/package-lock.json
 ## redis-server (the replica tests share a real one), chromium (a real browser attacks the
 ## server from another origin, and drives the web console), the real client SDKs that read
 ## our streams (tests/clients: ai 4, 5.0.0 and 7 with Node 22, openai), playwright-core and
-## schemathesis, which checks the API against its OpenAPI document, and the MCP test peers
-## (tests/mcp-peers: npm servers and the Python SDK client)
+## schemathesis, which checks the API against its OpenAPI document, the MCP test peers
+## (tests/mcp-peers: npm servers and the Python SDK client), and the official MCP conformance
+## suite (tests/mcp-conformance; it runs on the Node 22 of tests/clients/ai7)
 deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json \
 		$(CLIENTS)/ai7/node_modules/.package-lock.json $(CLIENTS)/ai5/node_modules/.package-lock.json \
-		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed deploy-deps
+		$(MCP_PEERS)/node_modules/.package-lock.json $(MCP_PEERS)/.venv/.installed \
+		$(MCP_CONFORMANCE)/node_modules/.package-lock.json deploy-deps
 	@command -v bwrap >/dev/null || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq bubblewrap; }
 	@test -x /usr/bin/python3 || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq python3; }
 	@command -v setpriv >/dev/null || { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq util-linux; }
@@ -92,6 +95,11 @@ deps: $(VENV)/.installed $(CLIENTS)/node_modules/.package-lock.json \
 $(MCP_PEERS)/node_modules/.package-lock.json: $(MCP_PEERS)/package.json $(MCP_PEERS)/package-lock.json
 	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
 	npm ci --prefix $(MCP_PEERS) --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(MCP_CONFORMANCE)/node_modules/.package-lock.json: $(MCP_CONFORMANCE)/package.json $(MCP_CONFORMANCE)/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	npm ci --prefix $(MCP_CONFORMANCE) --no-audit --no-fund --loglevel=error
 	@touch $@
 
 $(MCP_PEERS)/.venv/.installed: $(MCP_PEERS)/requirements.txt

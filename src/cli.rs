@@ -83,8 +83,39 @@ fn parse_param(value: &str) -> Result<(String, String), String> {
 pub enum McpCommand {
     /// Start the OpenAI-compatible agent server (model `kubiya-workflow-agent`)
     Agent(AgentArgs),
-    /// Serve the workflow tools to an MCP host over stdio (stdout carries only the protocol)
+    /// Serve the workflow tools to an MCP host, over stdio (stdout carries only the protocol)
+    /// or streamable HTTP at /mcp
     Server(ServerArgs),
+    /// Connect to one MCP server as the agent would (a URL, or a command after `--`), print
+    /// its tools as JSON, and optionally call one
+    Client(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The server's streamable HTTP endpoint, e.g. https://example.com/mcp
+    pub url: Option<String>,
+
+    /// A header for a remote server, as `NAME: VALUE` (e.g. `Authorization: Bearer ${TOKEN}`);
+    /// repeat for more
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// A tool to call once the server runs
+    #[arg(long, value_name = "TOOL")]
+    pub call: Option<String>,
+
+    /// The tool's arguments, a JSON object
+    #[arg(long, value_name = "JSON")]
+    pub arguments: Option<String>,
+
+    /// How long the start and the call may take, in seconds
+    #[arg(long, default_value_t = 30)]
+    pub timeout_secs: u64,
+
+    /// A local server's command and arguments (stdio), after `--`
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +131,26 @@ pub struct ServerArgs {
     /// Run workflows without the bubblewrap sandbox when it is unavailable
     #[arg(long)]
     pub allow_unsandboxed: bool,
+
+    /// How clients reach the server: stdio (a host starts it) or http (streamable HTTP at /mcp)
+    #[arg(long, value_enum, default_value_t = McpTransport::Stdio)]
+    pub transport: McpTransport,
+
+    /// Port for --transport http (0 picks a free one, logged at start)
+    #[arg(short = 'P', long, default_value_t = 8080, value_parser = parse_port)]
+    pub port: u16,
+
+    /// Address for --transport http; on loopback, requests must be addressed to a loopback
+    /// name (DNS-rebinding protection)
+    #[arg(short = 'H', long, default_value = "127.0.0.1")]
+    pub host: String,
+}
+
+/// How `kubiya mcp server` is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum McpTransport {
+    Stdio,
+    Http,
 }
 
 #[derive(Debug, Args)]

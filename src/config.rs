@@ -17,6 +17,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use kubiya_actors::mcp::{DesktopHostConfig, McpServerConfig, McpSettings, check_servers};
 use serde::{Deserialize, Serialize};
 
+mod flag;
 mod tenancy;
 pub use tenancy::{ApiKeySettings, AuthSettings, StoreSettings, redact_url};
 
@@ -66,6 +67,8 @@ impl Default for ComposeSettings {
 pub struct AgentSettings {
     pub max_iterations: u32,
     pub heartbeat_secs: u64,
+    /// A streaming client that takes nothing for this long while events wait is cut off.
+    pub stalled_reader_secs: u64,
     /// Every turn waits for the user's approval before running a workflow, unless the
     /// request says otherwise (`require_approval`).
     pub require_approval: bool,
@@ -88,6 +91,7 @@ impl Default for AgentSettings {
         Self {
             max_iterations: 10,
             heartbeat_secs: 15,
+            stalled_reader_secs: 30,
             require_approval: false,
         }
     }
@@ -136,6 +140,7 @@ pub struct CorsSettings {
 pub struct LogSettings {
     pub level: LogLevel,
     pub format: LogFormat,
+    #[serde(deserialize_with = "flag::deserialize")]
     pub mcp_debug: bool,
 }
 
@@ -224,7 +229,9 @@ pub struct RunnerSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocalRunnerSettings {
+    #[serde(deserialize_with = "flag::deserialize")]
     pub allow_unsandboxed: bool,
+    #[serde(deserialize_with = "flag::deserialize")]
     pub allow_network: bool,
     pub max_active_steps: usize,
     pub max_output_bytes: usize,

@@ -1,17 +1,22 @@
 //! `kubiya`: parses the command line and runs the chosen command. Configuration problems are
 //! printed as one line on stderr with exit status 2, before any server starts.
-//! `kubiya mcp server` keeps stdout for the MCP protocol alone; everything else goes to stderr.
+//! `kubiya mcp server` keeps stdout for the MCP protocol alone (on stdio, its default
+//! transport); everything else goes to stderr.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use kubiya::cli::{AgentArgs, Cli, Command, McpCommand, ServerArgs};
+use kubiya::boundary::origin::OriginPolicy;
+use kubiya::cli::{AgentArgs, Cli, Command, McpCommand, McpTransport, ServerArgs};
 use kubiya::config::{FlagOverrides, Settings};
+use kubiya::mcp_http::{
+    McpEndpoint, serve_standalone, workflow_features, workflow_server_identity,
+};
 use kubiya::startup::Application;
-use kubiya::workflow_cli;
 use kubiya::{execution_setup, provider_setup, telemetry};
-use kubiya_actors::mcp::{ServerIdentity, WorkflowTools, serve};
+use kubiya::{mcp_client_cli, workflow_cli};
+use kubiya_actors::mcp::{McpServer, WorkflowTools, serve};
 use kubiya_actors::workflow::{LocalRunner, PlainHttpClient, RunOptions};
 
 /// Exit status for bad usage or configuration, as clap uses for bad flags.
@@ -27,6 +32,13 @@ fn main() -> ExitCode {
         Command::Mcp(McpCommand::Agent(args)) => run_agent(&args),
         Command::Workflow(command) => workflow_cli::run(command),
         Command::Mcp(McpCommand::Server(args)) => run_mcp_server(&args),
+        Command::Mcp(McpCommand::Client(args)) => {
+            let _log_guard = telemetry::init(&kubiya::config::LogSettings {
+                level: kubiya::config::LogLevel::Warn,
+                ..kubiya::config::LogSettings::default()
+            });
+            mcp_client_cli::run(&args)
+        }
     }
 }
 
@@ -54,15 +66,34 @@ fn run_mcp_server(args: &ServerArgs) -> ExitCode {
         ..execution_setup::sandboxed_run_options(local)
     });
     let kubiya_configured = std::env::var("KUBIYA_API_KEY").is_ok_and(|key| !key.is_empty());
-    let tools = Arc::new(WorkflowTools::new(runner, kubiya_configured));
-    let identity = ServerIdentity {
-        name: "kubiya".to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        instructions: "Kubiya workflow tools: write a workflow (a DAG of steps), check it with \
-                       validate_workflow, run it with execute_workflow, and follow a run with \
-                       get_execution. list_runners says where workflows can run."
-            .to_owned(),
-    };
+    if args.transport == McpTransport::Http {
+        let endpoint = McpEndpoint::new(
+            workflow_server_identity(),
+            workflow_features(
+                runner,
+                kubiya_configured,
+                settings.runner.max_concurrent_executions,
+            ),
+            &args.host,
+            OriginPolicy::default(),
+            settings.server.max_body_bytes,
+        );
+        let served = actix_web::rt::System::new()
+            .block_on(serve_standalone(endpoint, &args.host, args.port));
+        return match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                tracing::error!(error = %err, "MCP server failed");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let tools = Arc::new(
+        WorkflowTools::new(runner, kubiya_configured).with_max_running(
+            usize::try_from(settings.runner.max_concurrent_executions).unwrap_or(usize::MAX),
+        ),
+    );
+    let identity = workflow_server_identity();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -77,8 +108,7 @@ fn run_mcp_server(args: &ServerArgs) -> ExitCode {
     let served = runtime.block_on(serve(
         tokio::io::stdin(),
         tokio::io::stdout(),
-        identity,
-        tools,
+        McpServer::new(identity, tools),
     ));
     // Runs still going (started with wait=false) are dropped with the runtime, which kills
     // their processes.

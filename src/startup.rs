@@ -15,11 +15,11 @@ use actix::Addr;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use kubiya_actors::workflow::{DrainExecutions, ExecutionWatcher};
+use kubiya_actors::workflow::{DrainExecutions, ExecutionWatcher, LocalRunner};
 
-use actix::Actor;
-use kubiya_actors::composer::Composer;
+use kubiya_actors::composer::{Composer, McpTools};
 use kubiya_actors::mcp::{self, McpSupervisor};
+use kubiya_actors::per_thread::PerThread;
 use kubiya_actors::provider::ProviderPool;
 
 use crate::auth::authenticate;
@@ -30,9 +30,11 @@ use crate::boundary::websocket::WsRequestRules;
 use crate::config::Settings;
 use crate::execution_setup;
 use crate::extract::BodyLimit;
+use crate::mcp_http::{McpEndpoint, workflow_features, workflow_server_identity};
 use crate::middleware::observe;
 use crate::provider_setup::ProviderSetup;
 use crate::routes;
+use crate::stalled_client;
 use crate::state::{AppParts, AppState};
 use crate::tenancy_setup;
 
@@ -81,13 +83,15 @@ impl Application {
         let listener = TcpListener::bind((exposure.host.as_str(), settings.server.port))?;
         let own_address = listener.local_addr()?;
         let port = own_address.port();
+        let providers = ProviderPool::start(provider.upstreams.clone(), settings.provider.actors);
+        // Servers that ask for sampling are answered by the agent's own model.
         let supervisor = McpSupervisor::new(settings.mcp_servers.clone(), settings.mcp.clone())
-            .start_supervised();
-        let actors = match settings.provider.actors {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            count => count,
+            .with_sampler(mcp::Sampler::new(providers.clone()));
+        let mcp_tools = McpTools {
+            changes: supervisor.catalog_changes(),
+            supervisor: supervisor.start_supervised(),
         };
-        let providers = ProviderPool::start(provider.upstreams.clone(), actors);
+        let supervisor = mcp_tools.supervisor.clone();
         let tenancy = tenancy_setup::build(settings)?;
         let mut watcher_config =
             execution_setup::watcher_config(&settings.runner, Some(own_address));
@@ -95,10 +99,12 @@ impl Application {
             execution_setup::step_model(&settings.runner.local, &providers);
         watcher_config.shared =
             execution_setup::shared_executions(&settings.store, &settings.runner);
+        // `/mcp` runs workflows with the same local runner options (sandbox, egress, limits).
+        let mcp_runner = LocalRunner::new(watcher_config.local.clone());
         let executions = ExecutionWatcher::start_on_own_arbiter(watcher_config);
         let state = web::Data::new(AppState::new(AppParts {
             providers,
-            composer: Composer::new(Some(supervisor.clone())).start(),
+            composer: PerThread::new(move || Composer::new(Some(mcp_tools.clone()))),
             store: tenancy.store,
             agent: settings.agent.clone(),
             compose: settings.compose.clone(),
@@ -113,6 +119,17 @@ impl Application {
             bytes: settings.server.max_body_bytes,
             timeout: Duration::from_secs(settings.server.body_timeout_secs.max(1)),
         });
+        let mcp_endpoint = web::Data::new(McpEndpoint::new(
+            workflow_server_identity(),
+            workflow_features(
+                mcp_runner,
+                !settings.runner.kubiya.api_key.trim().is_empty(),
+                settings.runner.max_concurrent_executions,
+            ),
+            &exposure.host,
+            OriginPolicy::new(&settings.server.cors),
+            settings.server.max_body_bytes,
+        ));
         let watcher = web::Data::new(executions.clone());
         let boundary = web::Data::new(BoundaryRules {
             origins: OriginPolicy::new(&settings.server.cors),
@@ -129,6 +146,7 @@ impl Application {
                 .app_data(app_state.clone())
                 .app_data(body_limit.clone())
                 .app_data(watcher.clone())
+                .app_data(mcp_endpoint.clone())
                 .app_data(boundary.clone())
                 .wrap(from_fn(authenticate))
                 .wrap(from_fn(guard))
@@ -136,6 +154,10 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        .on_connect(stalled_client::remember)
+        // A client that closes its side has left: without this a turn that is silent for a
+        // while (a long tool call) would not notice until its next write failed.
+        .h1_allow_half_closed(false)
         .disable_signals()
         .tcp_nodelay(true)
         .shutdown_timeout(settings.server.shutdown_timeout_secs);

@@ -10,8 +10,9 @@ use actix::Addr;
 use kubiya_actors::composer::Composer;
 use kubiya_actors::kept::Kept;
 use kubiya_actors::mcp::McpSupervisor;
+use kubiya_actors::per_thread::PerThread;
 use kubiya_actors::provider::ProviderPool;
-use kubiya_actors::session::{SessionDeps, SessionStore};
+use kubiya_actors::session::{OverheadObserver, SessionDeps, SessionStore};
 use kubiya_actors::turn_log::TurnLogs;
 use kubiya_actors::workflow::ExecutionWatcher;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +24,7 @@ use crate::tenant::Tenants;
 
 pub struct AppState {
     pub providers: ProviderPool,
-    pub composer: Addr<Composer>,
+    pub composer: PerThread<Composer>,
     pub store: Arc<dyn SessionStore>,
     pub agent: AgentSettings,
     pub compose: ComposeSettings,
@@ -37,6 +38,8 @@ pub struct AppState {
     pub started: Instant,
     pub started_at: SystemTime,
     pub metrics: Metrics,
+    /// The turn overhead histogram in `metrics`, handed to every Session.
+    turn_overhead: Arc<dyn OverheadObserver>,
     /// The supervisor of the configured MCP servers, once started.
     pub mcp: Option<Addr<McpSupervisor>>,
     pub executions: Addr<ExecutionWatcher>,
@@ -49,6 +52,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(parts: AppParts) -> Self {
+        let metrics = Metrics::new();
         Self {
             providers: parts.providers,
             composer: parts.composer,
@@ -61,7 +65,8 @@ impl AppState {
             shutdown: CancellationToken::new(),
             started: Instant::now(),
             started_at: SystemTime::now(),
-            metrics: Metrics::new(),
+            turn_overhead: Arc::new(metrics.turn_overhead()),
+            metrics,
             mcp: parts.mcp,
             executions: parts.executions,
             turn_logs: parts.turn_logs,
@@ -80,6 +85,8 @@ impl AppState {
             mcp: self.mcp.clone(),
             max_iterations: self.agent.max_iterations,
             shutdown: self.shutdown.clone(),
+            stalled_reader: std::time::Duration::from_secs(self.agent.stalled_reader_secs),
+            overhead: self.turn_overhead.clone(),
         }
     }
 
@@ -96,7 +103,7 @@ impl AppState {
 /// The actors and stores start-up builds for the state.
 pub struct AppParts {
     pub providers: ProviderPool,
-    pub composer: Addr<Composer>,
+    pub composer: PerThread<Composer>,
     pub store: Arc<dyn SessionStore>,
     pub agent: AgentSettings,
     pub compose: ComposeSettings,

@@ -3,7 +3,8 @@
 //! the stream has been idle, and ends after the terminal event. While it lives it counts as
 //! an open stream, which the drain on shutdown waits for, and holds the tenant's stream
 //! permit, freed before the last chunk goes out; dropping it (the client left) closes the
-//! channel, which stops the Session.
+//! channel, which stops the Session. The channel is bounded: a client that reads slowly makes
+//! the Session wait, and each chunk handed over is reported to the stalled-client watchdog.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,8 +18,9 @@ use futures_util::future::BoxFuture;
 use kubiya_actors::limits::StreamPermit;
 use kubiya_actors::session::TurnEvent;
 use tokio::sync::Notify;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 
+use crate::stalled_client::Delivery;
 use crate::wire::StreamEncoder;
 
 /// Turns in progress and open streams, so shutdown can wait for them to finish.
@@ -77,7 +79,7 @@ impl Drop for StreamGuard {
 }
 
 pub struct EventBody {
-    events: UnboundedReceiver<TurnEvent>,
+    events: Receiver<TurnEvent>,
     encoder: Box<dyn StreamEncoder>,
     /// The first event, already taken from the channel to decide the response status.
     first: Option<TurnEvent>,
@@ -87,16 +89,29 @@ pub struct EventBody {
     guard: StreamGuard,
     /// The last chunk, held back until the tenant's stream permit is free again.
     last: Option<(BoxFuture<'static, ()>, Bytes)>,
+    delivery: Arc<Delivery>,
+}
+
+/// Where a body's events come from and where it reports its progress.
+pub struct EventSource {
+    /// The first event, already taken from the channel to decide the response status.
+    pub first: TurnEvent,
+    pub events: Receiver<TurnEvent>,
+    pub delivery: Arc<Delivery>,
 }
 
 impl EventBody {
     pub fn new(
-        first: TurnEvent,
-        events: UnboundedReceiver<TurnEvent>,
+        source: EventSource,
         encoder: Box<dyn StreamEncoder>,
         heartbeat_every: Duration,
         guard: StreamGuard,
     ) -> Self {
+        let EventSource {
+            first,
+            events,
+            delivery,
+        } = source;
         let heartbeat = (encoder.heartbeat().is_some() && !heartbeat_every.is_zero()).then(|| {
             let mut interval = tokio::time::interval_at(
                 tokio::time::Instant::now() + heartbeat_every,
@@ -114,6 +129,7 @@ impl EventBody {
             done: false,
             guard,
             last: None,
+            delivery,
         }
     }
 
@@ -131,6 +147,7 @@ impl EventBody {
     /// Sends `bytes`; the last chunk waits until the stream permit is released, so a client
     /// that starts its next stream at once is never refused because of this one.
     fn deliver(&mut self, bytes: Bytes, cx: &mut Context<'_>) -> Poll<Option<Chunk>> {
+        self.delivery.handed_over();
         if self.done
             && let Some(permit) = self.guard.1.take()
         {
@@ -149,6 +166,12 @@ impl EventBody {
         }
         let (_, bytes) = self.last.take().expect("checked above");
         Poll::Ready(Some(Ok(bytes)))
+    }
+}
+
+impl Drop for EventBody {
+    fn drop(&mut self) {
+        self.delivery.body_dropped();
     }
 }
 
@@ -186,6 +209,7 @@ impl Stream for EventBody {
                 && heartbeat.poll_tick(cx).is_ready()
                 && let Some(comment) = this.encoder.heartbeat()
             {
+                this.delivery.handed_over();
                 return Poll::Ready(Some(Ok(Bytes::from_static(comment))));
             }
             return Poll::Pending;

@@ -11,6 +11,7 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::{Ready, ready};
 use kubiya_actors::limits::{RateLimiter, StreamPermit, TenantLimits};
+use kubiya_actors::mcp::McpAccess;
 use subtle::ConstantTimeEq;
 
 use crate::config::AuthSettings;
@@ -23,6 +24,8 @@ pub const DEFAULT_TENANT: &str = "default";
 pub struct Tenant {
     pub id: Arc<str>,
     pub limits: TenantLimits,
+    /// The MCP tools this key may see and call.
+    pub mcp_access: McpAccess,
 }
 
 impl Tenant {
@@ -30,6 +33,7 @@ impl Tenant {
         Self {
             id: DEFAULT_TENANT.into(),
             limits: TenantLimits::default(),
+            mcp_access: McpAccess::All,
         }
     }
 }
@@ -83,6 +87,10 @@ impl Tenants {
                             .max_concurrent_executions
                             .or(default_executions),
                     },
+                    mcp_access: entry
+                        .mcp_allow
+                        .clone()
+                        .map_or(McpAccess::All, McpAccess::Only),
                 };
                 Ok((entry.key.as_bytes().into(), tenant))
             })

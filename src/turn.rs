@@ -1,20 +1,25 @@
 //! Running a turn for a handler, the same way for chat and compose: start the per-request
 //! `Session` actor, wait until it holds the session (409 when another turn does, 503 when
 //! the store is down) and for its first event (so a failure before any output still gets a
-//! status), then either fold the events into one answer or stream them in a wire format.
+//! status), then either fold the events into one answer or stream them in a wire format. The
+//! events come through a bounded channel; a stream whose client stops reading is watched and
+//! cut off (see [`crate::stalled_client`]).
 
 use std::time::Duration;
 
 use actix::Actor;
 use actix_web::HttpResponse;
 use actix_web::http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
-use kubiya_actors::session::{BeginTurn, Session, TurnEvent, TurnRejected, TurnRequest};
-use tokio::sync::mpsc::UnboundedReceiver;
+use kubiya_actors::session::{
+    BeginTurn, Session, TurnEvent, TurnRejected, TurnRequest, event_channel,
+};
+use tokio::sync::mpsc::{Receiver, WeakSender};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::session_budget;
+use crate::stalled_client::{self, ClientSocket};
 use crate::state::AppState;
-use crate::streaming::{EventBody, StreamGuard};
+use crate::streaming::{EventBody, EventSource, StreamGuard};
 use crate::tenant::Tenant;
 use crate::wire::{StreamEncoder, StreamFormat};
 
@@ -24,7 +29,10 @@ pub const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
 pub struct StartedTurn {
     pub session_id: String,
     first: TurnEvent,
-    events: UnboundedReceiver<TurnEvent>,
+    events: Receiver<TurnEvent>,
+    /// The Session's end of the channel, gone once the Session has ended.
+    session: WeakSender<TurnEvent>,
+    stalled_after: Duration,
     /// Counted from the start: the drain on shutdown waits for turns in progress.
     guard: StreamGuard,
 }
@@ -38,7 +46,8 @@ pub async fn start(
     session_budget::check_room(state, &turn).await?;
     let permit = state.tenants.open_stream(tenant).await?;
     let guard = StreamGuard::new(state.open_streams.clone()).with_permit(permit);
-    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let (sender, mut events) = event_channel();
+    let weak = sender.downgrade();
     let session = Session::new(state.session_deps(), turn, sender).start();
     session
         .send(BeginTurn)
@@ -63,6 +72,8 @@ pub async fn start(
         session_id,
         first,
         events,
+        session: weak,
+        stalled_after: Duration::from_secs(state.agent.stalled_reader_secs),
         guard,
     })
 }
@@ -97,15 +108,21 @@ impl StartedTurn {
         outcome
     }
 
-    /// The events as a streamed response in `format`.
+    /// The events as a streamed response in `format` to the client on `socket`.
     pub fn into_response(
         self,
         format: StreamFormat,
         encoder: Box<dyn StreamEncoder>,
         heartbeat: Duration,
+        socket: ClientSocket,
     ) -> HttpResponse {
         let session = self.session_header();
-        let body = EventBody::new(self.first, self.events, encoder, heartbeat, self.guard);
+        let source = EventSource {
+            first: self.first,
+            events: self.events,
+            delivery: stalled_client::watch(socket, self.session, self.stalled_after),
+        };
+        let body = EventBody::new(source, encoder, heartbeat, self.guard);
         let mut response = HttpResponse::Ok();
         response
             .insert_header(session)
@@ -128,7 +145,7 @@ impl StartedTurn {
     }
 
     /// The raw parts, for transports that are not an HTTP body (WebSocket).
-    pub fn into_parts(self) -> (TurnEvent, UnboundedReceiver<TurnEvent>, StreamGuard) {
+    pub fn into_parts(self) -> (TurnEvent, Receiver<TurnEvent>, StreamGuard) {
         (self.first, self.events, self.guard)
     }
 }

@@ -1,12 +1,18 @@
 //! The `Composer` actor: builds each model request of a turn — the system prompt that
 //! teaches the workflow JSON format and the tools, the conversation so far, and the tool
 //! catalog the model may call: the built-in workflow tools and, for chat, the tools of the
-//! supervised MCP servers. Sessions ask it with [`ComposeTurn`]; it is shared by all
-//! sessions and never does I/O on their behalf.
+//! supervised MCP servers. Sessions ask it with [`ComposeTurn`]; it never does I/O on their
+//! behalf. One runs on each HTTP worker ([`PerThread`]), next to the sessions it serves, and
+//! keeps its copy of the MCP catalog until the supervisor's catalog changes, so composing a
+//! request crosses no thread.
+//!
+//! [`PerThread`]: crate::per_thread::PerThread
+
+use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::mcp::{ListTools, McpSupervisor};
+use crate::mcp::{CatalogChanges, ListTools, McpAccess, McpSupervisor};
 use crate::provider::{ChatMessage, ChatRequest, ToolSpec};
 use crate::tools;
 
@@ -20,6 +26,8 @@ pub struct ComposeTurn {
     pub purpose: Purpose,
     /// A model other than the provider's default (the Compose API's `model_overrides`).
     pub model: Option<String>,
+    /// The MCP tools the caller's API key may use.
+    pub mcp_access: McpAccess,
 }
 
 /// What the turn is for, which decides the instructions and the tools offered.
@@ -31,19 +39,28 @@ pub enum Purpose {
     Compose,
 }
 
+/// The supervised MCP servers, whose tools join the chat catalog.
+#[derive(Clone)]
+pub struct McpTools {
+    pub supervisor: Addr<McpSupervisor>,
+    pub changes: CatalogChanges,
+}
+
 pub struct Composer {
     system_prompt: String,
     catalog: Vec<ToolSpec>,
-    /// Tools of the supervised MCP servers join the chat catalog when there are any.
-    mcp: Option<Addr<McpSupervisor>>,
+    mcp: Option<McpTools>,
+    /// The MCP tools as listed at a count of catalog changes.
+    listed: Option<(u64, Arc<[ToolSpec]>)>,
 }
 
 impl Composer {
-    pub fn new(mcp: Option<Addr<McpSupervisor>>) -> Self {
+    pub fn new(mcp: Option<McpTools>) -> Self {
         Self {
             system_prompt: SYSTEM_PROMPT.to_owned(),
             catalog: tools::builtin_catalog(),
             mcp,
+            listed: None,
         }
     }
 }
@@ -53,18 +70,18 @@ impl Actor for Composer {
 }
 
 impl Handler<ComposeTurn> for Composer {
-    type Result = ResponseFuture<ChatRequest>;
+    type Result = ResponseActFuture<Self, ChatRequest>;
 
     fn handle(&mut self, turn: ComposeTurn, _: &mut Context<Self>) -> Self::Result {
         let mut system = self.system_prompt.clone();
         if turn.purpose == Purpose::Compose {
             system.push_str(COMPOSE_INSTRUCTIONS);
         }
-        if let Some(extra) = turn.instructions {
+        if let Some(extra) = &turn.instructions {
             system.push_str("\n\nInstructions from the user's application:\n");
-            system.push_str(&extra);
+            system.push_str(extra);
         }
-        let mut tools = match turn.purpose {
+        let tools = match turn.purpose {
             Purpose::Chat => self.catalog.clone(),
             Purpose::Compose => self
                 .catalog
@@ -73,25 +90,60 @@ impl Handler<ComposeTurn> for Composer {
                 .cloned()
                 .collect(),
         };
-        let mcp = self.mcp.clone().filter(|_| turn.purpose == Purpose::Chat);
-        Box::pin(async move {
-            // A supervisor that is gone has no tools to offer; the built-in ones still work.
-            if let Some(mcp) = mcp {
-                tools.extend(mcp.send(ListTools).await.unwrap_or_default());
-            }
-            ChatRequest {
-                model: turn.model.unwrap_or_default(),
-                system: Some(system),
-                messages: turn.transcript,
-                tools,
-                max_tokens: None,
-                temperature: None,
-                // Always streamed upstream, whatever the client asked: the same decode path,
-                // and a call that can be dropped the moment the client leaves.
-                stream: true,
-            }
-        })
+        let request = ChatRequest {
+            model: turn.model.unwrap_or_default(),
+            system: Some(system),
+            messages: turn.transcript,
+            tools,
+            max_tokens: None,
+            temperature: None,
+            // Always streamed upstream, whatever the client asked: the same decode path,
+            // and a call that can be dropped the moment the client leaves.
+            stream: true,
+        };
+        let Some(mcp) = self.mcp.clone().filter(|_| turn.purpose == Purpose::Chat) else {
+            return Box::pin(fut::ready(request));
+        };
+        // The whole catalog is kept, and each turn takes what its key may use; the supervisor
+        // checks the key again when a tool is called.
+        let access = turn.mcp_access;
+        let changes = mcp.changes.current();
+        if let Some((listed_at, listed)) = &self.listed
+            && *listed_at == changes
+        {
+            let mut request = request;
+            extend_allowed(&mut request.tools, listed, &access);
+            return Box::pin(fut::ready(request));
+        }
+        let listing = ListTools {
+            access: McpAccess::All,
+        };
+        Box::pin(
+            async move { mcp.supervisor.send(listing).await }
+                .into_actor(self)
+                .map(move |listed, composer, _| {
+                    let mut request = request;
+                    // A supervisor that is gone has no tools to offer; the built-in ones
+                    // still work.
+                    if let Ok(listed) = listed {
+                        let listed: Arc<[ToolSpec]> = listed.into();
+                        extend_allowed(&mut request.tools, &listed, &access);
+                        composer.listed = Some((changes, listed));
+                    }
+                    request
+                }),
+        )
     }
+}
+
+/// Adds the MCP tools of `listed` that `access` allows.
+fn extend_allowed(tools: &mut Vec<ToolSpec>, listed: &[ToolSpec], access: &McpAccess) {
+    tools.extend(
+        listed
+            .iter()
+            .filter(|tool| access.allows(&tool.name))
+            .cloned(),
+    );
 }
 
 const SYSTEM_PROMPT: &str = r#"You are the Kubiya workflow agent. You turn requests in plain language into workflows, validate them, and run them when the user asks.

@@ -24,6 +24,8 @@
 //! - [`kept`]: small documents kept for a while per tenant (the Responses API's responses
 //!   and output items), in this process or in Redis.
 //! - [`hold`]: what is held for a turn or a stream (leases, permits) and how it is let go.
+//! - [`per_thread`]: an actor started on each thread that uses it, so a turn stays on its
+//!   worker.
 //!
 //! Turns, model calls, tool calls, executions and steps open spans with the target
 //! [`TRACE`]; the binary exports them as OpenTelemetry traces when a collector is configured.
@@ -33,6 +35,7 @@ pub mod hold;
 pub mod kept;
 pub mod limits;
 pub mod mcp;
+pub mod per_thread;
 pub mod provider;
 pub mod redis_connection;
 pub mod session;

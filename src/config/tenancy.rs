@@ -41,6 +41,10 @@ pub struct ApiKeySettings {
     /// Workflow executions running at once; absent means `runner.max_concurrent_executions`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_executions: Option<u32>,
+    /// The supervised MCP servers (`"time"`) and tools (`"time__get_current_time"`) this key
+    /// may see and call; absent means all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_allow: Option<Vec<String>>,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]

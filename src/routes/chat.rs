@@ -20,6 +20,7 @@ use crate::boundary::choice::{self, Choice};
 use crate::boundary::ids;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ValidJson;
+use crate::stalled_client::ClientSocket;
 use crate::state::AppState;
 use crate::tenant::Tenant;
 use crate::turn::{self, SESSION_ID};
@@ -244,6 +245,7 @@ fn validate(
             require_approval: body.require_approval.unwrap_or(state_default_approval),
             approval: None,
             regenerate: false,
+            mcp_access: tenant.mcp_access.clone(),
         },
         stream,
         include_usage: body
@@ -345,6 +347,7 @@ pub async fn chat_completions(
     req: HttpRequest,
     state: web::Data<AppState>,
     tenant: Tenant,
+    socket: ClientSocket,
     ValidJson(body): ValidJson<ChatCompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ValidTurn {
@@ -375,5 +378,6 @@ pub async fn chat_completions(
         format,
         encoder,
         Duration::from_secs(state.agent.heartbeat_secs),
+        socket,
     ))
 }

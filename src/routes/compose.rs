@@ -20,6 +20,7 @@ use crate::boundary::guard::BoundaryRules;
 use crate::boundary::{ids, websocket};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{self, ValidJson};
+use crate::stalled_client::ClientSocket;
 use crate::state::AppState;
 use crate::tenant::Tenant;
 use crate::turn;
@@ -197,6 +198,7 @@ fn validate(
             require_approval: false,
             approval: None,
             regenerate: false,
+            mcp_access: tenant.mcp_access.clone(),
             mode: TurnMode::Compose(ComposeOptions {
                 act,
                 max_attempts: settings.max_loop_iterations.max(1),
@@ -230,6 +232,7 @@ fn encoder(format: StreamFormat, filter: StreamFilter) -> Box<dyn StreamEncoder>
 pub async fn compose(
     state: web::Data<AppState>,
     tenant: Tenant,
+    socket: ClientSocket,
     ValidJson(body): ValidJson<ComposeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ValidCompose {
@@ -244,7 +247,7 @@ pub async fn compose(
         Delivery::Whole => return whole(&state, started, act).await,
     };
     let heartbeat = Duration::from_secs(state.agent.heartbeat_secs);
-    Ok(started.into_response(format, encoder(format, filter), heartbeat))
+    Ok(started.into_response(format, encoder(format, filter), heartbeat, socket))
 }
 
 /// The non-streamed answer: the workflow with metadata, and the execution in act mode.

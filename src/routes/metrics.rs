@@ -17,6 +17,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let accounting = &state.providers.accounting;
     let mut snapshot = Snapshot {
         model_calls: accounting.calls.load(Ordering::Relaxed),
+        upstream_connections: accounting.connections_opened.load(Ordering::Relaxed),
         input_tokens: accounting.input_tokens.load(Ordering::Relaxed),
         output_tokens: accounting.output_tokens.load(Ordering::Relaxed),
         open_streams: state.open_streams.count() as u64,

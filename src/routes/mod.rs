@@ -9,6 +9,7 @@ mod discover;
 mod executions;
 mod health;
 mod mcp;
+pub mod mcp_endpoint;
 mod metrics;
 pub mod models;
 pub mod openapi;
@@ -44,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/v2/compose", &["POST"]).post(compose::compose))
         .service(resource("/ws/compose", &["GET"]).get(compose::compose_ws))
         .service(resource("/v1/mcp/servers", &["GET"]).get(mcp::servers))
+        .service(mcp_route())
         .service(resource("/v1/models", &["GET"]).get(models::list))
         .service(resource("/v1/models/{id:.+}", &["GET"]).get(models::retrieve))
         .service(resource("/v1/workflows/validate", &["POST"]).post(workflows::validate))
@@ -56,6 +58,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/executions/{id}/events", &["GET"]).get(executions::events))
         .service(resource("/v1/sessions/{id}", &["GET"]).get(sessions::retrieve))
         .service(resource("/openapi.json", &["GET"]).get(openapi::document));
+}
+
+/// `/mcp`, our MCP server over streamable HTTP (needs [`crate::mcp_http::McpEndpoint`] as
+/// app data).
+pub fn mcp_route() -> Resource {
+    resource("/mcp", &["POST", "GET", "DELETE"])
+        .post(mcp_endpoint::post)
+        .get(mcp_endpoint::get)
+        .delete(mcp_endpoint::delete)
 }
 
 /// A resource whose wrong methods get 405 with an `Allow` header and an OpenAI-shaped body.

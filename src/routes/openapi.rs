@@ -11,8 +11,8 @@ use utoipa::openapi::{OpenApi as Document, SecurityRequirement};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    chat, compose, console, discover, executions, health, mcp, metrics, models, responses,
-    sessions, ui_chat, workflows,
+    chat, compose, console, discover, executions, health, mcp, mcp_endpoint, metrics, models,
+    responses, sessions, ui_chat, workflows,
 };
 
 #[derive(OpenApi)]
@@ -36,6 +36,9 @@ use super::{
         compose::compose,
         compose::compose_ws,
         mcp::servers,
+        mcp_endpoint::post,
+        mcp_endpoint::get,
+        mcp_endpoint::delete,
         models::list,
         models::retrieve,
         workflows::validate,
@@ -142,6 +145,7 @@ mod tests {
             "/api/v2/compose",
             "/ws/compose",
             "/v1/mcp/servers",
+            "/mcp",
             "/v1/models",
             "/v1/models/{id}",
             "/v1/workflows/validate",
@@ -156,7 +160,7 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path} is missing");
         }
-        assert_eq!(paths.len(), 26, "a route is mounted but not listed here");
+        assert_eq!(paths.len(), 27, "a route is mounted but not listed here");
     }
 
     /// The names a choice is parsed by are the names the document lists.

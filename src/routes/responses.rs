@@ -217,6 +217,7 @@ async fn validate(
                 .unwrap_or(state.agent.require_approval),
             approval: None,
             regenerate: false,
+            mcp_access: tenant.mcp_access.clone(),
         },
         meta,
         stream: body.stream.unwrap_or(false),

@@ -182,6 +182,7 @@ fn validate(
         require_approval: body.require_approval.unwrap_or(default_approval),
         approval,
         regenerate,
+        mcp_access: tenant.mcp_access.clone(),
     };
     Ok((turn, continued))
 }

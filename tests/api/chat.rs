@@ -51,6 +51,23 @@ fn content_of(chunks: &[Value]) -> String {
         .collect()
 }
 
+/// Turns one after another, with the default provider actors (one on each worker): every
+/// model call goes out on the one upstream connection, although each turn ends, and so
+/// cancels its call, as soon as the answer is complete.
+#[actix_rt::test]
+async fn consecutive_turns_reuse_one_upstream_connection() {
+    let mock = MockUpstream::start(vec![Reply::sse(openai_text_stream("Hello.")); 6]);
+    let app = spawn_app_against(&mock.base(), |settings| settings.provider.actors = 0).await;
+    for _ in 0..6 {
+        let (status, _, body) = app.post_raw(CHAT, &chat("hi", json!({})), &[]).await;
+        assert_eq!(status, 200, "{body}");
+        // The body's end is read just after the answer went out; give it a moment.
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(mock.requests().len(), 6);
+    assert_eq!(mock.connections(), 1, "model calls opened new connections");
+}
+
 #[actix_rt::test]
 async fn a_plain_answer_whole_and_streamed() {
     let mock = MockUpstream::start(vec![

@@ -96,6 +96,36 @@ fn a_bad_setting_stops_start_up_with_one_line_and_status_2() {
 }
 
 #[test]
+fn boolean_variables_take_the_usual_spellings() {
+    for value in ["1", "yes", "true", "0", "no", "off"] {
+        let env = [
+            ("MCP_DEBUG", value),
+            ("KUBIYA_RUNNER__LOCAL__ALLOW_NETWORK", value),
+        ];
+        let server = ServerProcess::start(&[], &env, None);
+        let (status, _) = blocking_get(&server.url("/health"));
+        assert_eq!(status, 200, "MCP_DEBUG={value}");
+    }
+    let (code, stderr) = run_failing(&["mcp", "agent", "--port", "0"], &[("MCP_DEBUG", "maybe")]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("MCP_DEBUG") && stderr.contains("yes/no"),
+        "{stderr}"
+    );
+    let output = kubiya_command()
+        .args(["mcp", "server"])
+        .env("MCP_DEBUG", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
 fn a_vendor_without_its_key_fails_start_up_naming_the_variable() {
     let (code, stderr) = run_failing(
         &["mcp", "agent", "--provider", "openai", "--port", "0"],

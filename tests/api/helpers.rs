@@ -176,6 +176,14 @@ pub fn kubiya_command() -> Command {
 }
 
 impl ServerProcess {
+    /// Starts `kubiya mcp agent` with the OpenAI provider pointed at the mock upstream at
+    /// `base`, and `env`.
+    pub fn against(base: &str, env: &[(&str, &str)]) -> Self {
+        let base_url = format!("{base}/v1");
+        let args = ["--provider", "openai", "--base-url", &base_url];
+        Self::start(&[&args[..], &["--api-key", "sk-test"]].concat(), env, None)
+    }
+
     /// Starts `kubiya mcp agent` on port 0 with `args` and `env`, and waits for it to listen.
     pub fn start(args: &[&str], env: &[(&str, &str)], dir: Option<&Path>) -> Self {
         Self::start_command(kubiya_command(), args, env, dir)

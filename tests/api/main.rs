@@ -8,6 +8,7 @@ mod mock_upstream;
 mod redis_server;
 
 mod approval;
+mod backpressure;
 mod boundary;
 mod browser;
 mod chat;

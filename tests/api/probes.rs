@@ -172,6 +172,10 @@ async fn metrics_count_model_calls_tokens_and_open_streams() {
     };
     // The offline planner answers in two model calls: the tool call, then the reply.
     assert_eq!(value("kubiya_llm_calls_total "), 2);
+    // The offline planner needs no upstream, so it opens no connection.
+    assert_eq!(value("kubiya_llm_upstream_connections_opened_total "), 0);
+    // The turn's time in the server's own code was observed once.
+    assert_eq!(value("kubiya_turn_overhead_seconds_count "), 1);
     assert!(value(r#"kubiya_llm_tokens_total{direction="input"}"#) > 0);
     assert!(value(r#"kubiya_llm_tokens_total{direction="output"}"#) > 0);
     assert_eq!(value("kubiya_open_streams "), 0);

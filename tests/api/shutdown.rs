@@ -45,19 +45,7 @@ fn sigterm_during_a_stream_lets_it_finish_then_exits_0() {
         Duration::from_millis(150),
         false,
     )]);
-    let base_url = format!("{}/v1", mock.base());
-    let mut server = ServerProcess::start(
-        &[
-            "--provider",
-            "openai",
-            "--base-url",
-            &base_url,
-            "--api-key",
-            "sk-test",
-        ],
-        &[],
-        None,
-    );
+    let mut server = ServerProcess::against(&mock.base(), &[]);
     let url = server.url("/v1/chat/completions");
     let request = json!({"model": "kubiya-workflow-agent", "stream": true, "messages": [{"role": "user", "content": "count"}]});
     let streaming = std::thread::spawn(move || blocking_post(&url, request));

@@ -1,12 +1,19 @@
 //! The real `kubiya mcp agent` process: servers from `--mcp-config`, and SIGTERM stopping
 //! them (whole process groups) before the process exits 0.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use kubiya::config::{ApiKeySettings, FlagOverrides, ProviderChoice, Settings};
+use kubiya::provider_setup;
+use kubiya::startup::Application;
+use kubiya_actors::mcp::McpServerConfig;
 use serde_json::{Value, json};
 
-use crate::support::{peer_path, wait_group_gone};
+use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, openai_tool_call_stream};
+
+use crate::support::{free_port, kubiya_command, peer_path, wait_group_gone};
 
 #[actix_rt::test]
 async fn servers_from_a_desktop_config_file_run_and_stop_with_the_agent() {
@@ -15,12 +22,8 @@ async fn servers_from_a_desktop_config_file_run_and_stop_with_the_agent() {
     let config = dir.join("claude_desktop_config.json");
     let document = json!({"mcpServers": {"flood": {"command": "node", "args": [peer_path("flood-server.js")]}}});
     std::fs::write(&config, document.to_string()).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kubiya"));
+    let port = free_port();
+    let mut command = kubiya_command();
     command
         .args([
             "mcp",
@@ -33,8 +36,6 @@ async fn servers_from_a_desktop_config_file_run_and_stop_with_the_agent() {
         .args(["--port", &port.to_string()])
         .arg("--mcp-config")
         .arg(&config)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -84,11 +85,6 @@ async fn servers_from_a_desktop_config_file_run_and_stop_with_the_agent() {
 /// calls `everything__get-sum`, the sum comes back to it and reaches the client.
 #[actix_rt::test]
 async fn a_model_calls_an_mcp_tool_and_the_result_reaches_the_client() {
-    use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, openai_tool_call_stream};
-    use kubiya::config::{FlagOverrides, ProviderChoice, Settings};
-    use kubiya::provider_setup;
-    use kubiya::startup::Application;
-
     let mock = MockUpstream::start(vec![
         Reply::sse(openai_tool_call_stream(
             "call_sum",
@@ -97,47 +93,7 @@ async fn a_model_calls_an_mcp_tool_and_the_result_reaches_the_client() {
         )),
         Reply::sse(openai_text_stream("The sum is 42.")),
     ]);
-    let mut settings = Settings::default();
-    settings.server.host = "127.0.0.1".into();
-    settings.server.port = 0;
-    settings.server.workers = 1;
-    settings
-        .mcp_servers
-        .insert("everything".into(), crate::support::everything());
-    settings.provider.name = ProviderChoice::OpenAi;
-    settings.provider.actors = 1;
-    let flags = FlagOverrides {
-        api_key: Some("sk-test".into()),
-        base_url: Some(format!("{}/v1", mock.base())),
-        ..FlagOverrides::default()
-    };
-    let provider = provider_setup::resolve(&settings.provider, &flags, |_| None).unwrap();
-    let app = Application::build(&settings, &provider).unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    actix_rt::spawn(app.run_until_stopped());
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .finish();
-
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let body: Value = client
-            .get(format!("{base}/v1/mcp/servers"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if body["servers"][0]["state"] == "running" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the everything server never ran: {body}"
-        );
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (base, client) = agent_with_everything(&mock, Vec::new(), None).await;
 
     let request = json!({"model": "kubiya-workflow-agent", "stream": true, "messages": [{"role": "user", "content": "add 2 and 40"}]});
     let mut response = client
@@ -173,22 +129,297 @@ async fn a_model_calls_an_mcp_tool_and_the_result_reaches_the_client() {
     assert!(text.ends_with("The sum is 42."), "{text}");
 
     let sent = mock.requests();
-    let tools: Vec<&str> = sent[0].body["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|tool| tool["function"]["name"].as_str().unwrap())
-        .collect();
+    let tools = offered_tools(&sent[0].body);
     assert!(
         tools.contains(&"validate_workflow") && tools.contains(&"everything__get-sum"),
         "{tools:?}"
     );
-    let result = sent[1].body["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let result = last_message(&sent[1].body);
     assert_eq!(result["tool_call_id"], "call_sum");
     assert!(result["content"].as_str().unwrap().contains("42"));
+}
+
+#[actix_rt::test]
+async fn an_api_keys_allow_list_limits_the_catalog_and_refuses_other_tools() {
+    // The model asks for a tool the key may not use, as a model told of it elsewhere might.
+    let mock = MockUpstream::start(vec![
+        Reply::sse(openai_tool_call_stream(
+            "call_echo",
+            "everything__echo",
+            &json!({"message": "leak"}),
+        )),
+        Reply::sse(openai_text_stream("I could not use it.")),
+    ]);
+    let keys = vec![ApiKeySettings {
+        key: "sk-limited".into(),
+        tenant: "limited".into(),
+        mcp_allow: Some(vec!["everything__get-sum".into()]),
+        ..ApiKeySettings::default()
+    }];
+    let (base, client) = agent_with_everything(&mock, keys, Some("sk-limited")).await;
+
+    let request = json!({"model": "kubiya-workflow-agent", "messages": [{"role": "user", "content": "echo leak"}]});
+    let mut response = client
+        .post(format!("{base}/v1/chat/completions"))
+        .send_json(&request)
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let _ = response.body().limit(1 << 24).await.unwrap();
+
+    let sent = mock.requests();
+    let tools = offered_tools(&sent[0].body);
+    assert!(tools.contains(&"everything__get-sum"), "{tools:?}");
+    assert!(
+        !tools
+            .iter()
+            .any(|tool| tool.starts_with("everything__") && *tool != "everything__get-sum"),
+        "only the allowed MCP tool is offered: {tools:?}"
+    );
+    let result = last_message(&sent[1].body);
+    assert_eq!(result["tool_call_id"], "call_echo");
+    let content = result["content"].to_string();
+    assert!(
+        content.contains("unknown") || content.contains("Unknown"),
+        "{content}"
+    );
+    assert!(
+        !content.contains("Echo: leak"),
+        "the refused tool never ran: {content}"
+    );
+}
+
+/// The agent in this process, its model the `mock` (OpenAI wire), with the `everything`
+/// server supervised and running, and `keys` (sent as `key`); its base URL and a client.
+async fn agent_with_everything(
+    mock: &MockUpstream,
+    keys: Vec<ApiKeySettings>,
+    key: Option<&str>,
+) -> (String, awc::Client) {
+    agent_with_server(mock, crate::support::everything(), keys, key).await
+}
+
+/// As [`agent_with_everything`], with the server named `everything` run by `server`.
+async fn agent_with_server(
+    mock: &MockUpstream,
+    server: McpServerConfig,
+    keys: Vec<ApiKeySettings>,
+    key: Option<&str>,
+) -> (String, awc::Client) {
+    let mut settings = Settings::default();
+    settings.server.host = "127.0.0.1".into();
+    settings.server.port = 0;
+    settings.server.workers = 1;
+    settings.mcp_servers.insert("everything".into(), server);
+    settings.auth.api_keys = keys;
+    settings.provider.name = ProviderChoice::OpenAi;
+    settings.provider.actors = 1;
+    let flags = FlagOverrides {
+        api_key: Some("sk-test".into()),
+        base_url: Some(format!("{}/v1", mock.base())),
+        ..FlagOverrides::default()
+    };
+    let provider = provider_setup::resolve(&settings.provider, &flags, |_| None).unwrap();
+    let app = Application::build(&settings, &provider).unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    actix_rt::spawn(app.run_until_stopped());
+    let mut builder = awc::Client::builder().timeout(Duration::from_secs(60));
+    if let Some(key) = key {
+        builder = builder.bearer_auth(key);
+    }
+    let client = builder.finish();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body: Value = client
+            .get(format!("{base}/v1/mcp/servers"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["servers"][0]["state"] == "running" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the everything server never ran: {body}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    (base, client)
+}
+
+/// The names of the tools a model request offered.
+fn offered_tools(body: &Value) -> Vec<&str> {
+    body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tool| tool["function"]["name"].as_str().unwrap())
+        .collect()
+}
+
+/// The last message of a model request (the tool result, after a tool call).
+fn last_message(body: &Value) -> Value {
+    body["messages"].as_array().unwrap().last().unwrap().clone()
+}
+
+#[actix_rt::test]
+async fn a_servers_sampling_request_is_answered_by_the_agents_model_within_limits() {
+    // The chat model calls the server's sampling tool; the server asks our model (the second
+    // request), and the tool's result carries that answer back to the chat.
+    let mock = MockUpstream::start(vec![
+        Reply::sse(openai_tool_call_stream(
+            "call_sample",
+            "everything__trigger-sampling-request",
+            &json!({"prompt": "Say hello", "maxTokens": 100_000}),
+        )),
+        Reply::sse(openai_text_stream("hello from the agent's model")),
+        Reply::sse(openai_text_stream("Done.")),
+    ]);
+    let (base, client) = agent_with_everything(&mock, Vec::new(), None).await;
+    let request = json!({"model": "kubiya-workflow-agent", "messages": [{"role": "user", "content": "sample"}]});
+    let mut response = client
+        .post(format!("{base}/v1/chat/completions"))
+        .send_json(&request)
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let _ = response.body().limit(1 << 24).await.unwrap();
+
+    let sent = mock.requests();
+    assert_eq!(sent.len(), 3, "chat, sampling, chat");
+    let sampling = &sent[1].body;
+    assert!(
+        sampling["tools"].as_array().is_none_or(Vec::is_empty),
+        "{sampling}"
+    );
+    assert!(sampling.to_string().contains("Say hello"), "{sampling}");
+    let max_tokens = sampling["max_tokens"]
+        .as_u64()
+        .or_else(|| sampling["max_completion_tokens"].as_u64())
+        .unwrap();
+    assert!(
+        max_tokens <= 1024,
+        "the server's 100000 is capped: {max_tokens}"
+    );
+    let result = last_message(&sent[2].body);
+    assert_eq!(result["tool_call_id"], "call_sample");
+    assert!(
+        result["content"]
+            .to_string()
+            .contains("hello from the agent's model"),
+        "{result}"
+    );
+}
+
+/// A tool call that hangs and a client that leaves meanwhile: the turn does not wait for the
+/// tool. The MCP server is told `notifications/cancelled` for that call, and the session is
+/// free for its next turn, both within 2 s of the client leaving.
+#[actix_rt::test]
+async fn a_client_leaving_during_a_hanging_tool_call_cancels_it_at_the_server() {
+    let log = std::env::temp_dir().join(format!("kubiya-mcp-sent-{}.jsonl", uuid::Uuid::new_v4()));
+    let recording = McpServerConfig::new(
+        "node",
+        [
+            peer_path("recording-proxy.js"),
+            log.to_string_lossy().into_owned(),
+            "node".to_owned(),
+            peer_path("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+            "stdio".to_owned(),
+        ],
+    );
+    let mock = MockUpstream::start(vec![
+        Reply::sse(openai_tool_call_stream(
+            "call_long",
+            "everything__trigger-long-running-operation",
+            &json!({"duration": 60, "steps": 1}),
+        )),
+        Reply::sse(openai_text_stream("Hello again.")),
+    ]);
+    let (base, _) = agent_with_server(&mock, recording, Vec::new(), None).await;
+
+    // A streamed turn on its own connection, read until the tool call shows, then dropped.
+    let streaming = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let request = json!({"model": "kubiya-workflow-agent", "stream": true, "session_id": "hanging-tool",
+        "messages": [{"role": "user", "content": "run the long operation"}]});
+    let mut response = streaming
+        .post(format!("{base}/v1/chat/completions"))
+        .send_json(&request)
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("\"tool_call\"") {
+        let chunk = response
+            .next()
+            .await
+            .expect("the stream shows the tool call");
+        seen.extend_from_slice(&chunk.unwrap());
+    }
+    // The call has reached the server once its request is in the log.
+    let call_id = wait_for_line(&log, Duration::from_secs(10), |line| {
+        line["method"] == "tools/call" && line["params"]["name"] == "trigger-long-running-operation"
+    })
+    .await["id"]
+        .clone();
+    drop(response);
+    drop(streaming);
+    let left = Instant::now();
+
+    let cancelled = wait_for_line(&log, Duration::from_secs(2), |line| {
+        line["method"] == "notifications/cancelled" && line["params"]["requestId"] == call_id
+    })
+    .await;
+    assert_eq!(cancelled["params"]["requestId"], call_id);
+
+    // The turn has ended: the session takes its next turn instead of answering 409.
+    let client = awc::Client::default();
+    let next = json!({"model": "kubiya-workflow-agent", "session_id": "hanging-tool",
+        "messages": [{"role": "user", "content": "hello"}]});
+    let status = loop {
+        let response = client
+            .post(format!("{base}/v1/chat/completions"))
+            .send_json(&next)
+            .await
+            .unwrap();
+        if response.status().as_u16() != 409 || left.elapsed() > Duration::from_secs(2) {
+            break response.status().as_u16();
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        status,
+        200,
+        "the session was still busy {:?} after the client left",
+        left.elapsed()
+    );
+    let _ = std::fs::remove_file(&log);
+}
+
+/// Waits up to `within` for a JSON line in `log` that satisfies `wanted`.
+async fn wait_for_line(
+    log: &std::path::Path,
+    within: Duration,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let sent = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = sent
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| wanted(line))
+        {
+            return line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing of the kind reached the MCP server within {within:?}; it was sent:\n{sent}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
 }

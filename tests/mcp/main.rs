@@ -10,7 +10,9 @@ mod support;
 
 mod agent;
 mod calls;
+mod conformance;
 mod http;
 mod our_server;
 mod peers;
 mod processes;
+mod remote;

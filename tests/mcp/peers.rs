@@ -28,7 +28,7 @@ async fn the_catalog_holds_both_peers_tools_namespaced_and_calls_reach_them() {
     );
     assert!(everything_status.pid.is_some());
 
-    let tools = supervisor.send(ListTools).await.unwrap();
+    let tools = supervisor.send(ListTools::default()).await.unwrap();
     let names: Vec<&str> = tools.iter().map(|tool| tool.name.as_str()).collect();
     assert!(names.contains(&"everything__get-sum"), "{names:?}");
     assert!(names.contains(&"filesystem__read_text_file"), "{names:?}");
@@ -96,7 +96,13 @@ async fn the_catalog_holds_both_peers_tools_namespaced_and_calls_reach_them() {
         status_of(&supervisor, "everything").await.state,
         kubiya_actors::mcp::ServerState::Stopped
     );
-    assert!(supervisor.send(ListTools).await.unwrap().is_empty());
+    assert!(
+        supervisor
+            .send(ListTools::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     std::fs::remove_dir_all(&sandbox).unwrap();
 }
 
@@ -184,5 +190,22 @@ async fn servers_get_an_allowlisted_environment_with_references_expanded() {
         "{}",
         env.content
     );
+    supervisor.send(Shutdown).await.unwrap();
+}
+
+#[actix_rt::test]
+async fn a_servers_question_to_the_user_is_declined_cleanly() {
+    let supervisor = start(vec![("everything", everything())], test_settings());
+    wait_running(&supervisor, "everything").await;
+    // The server offers its elicitation tool only to clients that declare elicitation.
+    let answer = call(
+        &supervisor,
+        "everything__trigger-elicitation-request",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert!(!answer.is_error, "{}", answer.content);
+    assert!(answer.content.contains("declined"), "{}", answer.content);
     supervisor.send(Shutdown).await.unwrap();
 }

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use actix::Addr;
 use kubiya_actors::mcp::{
-    CallTool, McpError, McpServerConfig, McpServerStatus, McpSettings, McpSupervisor, ServerState,
-    ServerStatuses, ToolOutput,
+    CallTool, McpAccess, McpError, McpServerConfig, McpServerStatus, McpSettings, McpSupervisor,
+    ServerState, ServerStatuses, ToolOutput,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -135,6 +136,7 @@ pub async fn call_with(
             tool: tool.to_owned(),
             arguments,
             cancel,
+            access: McpAccess::All,
         })
         .await
         .expect("the supervisor answers")
@@ -175,4 +177,49 @@ pub async fn wait_group_gone(pgid: u32, within: Duration) -> Vec<u32> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `kubiya` with only `PATH` from our environment.
+pub fn kubiya_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kubiya"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+}
+
+/// A server process, killed when dropped.
+pub struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `command` (output discarded) and waits until it listens on `port`.
+pub fn listening(mut command: Command, port: u16) -> Running {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the server starts");
+    let running = Running(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    running
 }

@@ -145,6 +145,37 @@ fn decoded(protocol: Protocol, body: &str) -> Vec<LlmEvent> {
     events
 }
 
+/// A streamed answer is read to the end of its body after `[DONE]`, so the next call goes
+/// out on the same keep-alive connection, and the pool counts the one connection it opened.
+#[actix_rt::test]
+async fn consecutive_calls_reuse_one_upstream_connection() {
+    let body = fixture("openai_chat_stream_text.sse");
+    let mock = MockUpstream::start(vec![Reply::sse(body.clone()); 5]);
+    let pool = ProviderPool::start(vec![openai(&mock)], 1);
+    for _ in 0..5 {
+        let events = call(&pool, request(true)).await;
+        assert!(
+            matches!(events.last(), Some(LlmEvent::Finished { .. })),
+            "{events:?}"
+        );
+        // The body's end is read after the terminal event went out; give it a moment.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(mock.requests().len(), 5);
+    assert_eq!(
+        mock.connections(),
+        1,
+        "every call opened its own connection"
+    );
+    assert_eq!(
+        pool.accounting
+            .connections_opened
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(mock.abandoned_streams(), 0);
+}
+
 #[actix_rt::test]
 async fn openai_streaming_and_whole_answers() {
     let body = fixture("openai_chat_stream_text.sse");

@@ -2,7 +2,8 @@
 //! each request with the next scripted [`Reply`] — real provider wire bytes (captured
 //! fixtures or streams built here), error statuses with headers, slow or hanging streams —
 //! records what it was sent, and counts streams the client abandoned mid-way, which is how
-//! tests see that a cancelled call really closed its connection.
+//! tests see that a cancelled call really closed its connection, and the TCP connections it
+//! accepted, which is how they see that calls reuse them.
 
 #![allow(
     dead_code,
@@ -120,6 +121,7 @@ struct MockState {
     script: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<Recorded>>,
     abandoned_streams: AtomicUsize,
+    connections: AtomicUsize,
 }
 
 pub struct MockUpstream {
@@ -135,12 +137,16 @@ impl MockUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let shared = state.clone();
+        let counted = state.clone();
         std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 HttpServer::new(move || {
                     App::new()
                         .app_data(web::Data::from(shared.clone()))
                         .default_service(web::to(answer))
+                })
+                .on_connect(move |_, _| {
+                    counted.connections.fetch_add(1, Ordering::SeqCst);
                 })
                 .workers(1)
                 .disable_signals()
@@ -169,6 +175,28 @@ impl MockUpstream {
     /// Streams whose body the client stopped reading before it ended.
     pub fn abandoned_streams(&self) -> usize {
         self.state.abandoned_streams.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Waits up to `within` for `condition` on the mock, blocking the thread.
+    pub fn wait_until_blocking(
+        &self,
+        what: &str,
+        within: Duration,
+        condition: impl Fn(&Self) -> bool,
+    ) {
+        let deadline = std::time::Instant::now() + within;
+        while !condition(self) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the mock upstream never saw: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits up to 10 s for `condition` on the mock.

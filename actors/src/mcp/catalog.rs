@@ -1,9 +1,12 @@
 //! Turning what servers say into what the model sees: tool listings into namespaced
 //! [`ToolSpec`]s (`server__tool`, with names every provider accepts and schemas without the
 //! `$schema` dialect marker), and `CallToolResult`s into one capped text, a
-//! [`ToolOutput`]. The supervisor's children build a [`ServerCatalog`] after each listing.
+//! [`ToolOutput`]. The supervisor's children build a [`ServerCatalog`] after each listing and
+//! count every change in [`CatalogChanges`], so readers keep their copy until it moves.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -24,6 +27,23 @@ pub struct ToolOutput {
     pub is_error: bool,
     /// `content` was cut to the configured size.
     pub truncated: bool,
+}
+
+/// Counts changes to the servers' states and catalogs: a copy of the [`ListTools`] answer
+/// taken at one count is current for as long as the count has not moved.
+///
+/// [`ListTools`]: super::ListTools
+#[derive(Debug, Clone, Default)]
+pub struct CatalogChanges(Arc<AtomicU64>);
+
+impl CatalogChanges {
+    pub fn current(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn bump(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 /// One server's tools: the specs the model sees, and how each exposed name maps back.

@@ -13,10 +13,13 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::ServerCatalog;
+use super::catalog::{CatalogChanges, ServerCatalog};
+use super::config::expand_env;
 use super::config::{McpServerConfig, McpSettings};
 use super::connection::{Connection, RequestLimits};
+use super::http_client::HttpTarget;
 use super::process::spawn_server;
+use super::sampling::Sampler;
 
 /// The first wait before a restart; it doubles per consecutive failure up to the configured cap.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -89,7 +92,13 @@ pub(crate) struct ServerChild {
 
 impl ServerChild {
     /// Starts the server's task, or records it as stopped when it is disabled.
-    pub(crate) fn start(name: String, config: McpServerConfig, settings: Arc<McpSettings>) -> Self {
+    pub(crate) fn start(
+        name: String,
+        config: McpServerConfig,
+        settings: Arc<McpSettings>,
+        sampler: Option<Sampler>,
+        changes: CatalogChanges,
+    ) -> Self {
         let enabled = config.is_enabled();
         let state = Arc::new(Mutex::new(ChildState {
             state: if enabled {
@@ -109,8 +118,10 @@ impl ServerChild {
                 name: name.clone(),
                 config: config.clone(),
                 settings,
+                sampler,
                 state: state.clone(),
                 stop: stop.clone(),
+                changes,
             };
             tokio::spawn(lifecycle.run())
         });
@@ -142,7 +153,10 @@ impl ServerChild {
             tools,
             restarts: state.restarts,
             last_error: state.last_error.clone(),
-            pid: state.connection.as_ref().map(|connection| connection.pid()),
+            pid: state
+                .connection
+                .as_ref()
+                .and_then(|connection| connection.pid()),
         }
     }
 
@@ -164,8 +178,11 @@ struct Lifecycle {
     name: String,
     config: McpServerConfig,
     settings: Arc<McpSettings>,
+    /// Answers the server's sampling requests, when the agent offers sampling.
+    sampler: Option<Sampler>,
     state: Arc<Mutex<ChildState>>,
     stop: CancellationToken,
+    changes: CatalogChanges,
 }
 
 /// How one run of the server ended.
@@ -224,15 +241,48 @@ impl Lifecycle {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         change(&mut state);
+        // Any change may change what the catalog offers; readers re-list on their next use.
+        self.changes.bump();
+    }
+
+    /// Spawns a local server, or opens the transport to a remote one.
+    fn connect(&self) -> Result<Connection, String> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        match &self.config.url {
+            Some(url) => {
+                let headers = self
+                    .config
+                    .headers
+                    .iter()
+                    .map(|(name, value)| {
+                        expand_env(value, lookup)
+                            .map(|value| (name.clone(), value))
+                            .map_err(|problem| format!("header {name} {problem}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let target = HttpTarget {
+                    url: url.clone(),
+                    headers,
+                };
+                Ok(Connection::start_http(
+                    &self.name,
+                    target,
+                    self.sampler.clone(),
+                ))
+            }
+            None => {
+                let spawned = spawn_server(&self.config, lookup)?;
+                Ok(Connection::start(&self.name, spawned, self.sampler.clone()))
+            }
+        }
     }
 
     /// Starts the server once and keeps it until it exits or we are told to stop.
     async fn run_once(&self) -> RunEnd {
-        let spawned = match spawn_server(&self.config, |name| std::env::var(name).ok()) {
-            Ok(spawned) => spawned,
+        let connection = match self.connect() {
+            Ok(connection) => Arc::new(connection),
             Err(error) => return RunEnd::StartFailed(error),
         };
-        let connection = Arc::new(Connection::start(&self.name, spawned));
         let started = Instant::now();
         let startup = self.settings.startup_timeout();
         let ready = tokio::select! {
@@ -258,7 +308,7 @@ impl Lifecycle {
                 return RunEnd::StartFailed(error);
             }
         };
-        tracing::info!(server = %self.name, pid = connection.pid(), protocol = %protocol_version, tools = catalog.specs.len(), "MCP server running");
+        tracing::info!(server = %self.name, pid = ?connection.pid(), protocol = %protocol_version, tools = catalog.specs.len(), "MCP server running");
         self.update(|state| {
             state.state = ServerState::Running;
             state.protocol_version = Some(protocol_version);

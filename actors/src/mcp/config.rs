@@ -13,12 +13,20 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// How to start one stdio MCP server.
+/// How to reach one MCP server: a program to start (stdio) or a `url` (streamable HTTP).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpServerConfig {
-    /// The program; looked up on `PATH` when it has no slash.
+    /// The program; looked up on `PATH` when it has no slash. Empty for a remote server.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub command: String,
+    /// A remote server's streamable HTTP endpoint (`https://host/mcp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Headers sent to a remote server (e.g. `Authorization: Bearer ${TOKEN}`); values may
+    /// reference our environment as `${VAR}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub args: Vec<String>,
     /// Variables set for the server on top of a small allowlist inherited from us; values may
@@ -34,7 +42,7 @@ pub struct McpServerConfig {
     /// `false` keeps the server configured but never started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// Desktop hosts write `"type": "stdio"`; it is the only transport we run.
+    /// Desktop hosts write `"type": "stdio"`, or `"http"` / `"streamable-http"` for a `url`.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub transport: Option<String>,
 }
@@ -44,6 +52,8 @@ impl fmt::Debug for McpServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("McpServerConfig")
             .field("command", &self.command)
+            .field("url", &self.url)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("args", &self.args)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("cwd", &self.cwd)
@@ -61,6 +71,8 @@ impl McpServerConfig {
     ) -> Self {
         Self {
             command: command.into(),
+            url: None,
+            headers: BTreeMap::new(),
             args: args.into_iter().map(Into::into).collect(),
             env: BTreeMap::new(),
             cwd: None,
@@ -68,6 +80,13 @@ impl McpServerConfig {
             enabled: None,
             transport: None,
         }
+    }
+
+    /// A remote server at `url` (streamable HTTP).
+    pub fn remote(url: impl Into<String>) -> Self {
+        let mut config = Self::new("", Vec::<String>::new());
+        config.url = Some(url.into());
+        config
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -136,7 +155,11 @@ pub struct McpConfigError {
     pub problem: String,
 }
 
-/// Checks what serde cannot: server names usable as tool prefixes, a command, stdio only.
+/// Transports a remote server's `type` may name.
+const HTTP_TYPES: [&str; 3] = ["http", "streamable-http", "streamableHttp"];
+
+/// Checks what serde cannot: server names usable as tool prefixes, a command or a URL (not
+/// both), transports we run.
 pub fn check_servers(servers: &BTreeMap<String, McpServerConfig>) -> Result<(), McpConfigError> {
     for (name, config) in servers {
         let error = |field: &str, problem: String| McpConfigError {
@@ -155,16 +178,52 @@ pub fn check_servers(servers: &BTreeMap<String, McpServerConfig>) -> Result<(), 
                 "a server name may use only letters, digits, '-' and '_' (not \"__\", which separates it from tool names)".to_owned(),
             ));
         }
-        if config.command.trim().is_empty() {
-            return Err(error(".command", "must name a program".to_owned()));
+        match (&config.url, config.command.trim().is_empty()) {
+            (Some(_), false) => {
+                return Err(error(
+                    "",
+                    "set `command` (a local server) or `url` (a remote one), not both".to_owned(),
+                ));
+            }
+            (None, true) => {
+                return Err(error(
+                    ".command",
+                    "must name a program (or set `url` for a remote server)".to_owned(),
+                ));
+            }
+            (Some(url), true) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(error(
+                        ".url",
+                        format!("`{url}` is not an http:// or https:// URL"),
+                    ));
+                }
+                if let Some(transport) = &config.transport
+                    && !HTTP_TYPES.contains(&transport.as_str())
+                {
+                    return Err(error(
+                        ".type",
+                        format!(
+                            "`{transport}` is not supported for a url; use \"http\" (streamable HTTP)"
+                        ),
+                    ));
+                }
+            }
+            (None, false) => {
+                if let Some(transport) = &config.transport
+                    && transport != "stdio"
+                {
+                    return Err(error(
+                        ".type",
+                        format!("`{transport}` needs a `url`; a `command` runs over stdio"),
+                    ));
+                }
+            }
         }
-        if let Some(transport) = &config.transport
-            && transport != "stdio"
-        {
-            return Err(error(
-                ".type",
-                format!("`{transport}` is not supported; only stdio servers can be supervised"),
-            ));
+        for (key, value) in &config.headers {
+            if let Err(problem) = check_references(value) {
+                return Err(error(&format!(".headers.{key}"), problem));
+            }
         }
         for (key, value) in &config.env {
             if let Err(problem) = check_references(value) {

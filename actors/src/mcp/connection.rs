@@ -1,7 +1,9 @@
-//! A live session with one stdio MCP server process: our own JSON-RPC client. It owns the
+//! A live session with one MCP server: our own JSON-RPC client. For a stdio server it owns the
 //! process (spawned by [`super::process`]) and four tasks: a writer that alone touches stdin,
 //! a reader that routes every stdout line by id and method, a stderr drain, and a waiter that
-//! reaps the process and fails every in-flight request the moment it exits.
+//! reaps the process and fails every in-flight request the moment it exits. For a remote
+//! server, [`super::http_client`] carries the same messages over streamable HTTP and the
+//! connection ends when the server cannot be reached or forgets the session.
 //!
 //! On top of that: era negotiation (probe `server/discover`, fall back to `initialize`),
 //! requests with an idle timeout that progress notifications reset under a hard cap,
@@ -21,6 +23,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use super::http_client::{self, HttpTarget, HttpTransport, Router};
 use super::jsonrpc::{
     self, INTERNAL_ERROR, Incoming, LEGACY_VERSION, LEGACY_VERSIONS, META_CLIENT_CAPABILITIES,
     META_CLIENT_INFO, META_PROTOCOL_VERSION, METHOD_NOT_FOUND, MODERN_VERSION, RequestId, RpcError,
@@ -29,6 +32,7 @@ use super::jsonrpc::{
 use super::process::{
     LineRead, SpawnedServer, StderrTail, drain_stderr, read_capped_line, signal_group, wait_exited,
 };
+use super::sampling::Sampler;
 
 /// Lines longer than this from a server are dropped (the reference SDKs stop at 10-16 MiB).
 const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
@@ -119,16 +123,18 @@ struct Pending {
     progress: Option<mpsc::UnboundedSender<()>>,
 }
 
-/// What the writer task is asked to do.
-enum Outgoing {
-    Line(String),
-    /// Close stdin: the polite way to ask a stdio server to exit.
+/// What the transport (stdin's writer, or the HTTP transport) is asked to do.
+pub(crate) enum Outgoing {
+    Message(Value),
+    /// Close stdin, or end the HTTP session: the polite way to leave.
     Close,
 }
 
 /// State the tasks share with the handle.
 struct Shared {
     server: String,
+    /// Answers the server's sampling requests, when the agent offers sampling.
+    sampler: Option<Sampler>,
     pending: Mutex<HashMap<i64, Pending>>,
     /// Set once the process is gone or going; new requests fail at once.
     closed: Mutex<Option<String>>,
@@ -136,6 +142,16 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(server: &str, sampler: Option<Sampler>) -> Arc<Self> {
+        Arc::new(Self {
+            server: server.to_owned(),
+            sampler,
+            pending: Mutex::new(HashMap::new()),
+            closed: Mutex::new(None),
+            list_changed: Notify::new(),
+        })
+    }
+
     /// Fails every in-flight request (their senders drop) and refuses new ones.
     fn close(&self, how: &str) {
         if let Ok(mut closed) = self.closed.lock()
@@ -159,7 +175,10 @@ impl Shared {
 /// A handle to one running server process; cheap to share behind an `Arc`.
 pub(crate) struct Connection {
     shared: Arc<Shared>,
-    pid: u32,
+    /// The process, for a stdio server; `None` for a remote one.
+    pid: Option<u32>,
+    /// The transport of a remote server (stopped with the connection).
+    _http: Option<HttpTransport>,
     outgoing: mpsc::UnboundedSender<Outgoing>,
     next_id: AtomicI64,
     era: OnceLock<Era>,
@@ -169,7 +188,7 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// Takes over a spawned process and starts its tasks (on the current tokio runtime).
-    pub(crate) fn start(server: &str, spawned: SpawnedServer) -> Self {
+    pub(crate) fn start(server: &str, spawned: SpawnedServer, sampler: Option<Sampler>) -> Self {
         let SpawnedServer {
             mut child,
             pid,
@@ -177,12 +196,7 @@ impl Connection {
             stdout,
             stderr,
         } = spawned;
-        let shared = Arc::new(Shared {
-            server: server.to_owned(),
-            pending: Mutex::new(HashMap::new()),
-            closed: Mutex::new(None),
-            list_changed: Notify::new(),
-        });
+        let shared = Shared::new(server, sampler);
         let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
         let (exited_tx, exited) = watch::channel(None);
         let stderr_tail = Arc::new(Mutex::new(StderrTail::default()));
@@ -203,7 +217,8 @@ impl Connection {
         });
         Self {
             shared,
-            pid,
+            pid: Some(pid),
+            _http: None,
             outgoing,
             next_id: AtomicI64::new(1),
             era: OnceLock::new(),
@@ -212,7 +227,40 @@ impl Connection {
         }
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    /// Takes over a remote server at `target` (streamable HTTP). Must be called inside a
+    /// running actix system.
+    pub(crate) fn start_http(server: &str, target: HttpTarget, sampler: Option<Sampler>) -> Self {
+        let shared = Shared::new(server, sampler);
+        let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
+        let (ended_tx, exited) = watch::channel(None);
+        let router_shared = shared.clone();
+        let router_outgoing = outgoing.clone();
+        let router: Router = Box::new(move |message| {
+            route(&router_shared, &router_outgoing, jsonrpc::classify(message));
+        });
+        let transport = http_client::start(server, target, outgoing_rx, router, ended_tx);
+        let mut ended = exited.clone();
+        let waiter_shared = shared.clone();
+        tokio::spawn(async move {
+            let how = match ended.wait_for(Option::is_some).await {
+                Ok(how) => how.clone().unwrap_or_default(),
+                Err(_) => "the transport stopped".to_owned(),
+            };
+            waiter_shared.close(&how);
+        });
+        Self {
+            shared,
+            pid: None,
+            _http: Some(transport),
+            outgoing,
+            next_id: AtomicI64::new(1),
+            era: OnceLock::new(),
+            exited,
+            stderr_tail: Arc::new(Mutex::new(StderrTail::default())),
+        }
+    }
+
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.pid
     }
 
@@ -256,41 +304,62 @@ impl Connection {
     /// `Some(Ok)` when the server is modern, `Some(Err)` when it is modern but cannot serve
     /// our version, `None` when it should be treated as legacy (any other answer, or silence).
     async fn discover_probe(&self, deadline: Instant) -> Option<Result<Value, String>> {
-        let limit = DISCOVER_PROBE.min(deadline.saturating_duration_since(Instant::now()));
-        let mut params = json!({});
-        insert_modern_meta(&mut params);
-        match self
-            .request_raw("server/discover", params, handshake_options(limit))
-            .await
-        {
-            Ok(result) => {
-                let versions = result.get("supportedVersions").and_then(Value::as_array);
-                let speaks_ours = versions
-                    .is_some_and(|list| list.iter().any(|version| version == MODERN_VERSION));
-                match versions {
-                    Some(_) if speaks_ours => Some(Ok(result)),
-                    Some(list) => Some(Err(format!(
-                        "the server speaks only protocol versions {list:?}, none of which we speak"
-                    ))),
-                    None => None,
+        // A refusal that lists our version anyway is worth one more try.
+        for attempt in 0..2 {
+            let limit = DISCOVER_PROBE.min(deadline.saturating_duration_since(Instant::now()));
+            let mut params = json!({});
+            insert_modern_meta(&mut params, self.shared.sampler.is_some());
+            match self
+                .request_raw("server/discover", params, handshake_options(limit))
+                .await
+            {
+                Ok(result) => {
+                    let versions = result.get("supportedVersions").and_then(Value::as_array);
+                    let speaks_ours = versions
+                        .is_some_and(|list| list.iter().any(|version| version == MODERN_VERSION));
+                    return match versions {
+                        Some(_) if speaks_ours => Some(Ok(result)),
+                        Some(list) => Some(Err(format!(
+                            "the server speaks only protocol versions {list:?}, none of which we speak"
+                        ))),
+                        None => None,
+                    };
                 }
+                Err(RequestFailure::Rpc(error)) if error.code == UNSUPPORTED_PROTOCOL_VERSION => {
+                    let supported = |version: &str| {
+                        error
+                            .data
+                            .as_ref()
+                            .and_then(|data| data.get("supported"))
+                            .and_then(Value::as_array)
+                            .is_some_and(|list| list.iter().any(|listed| listed == version))
+                    };
+                    if supported(MODERN_VERSION) && attempt == 0 {
+                        continue;
+                    }
+                    // A server that offers a handshake version gets the handshake.
+                    if LEGACY_VERSIONS.iter().any(|version| supported(version)) {
+                        return None;
+                    }
+                    return Some(Err(format!(
+                        "the server refused protocol {MODERN_VERSION}: {}",
+                        error.message
+                    )));
+                }
+                Err(RequestFailure::Exited(how)) => {
+                    return Some(Err(format!("the server exited ({how})")));
+                }
+                Err(_) => return None,
             }
-            Err(RequestFailure::Rpc(error)) if error.code == UNSUPPORTED_PROTOCOL_VERSION => {
-                Some(Err(format!(
-                    "the server refused protocol {MODERN_VERSION}: {}",
-                    error.message
-                )))
-            }
-            Err(RequestFailure::Exited(how)) => Some(Err(format!("the server exited ({how})"))),
-            Err(_) => None,
         }
+        None
     }
 
     async fn initialize(&self, deadline: Instant) -> Result<Negotiated, String> {
         let limit = deadline.saturating_duration_since(Instant::now());
         let params = json!({
             "protocolVersion": LEGACY_VERSION,
-            "capabilities": {},
+            "capabilities": client_capabilities(self.shared.sampler.is_some()),
             "clientInfo": client_info(),
         });
         let result = self
@@ -363,7 +432,7 @@ impl Connection {
         cancel: Option<&CancellationToken>,
     ) -> Result<Value, RequestFailure> {
         if self.era.get() == Some(&Era::Modern) {
-            insert_modern_meta(&mut params);
+            insert_modern_meta(&mut params, self.shared.sampler.is_some());
         }
         let options = RequestOptions {
             limits,
@@ -409,8 +478,8 @@ impl Connection {
                 },
             );
         }
-        let line = jsonrpc::to_line(&jsonrpc::request(&RequestId::Number(id), method, params));
-        if self.outgoing.send(Outgoing::Line(line)).is_err() {
+        let request = jsonrpc::request(&RequestId::Number(id), method, params);
+        if self.outgoing.send(Outgoing::Message(request)).is_err() {
             self.forget(id);
             return Err(RequestFailure::Exited("its stdin is closed".into()));
         }
@@ -469,10 +538,11 @@ impl Connection {
 
     fn notify(&self, method: &str, mut params: Value) {
         if self.era.get() == Some(&Era::Modern) && !params.is_null() {
-            insert_modern_meta(&mut params);
+            insert_modern_meta(&mut params, self.shared.sampler.is_some());
         }
-        let line = jsonrpc::to_line(&jsonrpc::notification(method, params));
-        let _ = self.outgoing.send(Outgoing::Line(line));
+        let _ = self
+            .outgoing
+            .send(Outgoing::Message(jsonrpc::notification(method, params)));
     }
 
     /// Stops the server: in-flight requests fail, stdin closes, then SIGTERM and SIGKILL go to
@@ -481,14 +551,19 @@ impl Connection {
         self.shared.close("shut down");
         let _ = self.outgoing.send(Outgoing::Close);
         let mut exited = self.exited.clone();
+        let Some(pid) = self.pid else {
+            // A remote server: the transport ends its session and stops.
+            wait_exited(&mut exited, STDIN_GRACE).await;
+            return;
+        };
         if !wait_exited(&mut exited, STDIN_GRACE).await {
             tracing::debug!(server = %self.shared.server, "still running after stdin closed; SIGTERM");
-            signal_group(self.pid, libc::SIGTERM);
+            signal_group(pid, libc::SIGTERM);
             if !wait_exited(&mut exited, TERM_GRACE).await {
                 tracing::debug!(server = %self.shared.server, "still running after SIGTERM; SIGKILL");
-                signal_group(self.pid, libc::SIGKILL);
+                signal_group(pid, libc::SIGKILL);
                 if !wait_exited(&mut exited, KILL_WAIT).await {
-                    tracing::warn!(server = %self.shared.server, pid = self.pid, "not reaped after SIGKILL");
+                    tracing::warn!(server = %self.shared.server, pid, "not reaped after SIGKILL");
                 }
             }
         }
@@ -499,10 +574,23 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         // A handle dropped without shutdown (a start that timed out) must not leave the group.
-        if self.exited.borrow().is_none() {
-            signal_group(self.pid, libc::SIGKILL);
+        if self.exited.borrow().is_none()
+            && let Some(pid) = self.pid
+        {
+            signal_group(pid, libc::SIGKILL);
         }
     }
+}
+
+/// What we offer servers: form elicitation, which we decline for now (no user can answer a
+/// supervised server's question yet), so a server can go on without the answer instead of
+/// failing; sampling when the agent's model answers it. No roots.
+fn client_capabilities(sampling: bool) -> Value {
+    let mut capabilities = json!({"elicitation": {"form": {}}});
+    if sampling {
+        capabilities["sampling"] = json!({});
+    }
+    capabilities
 }
 
 fn client_info() -> Value {
@@ -510,10 +598,13 @@ fn client_info() -> Value {
 }
 
 /// The per-request `_meta` every modern request carries.
-fn insert_modern_meta(params: &mut Value) {
+fn insert_modern_meta(params: &mut Value, sampling: bool) {
     let meta = jsonrpc::meta_mut(params);
     meta.insert(META_PROTOCOL_VERSION.into(), MODERN_VERSION.into());
-    meta.insert(META_CLIENT_CAPABILITIES.into(), json!({}));
+    meta.insert(
+        META_CLIENT_CAPABILITIES.into(),
+        client_capabilities(sampling),
+    );
     meta.insert(META_CLIENT_INFO.into(), client_info());
 }
 
@@ -530,7 +621,8 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
 async fn write_lines(mut stdin: ChildStdin, mut outgoing: mpsc::UnboundedReceiver<Outgoing>) {
     while let Some(message) = outgoing.recv().await {
         match message {
-            Outgoing::Line(line) => {
+            Outgoing::Message(message) => {
+                let line = jsonrpc::to_line(&message);
                 if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
                     // A broken pipe: the waiter reports the exit.
                     break;
@@ -612,10 +704,29 @@ fn route(shared: &Shared, outgoing: &mpsc::UnboundedSender<Outgoing>, incoming: 
             }
             _ => {}
         },
-        Incoming::Request { id, method, .. } => {
+        Incoming::Request { id, method, params } => {
             let reply = match method.as_str() {
                 "ping" => jsonrpc::response(&id, json!({})),
-                "roots/list" => jsonrpc::response(&id, json!({"roots": []})),
+                // Nobody can answer a server's question in a supervised session yet: a clean
+                // decline lets the tool carry on without it.
+                "sampling/createMessage" if shared.sampler.is_some() => {
+                    let sampler = shared.sampler.clone();
+                    let server = shared.server.clone();
+                    let outgoing = outgoing.clone();
+                    tokio::spawn(async move {
+                        let Some(sampler) = sampler else { return };
+                        let reply = match sampler.answer(&server, &params).await {
+                            Ok(result) => jsonrpc::response(&id, result),
+                            Err(error) => jsonrpc::error_response(Some(&id), &error),
+                        };
+                        let _ = outgoing.send(Outgoing::Message(reply));
+                    });
+                    return;
+                }
+                "elicitation/create" => {
+                    tracing::info!(server = %shared.server, "MCP server asked the user a question; declined");
+                    jsonrpc::response(&id, json!({"action": "decline"}))
+                }
                 _ => jsonrpc::error_response(
                     Some(&id),
                     &RpcError::new(
@@ -624,7 +735,7 @@ fn route(shared: &Shared, outgoing: &mpsc::UnboundedSender<Outgoing>, incoming: 
                     ),
                 ),
             };
-            let _ = outgoing.send(Outgoing::Line(jsonrpc::to_line(&reply)));
+            let _ = outgoing.send(Outgoing::Message(reply));
         }
         Incoming::Invalid { id } => {
             tracing::debug!(server = %shared.server, ?id, code = INTERNAL_ERROR, "skipped a message that is not JSON-RPC");

@@ -1,16 +1,21 @@
 //! The Model Context Protocol, in both roles the agent server plays.
 //!
-//! **Supervisor (client).** [`McpSupervisor`] is the shared actor that owns every stdio MCP
-//! server named in the configuration ([`McpServerConfig`], the desktop hosts' `mcpServers`
-//! shape). Each server gets a child task ([`child`]) that spawns it in its own process group
-//! ([`process`]), negotiates the protocol era, lists its tools, watches it and restarts it with
-//! capped backoff; [`connection`] is the JSON-RPC client over its stdio; [`catalog`] namespaces
-//! tools as `server__tool` and renders results for the model. The agent loop sends
-//! [`ListTools`] for the catalog and [`CallTool`] to run one, and gets a [`ToolOutput`] or an
-//! [`McpError`].
+//! **Supervisor (client).** [`McpSupervisor`] is the shared actor that owns every MCP server
+//! named in the configuration ([`McpServerConfig`], the desktop hosts' `mcpServers` shape):
+//! local ones over stdio, remote ones (`url`) over streamable HTTP. Each server gets a child
+//! task ([`child`]) that spawns it in its own process group ([`process`]) or opens its HTTP
+//! transport ([`http_client`]), negotiates the protocol era, lists its tools, watches it and
+//! restarts (reconnects) it with capped backoff; [`connection`] is the JSON-RPC client over
+//! either; [`catalog`] namespaces tools as `server__tool` and renders results for the model;
+//! [`sampling`] answers a server's sampling requests with the agent's model. The agent loop
+//! sends [`ListTools`] for the catalog and [`CallTool`] to run one (both filtered by the
+//! caller's [`McpAccess`]), and gets a [`ToolOutput`] or an [`McpError`].
 //!
-//! **Server.** [`server`] serves tools over stdio for both eras; [`workflow_tools`] are the
-//! tools `kubiya mcp server` offers (validate, execute, follow executions, list runners).
+//! **Server.** [`server`] answers MCP requests for both eras whatever the transport
+//! ([`stdio_server`] for `kubiya mcp server`; the HTTP layer's `/mcp` for streamable HTTP);
+//! [`features`] is what it serves and [`notify`] what a request sends before its result;
+//! [`workflow_tools`] are the tools, resources and prompts we offer (validate, execute,
+//! follow executions, list runners).
 //!
 //! **Why our own JSON-RPC rather than `rmcp`.** The protocol surface we need is small (discover
 //! probe with `initialize` fallback, paginated `tools/list`, `tools/call`, progress,
@@ -24,24 +29,35 @@
 //! move to `rmcp` later. What we leave out: MRTR `input_required` rounds (reported as an error)
 //! and modern-era `subscriptions/listen` (tool lists are re-read after every restart).
 
+pub mod access;
 pub mod catalog;
 pub mod child;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod features;
+pub mod http_client;
 pub mod jsonrpc;
+pub mod notify;
 pub mod process;
+pub mod sampling;
 pub mod server;
+pub mod stdio_server;
 pub mod supervisor;
+pub mod workflow_resources;
 pub mod workflow_tools;
 
 #[cfg(test)]
 mod server_tests;
 
-pub use catalog::{ToolOutput, namespaced_name};
+pub use access::McpAccess;
+pub use catalog::{CatalogChanges, ToolOutput, namespaced_name};
 pub use child::{McpServerStatus, ServerState};
 pub use config::{DesktopHostConfig, McpConfigError, McpServerConfig, McpSettings, check_servers};
 pub use error::McpError;
-pub use server::{ServerIdentity, ToolProvider, serve};
+pub use features::ServerFeatures;
+pub use sampling::Sampler;
+pub use server::{Connection, Era, Handled, McpServer, ServerIdentity};
+pub use stdio_server::serve;
 pub use supervisor::{CallTool, ListTools, McpSupervisor, ServerStatuses, Shutdown};
 pub use workflow_tools::WorkflowTools;

@@ -1,5 +1,5 @@
-//! Wire-level tests of [`super::server`]: raw JSON lines in, raw JSON lines out, over an
-//! in-memory pipe, with a small tool provider. They pin the era rules, the error codes and
+//! Wire-level tests of [`super::server`] over [`super::stdio_server`]: raw JSON lines in, raw
+//! JSON lines out, over an in-memory pipe, with a small tool provider. They pin the era rules, the error codes and
 //! cancellation.
 
 use std::sync::Arc;
@@ -10,8 +10,11 @@ use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
+use super::features::ServerFeatures;
 use super::jsonrpc::{INVALID_PARAMS, RpcError};
-use super::server::{CallContext, ServerIdentity, ToolProvider, serve};
+use super::notify::CallContext;
+use super::server::{McpServer, ServerIdentity};
+use super::stdio_server::serve;
 
 /// `echo` returns its text; `slow` waits for cancellation (recording it); `steps` reports two
 /// progress notes first.
@@ -20,7 +23,7 @@ struct TestTools {
     slow_cancelled: Arc<AtomicBool>,
 }
 
-impl ToolProvider for TestTools {
+impl ServerFeatures for TestTools {
     fn tools(&self) -> Vec<Value> {
         vec![json!({"name": "echo", "inputSchema": {"type": "object"}})]
     }
@@ -75,8 +78,7 @@ impl Peer {
         let server = tokio::spawn(serve(
             server_input,
             server_output,
-            identity,
-            Arc::new(tools),
+            McpServer::new(identity, Arc::new(tools)),
         ));
         Self {
             input,
@@ -184,7 +186,7 @@ async fn a_legacy_connection_negotiates_and_keeps_protocol_errors_apart() {
         .request(5, "tools/call", json!({"name": "echo", "arguments": [1]}))
         .await;
     assert_eq!(bad_arguments["error"]["code"], -32602);
-    let no_method = peer.request(6, "resources/list", json!({})).await;
+    let no_method = peer.request(6, "sampling/createMessage", json!({})).await;
     assert_eq!(no_method["error"]["code"], -32601);
 
     peer.input.write_all(b"{not json\n").await.unwrap();

@@ -15,20 +15,24 @@ use actix::{Actor, Addr, Context, Handler, Message, MessageResult, ResponseFutur
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::{ToolOutput, render_result, server_of};
+use super::access::McpAccess;
+use super::catalog::{CatalogChanges, ToolOutput, render_result, server_of};
 use super::child::{McpServerStatus, ServerChild, ServerState};
 use super::config::{McpServerConfig, McpSettings};
 use super::connection::{RequestFailure, RequestLimits};
 use super::error::McpError;
+use super::sampling::Sampler;
 use crate::provider::ToolSpec;
 
 /// How long [`Shutdown`] waits for all servers together before giving up on stragglers.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(15);
 
-/// The tools of every running server, namespaced `server__tool`.
-#[derive(Debug, Clone, Copy, Default, Message)]
+/// The tools of every running server that `access` allows, namespaced `server__tool`.
+#[derive(Debug, Clone, Default, Message)]
 #[rtype(result = "Vec<ToolSpec>")]
-pub struct ListTools;
+pub struct ListTools {
+    pub access: McpAccess,
+}
 
 /// Calls one tool. `cancel` is the caller's: cancelling it (the client went away) cancels the
 /// call on the server too.
@@ -40,6 +44,8 @@ pub struct CallTool {
     /// The arguments object.
     pub arguments: Value,
     pub cancel: CancellationToken,
+    /// What the caller may call; any other tool is unknown to it.
+    pub access: McpAccess,
 }
 
 /// Every configured server's state, in name order.
@@ -56,9 +62,11 @@ pub struct Shutdown;
 pub struct McpSupervisor {
     servers: BTreeMap<String, McpServerConfig>,
     settings: Arc<McpSettings>,
+    sampler: Option<Sampler>,
     children: BTreeMap<String, ServerChild>,
     /// After [`Shutdown`], a restart by the actix supervisor must not start servers again.
     shut_down: bool,
+    changes: CatalogChanges,
 }
 
 impl McpSupervisor {
@@ -66,9 +74,23 @@ impl McpSupervisor {
         Self {
             servers,
             settings: Arc::new(settings),
+            sampler: None,
             children: BTreeMap::new(),
             shut_down: false,
+            changes: CatalogChanges::default(),
         }
+    }
+
+    /// Servers' sampling requests are answered by `sampler` (the agent's model).
+    #[must_use]
+    pub fn with_sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = Some(sampler);
+        self
+    }
+
+    /// Moves whenever what [`ListTools`] would answer may have changed.
+    pub fn catalog_changes(&self) -> CatalogChanges {
+        self.changes.clone()
     }
 
     /// Starts the supervisor under actix's supervision on the current arbiter.
@@ -106,9 +128,16 @@ impl Actor for McpSupervisor {
             return;
         }
         for (name, config) in &self.servers {
-            let child = ServerChild::start(name.clone(), config.clone(), self.settings.clone());
+            let child = ServerChild::start(
+                name.clone(),
+                config.clone(),
+                self.settings.clone(),
+                self.sampler.clone(),
+                self.changes.clone(),
+            );
             self.children.insert(name.clone(), child);
         }
+        self.changes.bump();
         tracing::info!(servers = self.children.len(), "MCP supervisor started");
     }
 
@@ -123,13 +152,14 @@ impl Supervised for McpSupervisor {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         self.stop_children();
         self.children.clear();
+        self.changes.bump();
     }
 }
 
 impl Handler<ListTools> for McpSupervisor {
     type Result = MessageResult<ListTools>;
 
-    fn handle(&mut self, _msg: ListTools, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: ListTools, _ctx: &mut Self::Context) -> Self::Result {
         let mut tools = Vec::new();
         for child in self.children.values() {
             let state = child
@@ -137,7 +167,14 @@ impl Handler<ListTools> for McpSupervisor {
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
             if state.state == ServerState::Running {
-                tools.extend(state.catalog.specs.iter().cloned());
+                tools.extend(
+                    state
+                        .catalog
+                        .specs
+                        .iter()
+                        .filter(|spec| msg.access.allows(&spec.name))
+                        .cloned(),
+                );
             } else if state.state != ServerState::Stopped || child.config.is_enabled() {
                 tracing::info!(server = %child.name, state = state.state.as_str(), "MCP server left out of the tool catalog: not running");
             }
@@ -154,7 +191,12 @@ impl Handler<CallTool> for McpSupervisor {
             tool,
             arguments,
             cancel,
+            access,
         } = msg;
+        if !access.allows(&tool) {
+            tracing::info!(tool = %tool, "MCP tool refused: not allowed for this caller");
+            return Box::pin(async move { Err(McpError::UnknownTool(tool)) });
+        }
         let Some(child) = server_of(&tool).and_then(|server| self.children.get(server)) else {
             return Box::pin(async move { Err(McpError::UnknownTool(tool)) });
         };

@@ -11,11 +11,13 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::features::ServerFeatures;
 use super::jsonrpc::{INVALID_PARAMS, RpcError};
-use super::server::{CallContext, ProgressReporter, ToolProvider};
+use super::notify::{CallContext, LogLevel, Logger, ProgressReporter};
+use super::workflow_resources;
 use crate::workflow::event::now_millis;
 use crate::workflow::model::parse_document;
 use crate::workflow::{
@@ -34,22 +36,50 @@ pub struct WorkflowTools {
     /// Whether a Kubiya platform key is configured (`KUBIYA_API_KEY`).
     kubiya_configured: bool,
     executions: Arc<Mutex<Executions>>,
+    /// Executions that may run at once (0: no limit); one more is refused.
+    max_running: usize,
 }
 
 #[derive(Default)]
-struct Executions {
-    records: HashMap<String, ExecutionRecord>,
+pub(super) struct Executions {
+    pub(super) records: HashMap<String, ExecutionRecord>,
     /// Finished ids, oldest first, for eviction.
     finished: VecDeque<String>,
 }
 
-struct ExecutionRecord {
-    workflow: String,
-    started_at: u64,
+pub(super) struct ExecutionRecord {
+    pub(super) workflow: String,
+    /// The workflow as it ran (normalised), for the `.../workflow` resource.
+    pub(super) document: Value,
+    pub(super) started_at: u64,
     events: VecDeque<StepEvent>,
     dropped_events: usize,
     /// The final result once the run ended.
     result: Option<Value>,
+    /// Rises with every event, for resource subscriptions.
+    pub(super) changes: watch::Sender<u64>,
+}
+
+impl ExecutionRecord {
+    /// What `get_execution` and the execution resource show, events after the first `after`.
+    pub(super) fn view(&self, id: &str, after: usize) -> Value {
+        let total = self.dropped_events + self.events.len();
+        let skip = after.saturating_sub(self.dropped_events);
+        let status = self
+            .result
+            .as_ref()
+            .and_then(|result| result.get("status").cloned())
+            .unwrap_or_else(|| Value::from("running"));
+        json!({
+            "execution_id": id,
+            "workflow": self.workflow,
+            "status": status,
+            "started_at": self.started_at,
+            "event_count": total,
+            "events": self.events.iter().skip(skip).collect::<Vec<_>>(),
+            "result": self.result,
+        })
+    }
 }
 
 impl WorkflowTools {
@@ -58,11 +88,19 @@ impl WorkflowTools {
             runner,
             kubiya_configured,
             executions: Arc::new(Mutex::new(Executions::default())),
+            max_running: 0,
         }
+    }
+
+    /// At most `max_running` executions at once (0: no limit).
+    #[must_use]
+    pub fn with_max_running(mut self, max_running: usize) -> Self {
+        self.max_running = max_running;
+        self
     }
 }
 
-impl ToolProvider for WorkflowTools {
+impl ServerFeatures for WorkflowTools {
     fn tools(&self) -> Vec<Value> {
         tool_definitions()
     }
@@ -83,13 +121,44 @@ impl ToolProvider for WorkflowTools {
             "list_runners" => {
                 Box::pin(async move { Ok(list_runners(&runner, kubiya_configured).await) })
             }
-            "execute_workflow" => Box::pin(execute(runner, executions, arguments, context)),
+            "execute_workflow" => {
+                let max_running = self.max_running;
+                Box::pin(execute(runner, executions, max_running, arguments, context))
+            }
             "get_execution" => Box::pin(async move { Ok(get_execution(&executions, &arguments)) }),
             other => {
                 let error = RpcError::new(INVALID_PARAMS, format!("Unknown tool: {other}"));
                 Box::pin(async move { Err(error) })
             }
         }
+    }
+
+    fn resources(&self) -> Vec<Value> {
+        workflow_resources::list(&self.executions)
+    }
+
+    fn resource_templates(&self) -> Vec<Value> {
+        workflow_resources::templates()
+    }
+
+    fn read_resource(&self, uri: &str) -> Result<Vec<Value>, RpcError> {
+        workflow_resources::read(&self.executions, uri)
+    }
+
+    fn watch_resource(&self, uri: &str) -> Result<watch::Receiver<u64>, RpcError> {
+        workflow_resources::watch(&self.executions, uri)
+    }
+
+    fn prompts(&self) -> Vec<Value> {
+        workflow_resources::prompts()
+    }
+
+    fn get_prompt(&self, name: &str, arguments: &Map<String, Value>) -> Result<Value, RpcError> {
+        workflow_resources::get_prompt(&self.executions, name, arguments)
+    }
+
+    fn complete(&self, reference: &Value, argument: &str, prefix: &str) -> Vec<String> {
+        workflow_resources::complete(&self.executions, reference, argument, prefix)
     }
 }
 
@@ -109,6 +178,19 @@ fn tool_definitions() -> Vec<Value> {
                 "required": ["workflow"],
                 "additionalProperties": false,
             },
+            "outputSchema": {
+                "type": "object",
+                "properties": {
+                    "valid": {"type": "boolean"},
+                    "workflow": {"type": "string"},
+                    "steps": {"type": "integer"},
+                    "runnable_locally": {"type": "boolean"},
+                    "local_runner_problems": {"type": "array"},
+                    "normalised": {"type": "object"},
+                    "errors": {"type": "array", "items": {"type": "object", "properties": {"path": {"type": "string"}, "message": {"type": "string"}}}},
+                },
+                "required": ["valid"],
+            },
             "annotations": {"readOnlyHint": true, "openWorldHint": false},
         }),
         json!({
@@ -126,6 +208,22 @@ fn tool_definitions() -> Vec<Value> {
                 "required": ["workflow"],
                 "additionalProperties": false,
             },
+            "outputSchema": {
+                "type": "object",
+                "properties": {
+                    "execution_id": {"type": "string"},
+                    "status": {"type": "string", "description": "running (wait: false), success, failed, cancelled or invalid"},
+                    "error": {"type": ["string", "null"]},
+                    "duration_ms": {"type": "integer"},
+                    "outputs": {"type": "object"},
+                    "steps": {"type": "array", "items": {"type": "object"}},
+                    "handlers": {"type": "array", "items": {"type": "object"}},
+                    "validation_errors": {"type": "array"},
+                    "sandboxed": {"type": "boolean"},
+                    "errors": {"type": "array"},
+                },
+                "required": ["status"],
+            },
             "annotations": {"readOnlyHint": false, "destructiveHint": true, "openWorldHint": true},
         }),
         json!({
@@ -141,6 +239,7 @@ fn tool_definitions() -> Vec<Value> {
                 "required": ["execution_id"],
                 "additionalProperties": false,
             },
+            "outputSchema": execution_view_schema(),
             "annotations": {"readOnlyHint": true, "openWorldHint": false},
         }),
         json!({
@@ -148,9 +247,35 @@ fn tool_definitions() -> Vec<Value> {
             "title": "List runners",
             "description": "The runners workflows can run on, with whether each is usable now.",
             "inputSchema": {"type": "object", "properties": {}, "additionalProperties": false},
+            "outputSchema": {
+                "type": "object",
+                "properties": {"runners": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, "type": {"type": "string"}, "status": {"type": "string"}, "description": {"type": "string"}},
+                    "required": ["name", "status"],
+                }}},
+                "required": ["runners"],
+            },
             "annotations": {"readOnlyHint": true, "openWorldHint": false},
         }),
     ]
+}
+
+/// What `get_execution` returns and the execution resource holds.
+pub(super) fn execution_view_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "execution_id": {"type": "string"},
+            "workflow": {"type": "string"},
+            "status": {"type": "string"},
+            "started_at": {"type": "integer", "description": "Unix time in milliseconds"},
+            "event_count": {"type": "integer"},
+            "events": {"type": "array", "items": {"type": "object"}},
+            "result": {"type": ["object", "null"]},
+        },
+        "required": ["execution_id", "status", "events"],
+    })
 }
 
 /// A `CallToolResult` whose text is `value` as JSON (and whose structured content is `value`).
@@ -236,6 +361,7 @@ async fn list_runners(runner: &LocalRunner, kubiya_configured: bool) -> Value {
 async fn execute(
     runner: LocalRunner,
     executions: Arc<Mutex<Executions>>,
+    max_running: usize,
     arguments: Value,
     context: CallContext,
 ) -> Result<Value, RpcError> {
@@ -273,14 +399,26 @@ async fn execute(
         .unwrap_or(true);
     let id = format!("exec_{}", uuid::Uuid::new_v4().simple());
     if let Ok(mut executions) = executions.lock() {
+        let running = executions
+            .records
+            .values()
+            .filter(|record| record.result.is_none())
+            .count();
+        if max_running > 0 && running >= max_running {
+            return Ok(tool_error(format!(
+                "{running} executions are running, the most allowed at once; wait for one to finish (get_execution shows them)"
+            )));
+        }
         executions.records.insert(
             id.clone(),
             ExecutionRecord {
                 workflow: workflow.name.clone(),
+                document: normalised(&workflow).to_value(),
                 started_at: now_millis(),
                 events: VecDeque::new(),
                 dropped_events: 0,
                 result: None,
+                changes: watch::channel(0).0,
             },
         );
     }
@@ -293,6 +431,7 @@ async fn execute(
         CancellationToken::new()
     };
     let progress = if wait { context.progress } else { None };
+    let log = if wait { context.log } else { None };
     let (done_tx, done_rx) = oneshot::channel();
     tokio::spawn(run_execution(RunJob {
         runner,
@@ -302,6 +441,7 @@ async fn execute(
         params,
         cancel,
         progress,
+        log,
         done: done_tx,
     }));
     if !wait {
@@ -326,6 +466,8 @@ struct RunJob {
     params: Map<String, Value>,
     cancel: CancellationToken,
     progress: Option<ProgressReporter>,
+    /// Step logs as `notifications/message`, when the client wants them.
+    log: Option<Logger>,
     done: oneshot::Sender<Value>,
 }
 
@@ -338,6 +480,7 @@ async fn run_execution(job: RunJob) {
         params,
         cancel,
         mut progress,
+        log,
         done,
     } = job;
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
@@ -353,6 +496,13 @@ async fn run_execution(job: RunJob) {
         if let Some(progress) = progress.as_mut() {
             progress.report(serde_json::to_string(&event).unwrap_or_default());
         }
+        if let Some(log) = log.as_ref() {
+            log.log(
+                log_level_of(&event),
+                "workflow",
+                json!({"execution_id": id, "event": event}),
+            );
+        }
         if let Ok(mut executions) = executions.lock()
             && let Some(record) = executions.records.get_mut(&id)
         {
@@ -361,6 +511,7 @@ async fn run_execution(job: RunJob) {
                 record.dropped_events += 1;
             }
             record.events.push_back(event);
+            record.changes.send_modify(|count| *count += 1);
         }
     };
     let outcome = loop {
@@ -377,6 +528,7 @@ async fn run_execution(job: RunJob) {
     if let Ok(mut executions) = executions.lock() {
         if let Some(record) = executions.records.get_mut(&id) {
             record.result = Some(summary.clone());
+            record.changes.send_modify(|count| *count += 1);
         }
         executions.finished.push_back(id.clone());
         while executions.finished.len() > KEPT_EXECUTIONS {
@@ -386,6 +538,19 @@ async fn run_execution(job: RunJob) {
         }
     }
     let _ = done.send(summary);
+}
+
+/// How serious a step event is, as a log message.
+fn log_level_of(event: &StepEvent) -> LogLevel {
+    match event {
+        StepEvent::StepFailed { .. } => LogLevel::Warning,
+        StepEvent::WorkflowComplete { status, .. }
+            if *status != crate::workflow::RunStatus::Success =>
+        {
+            LogLevel::Error
+        }
+        _ => LogLevel::Info,
+    }
 }
 
 fn summarise(id: &str, outcome: &RunOutcome) -> Value {
@@ -430,23 +595,5 @@ fn get_execution(executions: &Mutex<Executions>, arguments: &Value) -> Value {
             "no execution `{id}` in this server (only the last {KEPT_EXECUTIONS} finished ones are kept)"
         ));
     };
-    let total = record.dropped_events + record.events.len();
-    let skip = after.saturating_sub(record.dropped_events);
-    let status = record
-        .result
-        .as_ref()
-        .and_then(|result| result.get("status").cloned())
-        .unwrap_or_else(|| Value::from("running"));
-    result(
-        json!({
-            "execution_id": id,
-            "workflow": record.workflow,
-            "status": status,
-            "started_at": record.started_at,
-            "event_count": total,
-            "events": record.events.iter().skip(skip).collect::<Vec<_>>(),
-            "result": record.result,
-        }),
-        false,
-    )
+    result(record.view(id, after), false)
 }

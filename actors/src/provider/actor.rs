@@ -1,9 +1,12 @@
 //! The `LlmProvider` actor and [`ProviderPool`], the handle sessions use to reach it.
 //!
-//! Each pool member runs on its own arbiter (an `awc` client is not `Send`) and owns one
-//! [`Upstream`] per configured provider: the primary, then the fallbacks in order. A
-//! [`StartCompletion`] spawns the call into the actor's context, so the mailbox stays free
-//! for other sessions; events go back through the caller's `Recipient<LlmEvent>`, and the
+//! By default the pool starts one member on each thread that makes calls ([`PerThread`]):
+//! a Session's model calls then run on its own HTTP worker, with no hop to another thread and
+//! no queue shared with other workers. A pool of a fixed size instead runs that many members,
+//! each on its own arbiter, used round-robin. Each member owns one [`Upstream`] per
+//! configured provider (an `awc` client is not `Send`): the primary, then the fallbacks in
+//! order. A [`StartCompletion`] spawns the call into the actor's context, so the mailbox stays
+//! free for other sessions; events go back through the caller's `Recipient<LlmEvent>`, and the
 //! call is dropped (closing the upstream connection) the moment the caller cancels or goes
 //! away.
 
@@ -18,6 +21,7 @@ use super::event::{LlmEvent, Usage};
 use super::message::ChatRequest;
 use super::preset::ProviderKind;
 use super::upstream::{Upstream, UpstreamConfig};
+use crate::per_thread::PerThread;
 
 impl Message for LlmEvent {
     type Result = ();
@@ -33,12 +37,14 @@ pub struct StartCompletion {
     pub cancel: CancellationToken,
 }
 
-/// Tokens used across all calls of a pool, for metrics.
+/// Calls, tokens and upstream connections across all calls of a pool, for metrics.
 #[derive(Debug, Default)]
 pub struct TokenAccounting {
     pub calls: AtomicU64,
     pub input_tokens: AtomicU64,
     pub output_tokens: AtomicU64,
+    /// TCP connections opened to the upstreams; far below `calls` when the pools reuse them.
+    pub connections_opened: Arc<AtomicU64>,
 }
 
 impl TokenAccounting {
@@ -71,37 +77,63 @@ impl Handler<StartCompletion> for LlmProvider {
     }
 }
 
-/// Members of the provider actor, each on its own arbiter, used round-robin.
+/// Where the members of the provider actor run.
+#[derive(Clone)]
+enum Members {
+    /// One on each thread that calls, started there on first use.
+    PerThread(PerThread<LlmProvider>),
+    /// A fixed number, each on its own arbiter, used round-robin.
+    Arbiters {
+        members: Arc<[Addr<LlmProvider>]>,
+        next: Arc<AtomicUsize>,
+    },
+}
+
+/// The members of the provider actor and what they count.
 #[derive(Clone)]
 pub struct ProviderPool {
-    members: Arc<[Addr<LlmProvider>]>,
-    next: Arc<AtomicUsize>,
+    members: Members,
     pub accounting: Arc<TokenAccounting>,
     pub primary: ProviderKind,
     pub model: String,
 }
 
 impl ProviderPool {
-    /// Starts `size` members (at least one), each with its own clients for `upstreams`
-    /// (primary first). Must be called inside a running actix system.
+    /// Members with their own clients for `upstreams` (primary first): one on each calling
+    /// thread when `size` is 0, otherwise `size` on their own arbiters. Must be called inside
+    /// a running actix system.
     pub fn start(upstreams: Vec<UpstreamConfig>, size: usize) -> Self {
         assert!(!upstreams.is_empty(), "a pool needs a primary upstream");
         let accounting = Arc::new(TokenAccounting::default());
         let primary = upstreams[0].kind;
         let model = upstreams[0].model.clone();
-        let members: Arc<[Addr<LlmProvider>]> = (0..size.max(1))
-            .map(|_| {
-                let configs = upstreams.clone();
-                let accounting = accounting.clone();
-                LlmProvider::start_in_arbiter(&Arbiter::new().handle(), move |_| LlmProvider {
-                    upstreams: configs.into_iter().map(Upstream::new).collect(),
-                    accounting,
-                })
-            })
-            .collect();
+        let member = {
+            let accounting = accounting.clone();
+            move || LlmProvider {
+                upstreams: upstreams
+                    .iter()
+                    .cloned()
+                    .map(|config| Upstream::new(config, accounting.connections_opened.clone()))
+                    .collect(),
+                accounting: accounting.clone(),
+            }
+        };
+        let members = if size == 0 {
+            Members::PerThread(PerThread::new(member))
+        } else {
+            let member = Arc::new(member);
+            Members::Arbiters {
+                members: (0..size)
+                    .map(|_| {
+                        let member = member.clone();
+                        LlmProvider::start_in_arbiter(&Arbiter::new().handle(), move |_| member())
+                    })
+                    .collect(),
+                next: Arc::new(AtomicUsize::new(0)),
+            }
+        };
         Self {
             members,
-            next: Arc::new(AtomicUsize::new(0)),
             accounting,
             primary,
             model,
@@ -109,7 +141,12 @@ impl ProviderPool {
     }
 
     pub fn start_completion(&self, message: StartCompletion) {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.members.len();
-        self.members[index].do_send(message);
+        match &self.members {
+            Members::PerThread(member) => member.get().do_send(message),
+            Members::Arbiters { members, next } => {
+                let index = next.fetch_add(1, Ordering::Relaxed) % members.len();
+                members[index].do_send(message);
+            }
+        }
     }
 }

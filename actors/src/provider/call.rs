@@ -2,7 +2,8 @@
 //! retryable with backoff while nothing has reached the caller yet, then fall back to the
 //! next upstream; decode the streamed or whole body into [`LlmEvent`]s and forward them.
 //! Runs inside the `LlmProvider` actor's context; dropping the future drops the HTTP
-//! response, which closes the upstream connection.
+//! response, which closes the upstream connection. A response that ended well is read to its
+//! end after its terminal event went out, so its connection goes back to the pool.
 
 use std::time::Duration;
 
@@ -22,6 +23,10 @@ use super::upstream::Upstream;
 /// Error bodies are read for their message only; a megabyte of HTML is not a message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 const MAX_RESPONSE_BODY: usize = 32 * 1024 * 1024;
+/// After the terminal event only the body's end should follow; an upstream that keeps
+/// sending more than this, or takes longer, loses the connection instead of keeping it.
+const MAX_TRAILING_BYTES: usize = 64 * 1024;
+const TRAILING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Forwards events to the caller and remembers whether any output reached it, which is
 /// what decides whether a retry is still invisible.
@@ -46,7 +51,7 @@ impl From<ProviderError> for AttemptError {
 impl Sink<'_> {
     /// Sends a non-failure event; a `Failed` event is handed back as an error so the retry
     /// logic decides what the caller sees.
-    fn deliver(&mut self, event: LlmEvent) -> Result<(), AttemptError> {
+    async fn deliver(&mut self, event: LlmEvent) -> Result<(), AttemptError> {
         match event {
             LlmEvent::Failed(error) => Err(AttemptError::Provider(error)),
             event => {
@@ -59,17 +64,18 @@ impl Sink<'_> {
                 ) {
                     self.output_started = true;
                 }
-                self.send(event)
+                self.send(event).await
             }
         }
     }
 
-    fn send(&self, event: LlmEvent) -> Result<(), AttemptError> {
-        if !self.reply_to.connected() {
-            return Err(AttemptError::CallerGone);
-        }
-        self.reply_to.do_send(event);
-        Ok(())
+    /// Resolves once the caller took the event and has room for more, so a caller that
+    /// cannot pass events on (its client reads slowly) slows the upstream read down.
+    async fn send(&self, event: LlmEvent) -> Result<(), AttemptError> {
+        self.reply_to
+            .send(event)
+            .await
+            .map_err(|_| AttemptError::CallerGone)
     }
 }
 
@@ -101,7 +107,7 @@ pub(super) async fn complete(
         }
         Err(AttemptError::Provider(error)) => {
             tracing::warn!(error = %error, "model call failed");
-            let _ = sink.send(LlmEvent::Failed(error));
+            let _ = sink.send(LlmEvent::Failed(error)).await;
         }
     }
 }
@@ -122,7 +128,7 @@ async fn attempt_all(
         };
         if upstream.config.protocol == Protocol::Offline {
             for event in offline::plan(&request) {
-                sink.deliver(event)?;
+                sink.deliver(event).await?;
             }
             return Ok(());
         }
@@ -212,7 +218,7 @@ async fn attempt_once(
             message: format!("reading the response failed: {err}"),
         })?;
         for event in codec::parse_response(config.protocol, &body).unwrap_or_default() {
-            sink.deliver(event)?;
+            sink.deliver(event).await?;
         }
         return Ok(());
     }
@@ -237,12 +243,34 @@ async fn attempt_once(
             }
             None => decoder.finish(&mut events),
         }
-        for event in events.drain(..) {
-            sink.deliver(event)?;
-        }
         if decoder.is_done() {
+            // The end of the body is read on the side, out of reach of this call's
+            // cancellation, so the connection goes back to the pool: the last events let the
+            // caller finish its turn, which cancels this call, possibly before it resumes.
+            actix::spawn(read_to_end(response));
+            for event in events.drain(..) {
+                sink.deliver(event).await?;
+            }
             return Ok(());
         }
+        for event in events.drain(..) {
+            sink.deliver(event).await?;
+        }
+    }
+}
+
+/// Reads a finished response's remaining body so awc returns its connection to the pool;
+/// dropping a response before its end closes the connection.
+async fn read_to_end<S>(mut response: awc::ClientResponse<S>)
+where
+    S: futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin,
+{
+    let mut left = MAX_TRAILING_BYTES;
+    while let Ok(Some(Ok(bytes))) = timeout(TRAILING_TIMEOUT, response.next()).await {
+        let Some(rest) = left.checked_sub(bytes.len()) else {
+            return;
+        };
+        left = rest;
     }
 }
 

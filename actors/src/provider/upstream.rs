@@ -1,11 +1,21 @@
 //! One configured upstream: where a vendor lives, how to authenticate, and the limits a call
 //! to it runs under. [`UpstreamConfig`] is plain data built by start-up; [`Upstream`] adds
-//! the `awc` client with its own connection pool, and knows how to build the vendor's HTTP
-//! request for a [`ChatRequest`].
+//! the `awc` client with its own keep-alive connection pool, and knows how to build the
+//! vendor's HTTP request for a [`ChatRequest`]. Every TCP connection the pool opens is
+//! counted, so an operator sees in `/metrics` whether connections are reused.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use actix_service::Service;
+use actix_tls::connect::{ConnectError, ConnectInfo, Connection, ConnectorService};
+use awc::http::Uri;
 use awc::{Client, ClientRequest, Connector};
+use tokio::net::TcpStream;
 
 use super::codec;
 use super::preset::{Protocol, ProviderKind};
@@ -80,6 +90,13 @@ pub struct UpstreamConfig {
     pub max_connections: usize,
 }
 
+/// How long an idle upstream connection stays in the pool for the next call. Providers close
+/// idle keep-alive connections after a minute or more; reusing one saves a TCP and TLS
+/// handshake per model call.
+const IDLE_KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// A connection is retired after this long even when busy, so DNS changes are picked up.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+
 impl std::fmt::Debug for UpstreamConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamConfig")
@@ -103,9 +120,16 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(config: UpstreamConfig) -> Self {
+    /// `opened` counts the TCP connections this upstream's pool opens.
+    pub fn new(config: UpstreamConfig, opened: Arc<AtomicU64>) -> Self {
         let connector = Connector::new()
+            .connector(CountingConnector {
+                inner: ConnectorService::default(),
+                opened,
+            })
             .timeout(config.timeouts.connect)
+            .conn_keep_alive(IDLE_KEEP_ALIVE)
+            .conn_lifetime(CONNECTION_LIFETIME)
             .limit(config.max_connections);
         let client = Client::builder()
             .connector(connector)
@@ -152,6 +176,33 @@ impl Upstream {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+}
+
+/// awc's own TCP connector (resolve, then connect), counting each connection it opens.
+#[derive(Clone)]
+struct CountingConnector {
+    inner: ConnectorService,
+    opened: Arc<AtomicU64>,
+}
+
+impl Service<ConnectInfo<Uri>> for CountingConnector {
+    type Response = Connection<Uri, TcpStream>;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>>>>;
+
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<ConnectInfo<Uri>>::poll_ready(&self.inner, cx)
+    }
+
+    fn call(&self, request: ConnectInfo<Uri>) -> Self::Future {
+        let connecting = self.inner.call(request);
+        let opened = self.opened.clone();
+        Box::pin(async move {
+            let connection = connecting.await?;
+            opened.fetch_add(1, Ordering::Relaxed);
+            Ok(connection)
+        })
     }
 }
 

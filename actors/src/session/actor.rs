@@ -2,25 +2,34 @@
 //! transcript, then runs the agent loop — `Composer` builds the request, `LlmProvider`
 //! streams the answer, the tool calls it makes run, their results go back to the model — up
 //! to a configured number of model calls. Every step is forwarded to the HTTP layer as a
-//! [`TurnEvent`]; the transcript is saved before the one terminal event is sent. When the
-//! client goes away the actor stops, which cancels the model call it started; an execution
-//! it started keeps running in the `ExecutionWatcher`.
+//! [`TurnEvent`] through its [`Outbox`]; the transcript is saved before the one terminal event
+//! is sent.
+//!
+//! The turn is an explicit state machine ([`Phase`]). Nothing pauses the actor: each piece of
+//! slow work (composing, a tool call, an execution, the save) is a future spawned into its
+//! context that acts on its result only if the turn is still in the step that started it. So
+//! a client leaving, a client that stops reading, a drain or the compose timeout is handled
+//! at any moment, a tool call included, and cancels what the turn started (the model call,
+//! the MCP call, which tells its server `notifications/cancelled`); an execution it started
+//! keeps running in the `ExecutionWatcher`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde_json::{Value, json};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 
 use super::approval::{self, ApprovalAnswer, PendingApproval};
 use super::event::{TurnError, TurnErrorKind, TurnEvent};
+use super::outbox::{Outbox, Pushed};
 use super::spans::TurnSpans;
 use super::store::{SessionKey, SessionRecord, SessionStore, StoreError, TurnLease};
 use crate::composer::{ComposeTurn, Composer, Purpose};
-use crate::mcp::{CallTool, McpSupervisor};
+use crate::mcp::{CallTool, McpAccess, McpSupervisor};
+use crate::per_thread::PerThread;
 use crate::provider::{
     ChatMessage, FinishReason, LlmEvent, ProviderPool, StartCompletion, ToolCall, Usage,
 };
@@ -48,6 +57,8 @@ pub struct TurnRequest {
     /// Answer the stored conversation's last user message again, in place of the answer
     /// it had (the chat UI protocol's `regenerate-message`).
     pub regenerate: bool,
+    /// The MCP tools the caller's API key may see and call.
+    pub mcp_access: McpAccess,
 }
 
 /// A chat turn, or a Compose API call.
@@ -77,13 +88,24 @@ pub struct ComposeOptions {
 #[derive(Clone)]
 pub struct SessionDeps {
     pub providers: ProviderPool,
-    pub composer: Addr<Composer>,
+    pub composer: PerThread<Composer>,
     pub store: Arc<dyn SessionStore>,
     pub executions: Addr<ExecutionWatcher>,
     pub mcp: Option<Addr<McpSupervisor>>,
     pub max_iterations: u32,
     /// Fires when the server drains: the turn ends with an error and its terminator.
     pub shutdown: CancellationToken,
+    /// A client that takes no event for this long while events wait is cut off; zero never.
+    pub stalled_reader: Duration,
+    /// Told how long each turn spent in the server's own code.
+    pub overhead: Arc<dyn OverheadObserver>,
+}
+
+/// Learns, as each turn ends, the time it spent in the server's own code: its whole time
+/// minus the time it waited for model calls (request sent to last event), MCP tool calls and
+/// workflow executions.
+pub trait OverheadObserver: Send + Sync {
+    fn observe(&self, in_server: Duration);
 }
 
 /// What a turn does once its history is loaded.
@@ -109,63 +131,214 @@ pub enum TurnRejected {
     StoreUnavailable(String),
 }
 
+/// Where a turn is. Each step's future carries the step number it was started in and is
+/// ignored when the turn has moved on (see [`Session::spawn_step`]).
+#[derive(Debug)]
+enum Phase {
+    /// Waiting for `BeginTurn` to take the lease and load the history.
+    Starting,
+    /// The composer builds the next model request.
+    Composing,
+    /// A model call streams its answer.
+    Calling(ModelStep),
+    /// One tool call of the last model step runs; the rest wait in `pending_tools`.
+    RunningTool,
+    /// `execute_workflow` started this execution; the tool's result comes when it ends.
+    Following {
+        call: ToolCall,
+        execution_id: String,
+    },
+    /// The transcript is being saved; `Finished` follows.
+    Saving,
+    /// The terminal event is out or the client left; queued events still leave.
+    Ended,
+}
+
+/// What a model call has produced so far.
+#[derive(Debug, Default)]
+struct ModelStep {
+    text: String,
+    calls: Vec<ToolCall>,
+    usage: Usage,
+}
+
 pub struct Session {
     deps: SessionDeps,
     request: TurnRequest,
-    events: UnboundedSender<TurnEvent>,
+    outbox: Outbox,
+    phase: Phase,
+    /// Counts phase changes; a spawned future acts only if it still matches.
+    step: u64,
     record: Option<SessionRecord>,
     lease: Option<TurnLease>,
-    /// Cancels the model call in flight when the session stops.
+    /// Cancels the model call or MCP call in flight when the turn ends.
     cancel: CancellationToken,
     iterations: u32,
-    step_text: String,
-    step_calls: Vec<ToolCall>,
-    step_usage: Usage,
     turn_usage: Usage,
     pending_tools: VecDeque<ToolCall>,
     /// The finished model call's marker, sent once its tool calls have run.
     step_finished: Option<TurnEvent>,
     /// Compose: workflows proposed so far.
     attempts: u32,
-    /// The `execute_workflow` call waiting for its execution to finish, and that execution.
-    running: Option<(ToolCall, String)>,
     /// The `execute_workflow` call the user approved: it runs without asking again.
     approved_call: Option<String>,
-    done: bool,
+    started: Instant,
+    /// Time spent waiting on model calls, tools and executions, and since when it waits now.
+    waited: Duration,
+    waiting_since: Option<Instant>,
     spans: TurnSpans,
 }
 
 impl Session {
-    pub fn new(
-        deps: SessionDeps,
-        request: TurnRequest,
-        events: UnboundedSender<TurnEvent>,
-    ) -> Self {
+    pub fn new(deps: SessionDeps, request: TurnRequest, events: Sender<TurnEvent>) -> Self {
         Self {
             spans: TurnSpans::new(&request),
             deps,
             request,
-            events,
+            outbox: Outbox::new(events),
+            phase: Phase::Starting,
+            step: 0,
             record: None,
             lease: None,
             cancel: CancellationToken::new(),
             iterations: 0,
-            step_text: String::new(),
-            step_calls: Vec::new(),
-            step_usage: Usage::default(),
             turn_usage: Usage::default(),
             pending_tools: VecDeque::new(),
             step_finished: None,
             attempts: 0,
-            running: None,
             approved_call: None,
-            done: false,
+            started: Instant::now(),
+            waited: Duration::ZERO,
+            waiting_since: None,
         }
     }
 
-    fn emit(&self, event: TurnEvent) {
-        // A closed channel means the client left; `started` stops the actor for that.
-        let _ = self.events.send(event);
+    /// The turn starts waiting on something outside the server (a model, a tool, a run).
+    fn begin_wait(&mut self) {
+        self.waiting_since.get_or_insert_with(Instant::now);
+    }
+
+    fn end_wait(&mut self) {
+        if let Some(since) = self.waiting_since.take() {
+            self.waited += since.elapsed();
+        }
+    }
+
+    fn enter(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.step += 1;
+    }
+
+    fn ended(&self) -> bool {
+        matches!(self.phase, Phase::Ended)
+    }
+
+    /// Runs `work` beside the actor; `then` gets its output only if the turn is still in the
+    /// step that started it.
+    fn spawn_step<T: 'static>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        work: impl Future<Output = T> + 'static,
+        then: impl FnOnce(&mut Self, T, &mut Context<Self>) + 'static,
+    ) {
+        let step = self.step;
+        ctx.spawn(work.into_actor(self).map(move |output, session, ctx| {
+            if session.step == step && !session.ended() {
+                then(session, output, ctx);
+            }
+        }));
+    }
+
+    fn emit(&mut self, event: TurnEvent, ctx: &mut Context<Self>) {
+        // A client that left is noticed by the watch `started` spawns.
+        if self.outbox.push(event) == Pushed::Queued {
+            self.flush(ctx);
+        }
+    }
+
+    /// Waits for room in the channel and moves queued events on, until none are left; a
+    /// client that takes nothing for the stall timeout is cut off.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.outbox.flushing || self.outbox.is_empty() {
+            return;
+        }
+        self.outbox.flushing = true;
+        let sender = self.outbox.sender();
+        let stalled_after = self.deps.stalled_reader;
+        ctx.spawn(
+            async move {
+                let room = sender.reserve_owned();
+                // Zero: a client is never cut off for reading slowly.
+                if stalled_after.is_zero() {
+                    return Ok(room.await);
+                }
+                tokio::time::timeout(stalled_after, room).await
+            }
+            .into_actor(self)
+            .map(|reserved, session, ctx| {
+                session.outbox.flushing = false;
+                match reserved {
+                    Ok(Ok(permit)) => {
+                        if session.outbox.drain_into(permit) {
+                            session.flush(ctx);
+                        } else if session.ended() {
+                            ctx.stop();
+                        }
+                    }
+                    Ok(Err(_)) => session.client_left(ctx),
+                    Err(_) => session.client_stalled(ctx),
+                }
+            }),
+        );
+    }
+
+    /// Ends the turn: cancels what it started, and stops the actor once what is queued for
+    /// the client has left.
+    fn end(&mut self, ctx: &mut Context<Self>) {
+        if !self.ended() {
+            self.end_wait();
+            let in_server = self.started.elapsed().saturating_sub(self.waited);
+            self.deps.overhead.observe(in_server);
+        }
+        self.enter(Phase::Ended);
+        self.cancel.cancel();
+        if self.outbox.is_empty() {
+            ctx.stop();
+        }
+    }
+
+    fn client_left(&mut self, ctx: &mut Context<Self>) {
+        if !self.ended() {
+            tracing::debug!(session = %self.request.key.id, "client went away; stopping the turn");
+        }
+        self.drop_client(ctx);
+    }
+
+    fn client_stalled(&mut self, ctx: &mut Context<Self>) {
+        tracing::warn!(
+            session = %self.request.key.id,
+            after = ?self.deps.stalled_reader,
+            "the client stopped reading; cutting the turn off"
+        );
+        self.drop_client(ctx);
+    }
+
+    /// Nothing more reaches the client. A turn that is saving its answer keeps it (the save
+    /// is short and the answer complete); any other ends now.
+    fn drop_client(&mut self, ctx: &mut Context<Self>) {
+        self.outbox.discard();
+        if !matches!(self.phase, Phase::Saving) {
+            self.end(ctx);
+        }
+    }
+
+    /// The turn must end early (drain, timeout): unless it is already saving its answer,
+    /// which ends it in a moment anyway.
+    fn interrupt(&mut self, error: TurnError, ctx: &mut Context<Self>) {
+        if matches!(self.phase, Phase::Saving) {
+            return;
+        }
+        self.fail(error, ctx);
     }
 
     fn transcript(&mut self) -> &mut Vec<ChatMessage> {
@@ -183,7 +356,7 @@ impl Session {
                 "\n\nI stopped after {} model calls, the limit for one turn. Send another message to continue.",
                 self.iterations
             );
-            self.emit(TurnEvent::Text(note.clone()));
+            self.emit(TurnEvent::Text(note.clone()), ctx);
             self.transcript().push(ChatMessage::assistant_text(note));
             self.finish(FinishReason::Length, ctx);
             return;
@@ -202,44 +375,47 @@ impl Session {
             instructions: self.request.instructions.clone(),
             purpose,
             model,
+            mcp_access: self.request.mcp_access.clone(),
         };
-        self.deps
-            .composer
-            .send(compose)
-            .into_actor(self)
-            .map(|composed, session, ctx| match composed {
-                Ok(request) => {
-                    let providers = &session.deps.providers;
-                    let model = match request.model.as_str() {
-                        "" => providers.model.as_str(),
-                        model => model,
-                    };
-                    session
-                        .spans
-                        .model_call_started(providers.primary.as_str(), model);
-                    session.deps.providers.start_completion(StartCompletion {
-                        request,
-                        reply_to: ctx.address().recipient(),
-                        cancel: session.cancel.child_token(),
-                    });
-                }
-                Err(err) => session.fail(
-                    TurnError {
-                        kind: TurnErrorKind::Upstream,
-                        message: format!("the composer is unavailable: {err}"),
-                    },
-                    ctx,
-                ),
-            })
-            .wait(ctx);
+        self.enter(Phase::Composing);
+        let composing = self.deps.composer.get().send(compose);
+        self.spawn_step(ctx, composing, |session, composed, ctx| match composed {
+            Ok(request) => {
+                let providers = &session.deps.providers;
+                let model = match request.model.as_str() {
+                    "" => providers.model.as_str(),
+                    model => model,
+                };
+                session
+                    .spans
+                    .model_call_started(providers.primary.as_str(), model);
+                session.enter(Phase::Calling(ModelStep::default()));
+                session.begin_wait();
+                session.deps.providers.start_completion(StartCompletion {
+                    request,
+                    reply_to: ctx.address().recipient(),
+                    cancel: session.cancel.child_token(),
+                });
+            }
+            Err(err) => session.fail(
+                TurnError {
+                    kind: TurnErrorKind::Upstream,
+                    message: format!("the composer is unavailable: {err}"),
+                },
+                ctx,
+            ),
+        });
     }
 
     /// The model call ended: record its answer, then run its tool calls or end the turn.
-    fn model_call_finished(&mut self, reason: FinishReason, ctx: &mut Context<Self>) {
+    fn model_call_finished(
+        &mut self,
+        step: ModelStep,
+        reason: FinishReason,
+        ctx: &mut Context<Self>,
+    ) {
         self.spans.model_call_finished(&reason);
-        let text = std::mem::take(&mut self.step_text);
-        let calls = std::mem::take(&mut self.step_calls);
-        let usage = std::mem::take(&mut self.step_usage);
+        let ModelStep { text, calls, usage } = step;
         self.step_finished = Some(TurnEvent::StepFinished {
             reason: reason.clone(),
             usage,
@@ -263,15 +439,12 @@ impl Session {
 
     fn run_next_tool(&mut self, ctx: &mut Context<Self>) {
         let Some(call) = self.pending_tools.pop_front() else {
-            self.emit_step_finished();
+            self.emit_step_finished(ctx);
             self.next_model_call(ctx);
             return;
         };
-        self.emit(TurnEvent::ToolCall {
-            id: call.id.clone(),
-            name: call.name.clone(),
-            arguments: call.arguments.clone(),
-        });
+        self.enter(Phase::RunningTool);
+        self.emit_tool_call(&call, ctx);
         self.spans.tool_call_started(&call);
         match call.name.as_str() {
             tools::VALIDATE_WORKFLOW => {
@@ -314,7 +487,7 @@ impl Session {
     /// new session, the request's whole history), after answering a pending approval. Says
     /// what the turn does first: run the approved call, call the model, or — an approval
     /// answer when nothing waits for one (a replay) — nothing.
-    fn take_history(&mut self, mut record: SessionRecord) -> FirstStep {
+    fn take_history(&mut self, mut record: SessionRecord, ctx: &mut Context<Self>) -> FirstStep {
         let mut messages = std::mem::take(&mut self.request.messages);
         let asked_last = record
             .transcript
@@ -335,7 +508,7 @@ impl Session {
         let pending = record.pending_approval.take();
         self.record = Some(record);
         let first = match pending {
-            Some(pending) => match self.answer_approval(pending, &mut messages) {
+            Some(pending) => match self.answer_approval(pending, &mut messages, ctx) {
                 Some(call) => FirstStep::Run(call),
                 None => FirstStep::CallModel,
             },
@@ -354,20 +527,19 @@ impl Session {
             .as_str()
             .unwrap_or("the workflow")
             .to_owned();
-        self.emit(TurnEvent::ApprovalRequested {
-            approval_id: approval_id.clone(),
-            tool_call_id: call.id.clone(),
-            workflow,
-        });
+        self.emit(
+            TurnEvent::ApprovalRequested {
+                approval_id: approval_id.clone(),
+                tool_call_id: call.id.clone(),
+                workflow,
+            },
+            ctx,
+        );
         for skipped in std::mem::take(&mut self.pending_tools) {
-            self.emit(TurnEvent::ToolCall {
-                id: skipped.id.clone(),
-                name: skipped.name.clone(),
-                arguments: skipped.arguments.clone(),
-            });
+            self.emit_tool_call(&skipped, ctx);
             let result =
                 json!({"error": "not run: the user has not approved the workflow run yet"});
-            self.record_tool_result(&skipped, result, true);
+            self.record_tool_result(&skipped, result, true, ctx);
         }
         if let Some(record) = self.record.as_mut() {
             record.pending_approval = Some(PendingApproval { approval_id, call });
@@ -382,6 +554,7 @@ impl Session {
         &mut self,
         pending: PendingApproval,
         messages: &mut Vec<ChatMessage>,
+        ctx: &mut Context<Self>,
     ) -> Option<ToolCall> {
         let said = messages.iter().rev().find_map(|message| match message {
             ChatMessage::User { content } => Some(content.as_str()),
@@ -408,7 +581,7 @@ impl Session {
             "declined": true,
             "reason": reason,
         });
-        self.record_tool_result(&pending.call, result, true);
+        self.record_tool_result(&pending.call, result, true, ctx);
         None
     }
 
@@ -419,7 +592,7 @@ impl Session {
             Ok(workflow) => workflow,
             Err(err) => {
                 let result = json!({"error": format!("the workflow could not be read: {err}; validate it first")});
-                self.tool_finished(&call, result, true, ctx);
+                self.execution_ended(&call, result, true, ctx);
                 return;
             }
         };
@@ -438,52 +611,50 @@ impl Session {
                 .filter_map(|workflow| Workflow::from_value(workflow.clone()).ok())
                 .collect(),
         };
-        self.deps
-            .executions
-            .send(start)
-            .into_actor(self)
-            .map(move |started, session, ctx| {
-                let summary = match started {
-                    Ok(Ok(summary)) => summary,
-                    Ok(Err(err)) => {
-                        let result = json!({"error": err.to_string()});
-                        return session.execution_ended(&call, result, true, ctx);
-                    }
-                    Err(err) => {
-                        let result = json!({"error": format!("executions are unavailable: {err}")});
-                        return session.execution_ended(&call, result, true, ctx);
-                    }
-                };
-                if let Some(record) = session.record.as_mut() {
-                    record.executions.push(summary.execution_id.clone());
+        let starting = self.deps.executions.send(start);
+        self.begin_wait();
+        self.spawn_step(ctx, starting, move |session, started, ctx| {
+            let summary = match started {
+                Ok(Ok(summary)) => summary,
+                Ok(Err(err)) => {
+                    let result = json!({"error": err.to_string()});
+                    return session.execution_ended(&call, result, true, ctx);
                 }
-                let subscribe = Subscribe {
-                    tenant: session.request.key.tenant.clone(),
-                    execution_id: summary.execution_id.clone(),
-                    after_seq: 0,
-                    subscriber: ctx.address().recipient(),
-                };
-                session.running = Some((call, summary.execution_id));
-                session
-                    .deps
-                    .executions
-                    .send(subscribe)
-                    .into_actor(session)
-                    .map(|subscribed, session, ctx| {
-                        if !matches!(subscribed, Ok(Ok(Subscription::Following))) {
-                            session.execution_complete(ctx);
-                        }
-                    })
-                    .wait(ctx);
-            })
-            .wait(ctx);
+                Err(err) => {
+                    let result = json!({"error": format!("executions are unavailable: {err}")});
+                    return session.execution_ended(&call, result, true, ctx);
+                }
+            };
+            if let Some(record) = session.record.as_mut() {
+                record.executions.push(summary.execution_id.clone());
+            }
+            let subscribe = Subscribe {
+                tenant: session.request.key.tenant.clone(),
+                execution_id: summary.execution_id.clone(),
+                after_seq: 0,
+                subscriber: ctx.address().recipient(),
+            };
+            session.enter(Phase::Following {
+                call,
+                execution_id: summary.execution_id,
+            });
+            let subscribing = session.deps.executions.send(subscribe);
+            session.spawn_step(ctx, subscribing, |session, subscribed, ctx| {
+                if !matches!(subscribed, Ok(Ok(Subscription::Following))) {
+                    session.execution_complete(ctx);
+                }
+            });
+        });
     }
 
     /// The followed execution ended: its final state is the tool's result.
     fn execution_complete(&mut self, ctx: &mut Context<Self>) {
-        let Some((call, execution_id)) = self.running.take() else {
+        let Phase::Following { call, execution_id } =
+            std::mem::replace(&mut self.phase, Phase::RunningTool)
+        else {
             return;
         };
+        self.enter(Phase::RunningTool);
         self.fetch_execution(execution_id, ctx, move |session, snapshot, ctx| {
             let succeeded = snapshot
                 .as_ref()
@@ -504,18 +675,14 @@ impl Session {
             tenant: self.request.key.tenant.clone(),
             execution_id,
         };
-        self.deps
-            .executions
-            .send(get)
-            .into_actor(self)
-            .map(move |answer, session, ctx| {
-                let snapshot = match answer {
-                    Ok(answer) => answer.map_err(|err| err.to_string()),
-                    Err(err) => Err(format!("executions are unavailable: {err}")),
-                };
-                then(session, snapshot, ctx);
-            })
-            .wait(ctx);
+        let fetching = self.deps.executions.send(get);
+        self.spawn_step(ctx, fetching, move |session, answer, ctx| {
+            let snapshot = match answer {
+                Ok(answer) => answer.map_err(|err| err.to_string()),
+                Err(err) => Err(format!("executions are unavailable: {err}")),
+            };
+            then(session, snapshot, ctx);
+        });
     }
 
     /// Chat: the result goes back to the model. Compose (act): the turn ends with it.
@@ -526,22 +693,26 @@ impl Session {
         is_error: bool,
         ctx: &mut Context<Self>,
     ) {
+        self.end_wait();
         match self.request.mode {
             TurnMode::Chat => self.tool_finished(call, result, is_error, ctx),
             TurnMode::Compose(_) => {
                 self.spans.tool_call_finished(is_error);
-                self.emit(TurnEvent::ToolResult {
-                    id: call.id.clone(),
-                    name: call.name.clone(),
-                    result,
-                    is_error,
-                });
+                self.emit(
+                    TurnEvent::ToolResult {
+                        id: call.id.clone(),
+                        name: call.name.clone(),
+                        result,
+                        is_error,
+                    },
+                    ctx,
+                );
                 self.finish(FinishReason::Stop, ctx);
             }
         }
     }
 
-    /// A tool of a supervised MCP server; cancelled with the turn.
+    /// A tool of a supervised MCP server; cancelled with the turn, which tells the server.
     fn call_mcp_tool(&mut self, call: ToolCall, ctx: &mut Context<Self>) {
         let Some(mcp) = self.deps.mcp.clone() else {
             return;
@@ -550,25 +721,25 @@ impl Session {
             tool: call.name.clone(),
             arguments: call.arguments.clone(),
             cancel: self.cancel.child_token(),
+            access: self.request.mcp_access.clone(),
         };
-        mcp.send(request)
-            .into_actor(self)
-            .map(move |answer, session, ctx| {
-                let (result, is_error) = match answer {
-                    Ok(Ok(output)) => (Value::String(output.content), output.is_error),
-                    Ok(Err(err)) => (json!({"error": err.to_string()}), true),
-                    Err(err) => (
-                        json!({"error": format!("MCP servers are unavailable: {err}")}),
-                        true,
-                    ),
-                };
-                session.tool_finished(&call, result, is_error, ctx);
-            })
-            .wait(ctx);
+        self.begin_wait();
+        self.spawn_step(ctx, mcp.send(request), move |session, answer, ctx| {
+            session.end_wait();
+            let (result, is_error) = match answer {
+                Ok(Ok(output)) => (Value::String(output.content), output.is_error),
+                Ok(Err(err)) => (json!({"error": err.to_string()}), true),
+                Err(err) => (
+                    json!({"error": format!("MCP servers are unavailable: {err}")}),
+                    true,
+                ),
+            };
+            session.tool_finished(&call, result, is_error, ctx);
+        });
     }
 
     /// Compose: the context the model works with, shown as tool calls and results.
-    fn emit_context(&self) {
+    fn emit_context(&mut self, ctx: &mut Context<Self>) {
         let catalog: Vec<String> = tools::builtin_catalog()
             .into_iter()
             .map(|tool| tool.name)
@@ -579,17 +750,23 @@ impl Session {
         ];
         for (name, result) in context {
             let id = format!("context_{name}");
-            self.emit(TurnEvent::ToolCall {
-                id: id.clone(),
-                name: name.to_owned(),
-                arguments: json!({}),
-            });
-            self.emit(TurnEvent::ToolResult {
-                id,
-                name: name.to_owned(),
-                result,
-                is_error: false,
-            });
+            self.emit(
+                TurnEvent::ToolCall {
+                    id: id.clone(),
+                    name: name.to_owned(),
+                    arguments: json!({}),
+                },
+                ctx,
+            );
+            self.emit(
+                TurnEvent::ToolResult {
+                    id,
+                    name: name.to_owned(),
+                    result,
+                    is_error: false,
+                },
+                ctx,
+            );
         }
     }
 
@@ -600,19 +777,28 @@ impl Session {
         is_error: bool,
         ctx: &mut Context<Self>,
     ) {
-        self.record_tool_result(call, result, is_error);
+        self.record_tool_result(call, result, is_error, ctx);
         self.run_next_tool(ctx);
     }
 
     /// Sends a tool's result and keeps it in the transcript for the model.
-    fn record_tool_result(&mut self, call: &ToolCall, result: Value, is_error: bool) {
+    fn record_tool_result(
+        &mut self,
+        call: &ToolCall,
+        result: Value,
+        is_error: bool,
+        ctx: &mut Context<Self>,
+    ) {
         self.spans.tool_call_finished(is_error);
-        self.emit(TurnEvent::ToolResult {
-            id: call.id.clone(),
-            name: call.name.clone(),
-            result: result.clone(),
-            is_error,
-        });
+        self.emit(
+            TurnEvent::ToolResult {
+                id: call.id.clone(),
+                name: call.name.clone(),
+                result: result.clone(),
+                is_error,
+            },
+            ctx,
+        );
         let content = match result {
             Value::String(text) => text,
             other => other.to_string(),
@@ -643,17 +829,16 @@ impl Session {
                 "no workflow found: call validate_workflow with the complete workflow JSON"}]}),
         };
         for call in &calls {
-            self.emit(TurnEvent::ToolCall {
-                id: call.id.clone(),
-                name: call.name.clone(),
-                arguments: call.arguments.clone(),
-            });
-            self.emit(TurnEvent::ToolResult {
-                id: call.id.clone(),
-                name: call.name.clone(),
-                result: result.clone(),
-                is_error: false,
-            });
+            self.emit_tool_call(call, ctx);
+            self.emit(
+                TurnEvent::ToolResult {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    result: result.clone(),
+                    is_error: false,
+                },
+                ctx,
+            );
         }
         let feedback = result.to_string();
         self.transcript().push(ChatMessage::Assistant {
@@ -664,13 +849,13 @@ impl Session {
             self.transcript()
                 .push(ChatMessage::tool_result(call, feedback.clone(), false));
         }
-        self.emit_step_finished();
+        self.emit_step_finished(ctx);
         if result["valid"] == true {
             let workflow = result["workflow"].clone();
             if let Some(record) = self.record.as_mut() {
                 record.workflows.push(workflow.clone());
             }
-            self.emit(TurnEvent::Workflow(workflow.clone()));
+            self.emit(TurnEvent::Workflow(workflow.clone()), ctx);
             if options.act {
                 self.run_workflow(workflow, options, ctx);
             } else {
@@ -679,10 +864,13 @@ impl Session {
             return;
         }
         let errors = result["errors"].clone();
-        self.emit(TurnEvent::ValidationFailed {
-            errors: errors.clone(),
-            attempt: self.attempts,
-        });
+        self.emit(
+            TurnEvent::ValidationFailed {
+                errors: errors.clone(),
+                attempt: self.attempts,
+            },
+            ctx,
+        );
         if self.attempts >= options.max_attempts {
             let error = TurnError {
                 kind: TurnErrorKind::Unprocessable,
@@ -709,25 +897,31 @@ impl Session {
             name: tools::EXECUTE_WORKFLOW.to_owned(),
             arguments: json!({"workflow": workflow, "params": options.parameters, "runner": options.runner}),
         };
-        self.emit(TurnEvent::ToolCall {
-            id: call.id.clone(),
-            name: call.name.clone(),
-            arguments: call.arguments.clone(),
-        });
+        self.enter(Phase::RunningTool);
+        self.emit_tool_call(&call, ctx);
         self.spans.tool_call_started(&call);
         self.start_execution(call, ctx);
     }
 
-    fn emit_step_finished(&mut self) {
+    fn emit_tool_call(&mut self, call: &ToolCall, ctx: &mut Context<Self>) {
+        let event = TurnEvent::ToolCall {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+        };
+        self.emit(event, ctx);
+    }
+
+    fn emit_step_finished(&mut self, ctx: &mut Context<Self>) {
         if let Some(marker) = self.step_finished.take() {
-            self.emit(marker);
+            self.emit(marker, ctx);
         }
     }
 
     /// Saves the turn and frees the session, then sends `Finished`: an acknowledged turn is
     /// a kept turn, and the client may continue it at once, on any replica.
     fn finish(&mut self, reason: FinishReason, ctx: &mut Context<Self>) {
-        self.emit_step_finished();
+        self.emit_step_finished(ctx);
         let Some(record) = self.record.clone() else {
             return;
         };
@@ -735,19 +929,21 @@ impl Session {
         self.spans.turn_finished(usage);
         let store = self.deps.store.clone();
         let lease = self.lease.take();
-        async move {
+        self.enter(Phase::Saving);
+        let saving = async move {
             store.save(record).await?;
             if let Some(lease) = lease {
                 lease.release().await;
             }
             Ok(())
-        }
-        .into_actor(self)
-        .map(move |saved: Result<(), StoreError>, session, ctx| {
-            match saved {
+        };
+        self.spawn_step(
+            ctx,
+            saving,
+            move |session, saved: Result<(), StoreError>, ctx| match saved {
                 Ok(()) => {
-                    session.done = true;
-                    session.emit(TurnEvent::Finished { reason, usage });
+                    session.emit(TurnEvent::Finished { reason, usage }, ctx);
+                    session.end(ctx);
                 }
                 Err(err) => session.fail(
                     TurnError {
@@ -756,21 +952,18 @@ impl Session {
                     },
                     ctx,
                 ),
-            }
-            ctx.stop();
-        })
-        .wait(ctx);
+            },
+        );
     }
 
     fn fail(&mut self, error: TurnError, ctx: &mut Context<Self>) {
-        if self.done {
+        if self.ended() {
             return;
         }
-        self.done = true;
         self.spans.failed(&format!("{:?}", error.kind));
         tracing::warn!(session = %self.request.key.id, error = %error.message, "turn failed");
-        self.emit(TurnEvent::Failed(error));
-        ctx.stop();
+        self.emit(TurnEvent::Failed(error), ctx);
+        self.end(ctx);
     }
 }
 
@@ -778,17 +971,11 @@ impl Actor for Session {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let events = self.events.clone();
+        let closed = self.outbox.closed();
         ctx.spawn(
-            async move { events.closed().await }
+            closed
                 .into_actor(self)
-                .map(|(), session, ctx| {
-                    if !session.done {
-                        tracing::debug!(session = %session.request.key.id, "client went away; stopping the turn");
-                        session.done = true;
-                    }
-                    ctx.stop();
-                }),
+                .map(|(), session, ctx| session.client_left(ctx)),
         );
         if let TurnMode::Compose(options) = &self.request.mode {
             ctx.run_later(options.timeout, |session, ctx| {
@@ -796,7 +983,7 @@ impl Actor for Session {
                     kind: TurnErrorKind::TimedOut,
                     message: "the compose did not finish within its timeout".into(),
                 };
-                session.fail(error, ctx);
+                session.interrupt(error, ctx);
             });
         }
         let shutdown = self.deps.shutdown.clone();
@@ -804,7 +991,7 @@ impl Actor for Session {
             async move { shutdown.cancelled().await }
                 .into_actor(self)
                 .map(|(), session, ctx| {
-                    session.fail(
+                    session.interrupt(
                         TurnError {
                             kind: TurnErrorKind::Draining,
                             message: "the server is shutting down; the turn was not completed"
@@ -819,6 +1006,7 @@ impl Actor for Session {
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
         self.cancel.cancel();
         self.lease = None;
+        self.outbox.discard();
         Running::Stop
     }
 }
@@ -840,7 +1028,7 @@ impl Handler<BeginTurn> for Session {
                 let (lease, record) = match loaded {
                     Ok(loaded) => loaded,
                     Err(err) => {
-                        session.done = true;
+                        session.enter(Phase::Ended);
                         ctx.stop();
                         return Err(match err {
                             StoreError::Busy => TurnRejected::Busy(session.request.key.id.clone()),
@@ -851,11 +1039,15 @@ impl Handler<BeginTurn> for Session {
                     }
                 };
                 session.lease = Some(lease);
+                if session.ended() {
+                    // The client left or the server drained while the history loaded.
+                    return Ok(());
+                }
                 let record =
                     record.unwrap_or_else(|| SessionRecord::new(session.request.key.clone()));
-                let first = session.take_history(record);
+                let first = session.take_history(record, ctx);
                 if matches!(session.request.mode, TurnMode::Compose(_)) {
-                    session.emit_context();
+                    session.emit_context(ctx);
                 }
                 match first {
                     FirstStep::Run(call) => {
@@ -872,27 +1064,43 @@ impl Handler<BeginTurn> for Session {
 }
 
 impl Handler<LlmEvent> for Session {
-    type Result = ();
+    /// Resolves when the turn has room for more: the model call waits for a slow client.
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, event: LlmEvent, ctx: &mut Context<Self>) {
-        if self.done {
-            return;
-        }
+    fn handle(&mut self, event: LlmEvent, ctx: &mut Context<Self>) -> Self::Result {
+        let Phase::Calling(step) = &mut self.phase else {
+            // A call the turn no longer waits for.
+            return Box::pin(std::future::ready(()));
+        };
         match event {
             LlmEvent::TextDelta(text) => {
-                self.step_text.push_str(&text);
-                self.emit(TurnEvent::Text(text));
+                step.text.push_str(&text);
+                self.emit(TurnEvent::Text(text), ctx);
             }
-            LlmEvent::ReasoningDelta(text) => self.emit(TurnEvent::Reasoning(text)),
-            LlmEvent::ToolCall(call) => self.step_calls.push(call),
+            LlmEvent::ReasoningDelta(text) => self.emit(TurnEvent::Reasoning(text), ctx),
+            LlmEvent::ToolCall(call) => step.calls.push(call),
             LlmEvent::Usage(usage) => {
                 self.spans.model_usage(usage);
-                self.step_usage = usage;
+                step.usage = usage;
                 self.turn_usage.input += usage.input;
                 self.turn_usage.output += usage.output;
             }
-            LlmEvent::Finished { reason } => self.model_call_finished(reason, ctx),
+            LlmEvent::Finished { reason } => {
+                self.end_wait();
+                let Phase::Calling(step) = std::mem::replace(&mut self.phase, Phase::RunningTool)
+                else {
+                    unreachable!("matched above");
+                };
+                self.enter(Phase::RunningTool);
+                self.model_call_finished(step, reason, ctx);
+            }
             LlmEvent::Failed(error) => self.fail(error.into(), ctx),
+        }
+        match self.outbox.room() {
+            None => Box::pin(std::future::ready(())),
+            Some(room) => Box::pin(async move {
+                let _ = room.await;
+            }),
         }
     }
 }
@@ -909,19 +1117,16 @@ impl Handler<ExecutionEvent> for Session {
     type Result = ();
 
     fn handle(&mut self, event: ExecutionEvent, ctx: &mut Context<Self>) {
-        if self.done {
+        if self.ended() {
             return;
         }
         let last = event.is_final();
-        self.emit(TurnEvent::Execution(
-            serde_json::to_value(&event).unwrap_or_default(),
-        ));
-        if last
-            && self
-                .running
-                .as_ref()
-                .is_some_and(|(_, id)| *id == event.execution_id)
-        {
+        let followed = matches!(&self.phase, Phase::Following { execution_id, .. } if *execution_id == event.execution_id);
+        self.emit(
+            TurnEvent::Execution(serde_json::to_value(&event).unwrap_or_default()),
+            ctx,
+        );
+        if last && followed {
             self.execution_complete(ctx);
         }
     }

@@ -6,14 +6,17 @@
 mod actor;
 pub mod approval;
 mod event;
+mod outbox;
 pub mod redis_store;
 mod spans;
 pub mod store;
 
 pub use actor::{
-    BeginTurn, ComposeOptions, Session, SessionDeps, TurnMode, TurnRejected, TurnRequest,
+    BeginTurn, ComposeOptions, OverheadObserver, Session, SessionDeps, TurnMode, TurnRejected,
+    TurnRequest,
 };
 pub use event::{TurnError, TurnErrorKind, TurnEvent};
+pub use outbox::{CHANNEL_CAPACITY, QUEUE_LIMIT, event_channel};
 pub use redis_store::{RedisSessionStore, RedisStoreSettings};
 pub use store::{
     MemorySessionStore, SessionKey, SessionRecord, SessionStore, StoreError, TurnLease, json_bytes,

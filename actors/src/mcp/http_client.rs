@@ -1,0 +1,387 @@
+//! The streamable HTTP transport of our MCP client: what carries a [`super::connection`]'s
+//! messages to a remote server (`url` in the configuration) instead of a process's stdio.
+//!
+//! Each message is one `POST` to the server's endpoint with the configured headers (a bearer
+//! token, say), the session id the server issued at `initialize` (legacy era) and the
+//! `MCP-Protocol-Version`; modern requests also name themselves in `Mcp-Method` and
+//! `Mcp-Name`. The answer is JSON, an SSE stream of the request's notifications and then its
+//! response, or 202 for notifications; each message in it goes to the connection's router,
+//! exactly as a stdout line would. An HTTP error becomes a JSON-RPC error for the request; a
+//! server that cannot be reached or a session the server forgot ends the connection, so the
+//! supervisor reconnects with backoff. Shutdown ends a legacy session with `DELETE`.
+//!
+//! `awc` clients are not `Send`, so the transport lives on an arbiter of its own and the
+//! connection talks to it through channels only.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix::{Arbiter, ArbiterHandle};
+use awc::{Client, Connector};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use super::connection::Outgoing;
+use super::jsonrpc::{self, INTERNAL_ERROR, META_PROTOCOL_VERSION, RequestId, RpcError};
+
+/// How long opening a connection (TCP and TLS) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest message we read from a server (as the stdio transport's line limit).
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// How much of an HTTP error's body goes into the error message.
+const ERROR_SNIPPET_BYTES: usize = 300;
+
+/// Where a remote server is and the headers it gets (references already expanded).
+#[derive(Clone)]
+pub(crate) struct HttpTarget {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Routes one message from the server, as a stdout line would be.
+pub(crate) type Router = Box<dyn Fn(Value) + Send>;
+
+/// The running transport; stops its arbiter when dropped.
+pub(crate) struct HttpTransport(ArbiterHandle);
+
+impl Drop for HttpTransport {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// What the transport's tasks share on its arbiter.
+struct State {
+    server: String,
+    target: HttpTarget,
+    client: Client,
+    session: RefCell<Option<String>>,
+    /// The version `initialize` agreed on, sent on every later request (legacy era).
+    version: RefCell<Option<String>>,
+    router: Router,
+    /// Set once the connection is over, with how it ended.
+    ended: watch::Sender<Option<String>>,
+}
+
+impl State {
+    fn end(&self, how: String) {
+        self.ended.send_if_modified(|ended| {
+            if ended.is_some() {
+                return false;
+            }
+            *ended = Some(how);
+            true
+        });
+    }
+}
+
+/// Starts the transport for `server`: messages sent on `outgoing` go out, answers go to
+/// `router`, and `ended` says when (and why) the connection is over. Must be called inside a
+/// running actix system.
+pub(crate) fn start(
+    server: &str,
+    target: HttpTarget,
+    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    router: Router,
+    ended: watch::Sender<Option<String>>,
+) -> HttpTransport {
+    let arbiter = Arbiter::new();
+    let server = server.to_owned();
+    arbiter.spawn_fn(move || {
+        let client = Client::builder()
+            .connector(Connector::new().timeout(CONNECT_TIMEOUT))
+            .disable_timeout()
+            .finish();
+        let state = Rc::new(State {
+            server,
+            target,
+            client,
+            session: RefCell::new(None),
+            version: RefCell::new(None),
+            router,
+            ended,
+        });
+        actix::spawn(async move {
+            while let Some(message) = outgoing.recv().await {
+                match message {
+                    Outgoing::Message(message) => {
+                        actix::spawn(post(state.clone(), message));
+                    }
+                    Outgoing::Close => {
+                        end_session(&state).await;
+                        break;
+                    }
+                }
+            }
+            state.end("shut down".to_owned());
+        });
+    });
+    HttpTransport(arbiter.handle())
+}
+
+fn request_builder(state: &State, method: awc::http::Method) -> awc::ClientRequest {
+    let mut request = state
+        .client
+        .request(method, &state.target.url)
+        .insert_header(("Accept", "application/json, text/event-stream"));
+    for (name, value) in &state.target.headers {
+        request = request.insert_header((name.as_str(), value.as_str()));
+    }
+    if let Some(session) = state.session.borrow().as_deref() {
+        request = request.insert_header(("Mcp-Session-Id", session));
+    }
+    request
+}
+
+/// Sends one message and routes whatever comes back.
+async fn post(state: Rc<State>, message: Value) {
+    let method = message
+        .get("method")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    // Only requests (a method and an id) are answered.
+    let id = message
+        .get("id")
+        .and_then(RequestId::from_value)
+        .filter(|_| method.is_some());
+    let mut request = request_builder(&state, awc::http::Method::POST)
+        .insert_header(("Content-Type", "application/json"));
+    let modern_version = message
+        .pointer("/params/_meta")
+        .and_then(|meta| meta.get(META_PROTOCOL_VERSION))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let version = modern_version
+        .clone()
+        .or_else(|| state.version.borrow().clone());
+    if let Some(version) = version {
+        request = request.insert_header(("MCP-Protocol-Version", version));
+    }
+    if modern_version.is_some()
+        && let Some(method) = method.as_deref()
+    {
+        request = request.insert_header(("Mcp-Method", method));
+        let name = match method {
+            "tools/call" | "prompts/get" => message.pointer("/params/name"),
+            "resources/read" => message.pointer("/params/uri"),
+            _ => None,
+        };
+        if let Some(name) = name.and_then(Value::as_str) {
+            request = request.insert_header(("Mcp-Name", name));
+        }
+    }
+    let mut response = match request.send_body(message.to_string()).await {
+        Ok(response) => response,
+        Err(error) => {
+            let how = format!(
+                "the server at {} cannot be reached: {error}",
+                state.target.url
+            );
+            fail_request(&state, id.as_ref(), &how);
+            state.end(how);
+            return;
+        }
+    };
+    let status = response.status();
+    if status.as_u16() == 404 && state.session.borrow().is_some() {
+        let how = "the server ended the session (404)".to_owned();
+        fail_request(&state, id.as_ref(), &how);
+        state.end(how);
+        return;
+    }
+    if method.as_deref() == Some("initialize")
+        && let Some(session) = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|value| value.to_str().ok())
+    {
+        *state.session.borrow_mut() = Some(session.to_owned());
+    }
+    if status.as_u16() == 202 || status.as_u16() == 204 {
+        return;
+    }
+    let event_stream = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|kind| kind.starts_with("text/event-stream"));
+    if !status.is_success() {
+        let body = response
+            .body()
+            .limit(ERROR_SNIPPET_BYTES * 16)
+            .await
+            .unwrap_or_default();
+        let error = http_error(status.as_u16(), &body);
+        if let Some(id) = id.as_ref() {
+            (state.router)(jsonrpc::error_response(Some(id), &error));
+        }
+        return;
+    }
+    if event_stream {
+        read_events(&state, &mut response, method.as_deref()).await;
+        return;
+    }
+    match response.body().limit(MAX_MESSAGE_BYTES).await {
+        Ok(body) if body.is_empty() => {}
+        Ok(body) => match serde_json::from_slice::<Value>(&body) {
+            Ok(answer) => deliver(&state, answer, method.as_deref()),
+            Err(error) => fail_request(
+                &state,
+                id.as_ref(),
+                &format!("the server's answer is not JSON: {error}"),
+            ),
+        },
+        Err(error) => fail_request(
+            &state,
+            id.as_ref(),
+            &format!("reading the server's answer failed: {error}"),
+        ),
+    }
+}
+
+/// Routes one message, noting the version a handshake agreed on first.
+fn deliver(state: &State, message: Value, sent_method: Option<&str>) {
+    if sent_method == Some("initialize")
+        && let Some(version) = message
+            .pointer("/result/protocolVersion")
+            .and_then(Value::as_str)
+    {
+        *state.version.borrow_mut() = Some(version.to_owned());
+    }
+    (state.router)(message);
+}
+
+/// Routes each `data` of an SSE answer until the stream ends.
+async fn read_events<S>(
+    state: &State,
+    response: &mut awc::ClientResponse<S>,
+    sent_method: Option<&str>,
+) where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+{
+    let mut buffer = BytesMut::new();
+    while let Some(chunk) = response.next().await {
+        let Ok(chunk) = chunk else {
+            break;
+        };
+        buffer.extend_from_slice(&chunk);
+        while let Some(end) = event_end(&buffer) {
+            let event = buffer.split_to(end.0);
+            let _ = buffer.split_to(end.1);
+            if let Some(message) = event_data(&event) {
+                deliver(state, message, sent_method);
+            }
+        }
+        if buffer.len() > MAX_MESSAGE_BYTES {
+            tracing::warn!(server = %state.server, "dropped an SSE event over the size limit");
+            buffer.clear();
+        }
+    }
+}
+
+/// Where the first event in `buffer` ends, and how long its separator is.
+fn event_end(buffer: &[u8]) -> Option<(usize, usize)> {
+    let lf = buffer
+        .windows(2)
+        .position(|pair| pair == b"\n\n")
+        .map(|at| (at, 2));
+    let crlf = buffer
+        .windows(4)
+        .position(|quad| quad == b"\r\n\r\n")
+        .map(|at| (at, 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (found, None) | (None, found) => found,
+    }
+}
+
+/// The JSON message in one SSE event's `data` lines, if any.
+fn event_data(event: &[u8]) -> Option<Value> {
+    let text = std::str::from_utf8(event).ok()?;
+    let data: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(|data| data.strip_prefix(' ').unwrap_or(data))
+        .collect();
+    if data.is_empty() {
+        return None;
+    }
+    serde_json::from_str(&data.join("\n")).ok()
+}
+
+/// A JSON-RPC error for an HTTP failure: the server's own error when it sent one.
+fn http_error(status: u16, body: &[u8]) -> RpcError {
+    if let Ok(answer) = serde_json::from_slice::<Value>(body)
+        && let Some(error) = answer.get("error")
+        && let Some(code) = error.get("code").and_then(Value::as_i64)
+    {
+        let mut rpc = RpcError::new(
+            code,
+            error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("error without a message"),
+        );
+        rpc.data = error.get("data").cloned();
+        return rpc;
+    }
+    let snippet = String::from_utf8_lossy(&body[..body.len().min(ERROR_SNIPPET_BYTES)]);
+    let hint = match status {
+        401 | 403 => " (check the `headers` configured for this server, e.g. Authorization)",
+        _ => "",
+    };
+    RpcError::new(
+        INTERNAL_ERROR,
+        format!("HTTP {status}{hint}: {}", snippet.trim()),
+    )
+}
+
+fn fail_request(state: &State, id: Option<&RequestId>, why: &str) {
+    if let Some(id) = id {
+        (state.router)(jsonrpc::error_response(
+            Some(id),
+            &RpcError::new(INTERNAL_ERROR, why),
+        ));
+    }
+}
+
+/// Ends a legacy session with `DELETE`, without waiting long for it.
+async fn end_session(state: &State) {
+    if state.session.borrow().is_none() {
+        return;
+    }
+    let request = request_builder(state, awc::http::Method::DELETE);
+    let _ = tokio::time::timeout(Duration::from_secs(2), request.send()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sse_events_split_on_blank_lines_and_join_their_data() {
+        let buffer =
+            b"event: message\ndata: {\"a\":1}\n\nid: 2\r\ndata: {\"b\":\r\ndata: 2}\r\n\r\nrest";
+        let (end, separator) = event_end(buffer).unwrap();
+        assert_eq!(event_data(&buffer[..end]), Some(json!({"a": 1})));
+        let rest = &buffer[end + separator..];
+        let (end, _) = event_end(rest).unwrap();
+        assert_eq!(event_data(&rest[..end]), Some(json!({"b": 2})));
+        assert_eq!(event_data(b": keep-alive"), None);
+    }
+
+    #[test]
+    fn http_errors_keep_the_servers_own_error() {
+        let error = http_error(
+            400,
+            br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Bad Request: no session"}}"#,
+        );
+        assert_eq!(error.code, -32600);
+        let error = http_error(401, b"denied");
+        assert!(error.message.contains("401") && error.message.contains("headers"));
+    }
+}
