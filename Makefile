@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run build test test-only test-rust test-deploy bench fuzz lint fmt fmt-check deps deploy-deps clean console console-check
+.PHONY: run build test test-only test-rust test-deploy bench fuzz lint fmt fmt-check deps deploy-deps clean console console-check screenshots
 
 ## run: build (release) and start the agent server on port 8000 with the built-in defaults
 run:
@@ -67,6 +67,10 @@ console-check: $(CONSOLE)/node_modules/.package-lock.json
 	cd $(CONSOLE) && node build.mjs ../target/console-check
 	@diff -r $(CONSOLE)/dist target/console-check >/dev/null || \
 		{ echo "console/dist is stale: run 'make console' and commit it"; exit 1; }
+
+## screenshots: refresh the README's console pictures in docs/screenshots from the browser tests
+screenshots: deps
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(CARGO) test --test api console::
 
 $(CONSOLE)/node_modules/.package-lock.json: $(CONSOLE)/package-lock.json
 	cd $(CONSOLE) && npm ci --no-audit --no-fund --loglevel=error

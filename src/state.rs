@@ -87,6 +87,7 @@ impl AppState {
             shutdown: self.shutdown.clone(),
             stalled_reader: std::time::Duration::from_secs(self.agent.stalled_reader_secs),
             overhead: self.turn_overhead.clone(),
+            limiter: self.tenants.limiter(),
         }
     }
 

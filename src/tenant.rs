@@ -56,7 +56,8 @@ impl FromRequest for Tenant {
 /// The configured keys and the limiter their tenants are counted by.
 pub struct Tenants {
     keys: Vec<(Box<[u8]>, Tenant)>,
-    limiter: RateLimiter,
+    /// Shared with the Sessions, which take an execution slot for each run they start.
+    limiter: Arc<RateLimiter>,
     /// Built once: without keys every request clones it.
     default: Tenant,
 }
@@ -97,7 +98,7 @@ impl Tenants {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             keys,
-            limiter,
+            limiter: Arc::new(limiter),
             default: Tenant {
                 limits: TenantLimits {
                     max_concurrent_executions: default_executions,
@@ -152,6 +153,11 @@ impl Tenants {
     }
 
     /// A slot for one more running execution of `tenant`, or 429 when it has too many.
+    /// The limiter the tenants are counted by, for Sessions that start executions.
+    pub fn limiter(&self) -> Arc<RateLimiter> {
+        self.limiter.clone()
+    }
+
     pub async fn open_execution(&self, tenant: &Tenant) -> Result<StreamPermit, ApiError> {
         Ok(self
             .limiter

@@ -246,6 +246,7 @@ fn validate(
             approval: None,
             regenerate: false,
             mcp_access: tenant.mcp_access.clone(),
+            limits: tenant.limits,
         },
         stream,
         include_usage: body

@@ -199,6 +199,7 @@ fn validate(
             approval: None,
             regenerate: false,
             mcp_access: tenant.mcp_access.clone(),
+            limits: tenant.limits,
             mode: TurnMode::Compose(ComposeOptions {
                 act,
                 max_attempts: settings.max_loop_iterations.max(1),

@@ -218,6 +218,7 @@ async fn validate(
             approval: None,
             regenerate: false,
             mcp_access: tenant.mcp_access.clone(),
+            limits: tenant.limits,
         },
         meta,
         stream: body.stream.unwrap_or(false),

@@ -183,6 +183,7 @@ fn validate(
         approval,
         regenerate,
         mcp_access: tenant.mcp_access.clone(),
+        limits: tenant.limits,
     };
     Ok((turn, continued))
 }

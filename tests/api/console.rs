@@ -1,7 +1,9 @@
 //! The web console at `/`, driven in a real browser: Debian's `chromium` under
 //! `playwright-core` (pinned in `tests/clients`, run by `tests/clients/console.mjs`). Each
 //! scenario prints what the user saw; these tests assert on it. The health check scenario
-//! writes the README's screenshots into `docs/screenshots/`. Also, without a browser: what
+//! writes the README's screenshots: into the test's scratch directory, or into
+//! `SCREENSHOTS_DIR` (`make screenshots` points it at `docs/screenshots/`), so that a test
+//! run leaves the checkout as it was. Also, without a browser: what
 //! the page's headers allow, and that the page is open while the API behind it is not.
 
 use std::path::{Path, PathBuf};
@@ -14,7 +16,10 @@ use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, validate_run
 use crate::tenants::key;
 
 fn screenshots_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    let dir = std::env::var_os("SCREENSHOTS_DIR").map_or_else(
+        || Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots"),
+        PathBuf::from,
+    );
     std::fs::create_dir_all(&dir).expect("the screenshots directory");
     dir
 }

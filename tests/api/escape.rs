@@ -428,6 +428,36 @@ fn executions_beyond_the_tenants_limit_are_429_with_retry_after() {
     assert_eq!(status, 202, "a finished execution frees its slot: {body}");
 }
 
+/// A chat turn cannot go around the tenant's execution limit: the run it asks for is
+/// refused while the limit is taken, and the model is told why.
+#[test]
+fn a_chat_turn_cannot_run_past_the_tenants_execution_limit() {
+    let server = server(&[("KUBIYA_RUNNER__MAX_CONCURRENT_EXECUTIONS", "1")]);
+    let first = start(
+        &server,
+        json!([{"name": "long", "command": "sleep 30"}]),
+        json!({}),
+    );
+    let chat = json!({"model": "kubiya-workflow-agent",
+        "messages": [{"role": "user", "content": "Create and run a health check"}]});
+    let (status, _, body) = post(&server.url("/v1/chat/completions"), &chat);
+    assert_eq!(status, 200, "{body}");
+    let content = body["choices"][0]["message"]["content"].to_string();
+    assert!(
+        content.contains("Too many workflow executions running"),
+        "the run was not refused: {content}"
+    );
+    delete(&server.url(&format!("/v1/executions/{first}")));
+    finished(&server, &first);
+    let (status, _, body) = post(&server.url("/v1/chat/completions"), &chat);
+    assert_eq!(status, 200, "{body}");
+    let content = body["choices"][0]["message"]["content"].to_string();
+    assert!(
+        !content.contains("Too many workflow executions running"),
+        "a finished execution frees its slot for a chat turn too: {content}"
+    );
+}
+
 #[test]
 fn as_an_unprivileged_user_a_step_is_as_confined() {
     let server = unprivileged_server();

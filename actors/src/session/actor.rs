@@ -28,6 +28,7 @@ use super::outbox::{Outbox, Pushed};
 use super::spans::TurnSpans;
 use super::store::{SessionKey, SessionRecord, SessionStore, StoreError, TurnLease};
 use crate::composer::{ComposeTurn, Composer, Purpose};
+use crate::limits::{LimitError, RateLimiter, TenantLimits};
 use crate::mcp::{CallTool, McpAccess, McpSupervisor};
 use crate::per_thread::PerThread;
 use crate::provider::{
@@ -59,6 +60,8 @@ pub struct TurnRequest {
     pub regenerate: bool,
     /// The MCP tools the caller's API key may see and call.
     pub mcp_access: McpAccess,
+    /// The tenant's limits: each workflow the turn runs takes one of its execution slots.
+    pub limits: TenantLimits,
 }
 
 /// A chat turn, or a Compose API call.
@@ -99,6 +102,8 @@ pub struct SessionDeps {
     pub stalled_reader: Duration,
     /// Told how long each turn spent in the server's own code.
     pub overhead: Arc<dyn OverheadObserver>,
+    /// Counts the tenants' running executions, across replicas when shared.
+    pub limiter: Arc<RateLimiter>,
 }
 
 /// Learns, as each turn ends, the time it spent in the server's own code: its whole time
@@ -596,7 +601,7 @@ impl Session {
                 return;
             }
         };
-        let start = StartExecution {
+        let mut start = StartExecution {
             tenant: self.request.key.tenant.clone(),
             workflow,
             params: arguments["params"].as_object().cloned().unwrap_or_default(),
@@ -611,9 +616,25 @@ impl Session {
                 .filter_map(|workflow| Workflow::from_value(workflow.clone()).ok())
                 .collect(),
         };
-        let starting = self.deps.executions.send(start);
+        // A run from a turn counts against the tenant's executions like one started over
+        // HTTP: the slot is held by the execution until it ends, whoever follows it.
+        let limiter = self.deps.limiter.clone();
+        let tenant = self.request.key.tenant.clone();
+        let limits = self.request.limits;
+        let executions = self.deps.executions.clone();
+        let starting = async move {
+            start.permit = Some(limiter.open_execution(&tenant, limits).await?);
+            Ok::<_, LimitError>(executions.send(start).await)
+        };
         self.begin_wait();
         self.spawn_step(ctx, starting, move |session, started, ctx| {
+            let started = match started {
+                Ok(started) => started,
+                Err(limit) => {
+                    let result = json!({"error": limit.to_string()});
+                    return session.execution_ended(&call, result, true, ctx);
+                }
+            };
             let summary = match started {
                 Ok(Ok(summary)) => summary,
                 Ok(Err(err)) => {
