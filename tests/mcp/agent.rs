@@ -96,13 +96,7 @@ async fn a_model_calls_an_mcp_tool_and_the_result_reaches_the_client() {
     let (base, client) = agent_with_everything(&mock, Vec::new(), None).await;
 
     let request = json!({"model": "kubiya-workflow-agent", "stream": true, "messages": [{"role": "user", "content": "add 2 and 40"}]});
-    let mut response = client
-        .post(format!("{base}/v1/chat/completions"))
-        .send_json(&request)
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let body = String::from_utf8(response.body().limit(1 << 24).await.unwrap().to_vec()).unwrap();
+    let body = chat(&client, &base, &request).await;
     let chunks: Vec<Value> = body
         .split("\n\n")
         .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
@@ -159,13 +153,7 @@ async fn an_api_keys_allow_list_limits_the_catalog_and_refuses_other_tools() {
     let (base, client) = agent_with_everything(&mock, keys, Some("sk-limited")).await;
 
     let request = json!({"model": "kubiya-workflow-agent", "messages": [{"role": "user", "content": "echo leak"}]});
-    let mut response = client
-        .post(format!("{base}/v1/chat/completions"))
-        .send_json(&request)
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let _ = response.body().limit(1 << 24).await.unwrap();
+    chat(&client, &base, &request).await;
 
     let sent = mock.requests();
     let tools = offered_tools(&sent[0].body);
@@ -250,6 +238,17 @@ async fn agent_with_server(
     (base, client)
 }
 
+/// Sends one chat turn and returns its whole answer once the turn has ended.
+async fn chat(client: &awc::Client, base: &str, request: &Value) -> String {
+    let mut response = client
+        .post(format!("{base}/v1/chat/completions"))
+        .send_json(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    String::from_utf8(response.body().limit(1 << 24).await.unwrap().to_vec()).unwrap()
+}
+
 /// The names of the tools a model request offered.
 fn offered_tools(body: &Value) -> Vec<&str> {
     body["tools"]
@@ -280,13 +279,7 @@ async fn a_servers_sampling_request_is_answered_by_the_agents_model_within_limit
     ]);
     let (base, client) = agent_with_everything(&mock, Vec::new(), None).await;
     let request = json!({"model": "kubiya-workflow-agent", "messages": [{"role": "user", "content": "sample"}]});
-    let mut response = client
-        .post(format!("{base}/v1/chat/completions"))
-        .send_json(&request)
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let _ = response.body().limit(1 << 24).await.unwrap();
+    chat(&client, &base, &request).await;
 
     let sent = mock.requests();
     assert_eq!(sent.len(), 3, "chat, sampling, chat");
