@@ -293,10 +293,11 @@ impl Drop for MemoryLease {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn key(id: &str) -> SessionKey {
+    /// A session of tenant `t` and user `u`, for tests of what keys sessions.
+    pub(crate) fn key(id: &str) -> SessionKey {
         SessionKey {
             tenant: "t".into(),
             user: "u".into(),

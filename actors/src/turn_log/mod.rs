@@ -151,14 +151,7 @@ impl Drop for TurnLogWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(id: &str) -> SessionKey {
-        SessionKey {
-            tenant: "t".into(),
-            user: "u".into(),
-            id: id.into(),
-        }
-    }
+    use crate::session::store::tests::key;
 
     #[actix_rt::test]
     async fn a_follower_reads_what_was_written_then_live_chunks_until_the_end() {
