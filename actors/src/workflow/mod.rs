@@ -28,7 +28,7 @@ pub use execution::state::{
     ExecutionEvent, ExecutionSnapshot, ExecutionStatus, ExecutionSummary, StepSnapshot, StepState,
     Subscription,
 };
-pub use execution::watcher::{ExecutionWatcher, LOCAL_RUNNER, WatcherConfig};
+pub use execution::watcher::{ExecutionWatcher, WatcherConfig};
 pub use run::event::{RunStatus, StepEvent};
 pub use run::http::awc::AwcStepClient;
 pub use run::http::egress::EgressPolicy;
@@ -39,4 +39,5 @@ pub use run::local::limits::{StepLimits, WorkflowLimits};
 pub use run::local::runnable::check_runnable_locally;
 pub use run::local::scheduler::{LocalRunner, RunOptions, RunRequest};
 pub use run::outcome::{RunOutcome, StepOutcome, StepStatus};
+pub use run::runner::LOCAL_RUNNER;
 pub use run::sandbox::confinement::HostIds;

@@ -1,6 +1,6 @@
 //! The `ExecutionWatcher` actor: one per process, on an arbiter of its own. It starts
-//! workflow executions on a runner (the [`LocalRunner`] on this host, or the
-//! [`KubiyaRunner`] that follows the platform), keeps each execution's numbered event log
+//! workflow executions on a runner ([`Runners`]: the local runner on this host, or the
+//! platform runner that follows the Kubiya platform), keeps each execution's numbered event log
 //! and state, and fans events out to any number of subscribers, replaying what they missed.
 //!
 //! HTTP handlers, sessions and the CLI talk to it through the [`messages`](super::messages); events go back
@@ -15,11 +15,9 @@
 //! of the replica that runs it, or declared lost when that replica's heartbeat has lapsed.
 
 use std::collections::{HashMap, VecDeque};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures_util::future::LocalBoxFuture;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::oneshot;
@@ -44,14 +42,9 @@ use crate::workflow::dsl::graph::DependencyGraph;
 use crate::workflow::dsl::model::Workflow;
 use crate::workflow::dsl::validate::validate;
 use crate::workflow::run::event::{RunStatus, StepEvent, format_duration, now_millis};
-use crate::workflow::run::kubiya::{KubiyaConfig, KubiyaRunner, PlatformRun};
-use crate::workflow::run::local::limits::check_workflow_limits;
-use crate::workflow::run::local::runnable::check_runnable_locally;
-use crate::workflow::run::local::scheduler::{LocalRunner, RunOptions, RunRequest};
-use crate::workflow::run::outcome::RunOutcome;
-
-/// The runner name that means "this host".
-pub const LOCAL_RUNNER: &str = "local";
+use crate::workflow::run::kubiya::KubiyaConfig;
+use crate::workflow::run::local::scheduler::RunOptions;
+use crate::workflow::run::runner::{LOCAL_RUNNER, Run, Runner, Runners};
 
 /// How the watcher runs executions and how long it remembers them.
 #[derive(Debug, Clone)]
@@ -88,27 +81,9 @@ impl Default for WatcherConfig {
     }
 }
 
-/// Which runner an execution uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum RunnerChoice {
-    Local,
-    Kubiya(String),
-}
-
-impl RunnerChoice {
-    fn name(&self) -> &str {
-        match self {
-            Self::Local => LOCAL_RUNNER,
-            Self::Kubiya(name) => name,
-        }
-    }
-}
-
 pub struct ExecutionWatcher {
     config: WatcherConfig,
-    local: LocalRunner,
-    /// Built on the watcher's arbiter: its `awc` client is not `Send`.
-    kubiya: Option<Rc<KubiyaRunner>>,
+    runners: Runners,
     executions: HashMap<String, Execution>,
     /// Finished executions, oldest first, for retention: id, when, and bytes kept.
     finished: VecDeque<(String, Instant, usize)>,
@@ -157,11 +132,11 @@ impl ExecutionWatcher {
             }
         });
         Self {
-            local: LocalRunner::new(config.local.clone()),
-            kubiya: config
-                .kubiya
-                .clone()
-                .map(|kubiya| Rc::new(KubiyaRunner::new(kubiya))),
+            runners: Runners::new(
+                config.local.clone(),
+                config.kubiya.clone(),
+                config.default_runner.clone(),
+            ),
             config,
             executions: HashMap::new(),
             finished: VecDeque::new(),
@@ -182,27 +157,6 @@ impl ExecutionWatcher {
         Self::start_in_arbiter(&Arbiter::new().handle(), move |_| Self::new(config))
     }
 
-    /// The request's runner, else the workflow's, else the configured default.
-    fn choose_runner(
-        &self,
-        requested: Option<&str>,
-        workflow: &Workflow,
-    ) -> Result<RunnerChoice, ExecutionError> {
-        let name = [requested, workflow.runner.as_deref()]
-            .into_iter()
-            .flatten()
-            .map(str::trim)
-            .find(|name| !name.is_empty())
-            .unwrap_or(&self.config.default_runner);
-        if name == LOCAL_RUNNER {
-            Ok(RunnerChoice::Local)
-        } else if self.kubiya.is_some() {
-            Ok(RunnerChoice::Kubiya(name.to_owned()))
-        } else {
-            Err(ExecutionError::RunnerUnavailable(name.to_owned()))
-        }
-    }
-
     fn find(&mut self, tenant: &str, id: &str) -> Result<&mut Execution, ExecutionError> {
         self.executions
             .get_mut(id)
@@ -215,7 +169,7 @@ impl ExecutionWatcher {
     fn launch(
         &mut self,
         start: StartExecution,
-        runner: RunnerChoice,
+        runner: Runner,
         ctx: &mut Context<Self>,
     ) -> Launched {
         let id = format!("exec_{}", uuid::Uuid::new_v4().simple());
@@ -237,36 +191,16 @@ impl ExecutionWatcher {
         let mut spans = ExecutionSpans::new(&start.trace, &id, &summary.workflow, &summary.runner);
         let (events, mut received) = unbounded_channel();
         let permit = start.permit;
-        let run: LocalBoxFuture<'static, Option<RunOutcome>> = match runner {
-            RunnerChoice::Local => {
-                let local = self.local.clone();
-                let request = RunRequest {
-                    workflow: start.workflow,
-                    params: start.params,
-                    events,
-                    cancel,
-                    library: start.library,
-                };
-                Box::pin(async move { Some(local.run(request).await) })
-            }
-            RunnerChoice::Kubiya(runner) => {
-                let kubiya = self
-                    .kubiya
-                    .clone()
-                    .expect("a Kubiya runner is only chosen when configured");
-                let run = PlatformRun {
-                    workflow: start.workflow,
-                    params: start.params,
-                    runner,
-                    events,
-                    cancel,
-                };
-                Box::pin(async move {
-                    kubiya.run(run).await;
-                    None
-                })
-            }
-        };
+        let run = self.runners.start(
+            runner,
+            Run {
+                workflow: start.workflow,
+                params: start.params,
+                events,
+                cancel,
+                library: start.library,
+            },
+        );
         let watcher = ctx.address();
         ctx.spawn(actix::fut::wrap_future(async move {
             watcher.do_send(RunStarted {
@@ -411,7 +345,9 @@ impl Handler<StartExecution> for ExecutionWatcher {
 
     fn handle(&mut self, start: StartExecution, _: &mut Self::Context) -> Self::Result {
         let checked = self
-            .choose_runner(start.runner.as_deref(), &start.workflow)
+            .runners
+            .choose(start.runner.as_deref(), &start.workflow)
+            .map_err(ExecutionError::RunnerUnavailable)
             .and_then(|runner| {
                 let mut problems = validate(&start.workflow);
                 problems.extend(missing_params(&start.workflow, &start.params));
@@ -421,39 +357,28 @@ impl Handler<StartExecution> for ExecutionWatcher {
                     Err(ExecutionError::Invalid(problems))
                 }
             });
-        match checked {
-            Err(error) => Box::pin(actix::fut::ready(Err(error))),
-            Ok(RunnerChoice::Local) => {
-                // Probing the host (is Docker there?) awaits a process: not in the mailbox.
-                let local = self.local.clone();
-                Box::pin(
-                    actix::fut::wrap_future(async move {
-                        let host = local
-                            .host_capabilities(&start.workflow, &start.library)
-                            .await;
-                        (start, host)
-                    })
-                    .then(|(start, host), watcher: &mut Self, ctx| {
-                        let mut problems = check_workflow_limits(
-                            &start.workflow,
-                            &watcher.local.options().workflow_limits,
-                        );
-                        problems.extend(check_runnable_locally(&start.workflow, &host));
-                        if problems.is_empty() {
-                            watcher
-                                .launch(start, RunnerChoice::Local, ctx)
-                                .answer()
-                                .boxed_local()
-                        } else {
-                            actix::fut::ready(Err(ExecutionError::Invalid(problems))).boxed_local()
-                        }
-                    }),
-                )
-            }
-            Ok(runner) => Box::pin(actix::fut::ready(()).then(
-                move |(), watcher: &mut Self, ctx| watcher.launch(start, runner, ctx).answer(),
-            )),
-        }
+        let runner = match checked {
+            Ok(runner) => runner,
+            Err(error) => return Box::pin(actix::fut::ready(Err(error))),
+        };
+        // Checking against the runner may await a process (is Docker there?): not in the
+        // mailbox.
+        let runners = self.runners.clone();
+        Box::pin(
+            actix::fut::wrap_future(async move {
+                let problems = runners
+                    .check(&runner, &start.workflow, &start.library)
+                    .await;
+                (start, runner, problems)
+            })
+            .then(|(start, runner, problems), watcher: &mut Self, ctx| {
+                if problems.is_empty() {
+                    watcher.launch(start, runner, ctx).answer().boxed_local()
+                } else {
+                    actix::fut::ready(Err(ExecutionError::Invalid(problems))).boxed_local()
+                }
+            }),
+        )
     }
 }
 
