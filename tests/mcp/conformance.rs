@@ -65,7 +65,7 @@ fn standalone() -> (Running, String) {
     (server, format!("http://127.0.0.1:{port}/mcp"))
 }
 
-fn agent(env: &[(&str, &str)], config: Option<&str>) -> (Running, String) {
+pub(crate) fn agent(env: &[(&str, &str)], config: Option<&str>) -> (Running, String) {
     let port = free_port();
     let port_text = port.to_string();
     let mut args = vec![
@@ -82,6 +82,64 @@ fn agent(env: &[(&str, &str)], config: Option<&str>) -> (Running, String) {
         args.extend(["--config", config]);
     }
     let server = start(&args, env, port);
+    (server, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// The agent server (offline provider) as a process the caller may signal; killed when
+/// dropped.
+pub(crate) struct AgentProcess(std::process::Child);
+
+impl std::ops::Deref for AgentProcess {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AgentProcess {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the agent server with `config` and waits until it listens; answers its `/mcp` URL.
+pub(crate) fn agent_process(config: Option<&str>) -> (AgentProcess, String) {
+    let port = free_port();
+    let port_text = port.to_string();
+    let mut command = kubiya_command();
+    command.args([
+        "mcp",
+        "agent",
+        "--host",
+        "127.0.0.1",
+        "--provider",
+        "offline",
+        "--port",
+        &port_text,
+    ]);
+    if let Some(config) = config {
+        command.args(["--config", config]);
+    }
+    let child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the server starts");
+    let server = AgentProcess(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     (server, format!("http://127.0.0.1:{port}/mcp"))
 }
 
@@ -125,7 +183,7 @@ fn the_agent_servers_mcp_endpoint_passes_the_conformance_suite_in_both_eras() {
 
 /// One JSON-RPC exchange over HTTP: status, session header and the response message (the
 /// last `data:` line of an SSE answer, or the JSON body).
-async fn exchange(
+pub(crate) async fn exchange(
     client: &awc::Client,
     url: &str,
     headers: &[(&str, &str)],
@@ -156,7 +214,7 @@ async fn exchange(
     (response.status().as_u16(), session, message)
 }
 
-fn modern(method: &str, id: u64, params: Value) -> Value {
+pub(crate) fn modern(method: &str, id: u64, params: Value) -> Value {
     let mut params = params;
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",

@@ -20,8 +20,10 @@ pub use dsl::error::ValidationError;
 pub use dsl::model::{Workflow, WorkflowKind, WorkflowParseError, yaml_document};
 pub use dsl::validate::{normalised, validate, validate_text, validate_value};
 pub use execution::error::ExecutionError;
+pub use execution::feed::{EventFeed, follow};
 pub use execution::messages::{
-    CancelExecution, DrainExecutions, GetExecution, StartExecution, Subscribe,
+    CancelExecution, DrainExecutions, GetExecution, GetWorkflow, ListExecutions, StartExecution,
+    Subscribe,
 };
 pub use execution::shared::{LOST_REASON, SharedConfig};
 pub use execution::state::{

@@ -14,6 +14,8 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::workflow::dsl::model::Workflow;
+use crate::workflow::dsl::validate::normalised;
 use crate::workflow::run::event::{
     RunStatus, StepEvent, duration_millis, format_duration, now_millis,
 };
@@ -175,6 +177,10 @@ pub struct ExecutionSnapshot {
     pub last_seq: u64,
     /// Every step, in declaration order, then any the runner reported beyond them.
     pub steps: Vec<StepSnapshot>,
+    /// The `output` variables the steps of a finished local run captured, by name.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub outputs: IndexMap<String, String>,
 }
 
 impl ExecutionSnapshot {
@@ -238,6 +244,10 @@ pub(crate) struct Execution {
     duration_ms: Option<u64>,
     error: Option<String>,
     steps: IndexMap<String, StepSnapshot>,
+    /// The run's `output` variables, once a local run has ended.
+    outputs: IndexMap<String, String>,
+    /// The workflow it runs, normalised (counted against the log budget).
+    workflow: Option<Workflow>,
     log: Vec<ExecutionEvent>,
     subscribers: Vec<Recipient<ExecutionEvent>>,
     /// Bytes the log and snapshots may take, and what they take so far.
@@ -280,6 +290,8 @@ impl Execution {
             steps: steps
                 .map(|(name, depends)| (name.clone(), StepSnapshot::pending(name, depends)))
                 .collect(),
+            outputs: IndexMap::new(),
+            workflow: None,
             log: Vec::new(),
             subscribers: Vec::new(),
             log_budget: DEFAULT_LOG_BUDGET,
@@ -293,6 +305,24 @@ impl Execution {
     pub fn with_log_budget(mut self, bytes: usize) -> Self {
         self.log_budget = bytes;
         self
+    }
+
+    /// Keeps the workflow it runs (normalised), counted against the budget.
+    pub fn with_workflow(mut self, workflow: &Workflow) -> Self {
+        let normal = normalised(workflow);
+        self.kept_bytes += serde_json::to_vec(&normal).map_or(0, |bytes| bytes.len());
+        self.workflow = Some(normal);
+        self
+    }
+
+    /// The workflow it runs, normalised.
+    pub fn workflow(&self) -> Option<&Workflow> {
+        self.workflow.as_ref()
+    }
+
+    /// When it was created (Unix milliseconds).
+    pub fn created_at(&self) -> u64 {
+        self.created_at
     }
 
     /// What the log and snapshots take, as counted against the budget.
@@ -457,6 +487,11 @@ impl Execution {
         if self.error.is_none() {
             self.error.clone_from(&outcome.error);
         }
+        for (name, value) in &outcome.outputs {
+            let mut value = value.clone();
+            self.fit(&mut value, 1);
+            self.outputs.insert(name.clone(), value);
+        }
     }
 
     /// Makes sure the execution ended with one final event, even when its runner died.
@@ -498,6 +533,7 @@ impl Execution {
             error: self.error.clone(),
             last_seq: self.log.len() as u64,
             steps: self.steps.values().cloned().collect(),
+            outputs: self.outputs.clone(),
         }
     }
 
@@ -568,7 +604,10 @@ impl Execution {
                 self.status = (*status).into();
                 self.finished_at = Some(*timestamp);
                 self.duration_ms = Some(*duration_ms);
-                self.error.clone_from(error);
+                // The local runner's outcome, applied just before, may already have said why.
+                if error.is_some() {
+                    self.error.clone_from(error);
+                }
                 // A step still running when the run ended went the run's way.
                 let settled = match status {
                     RunStatus::Success => StepState::Success,
