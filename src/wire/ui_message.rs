@@ -353,9 +353,11 @@ impl UiMessageEncoder {
                     };
                     self.chunk(out, &chunk);
                 }
-                let definition = kubiya_actors::tools::workflow_argument(arguments);
-                if name == kubiya_actors::tools::EXECUTE_WORKFLOW && definition.is_object() {
-                    self.show_workflow(definition, "running");
+                if name == kubiya_actors::tools::EXECUTE_WORKFLOW
+                    && let Ok(definition) = kubiya_actors::tools::workflow_from_argument(arguments)
+                    && definition.is_object()
+                {
+                    self.show_workflow(&definition, "running");
                     self.send_workflow(out);
                 }
             }

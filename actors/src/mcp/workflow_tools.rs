@@ -20,11 +20,11 @@ use super::jsonrpc::{INVALID_PARAMS, RpcError};
 use super::notify::{CallContext, LogLevel};
 use super::workflow_resources;
 use crate::limits::{RateLimiter, TenantLimits};
-use crate::workflow::dsl::model::parse_document;
+use crate::tools::{BuiltinTool, ValidationReport, workflow_from_argument};
 use crate::workflow::{
     CancelExecution, ExecutionError, ExecutionEvent, ExecutionSnapshot, ExecutionStatus,
     ExecutionWatcher, GetExecution, LocalRunner, StartExecution, StepEvent, ValidationError,
-    Workflow, check_runnable_locally, follow, normalised, validate_value,
+    Workflow, check_runnable_locally, follow, validate_value,
 };
 
 /// Events one `get_execution` answer (or execution resource) carries at most; `after` pages
@@ -70,7 +70,10 @@ impl WorkflowTools {
 
 impl ServerFeatures for WorkflowTools {
     fn tools(&self) -> Vec<Value> {
-        tool_definitions()
+        BuiltinTool::ALL
+            .into_iter()
+            .map(BuiltinTool::mcp_definition)
+            .collect()
     }
 
     fn call(
@@ -80,19 +83,21 @@ impl ServerFeatures for WorkflowTools {
         context: CallContext,
     ) -> BoxFuture<'static, Result<Value, RpcError>> {
         let tools = self.clone();
-        match name {
-            "validate_workflow" => {
+        match BuiltinTool::named(name) {
+            Some(BuiltinTool::ValidateWorkflow) => {
                 Box::pin(async move { Ok(validate_tool(&tools.parts.runner, &arguments).await) })
             }
-            "list_runners" => Box::pin(async move {
+            Some(BuiltinTool::ListRunners) => Box::pin(async move {
                 Ok(list_runners(&tools.parts.runner, tools.parts.kubiya_configured).await)
             }),
-            "execute_workflow" => {
+            Some(BuiltinTool::ExecuteWorkflow) => {
                 Box::pin(async move { Ok(tools.execute(arguments, context).await) })
             }
-            "get_execution" => Box::pin(async move { Ok(tools.get_execution(&arguments).await) }),
-            other => {
-                let error = RpcError::new(INVALID_PARAMS, format!("Unknown tool: {other}"));
+            Some(BuiltinTool::GetExecution) => {
+                Box::pin(async move { Ok(tools.get_execution(&arguments).await) })
+            }
+            None => {
+                let error = RpcError::new(INVALID_PARAMS, format!("Unknown tool: {name}"));
                 Box::pin(async move { Err(error) })
             }
         }
@@ -148,119 +153,6 @@ impl ServerFeatures for WorkflowTools {
     }
 }
 
-fn tool_definitions() -> Vec<Value> {
-    let workflow_schema = json!({
-        "description": "The workflow: an object with \"name\" and \"steps\" (each step has \"name\" and a \"command\", \"script\" or \"executor\"; \"depends\" lists earlier steps), or the same as JSON or YAML text.",
-        "type": ["object", "string"],
-    });
-    vec![
-        json!({
-            "name": "validate_workflow",
-            "title": "Validate a workflow",
-            "description": "Checks a workflow without running it and lists every problem with its JSON path. Also says whether the local runner can run it on this host.",
-            "inputSchema": {
-                "type": "object",
-                "properties": {"workflow": workflow_schema},
-                "required": ["workflow"],
-                "additionalProperties": false,
-            },
-            "outputSchema": {
-                "type": "object",
-                "properties": {
-                    "valid": {"type": "boolean"},
-                    "workflow": {"type": "string"},
-                    "steps": {"type": "integer"},
-                    "runnable_locally": {"type": "boolean"},
-                    "local_runner_problems": {"type": "array"},
-                    "normalised": {"type": "object"},
-                    "errors": {"type": "array", "items": {"type": "object", "properties": {"path": {"type": "string"}, "message": {"type": "string"}}}},
-                },
-                "required": ["valid"],
-            },
-            "annotations": {"readOnlyHint": true, "openWorldHint": false},
-        }),
-        json!({
-            "name": "execute_workflow",
-            "title": "Run a workflow",
-            "description": "Validates and runs a workflow on a runner (\"local\": this host, sandboxed). By default waits for the end and returns the final status, step results and outputs, sending each step event as a progress notification; with \"wait\": false returns the execution id at once (follow it with get_execution).",
-            "inputSchema": {
-                "type": "object",
-                "properties": {
-                    "workflow": workflow_schema,
-                    "params": {"type": "object", "description": "Values for the workflow's params, by name.", "additionalProperties": true},
-                    "runner": {"type": "string", "description": "Where to run; see list_runners. Default \"local\".", "default": "local"},
-                    "wait": {"type": "boolean", "description": "Wait for the run to end (default true).", "default": true},
-                },
-                "required": ["workflow"],
-                "additionalProperties": false,
-            },
-            "outputSchema": {
-                "type": "object",
-                "properties": {
-                    "execution_id": {"type": "string"},
-                    "status": {"type": "string", "description": "running (wait: false), success, failed, cancelled, lost or invalid"},
-                    "error": {"type": ["string", "null"]},
-                    "duration_ms": {"type": ["integer", "null"]},
-                    "outputs": {"type": "object"},
-                    "steps": {"type": "array", "items": {"type": "object"}},
-                    "errors": {"type": "array"},
-                },
-                "required": ["status"],
-            },
-            "annotations": {"readOnlyHint": false, "destructiveHint": true, "openWorldHint": true},
-        }),
-        json!({
-            "name": "get_execution",
-            "title": "Follow an execution",
-            "description": "The status, step events and (once finished) result of an execution of yours: started by execute_workflow, by the agent or over the HTTP API.",
-            "inputSchema": {
-                "type": "object",
-                "properties": {
-                    "execution_id": {"type": "string"},
-                    "after": {"type": "integer", "minimum": 0, "description": "Return only events after this many (to poll for new ones)."},
-                },
-                "required": ["execution_id"],
-                "additionalProperties": false,
-            },
-            "outputSchema": execution_view_schema(),
-            "annotations": {"readOnlyHint": true, "openWorldHint": false},
-        }),
-        json!({
-            "name": "list_runners",
-            "title": "List runners",
-            "description": "The runners workflows can run on, with whether each is usable now.",
-            "inputSchema": {"type": "object", "properties": {}, "additionalProperties": false},
-            "outputSchema": {
-                "type": "object",
-                "properties": {"runners": {"type": "array", "items": {
-                    "type": "object",
-                    "properties": {"name": {"type": "string"}, "type": {"type": "string"}, "status": {"type": "string"}, "description": {"type": "string"}},
-                    "required": ["name", "status"],
-                }}},
-                "required": ["runners"],
-            },
-            "annotations": {"readOnlyHint": true, "openWorldHint": false},
-        }),
-    ]
-}
-
-/// What `get_execution` returns and the execution resource holds.
-pub(super) fn execution_view_schema() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "execution_id": {"type": "string"},
-            "workflow": {"type": "string"},
-            "status": {"type": "string"},
-            "started_at": {"type": "integer", "description": "Unix time in milliseconds"},
-            "event_count": {"type": "integer"},
-            "events": {"type": "array", "items": {"type": "object"}},
-            "result": {"type": ["object", "null"]},
-        },
-        "required": ["execution_id", "status", "events"],
-    })
-}
-
 /// A `CallToolResult` whose text is `value` as JSON (and whose structured content is `value`).
 fn result(value: Value, is_error: bool) -> Value {
     json!({
@@ -276,39 +168,17 @@ fn tool_error(message: impl Into<String>) -> Value {
 
 /// The workflow argument as a validated workflow, or the problems to report.
 fn parse_workflow(arguments: &Value) -> Result<Workflow, Vec<ValidationError>> {
-    let document = match arguments.get("workflow") {
-        Some(Value::String(text)) => parse_document(text)
-            .map_err(|error| vec![ValidationError::new("", error.to_string())])?,
-        Some(value @ Value::Object(_)) => value.clone(),
-        Some(_) | None => {
-            return Err(vec![ValidationError::new(
-                "",
-                "\"workflow\" is required: a workflow object, or its JSON or YAML text",
-            )]);
-        }
-    };
-    validate_value(&document)
+    validate_value(&workflow_from_argument(arguments)?)
 }
 
 async fn validate_tool(runner: &LocalRunner, arguments: &Value) -> Value {
-    match parse_workflow(arguments) {
-        Ok(workflow) => {
-            let host = runner.host_capabilities(&workflow, &[]).await;
-            let local_problems = check_runnable_locally(&workflow, &host);
-            result(
-                json!({
-                    "valid": true,
-                    "workflow": workflow.name,
-                    "steps": workflow.steps.len(),
-                    "runnable_locally": local_problems.is_empty(),
-                    "local_runner_problems": local_problems,
-                    "normalised": normalised(&workflow).to_value(),
-                }),
-                false,
-            )
-        }
-        Err(errors) => result(json!({"valid": false, "errors": errors}), false),
+    let mut report = ValidationReport::of_arguments(arguments);
+    if let Some(workflow) = report.valid_workflow() {
+        let host = runner.host_capabilities(workflow, &[]).await;
+        report.local_runner_problems = check_runnable_locally(workflow, &host);
+        report.runnable_locally = Some(report.local_runner_problems.is_empty());
     }
+    result(report.to_value(), false)
 }
 
 async fn list_runners(runner: &LocalRunner, kubiya_configured: bool) -> Value {
