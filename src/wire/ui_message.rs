@@ -127,12 +127,12 @@ struct WorkflowPart {
     /// `cancelled` or `lost`.
     status: String,
     execution_id: Option<String>,
-    steps: Vec<StepState>,
+    steps: Vec<StepStatus>,
     definition: Value,
 }
 
 #[derive(Serialize)]
-struct StepState {
+struct StepStatus {
     name: String,
     /// `pending`, `running`, `complete`, `failed` or `skipped`.
     status: &'static str,
@@ -152,7 +152,7 @@ impl WorkflowPart {
             .into_iter()
             .flatten()
             .filter_map(|step| step["name"].as_str())
-            .map(|name| StepState {
+            .map(|name| StepStatus {
                 name: name.to_owned(),
                 status: "pending",
                 output: None,
@@ -187,7 +187,7 @@ impl WorkflowPart {
         let index = match self.steps.iter().position(|step| step.name == name) {
             Some(index) => index,
             None => {
-                self.steps.push(StepState {
+                self.steps.push(StepStatus {
                     name: name.to_owned(),
                     status: "pending",
                     output: None,

@@ -388,7 +388,7 @@ fn log_level_of(event: &StepEvent) -> LogLevel {
     match event {
         StepEvent::StepFailed { .. } => LogLevel::Warning,
         StepEvent::WorkflowComplete { status, .. }
-            if *status != crate::workflow::RunStatus::Success =>
+            if *status != crate::workflow::ExecutionStatus::Success =>
         {
             LogLevel::Error
         }

@@ -27,11 +27,10 @@ pub use execution::messages::{
 };
 pub use execution::shared::{LOST_REASON, SharedConfig};
 pub use execution::state::{
-    ExecutionEvent, ExecutionSnapshot, ExecutionStatus, ExecutionSummary, StepSnapshot, StepState,
-    Subscription,
+    ExecutionEvent, ExecutionSnapshot, ExecutionSummary, StepSnapshot, Subscription,
 };
 pub use execution::watcher::{ExecutionWatcher, WatcherConfig};
-pub use run::event::{RunStatus, StepEvent};
+pub use run::event::StepEvent;
 pub use run::http::awc::AwcStepClient;
 pub use run::http::egress::EgressPolicy;
 pub use run::http::{HttpStepClient, HttpStepRequest, HttpStepResponse, PlainHttpClient};
@@ -40,6 +39,7 @@ pub use run::local::host::HostCapabilities;
 pub use run::local::limits::{StepLimits, WorkflowLimits};
 pub use run::local::runnable::check_runnable_locally;
 pub use run::local::scheduler::{LocalRunner, RunOptions, RunRequest};
-pub use run::outcome::{RunOutcome, StepOutcome, StepStatus};
+pub use run::outcome::{RunOutcome, StepOutcome};
 pub use run::runner::LOCAL_RUNNER;
 pub use run::sandbox::confinement::HostIds;
+pub use run::status::{ExecutionStatus, StepStatus};

@@ -9,13 +9,12 @@ use actix::{Message, Recipient};
 use serde_json::{Map, Value};
 
 use super::error::ExecutionError;
-use super::state::{
-    ExecutionEvent, ExecutionSnapshot, ExecutionStatus, ExecutionSummary, Subscription,
-};
+use super::state::{ExecutionEvent, ExecutionSnapshot, ExecutionSummary, Subscription};
 use crate::limits::StreamPermit;
 use crate::workflow::dsl::model::Workflow;
 use crate::workflow::run::event::StepEvent;
 use crate::workflow::run::outcome::RunOutcome;
+use crate::workflow::run::status::ExecutionStatus;
 
 /// Starts an execution. Validates first (for `local`, also that this host can run every
 /// step); the run then proceeds on its own and this answers at once with status `queued`.

@@ -34,17 +34,18 @@ use super::publisher::{ExecutionPublisher, PublisherParts};
 use super::shared::{ExecutionKeys, LOST_REASON, SharedConfig, SharedExecutions};
 use super::spans::ExecutionSpans;
 use super::state::{
-    DEFAULT_LOG_BUDGET, Execution, ExecutionIdentity, ExecutionSnapshot, ExecutionStatus,
-    ExecutionSummary, Subscription,
+    DEFAULT_LOG_BUDGET, Execution, ExecutionIdentity, ExecutionSnapshot, ExecutionSummary,
+    Subscription,
 };
 use crate::workflow::dsl::error::ValidationError;
 use crate::workflow::dsl::graph::DependencyGraph;
 use crate::workflow::dsl::model::Workflow;
 use crate::workflow::dsl::validate::validate;
-use crate::workflow::run::event::{RunStatus, StepEvent, format_duration, now_millis};
+use crate::workflow::run::event::{StepEvent, format_duration, now_millis};
 use crate::workflow::run::kubiya::KubiyaConfig;
 use crate::workflow::run::local::scheduler::RunOptions;
 use crate::workflow::run::runner::{LOCAL_RUNNER, Run, Runner, Runners};
+use crate::workflow::run::status::ExecutionStatus;
 
 /// How the watcher runs executions and how long it remembers them.
 #[derive(Debug, Clone)]
@@ -637,7 +638,7 @@ impl Handler<ExecutionTakenOver> for ExecutionWatcher {
             .map_or(0, |started| now_millis().saturating_sub(started));
         execution.record(StepEvent::WorkflowComplete {
             workflow: execution.identity.workflow.clone(),
-            status: RunStatus::Lost,
+            status: ExecutionStatus::Lost,
             duration: format_duration(Duration::from_millis(elapsed)),
             duration_ms: elapsed,
             error: Some(LOST_REASON.to_owned()),

@@ -32,9 +32,10 @@ use crate::workflow::dsl::model::{
 use crate::workflow::dsl::template::{Scope, is_var_name};
 use crate::workflow::run::event::format_duration;
 use crate::workflow::run::http::HttpStepRequest;
-use crate::workflow::run::outcome::{StepOutcome, StepStatus};
+use crate::workflow::run::outcome::StepOutcome;
 use crate::workflow::run::process::{ProcessEnd, ProcessLimits, ProcessSpec, run_process};
 use crate::workflow::run::sandbox::confinement::IdLease;
+use crate::workflow::run::status::StepStatus;
 
 /// Longest wait between attempts, whatever the backoff says.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
