@@ -247,6 +247,38 @@ async fn a_failing_step_shows_its_error_and_what_the_workflow_printed_stays_text
 }
 
 #[actix_rt::test]
+async fn a_running_steps_output_shows_live_in_its_panel_as_text() {
+    // A line (with markup an attacker would like run), a pause, many more lines.
+    let workflow = json!({"name": "talking", "steps": [{
+        "name": "talk",
+        "command": "echo '<img src=x onerror=window.pwned=4> first line'; sleep 6; seq 1 300; echo second line",
+    }]});
+    let mock = MockUpstream::start(validate_run_answer(&workflow, "It talked."));
+    let app = spawn_app_against(&mock.base(), |_| {}).await;
+    let seen = browse("live", &app, &[]).await;
+    let running = &seen["whileRunning"];
+    assert_eq!(running["state"], "running", "{seen:#}");
+    assert_eq!(
+        running["output"],
+        "<img src=x onerror=window.pwned=4> first line\n"
+    );
+    assert_eq!(running["elements"], 0, "text, never HTML");
+    assert_eq!(seen["afterReload"]["state"], "running", "{seen:#}");
+    assert!(
+        seen["afterReload"]["output"]
+            .as_str()
+            .unwrap()
+            .starts_with("<img src=x onerror=window.pwned=4> first line\n"),
+        "{seen:#}"
+    );
+    let finished = seen["finished"]["output"].as_str().unwrap();
+    assert!(finished.starts_with("<img src=x onerror=window.pwned=4> first line\n1\n2\n"));
+    assert!(finished.ends_with("300\nsecond line"), "{finished}");
+    assert_eq!(seen["scrolledToEnd"], true);
+    assert_eq!(seen["injected"], json!({"pwned": null, "images": 0}));
+}
+
+#[actix_rt::test]
 async fn a_step_that_will_be_retried_shows_retrying_between_its_attempts() {
     let workflow = json!({"name": "flaky", "steps": [{
         "name": "flaky", "command": "echo trying; exit 1",

@@ -148,6 +148,31 @@ try {
     seen.chat = await chatView();
     seen.injected = await page.evaluate(() => ({ pwned: window.pwned ?? null, images: document.querySelectorAll("img").length, scripts: document.querySelectorAll("script").length }));
     await page.locator("section.run").screenshot({ path: `${shots}/console-failed-step.png` });
+  } else if (scenario === "live") {
+    await ask("Run the talking workflow");
+    await approve();
+    await stepsReach({ talk: "running" });
+    await page.locator('#graph g.node[data-step="talk"]').click();
+    // The first line shows while the step still runs (it sleeps before the second).
+    await page.waitForFunction(() => document.querySelector("#step-output").textContent.includes("first line"));
+    seen.whileRunning = {
+      output: await page.textContent("#step-output"),
+      state: await page.getAttribute('#graph g.node[data-step="talk"]', "data-state"),
+      elements: await page.$$eval("#step-output *", (all) => all.length),
+    };
+    // Reloaded mid-step: the live output so far is read again.
+    await page.reload();
+    await page.locator('#graph g.node[data-step="talk"]').click();
+    await page.waitForFunction(() => document.querySelector("#step-output").textContent.includes("first line"));
+    seen.afterReload = {
+      output: await page.textContent("#step-output"),
+      state: await page.getAttribute('#graph g.node[data-step="talk"]', "data-state"),
+    };
+    await stepsReach({ talk: "succeeded" });
+    await page.waitForFunction(() => document.querySelector("#step-output").textContent.includes("second line"));
+    seen.finished = await panel("talk");
+    seen.scrolledToEnd = await page.$eval("#step-output", (pre) => pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4);
+    seen.injected = await page.evaluate(() => ({ pwned: window.pwned ?? null, images: document.querySelectorAll("img").length }));
   } else if (scenario === "retry") {
     await ask("Run the flaky workflow");
     await approve();

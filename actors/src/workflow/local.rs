@@ -26,7 +26,9 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::confinement::{HostIds, IdLease, running_as_root};
-use super::event::{RunStatus, StepEvent, duration_millis, format_duration, now_millis};
+use super::event::{
+    OutputStream, RunStatus, StepEvent, duration_millis, format_duration, now_millis,
+};
 use super::graph::DependencyGraph;
 use super::host::{HostCapabilities, docker_engine_reachable};
 use super::http::HttpStepClient;
@@ -228,6 +230,19 @@ pub(crate) struct Emitter {
 }
 
 impl Emitter {
+    /// Sends to `events`, masking each of `secrets` wherever it appears.
+    pub(crate) fn new(events: UnboundedSender<StepEvent>, secrets: Vec<String>) -> Self {
+        Self {
+            events,
+            secrets: Arc::new(secrets),
+        }
+    }
+
+    /// The values masked in everything sent.
+    pub(crate) fn secrets(&self) -> &[String] {
+        &self.secrets
+    }
+
     pub(crate) fn mask(&self, text: &str) -> String {
         let mut masked = text.to_owned();
         for secret in self.secrets.iter() {
@@ -240,6 +255,16 @@ impl Emitter {
         self.send(StepEvent::StepRunning {
             step: step.to_owned(),
             message: self.mask(&message),
+            timestamp: now_millis(),
+        });
+    }
+
+    /// Text a running step wrote; the caller never splits a secret between two calls.
+    pub(crate) fn output(&self, step: &str, stream: OutputStream, text: &str) {
+        self.send(StepEvent::StepOutput {
+            step: step.to_owned(),
+            stream,
+            text: self.mask(text),
             timestamp: now_millis(),
         });
     }
@@ -378,10 +403,7 @@ impl LocalRunner {
                 .filter(|value| value.len() >= MIN_MASKED_SECRET)
                 .cloned(),
         );
-        let emitter = Emitter {
-            events,
-            secrets: Arc::new(masked),
-        };
+        let emitter = Emitter::new(events, masked);
         let mut outcome = RunOutcome {
             status: RunStatus::Failed,
             error: None,

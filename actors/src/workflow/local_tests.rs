@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio_util::sync::CancellationToken;
 
-use super::event::{RunStatus, StepEvent};
+use super::event::{OutputStream, RunStatus, StepEvent};
 use super::http::PlainHttpClient;
 use super::limits::WorkflowLimits;
 use super::local::{LocalRunner, RunOptions, RunOutcome, RunRequest, StepStatus};
@@ -44,10 +44,28 @@ pub(super) struct Finished {
 }
 
 impl Finished {
+    /// The step's lifecycle events: all but its live output.
     pub(super) fn events_of(&self, step: &str) -> Vec<&StepEvent> {
         self.events
             .iter()
             .filter(|event| event.step() == Some(step))
+            .filter(|event| !matches!(event, StepEvent::StepOutput { .. }))
+            .collect()
+    }
+
+    /// The step's live output chunks, with their streams.
+    pub(super) fn live_output_of(&self, step: &str) -> Vec<(OutputStream, &str)> {
+        self.events
+            .iter()
+            .filter_map(|event| match event {
+                StepEvent::StepOutput {
+                    step: of,
+                    stream,
+                    text,
+                    ..
+                } if of == step => Some((*stream, text.as_str())),
+                _ => None,
+            })
             .collect()
     }
 

@@ -30,6 +30,7 @@ pub mod host;
 pub mod http;
 pub mod kubiya;
 pub mod limits;
+pub mod live_output;
 pub mod local;
 pub mod model;
 pub mod model_step;
@@ -60,7 +61,7 @@ mod validate_tests;
 pub use awc_http::AwcStepClient;
 pub use confinement::HostIds;
 pub use egress::EgressPolicy;
-pub use event::{RunStatus, StepEvent};
+pub use event::{OutputStream, RunStatus, StepEvent};
 pub use execution::{
     ExecutionEvent, ExecutionSnapshot, ExecutionStatus, ExecutionSummary, StepSnapshot, StepState,
     Subscription,

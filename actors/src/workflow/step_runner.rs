@@ -1,8 +1,9 @@
 //! Running one step for the local runner: check preconditions, then attempt the step (a
 //! process inside the sandbox, a `docker run`, or an HTTP request through the caller's client)
 //! as often as its retry settings allow, with backoff between attempts, emitting
-//! `step_running`, `step_complete`, `step_failed` and `step_skipped` events as it goes. The
-//! scheduler in `local` decides when a step starts; this file decides how.
+//! `step_running`, `step_output` (as a process writes), `step_complete`, `step_failed` and
+//! `step_skipped` events as it goes. The scheduler in `local` decides when a step starts;
+//! this file decides how.
 //!
 //! Values reach shell text as environment variables (see `shell_env`); only the `http`
 //! executor's config, the interpreter line and scripts for interpreters other than a shell
@@ -17,12 +18,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::confinement::IdLease;
+use super::event::OutputStream;
 use super::event::format_duration;
 use super::http::HttpStepRequest;
+use super::live_output::{LiveBudget, StreamTap};
 use super::local::{RunContext, StepOutcome, StepStatus};
 use super::model::{Backoff, ExecutorKind, ExitCodes, Precondition, Step};
 use super::process::{
-    CappedBuffer, ProcessEnd, ProcessLimits, ProcessSpec, run_process, signal_number,
+    CappedBuffer, OutputSinks, ProcessEnd, ProcessLimits, ProcessSpec, run_process,
+    run_process_live, signal_number,
 };
 use super::shell_env;
 use super::template::{Scope, is_var_name};
@@ -950,7 +954,15 @@ impl Attempt<'_, '_> {
         container: Option<String>,
     ) -> Result<AttemptOutput, AttemptError> {
         let limits = self.limits();
-        let report = run_process(spec, &limits, self.token)
+        let budget = LiveBudget::new();
+        let emitter = &self.context.emitter;
+        let mut stdout = StreamTap::new(self.label, OutputStream::Stdout, emitter, budget.clone());
+        let mut stderr = StreamTap::new(self.label, OutputStream::Stderr, emitter, budget);
+        let sinks = OutputSinks {
+            stdout: &mut stdout,
+            stderr: &mut stderr,
+        };
+        let report = run_process_live(spec, &limits, self.token, Some(sinks))
             .await
             .map_err(|error| {
                 AttemptError::failed(format!("could not start {}: {error}", spec.program))
