@@ -389,6 +389,34 @@ async fn with_api_keys_the_page_asks_for_one_and_keeps_it_in_the_tab_only() {
     assert_eq!(seen["foreign"]["nodes"], json!([]));
 }
 
+/// A console behind a domain name: with API keys its page counts as the service's own
+/// (a DNS-rebinding page would have no key); with auth off it is refused until its origin
+/// is configured, since that page could be anyone's.
+#[actix_rt::test]
+async fn a_console_opened_by_a_domain_name_works_with_api_keys_and_is_refused_without() {
+    let app = spawn_app_with(|settings| {
+        settings.auth.api_keys = vec![key("sk-domain", "team-domain")];
+    })
+    .await;
+    let seen = browse("domain", &app, &["sk-domain"]).await;
+    assert_eq!(
+        seen["origin"],
+        app.address.replace("127.0.0.1", "console.example.test")
+    );
+    assert_eq!(
+        states(&seen["nodes"]),
+        all(&["filesystems", "largest-entries"], "succeeded")
+    );
+
+    let open = spawn_app().await;
+    let seen = browse("domain", &open, &[]).await;
+    let refused = seen["refused"].as_str().unwrap();
+    assert!(
+        refused.contains("are not allowed") && refused.contains("server.cors.allowed_origins"),
+        "{refused}"
+    );
+}
+
 #[actix_rt::test]
 async fn the_page_is_served_from_the_binary_locked_down_by_its_headers() {
     let app = spawn_app_with(|settings| {
