@@ -1,7 +1,7 @@
 //! Live step output: what a running step writes to stdout and stderr, sent as `step_output`
 //! events while it runs. `process` hands each pipe's bytes to a [`StreamTap`] (through the
-//! [`OutputSink`] trait); the tap cuts them into whole lines (a line longer than
-//! [`MAX_LINE_BYTES`] is cut there), masks the run's secrets through the [`Emitter`], and
+//! [`OutputSink`] trait); the tap cuts them into whole lines (a line that grows past
+//! [`MAX_LINE_BYTES`] goes without waiting for its end), masks the run's secrets through the [`Emitter`], and
 //! never cuts where a secret could go on in the next write, so a secret split over two writes
 //! is masked whole. It sends at most one event per stream every [`MIN_EVENT_GAP`], within a
 //! byte budget per step ([`LiveBudget`]: a burst, then a steady rate), so a step printing
@@ -17,7 +17,7 @@ use super::event::OutputStream;
 use super::local::Emitter;
 use super::process::OutputSink;
 
-/// A line longer than this is sent in pieces of this size.
+/// A line that grows past this is sent without waiting for its end.
 pub const MAX_LINE_BYTES: usize = 8 * 1024;
 /// The shortest time between two `step_output` events of one stream.
 pub const MIN_EVENT_GAP: Duration = Duration::from_millis(100);
