@@ -1,7 +1,7 @@
 //! Tool calls, tool results and workflow events as short text lines, so a client that only
 //! shows `content` still sees what the agent is doing: each finished step with the first
-//! lines of its output (live `step_output` chunks have no line), and (through [`WorkflowEcho`]) the workflow itself when the model's
-//! answer did not show it.
+//! lines of its output (live `step_output` chunks have no line), and (through
+//! [`WorkflowEcho`]) the workflow itself when the model's answer did not show it.
 
 use kubiya_actors::session::TurnEvent;
 use kubiya_actors::workflow::yaml_document;

@@ -362,22 +362,22 @@ impl Execution {
         true
     }
 
-    /// Counts the event against the budget, cutting its texts to fit.
-    fn fit_event(&mut self, event: &mut StepEvent) {
+    /// Counts the event against the budget, cutting its texts to fit; `false` when it is
+    /// not kept at all (live output past its share).
+    fn fit_event(&mut self, event: &mut StepEvent) -> bool {
+        let (text, copies) = match event {
+            StepEvent::StepOutput { text, .. } => return self.fit_live(text),
+            StepEvent::StepRunning { message, .. } => (Some(message), 1),
+            StepEvent::StepComplete { output, .. } => (Some(output), 2),
+            StepEvent::StepFailed { error, .. } => (Some(error), 2),
+            StepEvent::StepSkipped { reason, .. } => (Some(reason), 2),
+            StepEvent::WorkflowComplete { error, .. } => (error.as_mut(), 2),
+        };
         self.kept_bytes += EVENT_OVERHEAD;
-        match event {
-            // Counted by `fit_live` before.
-            StepEvent::StepOutput { .. } => self.kept_bytes -= EVENT_OVERHEAD,
-            StepEvent::StepRunning { message, .. } => self.fit(message, 1),
-            StepEvent::StepComplete { output, .. } => self.fit(output, 2),
-            StepEvent::StepFailed { error, .. } => self.fit(error, 2),
-            StepEvent::StepSkipped { reason, .. } => self.fit(reason, 2),
-            StepEvent::WorkflowComplete { error, .. } => {
-                if let Some(error) = error {
-                    self.fit(error, 2);
-                }
-            }
+        if let Some(text) = text {
+            self.fit(text, copies);
         }
+        true
     }
 
     /// The sequence number of the last event recorded (0 before the first).
@@ -422,12 +422,9 @@ impl Execution {
             tracing::warn!(execution = %self.identity.id, kind = event.kind(), "event after workflow_complete dropped");
             return;
         }
-        if let StepEvent::StepOutput { text, .. } = &mut event
-            && !self.fit_live(text)
-        {
+        if !self.fit_event(&mut event) {
             return;
         }
-        self.fit_event(&mut event);
         self.mark_started();
         self.apply(&event);
         let numbered = ExecutionEvent {
