@@ -214,8 +214,10 @@ export class Run {
     if (signal.aborted) return;
     for (const [name, { events, live }] of earlier) {
       const step = this.step(name);
+      // A step that started again since (a retry) shows the new attempt's output only.
+      const restarted = step.events.some((event) => event.type === "step_running");
       step.events = [...events, ...step.events];
-      if (isRunning(step) && live) step.live = appendLive(live, step.live);
+      if (isRunning(step) && live && !restarted) step.live = appendLive(live, step.live);
       this.changed(step);
     }
   }
