@@ -58,7 +58,9 @@ async fn api(
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-fn keys_config() -> std::path::PathBuf {
+/// A configuration with two tenants' keys: `sk-alpha` (one execution at a time) and
+/// `sk-beta`; the caller removes its directory.
+pub(crate) fn keys_config() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("kubiya-mcp-runs-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("kubiya.toml");
@@ -138,8 +140,9 @@ async fn runs_over_mcp_and_over_http_are_one_set_of_the_tenants_executions() {
     };
     let view = &followed["structuredContent"];
     assert_eq!(view["result"]["steps"][0]["output"], "from-http", "{view}");
-    assert_eq!(view["event_count"], 3, "{view}");
-    assert_eq!(view["events"].as_array().unwrap().len(), 3, "{view}");
+    // Running, the step's output, complete, and the run's end.
+    assert_eq!(view["event_count"], 4, "{view}");
+    assert_eq!(view["events"].as_array().unwrap().len(), 4, "{view}");
     let theirs = call_tool(
         &client,
         &url,

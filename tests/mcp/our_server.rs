@@ -59,7 +59,8 @@ fn assert_session(session: &Value, protocol: &str) {
     let steps = executed["body"]["steps"].as_array().unwrap();
     assert_eq!(steps[1]["output"], "hello world", "{steps:?}");
 
-    // Every step event arrived as a progress notification, the last one the run's end.
+    // Every step event arrived as a progress notification, what each step printed too, the
+    // last one the run's end.
     let progress = session["progress"].as_array().unwrap();
     let kinds: Vec<String> = progress
         .iter()
@@ -72,8 +73,10 @@ fn assert_session(session: &Value, protocol: &str) {
         kinds,
         [
             "step_running",
+            "step_output",
             "step_complete",
             "step_running",
+            "step_output",
             "step_complete",
             "workflow_complete"
         ]
@@ -88,7 +91,9 @@ fn assert_session(session: &Value, protocol: &str) {
     );
 
     assert_eq!(session["get_execution"]["status"], "success");
-    assert_eq!(session["get_execution"]["event_count"], 5);
+    // The execution's numbered events, its live output included, as
+    // `/v1/executions/{id}/events` replays them.
+    assert_eq!(session["get_execution"]["event_count"], 7);
     assert_eq!(session["runners"]["runners"][0]["name"], "local");
 }
 

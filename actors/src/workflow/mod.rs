@@ -30,7 +30,7 @@ pub use execution::state::{
     ExecutionEvent, ExecutionSnapshot, ExecutionSummary, StepSnapshot, Subscription,
 };
 pub use execution::watcher::{ExecutionWatcher, WatcherConfig};
-pub use run::event::StepEvent;
+pub use run::event::{OutputStream, StepEvent};
 pub use run::http::awc::AwcStepClient;
 pub use run::http::egress::EgressPolicy;
 pub use run::http::{HttpStepClient, HttpStepRequest, HttpStepResponse, PlainHttpClient};

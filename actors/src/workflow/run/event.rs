@@ -7,6 +7,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::status::ExecutionStatus;
 
+/// Which of a step's output streams a [`StepEvent::StepOutput`] chunk was written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
 /// One thing that happened during a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -16,6 +24,15 @@ pub enum StepEvent {
         step: String,
         message: String,
         /// Unix time in milliseconds.
+        timestamp: u64,
+    },
+    /// Output a running step wrote, as it wrote it: whole lines (a line longer than the live
+    /// chunk limit is cut), secrets masked, at a bounded rate. The step's whole output still
+    /// arrives with its `step_complete` or `step_failed`.
+    StepOutput {
+        step: String,
+        stream: OutputStream,
+        text: String,
         timestamp: u64,
     },
     /// A step finished successfully.
@@ -59,6 +76,7 @@ impl StepEvent {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::StepRunning { .. } => "step_running",
+            Self::StepOutput { .. } => "step_output",
             Self::StepComplete { .. } => "step_complete",
             Self::StepFailed { .. } => "step_failed",
             Self::StepSkipped { .. } => "step_skipped",
@@ -70,6 +88,7 @@ impl StepEvent {
     pub fn step(&self) -> Option<&str> {
         match self {
             Self::StepRunning { step, .. }
+            | Self::StepOutput { step, .. }
             | Self::StepComplete { step, .. }
             | Self::StepFailed { step, .. }
             | Self::StepSkipped { step, .. } => Some(step),
@@ -80,6 +99,7 @@ impl StepEvent {
     pub fn timestamp(&self) -> u64 {
         match self {
             Self::StepRunning { timestamp, .. }
+            | Self::StepOutput { timestamp, .. }
             | Self::StepComplete { timestamp, .. }
             | Self::StepFailed { timestamp, .. }
             | Self::StepSkipped { timestamp, .. }

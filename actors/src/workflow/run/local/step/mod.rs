@@ -1,11 +1,11 @@
 //! Running one step for the local runner: check preconditions, then attempt the step (a
 //! process inside the sandbox, a `docker run`, or an HTTP request through the caller's client)
 //! as often as its retry settings allow, with backoff between attempts, emitting
-//! `step_running`, `step_complete`, `step_failed` and `step_skipped` events as it goes. The
-//! `scheduler` decides when a step starts; this file decides how, and each executor's file
-//! what one attempt runs: [`command`] (and steps without an executor), [`docker`], [`http`]
-//! and [`model`] (`llm_completion` and `agent`); `run` steps call a sub-workflow and
-//! `get_secret` steps read a secret.
+//! `step_running`, `step_output` (as a process writes), `step_complete`, `step_failed` and
+//! `step_skipped` events as it goes. The `scheduler` decides when a step starts; this file
+//! decides how, and each executor's file what one attempt runs: [`command`] (and steps
+//! without an executor), [`docker`], [`http`] and [`model`] (`llm_completion` and `agent`);
+//! `run` steps call a sub-workflow and `get_secret` steps read a secret.
 //!
 //! Values reach shell text as environment variables (see `shell_env`); only the `http`
 //! executor's config, the interpreter line and scripts for interpreters other than a shell
@@ -27,13 +27,17 @@ use tokio_util::sync::CancellationToken;
 use super::context::RunContext;
 use super::shell_env;
 use crate::workflow::dsl::model::{
-    Backoff, ExecutorKind, ExitCodes, GET_SECRET, Precondition, SCRIPT_DIR, Step, signal_number,
+    Backoff, Executor, ExecutorKind, ExitCodes, GET_SECRET, Precondition, SCRIPT_DIR, Step,
+    signal_number,
 };
 use crate::workflow::dsl::template::{Scope, is_var_name};
-use crate::workflow::run::event::format_duration;
+use crate::workflow::run::event::{OutputStream, format_duration};
 use crate::workflow::run::http::HttpStepRequest;
+use crate::workflow::run::live_output::{LiveBudget, StreamTap};
 use crate::workflow::run::outcome::StepOutcome;
-use crate::workflow::run::process::{ProcessEnd, ProcessLimits, ProcessSpec, run_process};
+use crate::workflow::run::process::{
+    OutputSinks, ProcessEnd, ProcessLimits, ProcessSpec, run_process, run_process_live,
+};
 use crate::workflow::run::sandbox::confinement::IdLease;
 use crate::workflow::run::status::StepStatus;
 
@@ -604,6 +608,19 @@ impl Attempt<'_, '_> {
         env
     }
 
+    /// The step's executor and its config with `${VAR}`s filled in.
+    fn executor_config(&self) -> Result<(&Executor, Value), AttemptError> {
+        let executor = self
+            .step
+            .executor
+            .as_ref()
+            .ok_or_else(|| AttemptError::failed("no executor"))?;
+        let config = self
+            .scope
+            .substitute_json(&Value::Object(executor.config.clone().unwrap_or_default()));
+        Ok((executor, config))
+    }
+
     /// The step's `dir`, relative to the work directory unless absolute.
     fn cwd(&self) -> PathBuf {
         match &self.step.dir {
@@ -698,7 +715,15 @@ impl Attempt<'_, '_> {
         container: Option<String>,
     ) -> Result<AttemptOutput, AttemptError> {
         let limits = self.limits();
-        let report = run_process(spec, &limits, self.token)
+        let budget = LiveBudget::new();
+        let emitter = &self.context.emitter;
+        let mut stdout = StreamTap::new(self.label, OutputStream::Stdout, emitter, budget.clone());
+        let mut stderr = StreamTap::new(self.label, OutputStream::Stderr, emitter, budget);
+        let sinks = OutputSinks {
+            stdout: &mut stdout,
+            stderr: &mut stderr,
+        };
+        let report = run_process_live(spec, &limits, self.token, Some(sinks))
             .await
             .map_err(|error| {
                 AttemptError::failed(format!("could not start {}: {error}", spec.program))
