@@ -65,9 +65,8 @@ fn standalone() -> (Running, String) {
     (server, format!("http://127.0.0.1:{port}/mcp"))
 }
 
-pub(crate) fn agent(env: &[(&str, &str)], config: Option<&str>) -> (Running, String) {
-    let port = free_port();
-    let port_text = port.to_string();
+/// `kubiya mcp agent` on loopback with the offline provider, on `port`, with `config`.
+fn agent_args<'a>(port: &'a str, config: Option<&'a str>) -> Vec<&'a str> {
     let mut args = vec![
         "mcp",
         "agent",
@@ -76,12 +75,18 @@ pub(crate) fn agent(env: &[(&str, &str)], config: Option<&str>) -> (Running, Str
         "--provider",
         "offline",
         "--port",
-        &port_text,
+        port,
     ];
     if let Some(config) = config {
         args.extend(["--config", config]);
     }
-    let server = start(&args, env, port);
+    args
+}
+
+pub(crate) fn agent(env: &[(&str, &str)], config: Option<&str>) -> (Running, String) {
+    let port = free_port();
+    let port_text = port.to_string();
+    let server = start(&agent_args(&port_text, config), env, port);
     (server, format!("http://127.0.0.1:{port}/mcp"))
 }
 
@@ -115,19 +120,7 @@ pub(crate) fn agent_process(config: Option<&str>) -> (AgentProcess, String) {
     let port = free_port();
     let port_text = port.to_string();
     let mut command = kubiya_command();
-    command.args([
-        "mcp",
-        "agent",
-        "--host",
-        "127.0.0.1",
-        "--provider",
-        "offline",
-        "--port",
-        &port_text,
-    ]);
-    if let Some(config) = config {
-        command.args(["--config", config]);
-    }
+    command.args(agent_args(&port_text, config));
     let child = command
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -225,16 +218,7 @@ pub(crate) fn modern(method: &str, id: u64, params: Value) -> Value {
 
 #[actix_rt::test]
 async fn mcp_on_the_agent_needs_a_key_and_keeps_sessions_and_executions_per_tenant() {
-    let dir = std::env::temp_dir().join(format!("kubiya-mcp-keys-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("kubiya.toml");
-    std::fs::write(
-        &config,
-        "[[auth.api_keys]]\nkey = \"sk-alpha\"\ntenant = \"alpha\"\nmax_concurrent_executions = 1\n\
-         [[auth.api_keys]]\nkey = \"sk-beta\"\ntenant = \"beta\"\n\
-         [runner.local]\nallow_unsandboxed = true\n",
-    )
-    .unwrap();
+    let config = crate::executions::keys_config();
     let (_server, url) = agent(&[], Some(config.to_str().unwrap()));
     let client = awc::Client::default();
     let alpha = ("Authorization", "Bearer sk-alpha");
@@ -322,7 +306,7 @@ async fn mcp_on_the_agent_needs_a_key_and_keeps_sessions_and_executions_per_tena
     let (_, _, second) = exchange(&client, &url, &headers, slow(7)).await;
     assert_eq!(second["result"]["isError"], true, "{second}");
     assert!(second.to_string().contains("running"), "{second}");
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(config.parent().unwrap()).unwrap();
 }
 
 /// Runs one client scenario of the suite: the suite starts its test server and runs

@@ -243,16 +243,7 @@ impl Dispatch<'_> {
         let server_info = self.server.server_info();
         let id = id.clone();
         tokio::spawn(async move {
-            let message = match answer.await {
-                Ok(mut result) => {
-                    if connection.era() == Some(Era::Modern) {
-                        decorate_modern(&mut result, server_info);
-                    }
-                    jsonrpc::response(&id, result)
-                }
-                Err(error) => jsonrpc::error_response(Some(&id), &error),
-            };
-            let _ = out.send(message);
+            let _ = out.send(answer_message(&id, answer.await, &connection, server_info));
         });
     }
 
@@ -468,16 +459,7 @@ impl Dispatch<'_> {
             if cancel.is_cancelled() {
                 return;
             }
-            let message = match outcome {
-                Ok(mut result) => {
-                    if connection.era() == Some(Era::Modern) {
-                        decorate_modern(&mut result, server_info);
-                    }
-                    jsonrpc::response(&id, result)
-                }
-                Err(error) => jsonrpc::error_response(Some(&id), &error),
-            };
-            let _ = out.send(message);
+            let _ = out.send(answer_message(&id, outcome, &connection, server_info));
         });
     }
 
@@ -597,6 +579,24 @@ impl Dispatch<'_> {
             values.truncate(100);
             Ok(json!({"completion": {"values": values, "total": total, "hasMore": total > 100}}))
         });
+    }
+}
+
+/// The response to request `id`: its result (decorated for the modern era) or its error.
+fn answer_message(
+    id: &RequestId,
+    outcome: Result<Value, RpcError>,
+    connection: &Connection,
+    server_info: Value,
+) -> Value {
+    match outcome {
+        Ok(mut result) => {
+            if connection.era() == Some(Era::Modern) {
+                decorate_modern(&mut result, server_info);
+            }
+            jsonrpc::response(id, result)
+        }
+        Err(error) => jsonrpc::error_response(Some(id), &error),
     }
 }
 

@@ -17,14 +17,7 @@ impl Attempt<'_, '_> {
     /// `docker run` in the work directory (mounted at `/work`); Docker is the isolation here,
     /// so the CLI itself runs outside bubblewrap (it must reach the engine's socket).
     pub(super) async fn docker_plan(&self) -> Result<Work, AttemptError> {
-        let executor = self
-            .step
-            .executor
-            .as_ref()
-            .ok_or_else(|| AttemptError::failed("no executor"))?;
-        let config = self
-            .scope
-            .substitute_json(&Value::Object(executor.config.clone().unwrap_or_default()));
+        let (_, config) = self.executor_config()?;
         let image = config
             .get("image")
             .and_then(Value::as_str)

@@ -13,14 +13,7 @@ use crate::workflow::run::process::CappedBuffer;
 
 impl Attempt<'_, '_> {
     pub(super) fn http_plan(&self) -> Result<HttpStepRequest, AttemptError> {
-        let executor = self
-            .step
-            .executor
-            .as_ref()
-            .ok_or_else(|| AttemptError::failed("no executor"))?;
-        let config = self
-            .scope
-            .substitute_json(&Value::Object(executor.config.clone().unwrap_or_default()));
+        let (executor, config) = self.executor_config()?;
         let url = executor
             .config
             .as_ref()
