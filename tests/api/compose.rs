@@ -353,3 +353,43 @@ async fn compose_over_websocket() {
     assert_eq!(close.code, awc::ws::CloseCode::Policy);
     assert!(close.description.unwrap().contains("task"));
 }
+
+#[actix_rt::test]
+async fn x_user_id_and_x_session_id_name_the_user_and_session_as_for_chat() {
+    let mock = MockUpstream::start(vec![proposes(valid())]);
+    let app = spawn_app_against(&mock.base(), |_| {}).await;
+    let request = json!({"task": "greet", "stream": false});
+    let (status, headers, body) = app
+        .post_raw(
+            "/compose",
+            &request,
+            &[("x-user-id", "alice"), ("x-session-id", "compose-alice")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers.get("x-session-id").unwrap(), "compose-alice");
+
+    // The session is alice's: found under her name, absent for the default user.
+    let (status, _, session) = crate::tenants::get(
+        &app,
+        "/v1/sessions/compose-alice",
+        &[("x-user-id", "alice")],
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["user"], "alice");
+    let (status, _, _) = app.get_json("/v1/sessions/compose-alice").await;
+    assert_eq!(status, 404);
+
+    let (status, _, body) = app
+        .post_raw("/compose", &request, &[("x-user-id", "not a user id")])
+        .await;
+    assert_eq!(status, 400);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_error(
+        &body,
+        "invalid_request_error",
+        "invalid_value",
+        Some("X-User-Id"),
+    );
+}

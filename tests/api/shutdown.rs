@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{ServerProcess, blocking_get, blocking_post};
+use crate::helpers::{ServerProcess, blocking_get, blocking_post, blocking_post_json};
 use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream};
 
 #[test]
@@ -67,4 +67,92 @@ fn sigterm_during_a_stream_lets_it_finish_then_exits_0() {
     assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
     assert!(body.contains("\"six\""), "the whole answer arrived: {body}");
     assert_eq!(server.wait_exit(Duration::from_secs(15)), 0);
+}
+
+/// Follows an execution's events on a thread of its own; says on `beats` when the first
+/// heartbeat comment arrives (the stream is open and idle), and returns the whole body.
+fn follow_execution(
+    url: String,
+    beats: std::sync::mpsc::Sender<()>,
+) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            use futures_util::StreamExt;
+            let client = awc::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .finish();
+            let mut response = client.get(url).send().await.expect("request sent");
+            assert_eq!(response.status().as_u16(), 200);
+            let mut body = String::new();
+            while let Some(chunk) = response.next().await {
+                let chunk = String::from_utf8(chunk.expect("a chunk").to_vec()).expect("UTF-8");
+                if chunk.starts_with(": keep-alive") {
+                    let _ = beats.send(());
+                }
+                body.push_str(&chunk);
+            }
+            body
+        })
+    })
+}
+
+/// Starts `workflow` on `server`, follows its events until the first heartbeat, then sends
+/// SIGTERM; returns the whole event stream once the process has exited 0.
+fn follow_through_sigterm(server: &mut ServerProcess, workflow: serde_json::Value) -> String {
+    let (status, _, started) = blocking_post_json(
+        &server.url("/v1/executions"),
+        &json!({ "workflow": workflow }),
+    );
+    assert_eq!(status, 202, "{started}");
+    let events = server.url(&format!(
+        "/v1/executions/{}/events",
+        started["execution_id"].as_str().unwrap()
+    ));
+    let (beats, beat) = std::sync::mpsc::channel();
+    let follower = follow_execution(events, beats);
+    // The configured heartbeat (1 s), not a fixed 15 s, keeps the idle stream alive.
+    beat.recv_timeout(Duration::from_secs(5))
+        .expect("a heartbeat within the configured second");
+    server.signal(libc::SIGTERM);
+    let body = follower.join().expect("the follower ran");
+    assert_eq!(server.wait_exit(Duration::from_secs(20)), 0);
+    body
+}
+
+#[test]
+fn sigterm_lets_a_followed_execution_finish_then_exits_0() {
+    let mut server = ServerProcess::start(&[], &[("KUBIYA_AGENT__HEARTBEAT_SECS", "1")], None);
+    let body = follow_through_sigterm(
+        &mut server,
+        json!({"name": "short", "steps": [{"name": "wait", "command": "sleep 3; echo done"}]}),
+    );
+    // The drain waited for the open stream, so the run finished instead of being cancelled.
+    let last = crate::helpers::parse_sse(&body).pop().expect("events").data;
+    assert_eq!(
+        (&last["type"], &last["status"]),
+        (&json!("workflow_complete"), &json!("success")),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_followed_execution_past_the_shutdown_timeout_is_cancelled_and_its_stream_ends() {
+    let mut server = ServerProcess::start(
+        &[],
+        &[
+            ("KUBIYA_AGENT__HEARTBEAT_SECS", "1"),
+            ("KUBIYA_SERVER__SHUTDOWN_TIMEOUT_SECS", "2"),
+        ],
+        None,
+    );
+    let body = follow_through_sigterm(
+        &mut server,
+        json!({"name": "long", "steps": [{"name": "wait", "command": "sleep 60"}]}),
+    );
+    let last = crate::helpers::parse_sse(&body).pop().expect("events").data;
+    assert_eq!(
+        (&last["type"], &last["status"]),
+        (&json!("workflow_complete"), &json!("cancelled")),
+        "{body}"
+    );
 }

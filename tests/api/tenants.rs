@@ -293,6 +293,84 @@ async fn local_limits_refuse_with_429_and_retry_after() {
     assert_eq!(status, 200);
 }
 
+#[actix_rt::test]
+async fn an_execution_stream_counts_against_the_tenants_streams() {
+    use futures_util::StreamExt;
+    let app = spawn_app_with(|settings| {
+        let mut limited = key("sk-limited", "limited");
+        limited.max_concurrent_streams = Some(1);
+        settings.auth.api_keys = vec![limited];
+        settings.agent.heartbeat_secs = 1;
+    })
+    .await;
+    let auth = [("authorization", "Bearer sk-limited")];
+    let workflow =
+        json!({"workflow": {"name": "slow", "steps": [{"name": "wait", "command": "sleep 60"}]}});
+    let (status, _, started) = app.post_raw("/v1/executions", &workflow, &auth).await;
+    assert_eq!(status, 202, "{started}");
+    let started: Value = serde_json::from_str(&started).unwrap();
+    let events = format!(
+        "/v1/executions/{}/events",
+        started["execution_id"].as_str().unwrap()
+    );
+
+    let mut following = app
+        .client
+        .get(app.url(&events))
+        .insert_header(auth[0])
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(following.status().as_u16(), 200);
+    // Idle while the step sleeps: the configured heartbeat, not a fixed 15 s, keeps it open.
+    let heartbeat = async {
+        while let Some(chunk) = following.next().await {
+            if chunk.expect("a chunk").starts_with(b": keep-alive") {
+                return;
+            }
+        }
+        panic!("the stream ended before a heartbeat");
+    };
+    tokio::time::timeout(Duration::from_secs(5), heartbeat)
+        .await
+        .expect("a heartbeat within the configured second");
+
+    // The open stream holds the tenant's one stream: a second one, or a chat turn, is 429.
+    let (status, headers, body) = get(&app, &events, &auth).await;
+    assert_eq!(status, 429, "{body}");
+    assert_error(&body, "rate_limit_error", "rate_limit_exceeded", None);
+    assert_eq!(headers.get("retry-after").unwrap(), "1");
+    let (status, _, body) = turn(&app, "sk-limited", &chat("hello", json!({}))).await;
+    assert_eq!(status, 429, "{body}");
+
+    // The client leaves: its stream is closed and the slot is free again.
+    drop(following);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, _) = turn(&app, "sk-limited", &chat("hello", json!({}))).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream's slot was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cancel = app
+        .client
+        .delete(app.url(&format!(
+            "/v1/executions/{}",
+            started["execution_id"].as_str().unwrap()
+        )))
+        .insert_header(auth[0])
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(cancel.status().as_u16(), 202);
+}
+
 #[test]
 fn start_up_says_whether_auth_is_on_and_where_state_lives() {
     let mut server = ServerProcess::start(&[], &[], None);
