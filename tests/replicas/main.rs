@@ -7,6 +7,12 @@
 //! across replicas. Replicas are the app in-process
 //! (`helpers::spawn_app_with`, shared with the API tests) or the real binary.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests (and their helpers) fail by panicking"
+)]
+
 #[path = "../api/helpers.rs"]
 #[expect(
     dead_code,
