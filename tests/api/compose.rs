@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{assert_error, spawn_app_against};
 use crate::mock_upstream::{MockUpstream, Reply, openai_tool_call_stream};
+use crate::sse::json_data as sse_events;
 
 fn valid() -> Value {
     json!({"name": "greet", "type": "graph", "steps": [
@@ -28,15 +29,6 @@ fn proposes(workflow: Value) -> Reply {
         "validate_workflow",
         &json!({"workflow": workflow}),
     ))
-}
-
-/// The SSE `data:` payloads that are events (not the terminator).
-fn sse_events(body: &str) -> Vec<Value> {
-    body.split("\n\n")
-        .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
-        .filter(|data| *data != "[DONE]")
-        .map(|data| serde_json::from_str(data).unwrap())
-        .collect()
 }
 
 fn kinds(events: &[Value]) -> Vec<&str> {
@@ -370,12 +362,9 @@ async fn x_user_id_and_x_session_id_name_the_user_and_session_as_for_chat() {
     assert_eq!(headers.get("x-session-id").unwrap(), "compose-alice");
 
     // The session is alice's: found under her name, absent for the default user.
-    let (status, _, session) = crate::tenants::get(
-        &app,
-        "/v1/sessions/compose-alice",
-        &[("x-user-id", "alice")],
-    )
-    .await;
+    let (status, _, session) = app
+        .get_with("/v1/sessions/compose-alice", &[("x-user-id", "alice")])
+        .await;
     assert_eq!(status, 200, "{session}");
     assert_eq!(session["user"], "alice");
     let (status, _, _) = app.get_json("/v1/sessions/compose-alice").await;

@@ -8,9 +8,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ServerProcess, SseEvent, TestApp, assert_error, blocking_get, blocking_post_json,
-    kubiya_command, parse_sse, spawn_app,
+    ServerProcess, TestApp, assert_error, blocking_get, blocking_post_json, eventually,
+    kubiya_command, spawn_app,
 };
+use crate::sse::{SseEvent, parse_sse};
 
 fn hello_workflow() -> Value {
     json!({
@@ -62,15 +63,13 @@ impl TestApp {
 
     /// Polls the execution until `done` holds for it.
     pub(crate) async fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..300 {
+        let what = format!("execution {id} reaches the expected state");
+        eventually(&what, Duration::from_secs(15), || async {
             let (status, _, body) = self.get_json(&format!("/v1/executions/{id}")).await;
             assert_eq!(status, 200, "{body}");
-            if done(&body) {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("execution {id} never reached the expected state");
+            done(&body).then_some(body)
+        })
+        .await
     }
 }
 

@@ -12,6 +12,8 @@ mod helpers;
 mod mock_upstream;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
+#[path = "../support/sse.rs"]
+mod sse;
 
 mod approval;
 mod backpressure;

@@ -1,7 +1,7 @@
 //! Graceful shutdown of the real binary: on SIGTERM readiness turns 503 at once, new work is
 //! refused while probes still answer, open streams finish, and the process exits 0.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -49,14 +49,11 @@ fn sigterm_during_a_stream_lets_it_finish_then_exits_0() {
     let url = server.url("/v1/chat/completions");
     let request = json!({"model": "kubiya-workflow-agent", "stream": true, "messages": [{"role": "user", "content": "count"}]});
     let streaming = std::thread::spawn(move || blocking_post(&url, request));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while mock.requests().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the turn never reached the model"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    mock.wait_until_blocking(
+        "the turn reached the model",
+        Duration::from_secs(10),
+        |mock| !mock.requests().is_empty(),
+    );
     server.signal(libc::SIGTERM);
     server.wait_for_log(|r| r["message"] == "shutdown requested: draining");
     let (status, new_turn) = blocking_get(&server.url("/v1/models"));
@@ -96,14 +93,17 @@ fn follow_execution(
     })
 }
 
-/// Starts `workflow` on `server`, follows its events until the first heartbeat, then sends
-/// SIGTERM; returns the whole event stream once the process has exited 0.
-fn follow_through_sigterm(server: &mut ServerProcess, workflow: serde_json::Value) -> String {
-    let (status, _, started) = blocking_post_json(
+/// Starts `workflow` on a server with a 1 s heartbeat and `env`, follows its events until the
+/// first heartbeat, then sends SIGTERM; once the process has exited 0, asserts the stream
+/// ended with `workflow_complete` in `status`.
+fn follow_through_sigterm(env: &[(&str, &str)], workflow: serde_json::Value, status: &str) {
+    let env = [&[("KUBIYA_AGENT__HEARTBEAT_SECS", "1")], env].concat();
+    let mut server = ServerProcess::start(&[], &env, None);
+    let (code, _, started) = blocking_post_json(
         &server.url("/v1/executions"),
         &json!({ "workflow": workflow }),
     );
-    assert_eq!(status, 202, "{started}");
+    assert_eq!(code, 202, "{started}");
     let events = server.url(&format!(
         "/v1/executions/{}/events",
         started["execution_id"].as_str().unwrap()
@@ -116,43 +116,29 @@ fn follow_through_sigterm(server: &mut ServerProcess, workflow: serde_json::Valu
     server.signal(libc::SIGTERM);
     let body = follower.join().expect("the follower ran");
     assert_eq!(server.wait_exit(Duration::from_secs(20)), 0);
-    body
+    let last = crate::sse::parse_sse(&body).pop().expect("events").data;
+    assert_eq!(
+        (&last["type"], &last["status"]),
+        (&json!("workflow_complete"), &json!(status)),
+        "{body}"
+    );
 }
 
 #[test]
 fn sigterm_lets_a_followed_execution_finish_then_exits_0() {
-    let mut server = ServerProcess::start(&[], &[("KUBIYA_AGENT__HEARTBEAT_SECS", "1")], None);
-    let body = follow_through_sigterm(
-        &mut server,
+    // The drain waits for the open stream, so the run finishes instead of being cancelled.
+    follow_through_sigterm(
+        &[],
         json!({"name": "short", "steps": [{"name": "wait", "command": "sleep 3; echo done"}]}),
-    );
-    // The drain waited for the open stream, so the run finished instead of being cancelled.
-    let last = crate::helpers::parse_sse(&body).pop().expect("events").data;
-    assert_eq!(
-        (&last["type"], &last["status"]),
-        (&json!("workflow_complete"), &json!("success")),
-        "{body}"
+        "success",
     );
 }
 
 #[test]
 fn a_followed_execution_past_the_shutdown_timeout_is_cancelled_and_its_stream_ends() {
-    let mut server = ServerProcess::start(
-        &[],
-        &[
-            ("KUBIYA_AGENT__HEARTBEAT_SECS", "1"),
-            ("KUBIYA_SERVER__SHUTDOWN_TIMEOUT_SECS", "2"),
-        ],
-        None,
-    );
-    let body = follow_through_sigterm(
-        &mut server,
+    follow_through_sigterm(
+        &[("KUBIYA_SERVER__SHUTDOWN_TIMEOUT_SECS", "2")],
         json!({"name": "long", "steps": [{"name": "wait", "command": "sleep 60"}]}),
-    );
-    let last = crate::helpers::parse_sse(&body).pop().expect("events").data;
-    assert_eq!(
-        (&last["type"], &last["status"]),
-        (&json!("workflow_complete"), &json!("cancelled")),
-        "{body}"
+        "cancelled",
     );
 }

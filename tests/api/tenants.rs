@@ -7,7 +7,9 @@ use std::time::Duration;
 use kubiya::config::{ApiKeySettings, Settings};
 use serde_json::{Value, json};
 
-use crate::helpers::{ServerProcess, TestApp, assert_error, spawn_app_against, spawn_app_with};
+use crate::helpers::{
+    ServerProcess, TestApp, assert_error, eventually, spawn_app_against, spawn_app_with,
+};
 use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream};
 
 pub const CHAT: &str = "/v1/chat/completions";
@@ -27,23 +29,6 @@ pub fn chat(content: &str, extra: Value) -> Value {
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
     request
-}
-
-/// GET with headers: status, headers and the body as JSON.
-pub async fn get(
-    app: &TestApp,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, awc::http::header::HeaderMap, Value) {
-    let mut request = app.client.get(app.url(path));
-    for header in headers {
-        request = request.insert_header(*header);
-    }
-    let mut response = request.send().await.expect("request sent");
-    let body = response.body().await.expect("body read");
-    let json = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| panic!("{path}: not JSON: {}", String::from_utf8_lossy(&body)));
-    (response.status().as_u16(), response.headers().clone(), json)
 }
 
 /// A chat turn with `key`, returning status, the session id and the body.
@@ -92,7 +77,7 @@ fn with_keys(settings: &mut Settings) {
 #[actix_rt::test]
 async fn a_missing_or_wrong_key_is_401_with_a_whole_openai_body() {
     let app = spawn_app_with(with_keys).await;
-    let (status, headers, body) = get(&app, "/v1/models", &[]).await;
+    let (status, headers, body) = app.get_with("/v1/models", &[]).await;
     assert_eq!(status, 401);
     assert_eq!(headers.get("content-type").unwrap(), "application/json");
     assert_eq!(
@@ -116,7 +101,9 @@ async fn a_missing_or_wrong_key_is_401_with_a_whole_openai_body() {
         "Basic sk-team-a-1234",
         "sk-team-a-1234",
     ] {
-        let (status, _, body) = get(&app, "/v1/models", &[("authorization", authorization)]).await;
+        let (status, _, body) = app
+            .get_with("/v1/models", &[("authorization", authorization)])
+            .await;
         assert_eq!((status, &body), (401, &wrong), "{authorization}");
     }
     // A chat turn is refused before its body is read.
@@ -129,11 +116,13 @@ async fn a_missing_or_wrong_key_is_401_with_a_whole_openai_body() {
         None,
     );
     // Unknown routes need a key too: they reveal nothing without one.
-    assert_eq!(get(&app, "/v1/nothing", &[]).await.0, 401);
+    assert_eq!(app.get_with("/v1/nothing", &[]).await.0, 401);
 
     for scheme in ["Bearer", "bearer", "BEARER"] {
         let authorization = format!("{scheme}  sk-team-b-5678 ");
-        let (status, _, body) = get(&app, "/v1/models", &[("authorization", &authorization)]).await;
+        let (status, _, body) = app
+            .get_with("/v1/models", &[("authorization", &authorization)])
+            .await;
         assert_eq!(status, 200, "{scheme}: {body}");
     }
 }
@@ -142,7 +131,7 @@ async fn a_missing_or_wrong_key_is_401_with_a_whole_openai_body() {
 async fn probes_discovery_and_metrics_need_no_key() {
     let app = spawn_app_with(with_keys).await;
     for path in ["/health", "/health/live", "/health/ready", "/discover"] {
-        let (status, _, body) = get(&app, path, &[]).await;
+        let (status, _, body) = app.get_with(path, &[]).await;
         assert_eq!(status, 200, "{path}: {body}");
     }
     let mut response = app.client.get(app.url("/metrics")).send().await.unwrap();
@@ -165,7 +154,9 @@ async fn another_tenants_session_does_not_exist() {
     assert_eq!(status, 200);
     let path = format!("/v1/sessions/{session}");
 
-    let (status, _, own) = get(&app, &path, &[("authorization", "Bearer sk-team-a-1234")]).await;
+    let (status, _, own) = app
+        .get_with(&path, &[("authorization", "Bearer sk-team-a-1234")])
+        .await;
     assert_eq!(status, 200, "{own}");
     assert_eq!(own["id"], session);
     assert_eq!(own["user"], "default_user");
@@ -179,7 +170,9 @@ async fn another_tenants_session_does_not_exist() {
     assert_eq!(own["workflows"], json!([]));
     assert_eq!(own["executions"], json!([]));
 
-    let (status, _, other) = get(&app, &path, &[("authorization", "Bearer sk-team-b-5678")]).await;
+    let (status, _, other) = app
+        .get_with(&path, &[("authorization", "Bearer sk-team-b-5678")])
+        .await;
     assert_eq!(status, 404);
     assert_eq!(
         other,
@@ -202,7 +195,9 @@ async fn another_tenants_session_does_not_exist() {
         history(&mock.requests()[1].body),
         pairs(&[("user", "what was the plan?")])
     );
-    let (_, _, still) = get(&app, &path, &[("authorization", "Bearer sk-team-a-1234")]).await;
+    let (_, _, still) = app
+        .get_with(&path, &[("authorization", "Bearer sk-team-a-1234")])
+        .await;
     assert_eq!(still["transcript"].as_array().unwrap().len(), 2);
 }
 
@@ -212,14 +207,11 @@ async fn without_keys_everything_runs_as_the_default_tenant() {
     let app = spawn_app_against(&mock.base(), |_| {}).await;
     let (status, session, _) = turn(&app, "anything", &chat("hi", json!({}))).await;
     assert_eq!(status, 200);
-    let (status, _, body) = get(&app, &format!("/v1/sessions/{session}"), &[]).await;
+    let (status, _, body) = app.get_with(&format!("/v1/sessions/{session}"), &[]).await;
     assert_eq!(status, 200, "{body}");
-    let (status, _, body) = get(
-        &app,
-        &format!("/v1/sessions/{session}?user_id=someone-else"),
-        &[],
-    )
-    .await;
+    let (status, _, body) = app
+        .get_with(&format!("/v1/sessions/{session}?user_id=someone-else"), &[])
+        .await;
     assert_eq!(status, 404, "sessions are per user too: {body}");
 }
 
@@ -265,12 +257,9 @@ async fn local_limits_refuse_with_429_and_retry_after() {
     let (status, _, body) = turn(&app, "sk-limited", &chat("third", json!({}))).await;
     assert_eq!(status, 200, "{body}");
 
-    let (status, headers, body) = get(
-        &app,
-        "/v1/models",
-        &[("authorization", "Bearer sk-limited")],
-    )
-    .await;
+    let (status, headers, body) = app
+        .get_with("/v1/models", &[("authorization", "Bearer sk-limited")])
+        .await;
     assert_eq!(status, 429);
     assert_error(&body, "rate_limit_error", "rate_limit_exceeded", None);
     assert!(
@@ -289,7 +278,9 @@ async fn local_limits_refuse_with_429_and_retry_after() {
         .unwrap();
     assert!((1..=80).contains(&retry_after), "{retry_after}");
     // Another tenant is not affected.
-    let (status, _, _) = get(&app, "/v1/models", &[("authorization", "Bearer sk-free")]).await;
+    let (status, _, _) = app
+        .get_with("/v1/models", &[("authorization", "Bearer sk-free")])
+        .await;
     assert_eq!(status, 200);
 }
 
@@ -336,7 +327,7 @@ async fn an_execution_stream_counts_against_the_tenants_streams() {
         .expect("a heartbeat within the configured second");
 
     // The open stream holds the tenant's one stream: a second one, or a chat turn, is 429.
-    let (status, headers, body) = get(&app, &events, &auth).await;
+    let (status, headers, body) = app.get_with(&events, &auth).await;
     assert_eq!(status, 429, "{body}");
     assert_error(&body, "rate_limit_error", "rate_limit_exceeded", None);
     assert_eq!(headers.get("retry-after").unwrap(), "1");
@@ -345,19 +336,16 @@ async fn an_execution_stream_counts_against_the_tenants_streams() {
 
     // The client leaves: its stream is closed and the slot is free again.
     drop(following);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, _, _) = turn(&app, "sk-limited", &chat("hello", json!({}))).await;
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 429);
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the stream's slot was never freed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the stream's slot is freed",
+        Duration::from_secs(10),
+        || async {
+            let (status, _, body) = turn(&app, "sk-limited", &chat("hello", json!({}))).await;
+            assert!(status == 200 || status == 429, "{status}: {body}");
+            (status == 200).then_some(())
+        },
+    )
+    .await;
     let cancel = app
         .client
         .delete(app.url(&format!(

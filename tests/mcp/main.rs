@@ -12,6 +12,8 @@
 
 #[path = "../support/mock_upstream.rs"]
 mod mock_upstream;
+#[path = "../support/sse.rs"]
+mod sse;
 mod support;
 
 mod agent;
