@@ -282,9 +282,9 @@ impl From<kubiya_actors::session::TurnRejected> for ApiError {
     }
 }
 
-impl From<kubiya_actors::session::StoreError> for ApiError {
-    fn from(error: kubiya_actors::session::StoreError) -> Self {
-        use kubiya_actors::session::StoreError;
+impl From<kubiya_actors::store::StoreError> for ApiError {
+    fn from(error: kubiya_actors::store::StoreError) -> Self {
+        use kubiya_actors::store::StoreError;
         match error {
             StoreError::Unavailable(message) => ApiError::new(ErrorCode::Unavailable, message),
             // Only a turn takes a session's lease; anything else seeing it is our bug.

@@ -228,7 +228,7 @@ async fn keep(
     if response["store"] != true {
         return Ok(());
     }
-    let unavailable = |err: kubiya_actors::session::StoreError| {
+    let unavailable = |err: kubiya_actors::store::StoreError| {
         let error = ApiError::from(err);
         let message = format!("the response could not be stored: {}", error.message);
         ApiError { message, ..error }
