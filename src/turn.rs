@@ -30,6 +30,8 @@ pub struct StartedTurn {
     /// The Session's end of the channel, gone once the Session has ended.
     session: WeakSender<TurnEvent>,
     stalled_after: Duration,
+    /// How long the stream may be idle before a heartbeat comment (`agent.heartbeat_secs`).
+    heartbeat: Duration,
     /// Counted from the start: the drain on shutdown waits for turns in progress.
     guard: StreamGuard,
 }
@@ -62,6 +64,7 @@ pub async fn start(
         events,
         session: weak,
         stalled_after: Duration::from_secs(state.agent.stalled_reader_secs),
+        heartbeat: Duration::from_secs(state.agent.heartbeat_secs),
         guard,
     })
 }
@@ -101,7 +104,6 @@ impl StartedTurn {
         self,
         format: StreamFormat,
         encoder: Box<dyn StreamEncoder>,
-        heartbeat: Duration,
         socket: ClientSocket,
     ) -> HttpResponse {
         let session = self.session_header();
@@ -110,7 +112,7 @@ impl StartedTurn {
             events: self.events,
             delivery: stalled_client::watch(socket, self.session, self.stalled_after),
         };
-        let body = EventBody::new(source, encoder, heartbeat, self.guard);
+        let body = EventBody::new(source, encoder, self.heartbeat, self.guard);
         let mut response = streaming::response(match format {
             StreamFormat::OpenAiSse | StreamFormat::ComposeSse => {
                 "text/event-stream; charset=utf-8"

@@ -4,7 +4,7 @@
 //! failure before any output still gets a proper status), then streams the rest as OpenAI
 //! SSE or the Vercel data stream — or folds it into one `chat.completion`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use kubiya_actors::provider::{ChatMessage, ToolCall};
@@ -345,10 +345,5 @@ pub async fn chat_completions(
         }
     };
     let format = stream.unwrap_or(StreamFormat::OpenAiSse);
-    Ok(started.into_response(
-        format,
-        encoder,
-        Duration::from_secs(state.agent.heartbeat_secs),
-        socket,
-    ))
+    Ok(started.into_response(format, encoder, socket))
 }

@@ -240,8 +240,7 @@ pub async fn compose(
         Delivery::Stream(format) => format,
         Delivery::Whole => return whole(&state, started, act).await,
     };
-    let heartbeat = Duration::from_secs(state.agent.heartbeat_secs);
-    Ok(started.into_response(format, encoder(format, filter), heartbeat, socket))
+    Ok(started.into_response(format, encoder(format, filter), socket))
 }
 
 /// The non-streamed answer: the workflow with metadata, and the execution in act mode.

@@ -5,7 +5,7 @@
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_error, spawn_app_against};
+use crate::helpers::{assert_error, assert_invalid, spawn_app_against};
 use crate::mock_upstream::{MockUpstream, Reply, openai_tool_call_stream};
 use crate::sse::json_data as sse_events;
 
@@ -277,13 +277,7 @@ async fn bad_requests_name_the_field() {
     let mock = MockUpstream::start(vec![]);
     let app = spawn_app_against(&mock.base(), |_| {}).await;
     let (status, _, body) = app.post_raw("/compose", &json!({"task": " "}), &[]).await;
-    assert_eq!(status, 400);
-    assert_error(
-        &serde_json::from_str(&body).unwrap(),
-        "invalid_request_error",
-        "invalid_value",
-        Some("task"),
-    );
+    assert_invalid(status, &body, Some("task"));
     let (status, _, body) = app
         .post_raw(
             "/compose",
@@ -291,13 +285,7 @@ async fn bad_requests_name_the_field() {
             &[],
         )
         .await;
-    assert_eq!(status, 400);
-    assert_error(
-        &serde_json::from_str(&body).unwrap(),
-        "invalid_request_error",
-        "invalid_value",
-        Some("stream_format"),
-    );
+    assert_invalid(status, &body, Some("stream_format"));
     let (status, _, _) = app.post_raw("/compose", &json!({"context": {}}), &[]).await;
     assert_eq!(status, 400);
 }

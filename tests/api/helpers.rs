@@ -146,8 +146,39 @@ impl TestApp {
     }
 }
 
+/// A response body as [`assert_error`] reads it: parsed already, or its text.
+pub trait ErrorBody {
+    fn json(&self) -> Value;
+}
+
+impl ErrorBody for Value {
+    fn json(&self) -> Value {
+        self.clone()
+    }
+}
+
+impl ErrorBody for str {
+    fn json(&self) -> Value {
+        serde_json::from_str(self).unwrap_or_else(|err| panic!("not JSON ({err}): {self}"))
+    }
+}
+
+impl ErrorBody for String {
+    fn json(&self) -> Value {
+        self.as_str().json()
+    }
+}
+
+/// Asserts a 400 naming `param` (`invalid_request_error`, `invalid_value`), the answer to a
+/// field the client got wrong.
+pub fn assert_invalid(status: u16, body: &(impl ErrorBody + ?Sized), param: Option<&str>) {
+    assert_eq!(status, 400, "{}", body.json());
+    assert_error(body, "invalid_request_error", "invalid_value", param);
+}
+
 /// Asserts a whole OpenAI-shaped error body.
-pub fn assert_error(body: &Value, kind: &str, code: &str, param: Option<&str>) {
+pub fn assert_error(body: &(impl ErrorBody + ?Sized), kind: &str, code: &str, param: Option<&str>) {
+    let body = body.json();
     let error = &body["error"];
     assert_eq!(error["type"], kind, "{body}");
     assert_eq!(error["code"], code, "{body}");

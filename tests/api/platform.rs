@@ -13,8 +13,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::executions::types;
 use crate::helpers::{TestApp, spawn_app_with};
+use crate::sse::kinds as types;
 
 /// What the mock platform saw of a request.
 #[derive(Debug, Clone)]

@@ -148,7 +148,7 @@ async fn the_turn_lease_holds_across_replicas_and_frees_when_the_turn_ends() {
     assert_eq!(first_status, 200);
     assert_eq!(second_status, 409, "{body}");
     assert_error(
-        &serde_json::from_str(&body).unwrap(),
+        &body,
         "invalid_request_error",
         "session_busy",
         Some("session_id"),
@@ -242,12 +242,7 @@ async fn limits_are_shared_by_every_replica() {
     assert_eq!(first_status, 200);
     assert_eq!(second_status, 429, "{body}");
     assert_eq!(headers.get("retry-after").unwrap(), "1");
-    assert_error(
-        &serde_json::from_str(&body).unwrap(),
-        "rate_limit_error",
-        "rate_limit_exceeded",
-        None,
-    );
+    assert_error(&body, "rate_limit_error", "rate_limit_exceeded", None);
     // Its permit went back to Redis before its answer did: another replica may stream now,
     // and a stream's permit is free before its last chunk, so the next turn may start at once.
     let (status, _, body) = turn(&b, TEAM_A, &chat("third", json!({"stream": true}))).await;

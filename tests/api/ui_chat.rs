@@ -269,12 +269,7 @@ async fn the_stream_has_the_protocol_headers_ids_and_done_and_bad_requests_get_4
     ] {
         let (status, _, body) = app.post_raw("/api/chat", &request, &[]).await;
         assert_eq!(status, 400, "{body}");
-        assert_error(
-            &serde_json::from_str(&body).unwrap(),
-            "invalid_request_error",
-            "invalid_value",
-            Some(param),
-        );
+        assert_error(&body, "invalid_request_error", "invalid_value", Some(param));
     }
 }
 

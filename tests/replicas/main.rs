@@ -40,7 +40,7 @@ use serde_json::{Map, Value, json};
 use helpers::{ServerProcess, TestApp, blocking_post, spawn_app_with};
 use kubiya::config::ApiKeySettings;
 use redis_server::RedisServer;
-use sse::{SseEvent, SseReader};
+use sse::{SseEvent, SseReader, kinds};
 
 /// Reads whole SSE events from `body` until `enough` holds for those read or the stream
 /// ends; a part of an event left unread is dropped, as a client that goes away drops it.
@@ -60,19 +60,6 @@ where
         events.extend(reader.push(&chunk).into_iter().map(SseEvent::from));
     }
     events
-}
-
-fn kinds(events: &[SseEvent]) -> Vec<String> {
-    events
-        .iter()
-        .map(|event| {
-            let kind = event.data["type"].as_str().unwrap_or_default();
-            match event.data["step"].as_str() {
-                Some(step) => format!("{kind} {step}"),
-                None => kind.to_owned(),
-            }
-        })
-        .collect()
 }
 
 /// A replica of the app, in this process, sharing executions through `redis`, whose

@@ -91,6 +91,20 @@ impl From<Frame> for SseEvent {
     }
 }
 
+/// Each execution event as `type` and, for a step's, its step: `step_running build`.
+pub fn kinds(events: &[SseEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|event| {
+            let kind = event.data["type"].as_str().unwrap_or_default();
+            match event.data["step"].as_str() {
+                Some(step) => format!("{kind} {step}"),
+                None => kind.to_owned(),
+            }
+        })
+        .collect()
+}
+
 /// One execution event; `None` for a comment (heartbeat).
 pub fn parse_sse_block(block: &str) -> Option<SseEvent> {
     frame(block).map(SseEvent::from)
