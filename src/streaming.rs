@@ -304,3 +304,44 @@ impl Stream for EventBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    #[actix_rt::test]
+    async fn a_chunk_body_counts_as_open_until_its_last_chunk() {
+        let streams = Arc::new(OpenStreams::default());
+        let chunks = futures_util::stream::iter([Bytes::from_static(b"data: 1\n\n")]).boxed();
+        let mut body = ChunkBody::new(chunks, None).counted(StreamGuard::new(streams.clone()));
+        assert_eq!(streams.count(), 1);
+        assert_eq!(
+            body.next().await.map(Result::unwrap),
+            Some(Bytes::from_static(b"data: 1\n\n"))
+        );
+        assert_eq!(streams.count(), 1, "open until the client has read its end");
+        assert!(body.next().await.is_none());
+        assert_eq!(streams.count(), 0);
+    }
+
+    #[actix_rt::test]
+    async fn an_idle_chunk_body_sends_the_heartbeat_comment() {
+        let idle = futures_util::stream::pending().boxed();
+        let beat = Heartbeat::every(Duration::from_millis(10), Some(SSE_HEARTBEAT));
+        let mut body = ChunkBody::new(idle, beat);
+        assert_eq!(
+            body.next().await.map(Result::unwrap),
+            Some(Bytes::from_static(SSE_HEARTBEAT))
+        );
+        assert!(
+            Heartbeat::every(Duration::ZERO, Some(SSE_HEARTBEAT)).is_none(),
+            "0 is off"
+        );
+        assert!(
+            Heartbeat::every(Duration::from_secs(1), None).is_none(),
+            "no comment, no beat"
+        );
+    }
+}
