@@ -146,7 +146,7 @@ mod tests {
             Some(Importance::High)
         );
         assert_eq!(
-            importance(&TurnEvent::Workflow(json!({}))),
+            importance(&TurnEvent::Workflow(Box::default())),
             Some(Importance::High)
         );
     }

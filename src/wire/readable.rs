@@ -26,14 +26,11 @@ pub fn line(event: &TurnEvent) -> Option<String> {
             ..
         } => tool_result(name, result, *is_error),
         TurnEvent::Execution(event) => execution_event(event),
-        TurnEvent::Workflow(data) => format!(
-            "[Workflow {} is valid]\n",
-            data["name"].as_str().unwrap_or("?")
-        ),
+        TurnEvent::Workflow(workflow) => format!("[Workflow {} is valid]\n", workflow.name),
         TurnEvent::ApprovalRequested { workflow, .. } => approval_question(workflow),
         TurnEvent::ValidationFailed { errors, attempt } => format!(
             "[Validation failed on attempt {attempt}: {} error(s)]\n",
-            errors.as_array().map_or(0, Vec::len)
+            errors.len()
         ),
         _ => return None,
     })
@@ -54,7 +51,7 @@ impl WorkflowEcho {
     pub fn observe(&mut self, event: &TurnEvent) {
         match event {
             TurnEvent::Text(text) => self.observe_text(text),
-            TurnEvent::Workflow(workflow) => self.workflow = Some(workflow.clone()),
+            TurnEvent::Workflow(workflow) => self.workflow = Some(workflow.to_value()),
             TurnEvent::ToolResult {
                 result,
                 is_error: false,

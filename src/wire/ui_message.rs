@@ -391,7 +391,7 @@ impl UiMessageEncoder {
                 }
             }
             TurnEvent::Workflow(definition) => {
-                self.show_workflow(definition, "valid");
+                self.show_workflow(&definition.to_value(), "valid");
                 self.send_workflow(out);
             }
             TurnEvent::Execution(execution) if execution["type"] == "step_output" => {

@@ -885,13 +885,13 @@ impl Session {
         }
         self.emit_step_finished(ctx);
         if let Some(workflow) = report.valid_workflow() {
-            let workflow = workflow.to_value();
+            let document = workflow.to_value();
             if let Some(record) = self.record.as_mut() {
-                record.workflows.push(workflow.clone());
+                record.workflows.push(document.clone());
             }
-            self.emit(TurnEvent::Workflow(workflow.clone()), ctx);
+            self.emit(TurnEvent::Workflow(Box::new(workflow.clone())), ctx);
             if options.act {
-                self.run_workflow(workflow, options, ctx);
+                self.run_workflow(document, options, ctx);
             } else {
                 self.finish(FinishReason::Stop, ctx);
             }
@@ -900,7 +900,7 @@ impl Session {
         let errors = serde_json::to_value(&report.errors).unwrap_or_default();
         self.emit(
             TurnEvent::ValidationFailed {
-                errors: errors.clone(),
+                errors: report.errors,
                 attempt: self.attempts,
             },
             ctx,
