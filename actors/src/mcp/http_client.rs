@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::connection::Outgoing;
 use super::jsonrpc::{self, INTERNAL_ERROR, META_PROTOCOL_VERSION, RequestId, RpcError};
+use super::oauth::{Challenge, OAuth};
 
 /// How long opening a connection (TCP and TLS) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,7 +40,13 @@ const ERROR_SNIPPET_BYTES: usize = 300;
 pub(crate) struct HttpTarget {
     pub url: String,
     pub headers: Vec<(String, String)>,
+    /// Gets bearer tokens when the server asks for authorization.
+    pub oauth: Option<OAuth>,
 }
+
+/// Token requests per message: one after a 401 (or a stale token), one more for a step-up
+/// (403 `insufficient_scope`); a server that keeps refusing gets the refusal back.
+const MAX_AUTHORIZATIONS: usize = 2;
 
 /// Routes one message from the server, as a stdout line would be.
 pub(crate) type Router = Box<dyn Fn(Value) + Send>;
@@ -147,41 +154,84 @@ async fn post(state: Rc<State>, message: Value) {
         .get("id")
         .and_then(RequestId::from_value)
         .filter(|_| method.is_some());
-    let mut request = request_builder(&state, awc::http::Method::POST)
-        .insert_header(("Content-Type", "application/json"));
     let modern_version = message
         .pointer("/params/_meta")
         .and_then(|meta| meta.get(META_PROTOCOL_VERSION))
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let version = modern_version
-        .clone()
-        .or_else(|| state.version.borrow().clone());
-    if let Some(version) = version {
-        request = request.insert_header(("MCP-Protocol-Version", version));
-    }
-    if modern_version.is_some()
-        && let Some(method) = method.as_deref()
-    {
-        request = request.insert_header(("Mcp-Method", method));
-        let name = match method {
-            "tools/call" | "prompts/get" => message.pointer("/params/name"),
-            "resources/read" => message.pointer("/params/uri"),
-            _ => None,
+    let body = bytes::Bytes::from(message.to_string());
+    let mut authorizations = 0;
+    let mut response = loop {
+        let bearer = match &state.target.oauth {
+            Some(oauth) => oauth.current(&state.client).await,
+            None => None,
         };
-        if let Some(name) = name.and_then(Value::as_str) {
-            request = request.insert_header(("Mcp-Name", name));
+        let mut request = request_builder(&state, awc::http::Method::POST)
+            .insert_header(("Content-Type", "application/json"));
+        if let Some(token) = &bearer {
+            request = request.insert_header(("Authorization", format!("Bearer {token}")));
         }
-    }
-    let mut response = match request.send_body(message.to_string()).await {
-        Ok(response) => response,
-        Err(error) => {
-            let how = format!(
-                "the server at {} cannot be reached: {error}",
-                state.target.url
+        let version = modern_version
+            .clone()
+            .or_else(|| state.version.borrow().clone());
+        if let Some(version) = version {
+            request = request.insert_header(("MCP-Protocol-Version", version));
+        }
+        if modern_version.is_some()
+            && let Some(method) = method.as_deref()
+        {
+            request = request.insert_header(("Mcp-Method", method));
+            let name = match method {
+                "tools/call" | "prompts/get" => message.pointer("/params/name"),
+                "resources/read" => message.pointer("/params/uri"),
+                _ => None,
+            };
+            if let Some(name) = name.and_then(Value::as_str) {
+                request = request.insert_header(("Mcp-Name", name));
+            }
+        }
+        let mut response = match request.send_body(body.clone()).await {
+            Ok(response) => response,
+            Err(error) => {
+                let how = format!(
+                    "the server at {} cannot be reached: {error}",
+                    state.target.url
+                );
+                fail_request(&state, id.as_ref(), &how);
+                state.end(how);
+                return;
+            }
+        };
+        let Some(oauth) = &state.target.oauth else {
+            break response;
+        };
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|value| value.to_str().ok())
+            .map(Challenge::parse)
+            .unwrap_or_default();
+        let refused = match response.status().as_u16() {
+            401 => true,
+            403 => challenge.insufficient_scope(),
+            _ => false,
+        };
+        if !refused || authorizations == MAX_AUTHORIZATIONS {
+            break response;
+        }
+        authorizations += 1;
+        // Read the refusal to its end so the connection can be reused.
+        let _ = response.body().limit(ERROR_SNIPPET_BYTES * 16).await;
+        if let Err(problem) = oauth
+            .authorize(&state.client, &challenge, bearer.as_deref())
+            .await
+        {
+            tracing::warn!(server = %state.server, %problem, "OAuth authorization failed");
+            fail_request(
+                &state,
+                id.as_ref(),
+                &format!("the server requires authorization, which failed: {problem}"),
             );
-            fail_request(&state, id.as_ref(), &how);
-            state.end(how);
             return;
         }
     };

@@ -39,6 +39,7 @@ pub mod features;
 pub mod http_client;
 pub mod jsonrpc;
 pub mod notify;
+pub mod oauth;
 pub mod process;
 pub mod sampling;
 pub mod server;
@@ -53,7 +54,9 @@ mod server_tests;
 pub use access::McpAccess;
 pub use catalog::{CatalogChanges, ToolOutput, namespaced_name};
 pub use child::{McpServerStatus, ServerState};
-pub use config::{DesktopHostConfig, McpConfigError, McpServerConfig, McpSettings, check_servers};
+pub use config::{
+    DesktopHostConfig, McpConfigError, McpOAuthConfig, McpServerConfig, McpSettings, check_servers,
+};
 pub use error::McpError;
 pub use features::ServerFeatures;
 pub use sampling::Sampler;
