@@ -118,6 +118,11 @@ pub struct ClientArgs {
     #[arg(long, value_name = "URL", requires = "oauth_client_id")]
     pub oauth_issuer: Option<String>,
 
+    /// Answer the server's questions (elicitation) with the form's defaults instead of
+    /// declining them
+    #[arg(long)]
+    pub accept_elicitation_defaults: bool,
+
     /// A tool to call once the server runs
     #[arg(long, value_name = "TOOL")]
     pub call: Option<String>,

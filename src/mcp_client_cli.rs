@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use actix::Actor;
 use kubiya_actors::mcp::{
-    CallTool, ListTools, McpAccess, McpOAuthConfig, McpServerConfig, McpSettings, McpSupervisor,
-    ServerState, ServerStatuses, Shutdown,
+    CallTool, ElicitationPolicy, ListTools, McpAccess, McpOAuthConfig, McpServerConfig,
+    McpSettings, McpSupervisor, ServerState, ServerStatuses, Shutdown,
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -75,6 +75,9 @@ fn server_config(args: &ClientArgs) -> Result<McpServerConfig, String> {
         config
             .headers
             .insert(name.trim().to_owned(), value.trim().to_owned());
+    }
+    if args.accept_elicitation_defaults {
+        config.elicitation = ElicitationPolicy::AcceptDefaults;
     }
     config.oauth = args
         .oauth_client_id

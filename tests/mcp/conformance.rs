@@ -301,13 +301,22 @@ fn run_client_command(scenario: &str, spec_version: &str, command: &str) {
 }
 
 #[test]
-fn our_client_passes_the_suites_initialize_tools_call_and_request_metadata_scenarios() {
+fn our_client_passes_the_suites_initialize_tools_call_request_metadata_elicitation_and_sse_retry_scenarios()
+ {
     run_client_scenario("initialize", "2025-11-25", "");
     let call = r#"--call add_numbers --arguments '{"a":2,"b":3}'"#;
     run_client_scenario("tools_call", "2025-11-25", call);
     run_client_scenario("tools_call", "2026-07-28", call);
     // Per-request _meta and headers, and a retry after a refused version.
     run_client_scenario("request-metadata", "2026-07-28", "");
+    // A server configured to have its questions answered with the form's defaults.
+    run_client_scenario(
+        "elicitation-sep1034-client-defaults",
+        "2025-11-25",
+        "--accept-elicitation-defaults --call test_client_elicitation_defaults",
+    );
+    // A call's stream that ends early is resumed with GET, Last-Event-ID, after `retry:`.
+    run_client_scenario("sse-retry", "2025-11-25", "--call test_reconnection");
 }
 
 #[test]

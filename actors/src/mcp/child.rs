@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::catalog::{CatalogChanges, ServerCatalog};
 use super::config::expand_env;
 use super::config::{McpServerConfig, McpSettings};
-use super::connection::{Connection, RequestLimits};
+use super::connection::{ClientOffer, Connection, RequestLimits};
 use super::http_client::HttpTarget;
 use super::oauth::{OAuth, OAuthCredentials, TokenCache};
 use super::process::spawn_server;
@@ -249,6 +249,13 @@ impl Lifecycle {
         self.changes.bump();
     }
 
+    fn offer(&self) -> ClientOffer {
+        ClientOffer {
+            sampler: self.sampler.clone(),
+            elicitation: self.config.elicitation,
+        }
+    }
+
     /// Spawns a local server, or opens the transport to a remote one.
     fn connect(&self) -> Result<Connection, String> {
         let lookup = |name: &str| std::env::var(name).ok();
@@ -293,15 +300,11 @@ impl Lifecycle {
                     headers,
                     oauth,
                 };
-                Ok(Connection::start_http(
-                    &self.name,
-                    target,
-                    self.sampler.clone(),
-                ))
+                Ok(Connection::start_http(&self.name, target, self.offer()))
             }
             None => {
                 let spawned = spawn_server(&self.config, lookup)?;
-                Ok(Connection::start(&self.name, spawned, self.sampler.clone()))
+                Ok(Connection::start(&self.name, spawned, self.offer()))
             }
         }
     }

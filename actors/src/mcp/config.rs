@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::elicitation::ElicitationPolicy;
+
 /// How to reach one MCP server: a program to start (stdio) or a `url` (streamable HTTP).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +50,9 @@ pub struct McpServerConfig {
     /// OAuth client credentials for a remote server that asks for authorization (401).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth: Option<McpOAuthConfig>,
+    /// How the server's questions to the user are answered (declined unless set).
+    #[serde(default)]
+    pub elicitation: ElicitationPolicy,
 }
 
 /// A remote server's OAuth client, registered beforehand with its authorization server: the
@@ -92,6 +97,7 @@ impl fmt::Debug for McpServerConfig {
             .field("timeout_secs", &self.timeout_secs)
             .field("enabled", &self.enabled)
             .field("oauth", &self.oauth)
+            .field("elicitation", &self.elicitation)
             .finish()
     }
 }
@@ -113,6 +119,7 @@ impl McpServerConfig {
             enabled: None,
             transport: None,
             oauth: None,
+            elicitation: ElicitationPolicy::default(),
         }
     }
 

@@ -10,6 +10,12 @@
 //! server that cannot be reached or a session the server forgot ends the connection, so the
 //! supervisor reconnects with backoff. Shutdown ends a legacy session with `DELETE`.
 //!
+//! In the legacy era the transport also opens the server's own stream (`GET`) once the
+//! session is initialized, for the requests and notifications a server sends outside any call
+//! (a question for the user, `list_changed`). SSE streams resume as the specification asks: a
+//! call's stream that ends before its answer, and the server's own stream whenever it ends, are
+//! picked up again with `GET` and `Last-Event-ID` after the `retry:` delay the server set.
+//!
 //! `awc` clients are not `Send`, so the transport lives on an arbiter of its own and the
 //! connection talks to it through channels only.
 
@@ -34,6 +40,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// How much of an HTTP error's body goes into the error message.
 const ERROR_SNIPPET_BYTES: usize = 300;
+/// The wait before resuming a stream when the server set no `retry:`.
+const DEFAULT_RETRY: Duration = Duration::from_secs(1);
+/// The longest `retry:` we honour, and the longest wait between reopenings of the server's
+/// own stream when it keeps failing.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+/// Times a call's stream is resumed before the call fails, and times in a row the server's
+/// own stream may fail to open before we stop asking.
+const MAX_RESUMES: usize = 5;
 
 /// Where a remote server is and the headers it gets (references already expanded).
 #[derive(Clone)]
@@ -251,6 +265,9 @@ async fn post(state: Rc<State>, message: Value) {
         *state.session.borrow_mut() = Some(session.to_owned());
     }
     if status.as_u16() == 202 || status.as_u16() == 204 {
+        if method.as_deref() == Some("notifications/initialized") && status.is_success() {
+            actix::spawn(listen(state.clone()));
+        }
         return;
     }
     let event_stream = response
@@ -271,7 +288,20 @@ async fn post(state: Rc<State>, message: Value) {
         return;
     }
     if event_stream {
-        read_events(&state, &mut response, method.as_deref()).await;
+        let mut cursor = StreamCursor::default();
+        let answered = read_events(
+            &state,
+            &mut response,
+            method.as_deref(),
+            id.as_ref(),
+            &mut cursor,
+        )
+        .await;
+        if let Some(id) = id.as_ref()
+            && !answered
+        {
+            resume(&state, id, method.as_deref(), cursor).await;
+        }
         return;
     }
     match response.body().limit(MAX_MESSAGE_BYTES).await {
@@ -304,15 +334,33 @@ fn deliver(state: &State, message: Value, sent_method: Option<&str>) {
     (state.router)(message);
 }
 
-/// Routes each `data` of an SSE answer until the stream ends.
+/// Where a stream got to: what resuming it needs.
+#[derive(Default)]
+struct StreamCursor {
+    last_event_id: Option<String>,
+    retry: Option<Duration>,
+}
+
+impl StreamCursor {
+    fn retry(&self) -> Duration {
+        self.retry.unwrap_or(DEFAULT_RETRY).min(MAX_RETRY)
+    }
+}
+
+/// Routes each message of an SSE stream until it ends, noting event ids and `retry:`; true
+/// when the answer to `awaited` came.
 async fn read_events<S>(
     state: &State,
     response: &mut awc::ClientResponse<S>,
     sent_method: Option<&str>,
-) where
+    awaited: Option<&RequestId>,
+    cursor: &mut StreamCursor,
+) -> bool
+where
     S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
 {
     let mut buffer = BytesMut::new();
+    let mut answered = false;
     while let Some(chunk) = response.next().await {
         let Ok(chunk) = chunk else {
             break;
@@ -321,13 +369,116 @@ async fn read_events<S>(
         while let Some(end) = event_end(&buffer) {
             let event = buffer.split_to(end.0);
             let _ = buffer.split_to(end.1);
-            if let Some(message) = event_data(&event) {
+            let event = parse_event(&event);
+            if let Some(id) = event.id {
+                cursor.last_event_id = Some(id);
+            }
+            if let Some(retry) = event.retry {
+                cursor.retry = Some(retry);
+            }
+            if let Some(message) = event.data {
+                let answers = message.get("method").is_none()
+                    && message.get("id").and_then(RequestId::from_value).as_ref() == awaited;
                 deliver(state, message, sent_method);
+                if answers && awaited.is_some() {
+                    answered = true;
+                }
             }
         }
         if buffer.len() > MAX_MESSAGE_BYTES {
             tracing::warn!(server = %state.server, "dropped an SSE event over the size limit");
             buffer.clear();
+        }
+    }
+    answered
+}
+
+/// A `GET` of the server's stream, resuming after `last_event_id` when given.
+async fn open_stream(
+    state: &State,
+    last_event_id: Option<&str>,
+) -> Result<awc::ClientResponse, String> {
+    let mut request = request_builder(state, awc::http::Method::GET)
+        .insert_header(("Accept", "text/event-stream"));
+    if let Some(version) = state.version.borrow().as_deref() {
+        request = request.insert_header(("MCP-Protocol-Version", version));
+    }
+    if let Some(oauth) = &state.target.oauth
+        && let Some(token) = oauth.current(&state.client).await
+    {
+        request = request.insert_header(("Authorization", format!("Bearer {token}")));
+    }
+    if let Some(id) = last_event_id {
+        request = request.insert_header(("Last-Event-ID", id));
+    }
+    request.send().await.map_err(|error| error.to_string())
+}
+
+/// Picks up a call's stream that ended before its answer: after the server's `retry:` delay,
+/// `GET` with the last event id, a few times; then the call fails.
+async fn resume(
+    state: &State,
+    id: &RequestId,
+    sent_method: Option<&str>,
+    mut cursor: StreamCursor,
+) {
+    for _ in 0..MAX_RESUMES {
+        if cursor.last_event_id.is_none() || state.ended.borrow().is_some() {
+            break;
+        }
+        tokio::time::sleep(cursor.retry()).await;
+        let mut response = match open_stream(state, cursor.last_event_id.as_deref()).await {
+            Ok(response) if response.status().is_success() => response,
+            _ => break,
+        };
+        if read_events(state, &mut response, sent_method, Some(id), &mut cursor).await {
+            return;
+        }
+    }
+    fail_request(
+        state,
+        Some(id),
+        "the server's stream ended before the answer and could not be resumed",
+    );
+}
+
+/// Keeps the server's own stream open for the life of a legacy session, reopening it (with
+/// the last event id) whenever it ends. A server that refuses it the first time (405, as the
+/// specification says, or any other status) offers none; the connection ending stops it.
+async fn listen(state: Rc<State>) {
+    let mut cursor = StreamCursor::default();
+    let mut opened = false;
+    let mut failures = 0u32;
+    while state.ended.borrow().is_none() {
+        match open_stream(&state, cursor.last_event_id.as_deref()).await {
+            Ok(mut response) if response.status().is_success() => {
+                opened = true;
+                failures = 0;
+                read_events(&state, &mut response, None, None, &mut cursor).await;
+            }
+            Ok(mut response) => {
+                let _ = response.body().limit(ERROR_SNIPPET_BYTES).await;
+                if !opened {
+                    tracing::debug!(server = %state.server, status = response.status().as_u16(), "the server offers no stream of its own");
+                    return;
+                }
+                failures += 1;
+            }
+            Err(_) => failures += 1,
+        }
+        if failures as usize >= MAX_RESUMES {
+            tracing::debug!(server = %state.server, "the server's own stream keeps failing; not reopened");
+            return;
+        }
+        let wait = if failures == 0 {
+            cursor.retry()
+        } else {
+            DEFAULT_RETRY.saturating_mul(1 << failures).min(MAX_RETRY)
+        };
+        let mut ended = state.ended.subscribe();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = ended.wait_for(Option::is_some) => return,
         }
     }
 }
@@ -348,18 +499,40 @@ fn event_end(buffer: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
-/// The JSON message in one SSE event's `data` lines, if any.
-fn event_data(event: &[u8]) -> Option<Value> {
-    let text = std::str::from_utf8(event).ok()?;
-    let data: Vec<&str> = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .map(|data| data.strip_prefix(' ').unwrap_or(data))
-        .collect();
-    if data.is_empty() {
-        return None;
+/// One SSE event's fields.
+#[derive(Debug, Default, PartialEq)]
+struct SseEvent {
+    id: Option<String>,
+    retry: Option<Duration>,
+    /// The JSON message in its `data` lines, if any.
+    data: Option<Value>,
+}
+
+fn parse_event(event: &[u8]) -> SseEvent {
+    let mut parsed = SseEvent::default();
+    let Ok(text) = std::str::from_utf8(event) else {
+        return parsed;
+    };
+    let mut data: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "data" => data.push(value),
+            // An id with NUL is ignored, as the SSE specification says.
+            "id" if !value.contains('\0') => parsed.id = Some(value.to_owned()),
+            "retry" => {
+                if let Ok(millis) = value.trim().parse::<u64>() {
+                    parsed.retry = Some(Duration::from_millis(millis));
+                }
+            }
+            _ => {}
+        }
     }
-    serde_json::from_str(&data.join("\n")).ok()
+    if !data.is_empty() {
+        parsed.data = serde_json::from_str(&data.join("\n")).ok();
+    }
+    parsed
 }
 
 /// A JSON-RPC error for an HTTP failure: the server's own error when it sent one.
@@ -417,11 +590,22 @@ mod tests {
         let buffer =
             b"event: message\ndata: {\"a\":1}\n\nid: 2\r\ndata: {\"b\":\r\ndata: 2}\r\n\r\nrest";
         let (end, separator) = event_end(buffer).unwrap();
-        assert_eq!(event_data(&buffer[..end]), Some(json!({"a": 1})));
+        assert_eq!(parse_event(&buffer[..end]).data, Some(json!({"a": 1})));
         let rest = &buffer[end + separator..];
         let (end, _) = event_end(rest).unwrap();
-        assert_eq!(event_data(&rest[..end]), Some(json!({"b": 2})));
-        assert_eq!(event_data(b": keep-alive"), None);
+        let event = parse_event(&rest[..end]);
+        assert_eq!(event.data, Some(json!({"b": 2})));
+        assert_eq!(event.id.as_deref(), Some("2"));
+        assert_eq!(parse_event(b": keep-alive"), SseEvent::default());
+        let priming = parse_event(b"id: event-1\nretry: 500\ndata: ");
+        assert_eq!(
+            priming,
+            SseEvent {
+                id: Some("event-1".into()),
+                retry: Some(Duration::from_millis(500)),
+                data: None,
+            }
+        );
     }
 
     #[test]

@@ -142,6 +142,12 @@ struct Token {
     scope: Option<String>,
 }
 
+impl Token {
+    fn is_fresh(&self) -> bool {
+        self.renew_at.is_none_or(|at| Instant::now() < at)
+    }
+}
+
 /// The authorization server of a protected resource, as discovered.
 #[derive(Clone)]
 struct Authority {
@@ -181,13 +187,13 @@ impl OAuth {
     /// server has asked for one.
     pub(crate) async fn current(&self, client: &Client) -> Option<String> {
         let token = self.snapshot().token?;
-        if !token.renew_at.is_some_and(|at| Instant::now() >= at) {
+        if token.is_fresh() {
             return Some(token.access);
         }
         let _renewing = self.cache.renewing.lock().await;
         let CacheState { token, authority } = self.snapshot();
         let token = token?;
-        if !token.renew_at.is_some_and(|at| Instant::now() >= at) {
+        if token.is_fresh() {
             return Some(token.access);
         }
         let authority = authority?;
