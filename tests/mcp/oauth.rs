@@ -31,6 +31,8 @@ struct Realm {
     valid: Option<(String, Instant)>,
     /// MCP requests it refused with 401.
     refused: usize,
+    /// Refuses every token (a server that keeps asking).
+    refuse_all: bool,
 }
 
 type Shared = web::Data<Mutex<Realm>>;
@@ -43,7 +45,8 @@ async fn mcp(realm: Shared, request: HttpRequest, body: web::Json<Value>) -> Htt
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::to_owned);
-    let accepted = matches!((&realm.valid, &presented),
+    let accepted = !realm.refuse_all
+        && matches!((&realm.valid, &presented),
         (Some((token, until)), Some(presented)) if token == presented && Instant::now() < *until);
     if !accepted {
         realm.refused += 1;
@@ -262,4 +265,29 @@ async fn credentials_go_only_to_the_configured_issuer() {
 
 fn encode(text: &str) -> String {
     text.replace(':', "%3A").replace('/', "%2F")
+}
+
+#[actix_rt::test]
+async fn a_server_that_refuses_every_token_gets_two_token_requests_per_message_at_most() {
+    let realm = serve(Realm {
+        expires_in: 3600,
+        refuse_all: true,
+        ..Realm::default()
+    });
+    let supervisor = start(vec![("protected", protected(&realm))], test_settings());
+    let status = wait_for(&supervisor, "protected", |status| {
+        status.state == ServerState::Failed
+    })
+    .await;
+    supervisor.send(Shutdown).await.unwrap();
+    let error = status.last_error.unwrap_or_default();
+    assert!(error.contains("401"), "the refusal is reported: {error}");
+    let realm = realm.lock().unwrap();
+    // Each message: sent, refused, token, sent again, refused, token (step-up), refused.
+    assert!(
+        realm.token_requests.len() * 3 <= realm.refused * 2,
+        "{} token requests for {} refusals",
+        realm.token_requests.len(),
+        realm.refused
+    );
 }
