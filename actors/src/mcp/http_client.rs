@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use actix::{Arbiter, ArbiterHandle};
 use awc::{Client, Connector};
-use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
@@ -33,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 use super::connection::Outgoing;
 use super::jsonrpc::{self, INTERNAL_ERROR, META_PROTOCOL_VERSION, RequestId, RpcError};
 use super::oauth::{Challenge, OAuth};
+use crate::framing::sse::SseDecoder;
 
 /// How long opening a connection (TCP and TLS) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,8 +42,10 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 const ERROR_SNIPPET_BYTES: usize = 300;
 /// The wait before resuming a stream when the server set no `retry:`.
 const DEFAULT_RETRY: Duration = Duration::from_secs(1);
-/// The longest `retry:` we honour, and the longest wait between reopenings of the server's
-/// own stream when it keeps failing.
+/// The bounds on a server's `retry:` (waiting longer than asked is allowed; a shorter wait
+/// would let a server that closes at once keep us reconnecting), and the longest wait between
+/// reopenings of the server's own stream when it keeps failing.
+const MIN_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 /// Times a call's stream is resumed before the call fails, and times in a row the server's
 /// own stream may fail to open before we stop asking.
@@ -289,7 +291,7 @@ async fn post(state: Rc<State>, message: Value) {
     }
     if event_stream {
         let mut cursor = StreamCursor::default();
-        let answered = read_events(
+        let end = read_events(
             &state,
             &mut response,
             method.as_deref(),
@@ -298,7 +300,7 @@ async fn post(state: Rc<State>, message: Value) {
         )
         .await;
         if let Some(id) = id.as_ref()
-            && !answered
+            && !end.answered
         {
             resume(&state, id, method.as_deref(), cursor).await;
         }
@@ -343,54 +345,61 @@ struct StreamCursor {
 
 impl StreamCursor {
     fn retry(&self) -> Duration {
-        self.retry.unwrap_or(DEFAULT_RETRY).min(MAX_RETRY)
+        self.retry
+            .unwrap_or(DEFAULT_RETRY)
+            .clamp(MIN_RETRY, MAX_RETRY)
     }
 }
 
-/// Routes each message of an SSE stream until it ends, noting event ids and `retry:`; true
-/// when the answer to `awaited` came.
+/// How an SSE stream ended.
+#[derive(Default)]
+struct StreamEnd {
+    /// The answer to the awaited request came.
+    answered: bool,
+    /// Messages it carried.
+    messages: usize,
+}
+
+/// Routes each message of an SSE stream until it ends, noting event ids and `retry:`.
 async fn read_events<S>(
     state: &State,
     response: &mut awc::ClientResponse<S>,
     sent_method: Option<&str>,
     awaited: Option<&RequestId>,
     cursor: &mut StreamCursor,
-) -> bool
+) -> StreamEnd
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
 {
-    let mut buffer = BytesMut::new();
-    let mut answered = false;
-    while let Some(chunk) = response.next().await {
-        let Ok(chunk) = chunk else {
-            break;
-        };
-        buffer.extend_from_slice(&chunk);
-        while let Some(end) = event_end(&buffer) {
-            let event = buffer.split_to(end.0);
-            let _ = buffer.split_to(end.1);
-            let event = parse_event(&event);
-            if let Some(id) = event.id {
-                cursor.last_event_id = Some(id);
-            }
-            if let Some(retry) = event.retry {
-                cursor.retry = Some(retry);
-            }
-            if let Some(message) = event.data {
-                let answers = message.get("method").is_none()
-                    && message.get("id").and_then(RequestId::from_value).as_ref() == awaited;
-                deliver(state, message, sent_method);
-                if answers && awaited.is_some() {
-                    answered = true;
-                }
-            }
+    let mut decoder = SseDecoder::new();
+    let mut end = StreamEnd::default();
+    // Bytes since the last event: a server that never ends one cannot grow our memory.
+    let mut unfinished = 0;
+    while let Some(Ok(chunk)) = response.next().await {
+        unfinished += chunk.len();
+        decoder.feed(&chunk);
+        while let Some(event) = decoder.next_event() {
+            unfinished = 0;
+            let Ok(message) = serde_json::from_str::<Value>(&event.data) else {
+                continue;
+            };
+            end.messages += 1;
+            let answers = awaited.is_some()
+                && message.get("method").is_none()
+                && message.get("id").and_then(RequestId::from_value).as_ref() == awaited;
+            deliver(state, message, sent_method);
+            end.answered |= answers;
         }
-        if buffer.len() > MAX_MESSAGE_BYTES {
-            tracing::warn!(server = %state.server, "dropped an SSE event over the size limit");
-            buffer.clear();
+        if let Some(id) = decoder.last_event_id() {
+            cursor.last_event_id = Some(id.to_owned());
+        }
+        cursor.retry = decoder.retry().or(cursor.retry);
+        if unfinished > MAX_MESSAGE_BYTES {
+            tracing::warn!(server = %state.server, "an SSE event went over the size limit; stream dropped");
+            break;
         }
     }
-    answered
+    end
 }
 
 /// A `GET` of the server's stream, resuming after `last_event_id` when given.
@@ -431,7 +440,8 @@ async fn resume(
             Ok(response) if response.status().is_success() => response,
             _ => break,
         };
-        if read_events(state, &mut response, sent_method, Some(id), &mut cursor).await {
+        let end = read_events(state, &mut response, sent_method, Some(id), &mut cursor).await;
+        if end.answered {
             return;
         }
     }
@@ -453,8 +463,9 @@ async fn listen(state: Rc<State>) {
         match open_stream(&state, cursor.last_event_id.as_deref()).await {
             Ok(mut response) if response.status().is_success() => {
                 opened = true;
-                failures = 0;
-                read_events(&state, &mut response, None, None, &mut cursor).await;
+                let end = read_events(&state, &mut response, None, None, &mut cursor).await;
+                // A stream that closes with nothing in it counts against the server.
+                failures = if end.messages > 0 { 0 } else { failures + 1 };
             }
             Ok(mut response) => {
                 let _ = response.body().limit(ERROR_SNIPPET_BYTES).await;
@@ -470,10 +481,11 @@ async fn listen(state: Rc<State>) {
             tracing::debug!(server = %state.server, "the server's own stream keeps failing; not reopened");
             return;
         }
+        let backoff = DEFAULT_RETRY.saturating_mul(1 << failures).min(MAX_RETRY);
         let wait = if failures == 0 {
             cursor.retry()
         } else {
-            DEFAULT_RETRY.saturating_mul(1 << failures).min(MAX_RETRY)
+            cursor.retry().max(backoff)
         };
         let mut ended = state.ended.subscribe();
         tokio::select! {
@@ -481,58 +493,6 @@ async fn listen(state: Rc<State>) {
             _ = ended.wait_for(Option::is_some) => return,
         }
     }
-}
-
-/// Where the first event in `buffer` ends, and how long its separator is.
-fn event_end(buffer: &[u8]) -> Option<(usize, usize)> {
-    let lf = buffer
-        .windows(2)
-        .position(|pair| pair == b"\n\n")
-        .map(|at| (at, 2));
-    let crlf = buffer
-        .windows(4)
-        .position(|quad| quad == b"\r\n\r\n")
-        .map(|at| (at, 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (found, None) | (None, found) => found,
-    }
-}
-
-/// One SSE event's fields.
-#[derive(Debug, Default, PartialEq)]
-struct SseEvent {
-    id: Option<String>,
-    retry: Option<Duration>,
-    /// The JSON message in its `data` lines, if any.
-    data: Option<Value>,
-}
-
-fn parse_event(event: &[u8]) -> SseEvent {
-    let mut parsed = SseEvent::default();
-    let Ok(text) = std::str::from_utf8(event) else {
-        return parsed;
-    };
-    let mut data: Vec<&str> = Vec::new();
-    for line in text.lines() {
-        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        match field {
-            "data" => data.push(value),
-            // An id with NUL is ignored, as the SSE specification says.
-            "id" if !value.contains('\0') => parsed.id = Some(value.to_owned()),
-            "retry" => {
-                if let Ok(millis) = value.trim().parse::<u64>() {
-                    parsed.retry = Some(Duration::from_millis(millis));
-                }
-            }
-            _ => {}
-        }
-    }
-    if !data.is_empty() {
-        parsed.data = serde_json::from_str(&data.join("\n")).ok();
-    }
-    parsed
 }
 
 /// A JSON-RPC error for an HTTP failure: the server's own error when it sent one.
@@ -583,30 +543,6 @@ async fn end_session(state: &State) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn sse_events_split_on_blank_lines_and_join_their_data() {
-        let buffer =
-            b"event: message\ndata: {\"a\":1}\n\nid: 2\r\ndata: {\"b\":\r\ndata: 2}\r\n\r\nrest";
-        let (end, separator) = event_end(buffer).unwrap();
-        assert_eq!(parse_event(&buffer[..end]).data, Some(json!({"a": 1})));
-        let rest = &buffer[end + separator..];
-        let (end, _) = event_end(rest).unwrap();
-        let event = parse_event(&rest[..end]);
-        assert_eq!(event.data, Some(json!({"b": 2})));
-        assert_eq!(event.id.as_deref(), Some("2"));
-        assert_eq!(parse_event(b": keep-alive"), SseEvent::default());
-        let priming = parse_event(b"id: event-1\nretry: 500\ndata: ");
-        assert_eq!(
-            priming,
-            SseEvent {
-                id: Some("event-1".into()),
-                retry: Some(Duration::from_millis(500)),
-                data: None,
-            }
-        );
-    }
 
     #[test]
     fn http_errors_keep_the_servers_own_error() {
