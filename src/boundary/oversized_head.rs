@@ -119,26 +119,26 @@ where
         Pin::new(self.inner.as_mut().expect("present until dropped"))
     }
 
-    /// Writes what is left of the rewritten answer; ready with the count of the dispatcher's
-    /// bytes it stood for (0 when there was none).
-    fn poll_rewritten(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        while let Some(rewritten) = self.rewritten.as_ref() {
-            if rewritten.written == rewritten.bytes.len() {
-                let stands_for = rewritten.stands_for;
-                self.rewritten = None;
-                self.refused = true;
-                return Poll::Ready(Ok(stands_for));
-            }
-            let start = rewritten.written;
-            let inner = Pin::new(self.inner.as_mut().expect("present until dropped"));
-            let rewritten = self.rewritten.as_mut().expect("checked above");
-            let written = ready!(inner.poll_write(cx, &rewritten.bytes[start..]))?;
+    /// Writes what is left of the rewritten answer, if any.
+    fn poll_rewritten(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(rewritten) = self.rewritten.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let inner = Pin::new(self.inner.as_mut().expect("present until dropped"));
+        let mut inner = inner;
+        while rewritten.written < rewritten.bytes.len() {
+            let written = ready!(
+                inner
+                    .as_mut()
+                    .poll_write(cx, &rewritten.bytes[rewritten.written..])
+            )?;
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             rewritten.written += written;
         }
-        Poll::Ready(Ok(0))
+        self.refused = true;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -165,27 +165,28 @@ where
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.rewritten.is_some() {
-            // The dispatcher offers the same bytes again until they are taken.
-            return this.poll_rewritten(cx);
-        }
-        match BARE_431_FINDER.find(buf) {
-            // What comes before it (the end of an earlier answer) goes out as it is.
-            Some(start) if start > 0 => this.inner().poll_write(cx, &buf[..start]),
-            Some(_) => match memchr::memmem::find(buf, b"\r\n\r\n") {
-                Some(end) => {
+        if this.rewritten.is_none() {
+            match BARE_431_FINDER.find(buf) {
+                None => return this.inner().poll_write(cx, buf),
+                // What comes before it (the end of an earlier answer) goes out as it is.
+                Some(start) if start > 0 => return this.inner().poll_write(cx, &buf[..start]),
+                Some(_) => {
+                    let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
+                        return this.inner().poll_write(cx, buf);
+                    };
                     let head = &buf[..end + 4];
                     this.rewritten = Some(Rewritten {
                         bytes: this.answer.rewrite(head),
                         written: 0,
                         stands_for: head.len(),
                     });
-                    this.poll_rewritten(cx)
                 }
-                None => this.inner().poll_write(cx, buf),
-            },
-            None => this.inner().poll_write(cx, buf),
+            }
         }
+        // The dispatcher offers the same bytes again until they are taken; they are taken
+        // once their replacement is written.
+        ready!(this.poll_rewritten(cx))?;
+        Poll::Ready(Ok(this.rewritten.take().map_or(0, |done| done.stands_for)))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -241,18 +242,27 @@ mod tests {
     use super::*;
     use tokio::io::duplex;
 
-    async fn written_through(chunks: &[&[u8]]) -> Vec<u8> {
-        let (client, server) = duplex(1 << 20);
+    /// What a client reads of `chunks` written through the stream, over a pipe that takes
+    /// `pipe` bytes at a time.
+    async fn written_through_pipe(chunks: &[&[u8]], pipe: usize) -> Vec<u8> {
+        let (mut client, server) = duplex(pipe);
+        let reader = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(3), client.read_to_end(&mut seen)).await;
+            seen
+        });
         let mut stream = HeadGuardedStream::new(server, OversizedHeadAnswer::new(32 * 1024));
         for chunk in chunks {
             stream.write_all(chunk).await.unwrap();
         }
         stream.flush().await.unwrap();
         drop(stream);
-        let mut client = client;
-        let mut seen = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(3), client.read_to_end(&mut seen)).await;
-        seen
+        reader.await.unwrap()
+    }
+
+    async fn written_through(chunks: &[&[u8]]) -> Vec<u8> {
+        written_through_pipe(chunks, 1 << 20).await
     }
 
     const BARE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\
@@ -279,6 +289,14 @@ mod tests {
         assert_eq!(length, serde_json::to_vec(&body).unwrap().len());
         assert_eq!(body["error"]["code"], "headers_too_large");
         assert_eq!(body["error"]["type"], "invalid_request_error");
+    }
+
+    #[tokio::test]
+    async fn a_slow_client_gets_the_whole_answer_once() {
+        let seen = written_through_pipe(&[BARE], 7).await;
+        assert_eq!(seen, written_through(&[BARE]).await);
+        let (_, body) = split(&seen);
+        assert_eq!(body["error"]["code"], "headers_too_large");
     }
 
     #[tokio::test]
