@@ -234,7 +234,7 @@ async fn keep(
     if !response.store {
         return Ok(());
     }
-    let unavailable = |err: kubiya_actors::session::StoreError| {
+    let unavailable = |err: kubiya_actors::store::StoreError| {
         ApiError::new(
             ErrorCode::Unavailable,
             format!("the response could not be stored: {err}"),

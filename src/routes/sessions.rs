@@ -6,7 +6,8 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use kubiya_actors::provider::ChatMessage;
-use kubiya_actors::session::{SessionKey, StoreError};
+use kubiya_actors::session::SessionKey;
+use kubiya_actors::store::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
