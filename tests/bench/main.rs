@@ -161,33 +161,41 @@ impl Drop for Server {
 }
 
 fn start_server(mock_port: u16) -> Server {
+    launch(|command| {
+        command.args([
+            "--provider",
+            "openai",
+            "--api-key",
+            "sk-bench",
+            "--base-url",
+            &format!("http://127.0.0.1:{mock_port}/v1"),
+        ]);
+    })
+}
+
+/// Starts `kubiya mcp agent` on a free loopback port, with what `configure` adds, and waits
+/// until it listens.
+fn launch(configure: impl FnOnce(&mut std::process::Command)) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_kubiya"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kubiya"));
+    command
         .args([
             "mcp",
             "agent",
-            "--provider",
-            "openai",
-            "--api-key",
-            "sk-bench",
             "--host",
             "127.0.0.1",
-        ])
-        .args([
-            "--base-url",
-            &format!("http://127.0.0.1:{mock_port}/v1"),
             "--port",
             &port.to_string(),
         ])
         // One log line per request would measure the terminal, not the server.
         .env("LOG_LEVEL", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("the kubiya binary starts");
+        .stdout(std::process::Stdio::null());
+    configure(&mut command);
+    let child = command.spawn().expect("the kubiya binary starts");
     // Owned by the guard at once, so the process is reaped on every path.
     let server = Server { child, port };
     for _ in 0..200 {

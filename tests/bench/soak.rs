@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use super::{Server, row, rss_mb};
+use super::{Server, launch, row, rss_mb};
 
 /// The README's ceiling for resident memory after these loads.
 const RSS_CEILING_MB: f64 = 150.0;
@@ -19,36 +19,14 @@ const CHAT_BYTES: usize = 1_000_000;
 const IN_FLIGHT: usize = 4;
 
 fn start_server() -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_kubiya"))
-        .args([
-            "mcp",
-            "agent",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("LOG_LEVEL", "warn")
-        // Steps run where the bench runs, sandboxed or not: the output is what is measured.
-        .env("KUBIYA_RUNNER__LOCAL__ALLOW_UNSANDBOXED", "true")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("the kubiya binary starts");
-    let server = Server { child, port };
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return server;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("the server did not start");
+    launch(|command| {
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("LOG_LEVEL", "warn")
+            // Steps run where the bench runs, sandboxed or not: the output is what is measured.
+            .env("KUBIYA_RUNNER__LOCAL__ALLOW_UNSANDBOXED", "true");
+    })
 }
 
 pub async fn run() {
