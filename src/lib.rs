@@ -12,6 +12,7 @@ pub mod execution_setup;
 pub mod execution_stream;
 pub mod extract;
 pub mod identity;
+pub mod http_server;
 pub mod mcp_client_cli;
 pub mod mcp_http;
 pub mod memory;
