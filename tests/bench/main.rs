@@ -10,14 +10,14 @@
 //! a fresh server after 300 chats of 1 MB and a workflow printing 200 MB. `cargo test` only
 //! builds it; `cargo bench` runs it (`cargo bench --bench gateway -- soak`: the soak alone).
 
-mod soak;
-
 #![expect(
     clippy::unwrap_used,
     clippy::panic,
     clippy::print_stdout,
     reason = "a benchmark fails by panicking and reports on stdout"
 )]
+
+mod soak;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
