@@ -1,8 +1,9 @@
 //! Building and running the HTTP server: [`Application::build`] binds the listener (port 0
 //! picks a free one, which tests rely on) and mounts the routes; [`Application::run_until_stopped`]
 //! serves until SIGTERM or SIGINT, then drains: readiness turns 503 at once, new requests
-//! are refused, running workflow executions are cancelled, open requests get up to
-//! `shutdown_timeout_secs`, and the future resolves so the process can exit 0. It also starts
+//! are refused, open streams (turns, and clients following an execution) get up to
+//! `shutdown_timeout_secs` to finish, then running workflow executions are cancelled, and the
+//! future resolves so the process can exit 0. It also starts
 //! the `ExecutionWatcher` actor the execution routes talk to, and the MCP supervisor with the
 //! configured servers, which it stops once the HTTP side has drained.
 
@@ -14,7 +15,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use actix::Addr;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use kubiya_actors::workflow::{DrainExecutions, ExecutionWatcher, LocalRunner};
 
 use kubiya_actors::composer::{Composer, McpTools};
@@ -26,15 +27,16 @@ use crate::auth::authenticate;
 use crate::boundary::exposure;
 use crate::boundary::guard::{BoundaryRules, guard};
 use crate::boundary::origin::OriginPolicy;
+use crate::boundary::oversized_head::OversizedHeadAnswer;
 use crate::boundary::websocket::WsRequestRules;
 use crate::config::Settings;
 use crate::execution_setup;
 use crate::extract::BodyLimit;
+use crate::http_server::{self, ServerOptions};
 use crate::mcp_http::{McpEndpoint, workflow_features, workflow_server_identity};
 use crate::middleware::observe;
 use crate::provider_setup::ProviderSetup;
 use crate::routes;
-use crate::stalled_client;
 use crate::state::{AppParts, AppState};
 use crate::tenancy_setup;
 
@@ -142,7 +144,12 @@ impl Application {
         });
 
         let app_state = state.clone();
-        let mut server = HttpServer::new(move || {
+        let options = ServerOptions {
+            workers: settings.server.workers,
+            shutdown_timeout_secs: settings.server.shutdown_timeout_secs,
+            oversized_head: OversizedHeadAnswer::new(settings.server.max_header_bytes),
+        };
+        let server = http_server::serve(listener, options, move || {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(body_limit.clone())
@@ -154,18 +161,7 @@ impl Application {
                 .wrap(from_fn(observe))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
-        })
-        .on_connect(stalled_client::remember)
-        // A client that closes its side has left: without this a turn that is silent for a
-        // while (a long tool call) would not notice until its next write failed.
-        .h1_allow_half_closed(false)
-        .disable_signals()
-        .tcp_nodelay(true)
-        .shutdown_timeout(settings.server.shutdown_timeout_secs);
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
-        let server = server.listen(listener)?.run();
+        })?;
         tracing::info!(
             port,
             host = %exposure.host,
@@ -203,27 +199,30 @@ impl Application {
         if !self.drain_delay.is_zero() {
             tokio::time::sleep(self.drain_delay).await;
         }
+        // Open streams (turns, and clients following an execution) may finish first.
         let open = self.state.open_streams.clone();
-        if tokio::time::timeout(self.shutdown_timeout, open.wait_idle())
+        let drained = tokio::time::timeout(self.shutdown_timeout, open.wait_idle())
             .await
-            .is_err()
-        {
+            .is_ok();
+        if !drained {
             tracing::warn!(
                 open = open.count(),
                 "streams still open at the shutdown timeout: ending them"
             );
             self.state.shutdown.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(2), open.wait_idle()).await;
         }
         // Then running workflows are cancelled, so their processes end with the server and
-        // their event streams end with `workflow_complete` instead of holding the drain open.
-        // A watcher that is already gone has nothing left to cancel.
+        // the streams following them end with `workflow_complete`. A watcher that is already
+        // gone has nothing left to cancel.
         let _ = self
             .executions
             .send(DrainExecutions {
                 within: self.shutdown_timeout,
             })
             .await;
+        if !drained {
+            let _ = tokio::time::timeout(Duration::from_secs(2), open.wait_idle()).await;
+        }
         // Waits for in-flight requests up to the configured shutdown timeout.
         handle.stop(true).await;
         let result = server

@@ -2,53 +2,70 @@
 //! saw included), the workflows the agent produced, the executions it started and the run
 //! waiting for the user's approval, if any. Sessions are keyed by tenant, user and id, so the
 //! caller's tenant only ever finds its own; another tenant's id is 404, exactly like an id
-//! that never existed. The user is `X-User-Id` or `?user_id=`, as for chat turns.
+//! that never existed. The user is `?user_id=` or `X-User-Id`, as for chat turns.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use kubiya_actors::session::SessionKey;
-use kubiya_actors::store::StoreError;
-use serde::Deserialize;
-use serde_json::json;
+use kubiya_actors::provider::ChatMessage;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
-use super::chat::{DEFAULT_USER, USER_ID, header};
 use crate::boundary::ids;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::identity::Identity;
 use crate::state::AppState;
-use crate::tenant::Tenant;
 
 #[derive(Deserialize)]
 struct SessionQuery {
     user_id: Option<String>,
 }
 
+/// A session as `GET /v1/sessions/{id}` shows it.
+#[derive(Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: String,
+    /// Always `session`.
+    pub object: &'static str,
+    pub user: String,
+    /// The whole conversation, tool calls and results the client never saw included.
+    pub transcript: Vec<ChatMessage>,
+    /// The workflows the agent produced, newest last (each a workflow document).
+    #[schema(value_type = Vec<Object>)]
+    pub workflows: Vec<Value>,
+    /// The ids of the executions started in this session.
+    pub executions: Vec<String>,
+    /// The run waiting for the user's answer, so a client that reloads can ask again.
+    pub pending_approval: Option<PendingApprovalView>,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// A workflow run the agent proposed and the user has not answered yet.
+#[derive(Serialize, ToSchema)]
+pub struct PendingApprovalView {
+    pub approval_id: String,
+    pub tool_call_id: String,
+    pub tool_name: String,
+}
+
 #[utoipa::path(get, path = "/v1/sessions/{id}", tag = "agent",
     params(("id" = String, Path, description = "The session id"),
         ("user_id" = Option<String>, Query, description = "The user (or header X-User-Id)")),
-    responses((status = 200, description = "The session: transcript, workflows, executions, the run waiting for approval", body = Object), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
+    responses((status = 200, description = "The session: transcript, workflows, executions, the run waiting for approval", body = SessionView), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn retrieve(
     req: HttpRequest,
-    tenant: Tenant,
+    identity: Identity,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let query = web::Query::<SessionQuery>::from_query(req.query_string())
         .map_err(|err| ApiError::invalid_field("user_id", err.to_string()))?;
-    let user = ids::first_present([
-        (header(&req, USER_ID).map(str::to_owned), "X-User-Id"),
-        (query.into_inner().user_id, "user_id"),
-    ])?
-    .unwrap_or_else(|| DEFAULT_USER.to_owned());
+    let user = identity.user(query.into_inner().user_id, "user_id")?;
     let id = ids::client_id(Some(id.into_inner()), "id")?
         .ok_or_else(|| ApiError::invalid_field("id", "The session id is empty."))?;
-    let key = SessionKey {
-        tenant: tenant.id.to_string(),
-        user,
-        id,
-    };
-    let record = state.store.load(&key).await.map_err(|err| match err {
-        StoreError::Unavailable(message) => ApiError::new(ErrorCode::Unavailable, message),
-        StoreError::Busy => ApiError::internal(err),
-    })?;
+    let key = identity.session_key(user, id);
+    let record = state.store.load(&key).await?;
     let Some(record) = record else {
         return Err(ApiError::new(
             ErrorCode::NotFound,
@@ -56,20 +73,19 @@ pub async fn retrieve(
         )
         .with_param("id"));
     };
-    Ok(HttpResponse::Ok().json(json!({
-        "id": record.key.id,
-        "object": "session",
-        "user": record.key.user,
-        "transcript": record.transcript,
-        "workflows": record.workflows,
-        "executions": record.executions,
-        // The run waiting for the user's answer, so a client that reloads can ask again.
-        "pending_approval": record.pending_approval.as_ref().map(|pending| json!({
-            "approval_id": pending.approval_id,
-            "tool_call_id": pending.call.id,
-            "tool_name": pending.call.name,
-        })),
-        "created_at": record.created_at_ms / 1000,
-        "updated_at": record.updated_at_ms / 1000,
-    })))
+    Ok(HttpResponse::Ok().json(SessionView {
+        id: record.key.id,
+        object: "session",
+        user: record.key.user,
+        transcript: record.transcript,
+        workflows: record.workflows,
+        executions: record.executions,
+        pending_approval: record.pending_approval.map(|pending| PendingApprovalView {
+            approval_id: pending.approval_id,
+            tool_call_id: pending.call.id,
+            tool_name: pending.call.name,
+        }),
+        created_at: record.created_at_ms / 1000,
+        updated_at: record.updated_at_ms / 1000,
+    }))
 }
