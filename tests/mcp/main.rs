@@ -21,6 +21,7 @@ mod calls;
 mod conformance;
 mod executions;
 mod http;
+mod oauth;
 mod our_server;
 mod peers;
 mod processes;

@@ -7,37 +7,22 @@ use serde_json::Value;
 use crate::workflow::ValidationError;
 use crate::workflow::dsl::model::parse_document;
 
-/// The most steps a workflow may have. Validating a chain costs time quadratic in its steps
-/// and memory for every problem it reports, so without a bound one megabyte of `- x` lines
-/// holds a worker for minutes and hundreds of megabytes.
-pub const MAX_STEPS: usize = 1000;
-
 /// The workflow document in a tool call's `arguments`: its `workflow` field, or, when a
 /// model sent the workflow itself as the arguments, the arguments.
 pub fn workflow_from_argument(arguments: &Value) -> Result<Value, Vec<ValidationError>> {
     workflow_document(arguments.get("workflow").unwrap_or(arguments))
 }
 
-/// A `workflow` field as a document: an object as it is, a string parsed as JSON or YAML;
-/// refused before validation when it has more than [`MAX_STEPS`] steps. Anything else is
-/// left to validation, which says what a workflow must be.
+/// A `workflow` field as a document: an object as it is, a string parsed as JSON or YAML.
+/// Anything else is left to validation, which says what a workflow must be (and refuses
+/// more than `MAX_STEPS` steps before it copies anything).
 pub fn workflow_document(field: &Value) -> Result<Value, Vec<ValidationError>> {
-    let document = match field {
-        Value::String(text) => parse_document(text)
-            .map_err(|error| vec![ValidationError::new("", error.to_string())])?,
-        other => other.clone(),
-    };
-    let steps = document
-        .get("steps")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    if steps > MAX_STEPS {
-        return Err(vec![ValidationError::new(
-            "steps",
-            format!("a workflow may have at most {MAX_STEPS} steps; this one has {steps}"),
-        )]);
+    match field {
+        Value::String(text) => {
+            parse_document(text).map_err(|error| vec![ValidationError::new("", error.to_string())])
+        }
+        other => Ok(other.clone()),
     }
-    Ok(document)
 }
 
 #[cfg(test)]
@@ -66,14 +51,9 @@ mod tests {
     }
 
     #[test]
-    fn unreadable_text_and_too_many_steps_are_refused_with_a_path() {
+    fn unreadable_text_is_refused_as_a_problem_of_the_document() {
         let errors = workflow_from_argument(&json!({"workflow": "name: [unclosed"})).unwrap_err();
+        assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].path, "");
-        let steps: Vec<Value> = (0..=MAX_STEPS)
-            .map(|index| json!({"name": format!("s{index}"), "command": "true"}))
-            .collect();
-        let errors = workflow_from_argument(&json!({"workflow": {"name": "w", "steps": steps}}))
-            .unwrap_err();
-        assert_eq!(errors[0].path, "steps");
     }
 }

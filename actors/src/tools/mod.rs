@@ -11,7 +11,7 @@ pub mod report;
 
 use serde_json::{Value, json};
 
-pub use argument::{MAX_STEPS, workflow_document, workflow_from_argument};
+pub use argument::{workflow_document, workflow_from_argument};
 pub use catalog::{
     BuiltinTool, EXECUTE_WORKFLOW, GET_EXECUTION, LIST_RUNNERS, VALIDATE_WORKFLOW, builtin_catalog,
 };

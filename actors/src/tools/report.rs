@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::argument::workflow_document;
+use crate::workflow::dsl::validate::MAX_STEPS;
 use crate::workflow::{ValidationError, Workflow, normalised, validate_value};
 
 /// The verdict on a workflow, every problem with its JSON path, and the workflow normalised
@@ -34,7 +35,14 @@ impl ValidationReport {
             Ok(document) => match validate_value(&document) {
                 Ok(workflow) => (Vec::new(), Some(normalised(&workflow))),
                 Err(errors) => {
-                    let readable = Workflow::from_value(document).ok();
+                    // Shown when it reads, unless it is too long to read at all.
+                    let steps = document
+                        .get("steps")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len);
+                    let readable = (steps <= MAX_STEPS)
+                        .then(|| Workflow::from_value(document).ok())
+                        .flatten();
                     (errors, readable.as_ref().map(normalised))
                 }
             },
