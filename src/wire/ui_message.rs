@@ -17,6 +17,7 @@ use std::io::Write;
 
 use bytes::{BufMut, BytesMut};
 use kubiya_actors::session::TurnEvent;
+use kubiya_actors::workflow::StepEvent;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -394,7 +395,10 @@ impl UiMessageEncoder {
                 self.show_workflow(&definition.to_value(), "valid");
                 self.send_workflow(out);
             }
-            TurnEvent::Execution(execution) if execution["type"] == "step_output" => {
+            TurnEvent::Execution(execution)
+                if matches!(execution.event, StepEvent::StepOutput { .. }) =>
+            {
+                let execution = serde_json::to_value(execution).unwrap_or_default();
                 let output = DataPart {
                     kind: "data-step-output",
                     id: None,
@@ -405,6 +409,7 @@ impl UiMessageEncoder {
                 self.chunk(out, &output);
             }
             TurnEvent::Execution(execution) => {
+                let execution = &serde_json::to_value(execution).unwrap_or_default();
                 if let Some(line) = readable::line(event) {
                     let log = DataPart {
                         kind: "data-step-log",

@@ -1156,10 +1156,7 @@ impl Handler<ExecutionEvent> for Session {
         }
         let last = event.is_final();
         let followed = matches!(&self.phase, Phase::Following { execution_id, .. } if *execution_id == event.execution_id);
-        self.emit(
-            TurnEvent::Execution(serde_json::to_value(&event).unwrap_or_default()),
-            ctx,
-        );
+        self.emit(TurnEvent::Execution(Box::new(event)), ctx);
         if last && followed {
             self.execution_complete(ctx);
         }

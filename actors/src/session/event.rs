@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::provider::{FinishReason, ProviderError, Usage};
-use crate::workflow::{ValidationError, Workflow};
+use crate::workflow::{ExecutionEvent, ValidationError, Workflow};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TurnEvent {
@@ -31,9 +31,9 @@ pub enum TurnEvent {
         errors: Vec<ValidationError>,
         attempt: u32,
     },
-    /// A workflow execution event, flat as the original's documents show it
-    /// (`{"type":"step_running","step":..,"execution_id":..,"seq":..}`).
-    Execution(Value),
+    /// A workflow execution event; the wire encoders write it flat, as the original's
+    /// documents show it (`{"type":"step_running","step":..,"execution_id":..,"seq":..}`).
+    Execution(Box<ExecutionEvent>),
     /// The agent wants to run a workflow and waits for the user: the `execute_workflow` call
     /// `tool_call_id` (already sent as a `ToolCall`) runs once the next turn approves it.
     ApprovalRequested {
