@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kubiya_actors::provider::ProviderPool;
-use kubiya_actors::workflow::model_step::StepModel;
+use kubiya_actors::workflow::run::local::model_step::StepModel;
 use kubiya_actors::workflow::{
     AwcStepClient, EgressPolicy, HostIds, HttpStepClient, KubiyaConfig, LOCAL_RUNNER, RunOptions,
-    SharedConfig, StepLimits, WatcherConfig, WorkflowLimits, secrets::SecretSource,
+    SharedConfig, StepLimits, WatcherConfig, WorkflowLimits, run::local::secrets::SecretSource,
 };
 
 use crate::config::{LocalRunnerSettings, RunnerSettings, StoreSettings};

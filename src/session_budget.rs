@@ -6,7 +6,8 @@
 //! so a single conversation cannot take the whole budget.
 
 use kubiya_actors::provider::ChatMessage;
-use kubiya_actors::session::{StoreError, TurnRequest, json_bytes};
+use kubiya_actors::session::{TurnRequest, json_bytes};
+use kubiya_actors::store::StoreError;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;

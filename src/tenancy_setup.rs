@@ -11,10 +11,10 @@ use kubiya_actors::kept::Kept;
 use kubiya_actors::limits::RateLimiter;
 use kubiya_actors::limits::local::LocalLimiter;
 use kubiya_actors::limits::shared::RedisLimiter;
-use kubiya_actors::redis_connection::RedisConnection;
 use kubiya_actors::session::{
     MemorySessionStore, RedisSessionStore, RedisStoreSettings, SessionStore,
 };
+use kubiya_actors::store::RedisConnection;
 use kubiya_actors::turn_log::TurnLogs;
 use kubiya_actors::turn_log::shared::SharedTurnLogs;
 

@@ -10,10 +10,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
-use crate::redis_connection::RedisConnection;
-use crate::session::StoreError;
-use crate::session::redis_store::key_part;
-use crate::session::store::now_ms;
+use crate::store::{RedisConnection, StoreError, key_part, now_ms};
 
 #[derive(Clone)]
 pub struct Kept {

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::provider::ToolSpec;
-use crate::workflow::validate::{normalised, validate_value};
+use crate::workflow::{normalised, validate_value};
 
 pub const VALIDATE_WORKFLOW: &str = "validate_workflow";
 pub const EXECUTE_WORKFLOW: &str = "execute_workflow";

@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use kubiya_actors::redis_connection::redact_url;
-use kubiya_actors::redis_connection::{RedisEndpoint, RedisTls};
+pub use kubiya_actors::store::redact_url;
+use kubiya_actors::store::{RedisEndpoint, RedisTls};
 
 use serde::{Deserialize, Serialize};
 

@@ -235,7 +235,7 @@ async fn keep(
     if response["store"] != true {
         return Ok(());
     }
-    let unavailable = |err: kubiya_actors::session::StoreError| {
+    let unavailable = |err: kubiya_actors::store::StoreError| {
         ApiError::new(
             ErrorCode::Unavailable,
             format!("the response could not be stored: {err}"),

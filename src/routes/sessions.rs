@@ -5,7 +5,8 @@
 //! that never existed. The user is `X-User-Id` or `?user_id=`, as for chat turns.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use kubiya_actors::session::{SessionKey, StoreError};
+use kubiya_actors::session::SessionKey;
+use kubiya_actors::store::StoreError;
 use serde::Deserialize;
 use serde_json::json;
 

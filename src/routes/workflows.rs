@@ -4,7 +4,7 @@
 //! dependencies made explicit). Validation is pure and cheap, so no actor is involved.
 
 use actix_web::{HttpResponse, web};
-use kubiya_actors::workflow::model::parse_document;
+use kubiya_actors::workflow::dsl::model::parse_document;
 use kubiya_actors::workflow::{ValidationError, Workflow, normalised, validate_value};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! The Kubiya platform's event stream, mutated and generated.
 
-use kubiya_actors::workflow::kubiya::decode_platform_stream;
+use kubiya_actors::workflow::run::kubiya_stream::decode_platform_stream;
 use proptest::prelude::*;
 
 use crate::allocation::{assert_bounded, measure};

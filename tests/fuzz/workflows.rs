@@ -1,7 +1,7 @@
 //! Workflow documents, JSON and YAML, through parsing and validation.
 
 use kubiya_actors::workflow::Workflow;
-use kubiya_actors::workflow::model::parse_document;
+use kubiya_actors::workflow::dsl::model::parse_document;
 use kubiya_actors::workflow::validate_value;
 use proptest::prelude::*;
 

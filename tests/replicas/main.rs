@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use kubiya_actors::redis_connection::RedisEndpoint;
+use kubiya_actors::store::RedisEndpoint;
 use kubiya_actors::workflow::{
     CancelExecution, ExecutionError, ExecutionWatcher, GetExecution, LOST_REASON, RunOptions,
     SharedConfig, StartExecution, WatcherConfig, Workflow,
@@ -615,5 +615,5 @@ async fn without_redis_a_replica_still_runs_its_own_executions() {
 }
 
 fn now_millis() -> u64 {
-    kubiya_actors::workflow::event::now_millis()
+    kubiya_actors::workflow::run::event::now_millis()
 }

@@ -12,7 +12,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use super::window::{self, Decision, WindowCounts};
 use super::{LimitError, REQUEST_WINDOW_MS, Slot, StreamPermit};
 use crate::hold::Release;
-use crate::session::store::now_ms;
+use crate::store::now_ms;
 
 #[derive(Default)]
 pub struct LocalLimiter {

@@ -19,9 +19,7 @@ use redis::Script;
 
 use super::local::LocalLimiter;
 use super::{LimitError, REQUEST_WINDOW_MS, Slot, StreamPermit};
-use crate::redis_connection::RedisConnection;
-use crate::session::StoreError;
-use crate::session::redis_store::key_part;
+use crate::store::{RedisConnection, StoreError, key_part};
 
 /// Redis's clock in milliseconds, as every script computes it.
 const NOW_MS: &str = "local clock = redis.call('TIME')

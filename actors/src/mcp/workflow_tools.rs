@@ -18,8 +18,8 @@ use super::features::ServerFeatures;
 use super::jsonrpc::{INVALID_PARAMS, RpcError};
 use super::notify::{CallContext, LogLevel, Logger, ProgressReporter};
 use super::workflow_resources;
-use crate::workflow::event::now_millis;
-use crate::workflow::model::parse_document;
+use crate::workflow::dsl::model::parse_document;
+use crate::workflow::run::event::now_millis;
 use crate::workflow::{
     LocalRunner, RunOutcome, RunRequest, StepEvent, StepOutcome, ValidationError, Workflow,
     check_runnable_locally, normalised, validate_value,

@@ -4,7 +4,7 @@
 //! level, `max_tokens` always present, tool calls as `tool_use` blocks and tool results as
 //! `tool_result` blocks inside user turns, with consecutive same-role turns merged so roles
 //! alternate. [`AnthropicStreamDecoder`] turns the SSE events of a streamed answer (decoded by
-//! [`super::sse`]) into [`LlmEvent`]s, dispatching on the JSON `type` of each payload;
+//! [`sse`](crate::framing::sse)) into [`LlmEvent`]s, dispatching on the JSON `type` of each payload;
 //! [`parse_response`] does the same for a non-streamed body. Terminated by `message_stop`.
 
 use serde::Deserialize;
@@ -14,7 +14,7 @@ use super::event::{FinishReason, LlmEvent, ProviderError, Usage, clip, settle_fi
 use super::message::{
     ChatMessage, ChatRequest, ToolCall, object_arguments, parse_tool_arguments, temperature_json,
 };
-use super::sse::SseEvent;
+use crate::framing::sse::SseEvent;
 
 /// Messages requires `max_tokens`; this is what we send when the caller set none.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;

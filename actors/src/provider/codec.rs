@@ -8,11 +8,11 @@
 use super::anthropic::{self, AnthropicStreamDecoder};
 use super::event::LlmEvent;
 use super::message::ChatRequest;
-use super::ndjson::NdjsonDecoder;
 use super::ollama::{self, OllamaStreamDecoder};
 use super::openai::{self, OpenAiStreamDecoder};
 use super::preset::Protocol;
-use super::sse::{SseDecoder, SseEvent};
+use crate::framing::ndjson::NdjsonDecoder;
+use crate::framing::sse::{SseDecoder, SseEvent};
 
 /// The chat endpoint, appended to the base URL in the vendor's own convention (OpenAI-style
 /// bases already end in `/v1`; Anthropic's and Ollama's do not).

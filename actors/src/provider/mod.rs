@@ -13,23 +13,20 @@
 //! [`message`] holds the normalised request ([`ChatRequest`]), [`prefix`] its shared system
 //! prompt and tool catalog, encoded once, [`event`] the normalised
 //! output ([`LlmEvent`]) and error taxonomy ([`ProviderError`]); [`openai`], [`anthropic`]
-//! and [`ollama`] translate between those and each protocol, over the [`sse`] and
-//! [`ndjson`] framings; [`codec`] picks the right one for a [`Protocol`].
+//! and [`ollama`] translate between those and each protocol, over the SSE and NDJSON
+//! framings of [`crate::framing`]; [`codec`] picks the right one for a [`Protocol`].
 
 mod actor;
 pub mod anthropic;
 mod call;
 pub mod codec;
 pub mod event;
-mod lines;
 pub mod message;
-pub mod ndjson;
 pub mod offline;
 pub mod ollama;
 pub mod openai;
 pub mod prefix;
 pub mod preset;
-pub mod sse;
 pub mod upstream;
 
 #[cfg(test)]

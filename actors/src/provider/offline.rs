@@ -284,7 +284,7 @@ fn approximate_tokens(request: &ChatRequest) -> u64 {
 mod tests {
     use super::*;
     use crate::provider::message::ToolSpec;
-    use crate::workflow::validate::validate_value;
+    use crate::workflow::validate_value;
 
     fn request(messages: Vec<ChatMessage>, tools: &[&str]) -> ChatRequest {
         ChatRequest {

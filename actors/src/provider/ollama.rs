@@ -2,7 +2,7 @@
 //!
 //! [`encode_request`] turns a [`ChatRequest`] into the body (tool results name their tool
 //! rather than a call id; limits go in `options`). [`OllamaStreamDecoder`] turns the lines
-//! split by [`super::ndjson`] into [`LlmEvent`]s: text, `thinking` as reasoning, tool calls
+//! split by [`ndjson`](crate::framing::ndjson) into [`LlmEvent`]s: text, `thinking` as reasoning, tool calls
 //! that arrive whole with object arguments and no ids, and a final `done: true` line with
 //! the counts. [`parse_response`] handles the single object of a non-streamed answer.
 

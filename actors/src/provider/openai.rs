@@ -2,7 +2,7 @@
 //! OpenAI, Together, Groq, DeepSeek, vLLM and Ollama's `/v1` endpoint.
 //!
 //! [`encode_request`] turns a [`ChatRequest`] into the JSON body; [`OpenAiStreamDecoder`]
-//! turns the SSE events of a streamed answer (decoded by [`super::sse`]) into
+//! turns the SSE events of a streamed answer (decoded by [`sse`](crate::framing::sse)) into
 //! [`LlmEvent`]s, and [`parse_response`] does the same for a non-streamed body. The vendor
 //! quirks handled here: tool-call arguments streamed as fragments keyed by `index`, usage
 //! in a trailing `choices: []` chunk, on the finish chunk, in `x_groq.usage` or inside the
@@ -22,7 +22,7 @@ use super::message::{
     ChatMessage, ChatRequest, ToolCall, ToolSpec, generated_call_id, object_arguments,
     parse_tool_arguments, temperature_json,
 };
-use super::sse::SseEvent;
+use crate::framing::sse::SseEvent;
 
 /// Builds the `/chat/completions` body: system first, assistant tool-call arguments as
 /// JSON strings, tool results as `tool` messages, and usage requested for streams. Written

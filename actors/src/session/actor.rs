@@ -27,7 +27,7 @@ use super::event::{TurnError, TurnErrorKind, TurnEvent};
 use super::follow::Follow;
 use super::outbox::{Outbox, Pushed};
 use super::spans::TurnSpans;
-use super::store::{SessionKey, SessionRecord, SessionStore, StoreError, TurnLease};
+use super::store::{SessionKey, SessionRecord, SessionStore, TurnLease};
 use crate::composer::{ComposeTurn, Composer, Purpose};
 use crate::limits::{LimitError, RateLimiter, TenantLimits};
 use crate::mcp::{CallTool, McpAccess, McpSupervisor};
@@ -35,6 +35,7 @@ use crate::per_thread::PerThread;
 use crate::provider::{
     ChatMessage, FinishReason, LlmEvent, ProviderPool, StartCompletion, ToolCall, Usage,
 };
+use crate::store::StoreError;
 use crate::tools;
 use crate::workflow::{
     ExecutionEvent, ExecutionSnapshot, ExecutionStatus, ExecutionWatcher, GetExecution,

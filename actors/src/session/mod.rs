@@ -21,6 +21,6 @@ pub use event::{TurnError, TurnErrorKind, TurnEvent};
 pub use outbox::{CHANNEL_CAPACITY, QUEUE_LIMIT, event_channel};
 pub use redis_store::{RedisSessionStore, RedisStoreSettings};
 pub use store::{
-    MemorySessionStore, SessionKey, SessionRecord, SessionStore, StoreError, TurnLease, json_bytes,
+    MemorySessionStore, SessionKey, SessionRecord, SessionStore, TurnLease, json_bytes,
     record_bytes,
 };

@@ -12,8 +12,8 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt};
 use redis::Script;
 
-use super::store::{SessionKey, SessionRecord, SessionStore, StoreError, TurnLease, now_ms};
-use crate::redis_connection::RedisConnection;
+use super::store::{SessionKey, SessionRecord, SessionStore, TurnLease};
+use crate::store::{RedisConnection, StoreError, key_part, now_ms};
 
 /// Extends the lease only while it still holds our token: 1 while it does, 0 once lost.
 static RENEW_LEASE: LazyLock<Script> = LazyLock::new(|| {
@@ -66,11 +66,6 @@ impl RedisSessionStore {
             key_part(&key.id)
         )
     }
-}
-
-/// Escapes `:` (the separator) and `%` so that distinct keys never share a Redis key.
-pub fn key_part(part: &str) -> String {
-    part.replace('%', "%25").replace(':', "%3A")
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -158,19 +153,5 @@ impl SessionStore for RedisSessionStore {
 
     fn readiness(&self) -> Result<(), String> {
         self.redis.readiness()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_parts_cannot_run_into_each_other() {
-        assert_ne!(
-            format!("{}:{}", key_part("a:b"), key_part("c")),
-            format!("{}:{}", key_part("a"), key_part("b:c"))
-        );
-        assert_eq!(key_part("50%:x"), "50%25%3Ax");
     }
 }

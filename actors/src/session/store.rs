@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use futures_util::future::{BoxFuture, FutureExt};
@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::hold::Release;
 use crate::provider::ChatMessage;
+use crate::store::{StoreError, now_ms};
 
 /// A session is addressed by tenant, user and id; ids of other tenants do not exist.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -83,20 +84,6 @@ pub fn json_bytes(value: &impl Serialize) -> usize {
     // Writing to a counter cannot fail, and our types serialize.
     let _ = serde_json::to_writer(&mut count, value);
     count.0
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    #[error("another turn of this session is in progress; retry when it has finished")]
-    Busy,
-    #[error("the session store is unavailable: {0}")]
-    Unavailable(String),
 }
 
 /// Held for the length of a turn; dropping it frees the session for the next turn, and

@@ -18,7 +18,8 @@ use dashmap::DashMap;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::sync::Notify;
 
-use crate::session::{SessionKey, StoreError};
+use crate::session::SessionKey;
+use crate::store::StoreError;
 use shared::{SharedTurnLogs, SharedWriter};
 
 /// Where logs are kept: this process, and Redis when replicas share state.

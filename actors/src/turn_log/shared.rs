@@ -13,9 +13,8 @@ use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::redis_connection::RedisConnection;
-use crate::session::redis_store::key_part;
-use crate::session::{SessionKey, StoreError};
+use crate::session::SessionKey;
+use crate::store::{RedisConnection, StoreError, key_part};
 
 /// Chunks a writer may queue ahead of Redis before the mirror gives up.
 const QUEUE: usize = 4096;

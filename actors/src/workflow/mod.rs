@@ -1,81 +1,43 @@
-//! Workflows: the DSL's data model, its validation, the runners and the execution actor.
+//! Workflows, in three rooms:
 //!
-//! - [`model`]: the serde model of the workflow JSON (and YAML) the original SDK produces.
-//! - [`validate`]: every problem at once, with JSON paths (raw type checks first, in
-//!   `shape`); normalisation; what the local runner can run on this host.
-//! - [`local`]: the local runner, a tokio DAG scheduler the `ExecutionWatcher` actor drives,
-//!   with [`step_runner`] running each step, [`process`] owning child processes, [`sandbox`]
-//!   wrapping them in bubblewrap (its filesystem in [`sandbox_view`], its filter in
-//!   [`seccomp`], ids and rlimits in [`confinement`]), [`limits`] bounding what an execution
-//!   consumes, [`shell_env`] handing values to shells as environment variables, and
-//!   [`http`] the hook for `http` steps, whose destinations [`egress`] checks.
-//! - [`event`]: the step and workflow events a run emits.
-//! - [`watcher`]: the `ExecutionWatcher` actor, which runs executions on a runner, keeps
-//!   each one's state and numbered event log ([`execution`]) and fans events out to
-//!   subscribers; [`kubiya`] is the platform runner it can use instead of the local one, and
-//!   [`awc_http`] the real HTTP client for `http` steps.
-//! - [`shared`]: executions shared between replicas through Redis; the watcher writes the
-//!   ones it runs with a `publisher` and reads the others with a `follower`.
-//! - [`template`] (`${VAR}`), [`graph`] (dependencies) and [`host`] (what this host offers)
-//!   serve the others.
+//! - [`dsl`]: the language — the serde model of the workflow JSON (and YAML) the original SDK
+//!   produces, its validation (every problem at once, with JSON paths) and normalisation,
+//!   `${VAR}` templates and the step dependency graph.
+//! - [`run`]: the runners — the local one, a tokio DAG scheduler with sandboxed steps, and the
+//!   Kubiya platform one — with the step events they emit and the outcome a run ends with.
+//! - [`execution`]: the `ExecutionWatcher` actor, which runs executions on a runner, keeps
+//!   each one's state and numbered event log, fans events out to subscribers and shares
+//!   executions between replicas through Redis.
+//!
+//! `dsl` imports neither of the others; `run` imports `dsl`; `execution` imports both.
+//! The items below are what the rest of the server uses.
 
-pub mod awc_http;
-pub mod confinement;
-pub mod egress;
-pub mod event;
+pub mod dsl;
 pub mod execution;
-mod follower;
-pub mod graph;
-pub mod host;
-pub mod http;
-pub mod kubiya;
-pub mod limits;
-pub mod local;
-pub mod model;
-pub mod model_step;
-mod parallel;
-pub mod process;
-mod publisher;
-pub mod sandbox;
-pub mod sandbox_view;
-mod seccomp;
-pub mod secrets;
-mod shape;
-pub mod shared;
-mod shell_env;
-mod spans;
-mod step_runner;
-pub mod sub_workflow;
-pub mod template;
-pub mod validate;
-pub mod watcher;
+pub mod run;
 
-#[cfg(test)]
-mod dsl_tests;
-#[cfg(test)]
-mod local_tests;
-#[cfg(test)]
-mod validate_tests;
-
-pub use awc_http::AwcStepClient;
-pub use confinement::HostIds;
-pub use egress::EgressPolicy;
-pub use event::{RunStatus, StepEvent};
-pub use execution::{
+pub use dsl::error::ValidationError;
+pub use dsl::model::{Workflow, WorkflowKind, WorkflowParseError, yaml_document};
+pub use dsl::validate::{normalised, validate, validate_text, validate_value};
+pub use execution::error::ExecutionError;
+pub use execution::messages::{
+    CancelExecution, DrainExecutions, GetExecution, StartExecution, Subscribe,
+};
+pub use execution::shared::{LOST_REASON, SharedConfig};
+pub use execution::state::{
     ExecutionEvent, ExecutionSnapshot, ExecutionStatus, ExecutionSummary, StepSnapshot, StepState,
     Subscription,
 };
-pub use host::HostCapabilities;
-pub use http::{HttpStepClient, HttpStepRequest, HttpStepResponse, PlainHttpClient};
-pub use kubiya::{KubiyaConfig, KubiyaRunner, PlatformRun};
-pub use limits::{StepLimits, WorkflowLimits};
-pub use local::{LocalRunner, RunOptions, RunOutcome, RunRequest, StepOutcome, StepStatus};
-pub use model::{Workflow, WorkflowKind, WorkflowParseError, yaml_document};
-pub use shared::{LOST_REASON, SharedConfig};
-pub use validate::{
-    ValidationError, check_runnable_locally, normalised, validate, validate_text, validate_value,
-};
-pub use watcher::{
-    CancelExecution, DrainExecutions, ExecutionError, ExecutionWatcher, GetExecution, LOCAL_RUNNER,
-    StartExecution, Subscribe, WatcherConfig,
-};
+pub use execution::watcher::{ExecutionWatcher, WatcherConfig};
+pub use run::event::{RunStatus, StepEvent};
+pub use run::http::awc::AwcStepClient;
+pub use run::http::egress::EgressPolicy;
+pub use run::http::{HttpStepClient, HttpStepRequest, HttpStepResponse, PlainHttpClient};
+pub use run::kubiya::{KubiyaConfig, KubiyaRunner, PlatformRun};
+pub use run::local::host::HostCapabilities;
+pub use run::local::limits::{StepLimits, WorkflowLimits};
+pub use run::local::runnable::check_runnable_locally;
+pub use run::local::scheduler::{LocalRunner, RunOptions, RunRequest};
+pub use run::outcome::{RunOutcome, StepOutcome, StepStatus};
+pub use run::runner::LOCAL_RUNNER;
+pub use run::sandbox::confinement::HostIds;
