@@ -1,7 +1,8 @@
 //! A client that stops reading its stream while the model keeps talking: the server holds no
 //! more for it than its channel bound (the upstream read waits instead), and once nothing has
 //! left for the stall timeout the turn is cut off: the upstream call is dropped and the
-//! client's connection closed.
+//! client's connection closed. A client that falls behind a loud workflow run holds the
+//! Session to its queue too, and once it reads gets every event of the run, once, in order.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -25,6 +26,22 @@ fn resident_kib(pid: u32) -> u64 {
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|value| value.split_whitespace().next()?.parse().ok())
         .unwrap()
+}
+
+/// Sends a streamed chat request on a socket of its own, which the test then reads (or not)
+/// byte by byte.
+fn send_streamed_chat(port: u16, content: &str) -> TcpStream {
+    let body = json!({"model": "kubiya-workflow-agent", "stream": true,
+        "messages": [{"role": "user", "content": content}]})
+    .to_string();
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        socket,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    socket
 }
 
 #[test]
@@ -51,16 +68,7 @@ fn a_client_that_stops_reading_holds_only_the_channel_bound_and_is_cut_off() {
     let before = resident_kib(server.child.id());
 
     // A streamed request, then only the first bytes of the answer are read.
-    let body = json!({"model": "kubiya-workflow-agent", "stream": true,
-        "messages": [{"role": "user", "content": "talk a lot"}]})
-    .to_string();
-    let mut socket = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-    write!(
-        socket,
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let mut socket = send_streamed_chat(server.port, "talk a lot");
     let mut head = [0; 512];
     let read = socket.read(&mut head).unwrap();
     assert!(
@@ -130,16 +138,7 @@ fn a_client_that_falls_behind_a_loud_run_gets_every_step_event_in_order() {
             ("KUBIYA_RUNNER__MAX_LOG_BYTES", "67108864"),
         ],
     );
-    let body = json!({"model": "kubiya-workflow-agent", "stream": true,
-        "messages": [{"role": "user", "content": "run it"}]})
-    .to_string();
-    let mut socket = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-    write!(
-        socket,
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let mut socket = send_streamed_chat(server.port, "run it");
 
     // Read up to the run's id, then nothing while the run goes on: the Session stops taking
     // its events once its queue is full, and takes them again from the run's log once the
