@@ -132,7 +132,8 @@ impl Application {
         ));
         let watcher = web::Data::new(executions.clone());
         let boundary = web::Data::new(BoundaryRules {
-            origins: OriginPolicy::new(&settings.server.cors),
+            origins: OriginPolicy::new(&settings.server.cors)
+                .with_api_keys(!settings.auth.api_keys.is_empty()),
             max_header_bytes: settings.server.max_header_bytes,
             websocket: WsRequestRules {
                 max_bytes: settings.server.max_body_bytes,

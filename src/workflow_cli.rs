@@ -199,6 +199,8 @@ fn show(event: &StepEvent) {
             }
         }
         StepEvent::StepSkipped { step, reason, .. } => println!("↷ {step} skipped: {reason}"),
+        // The output is shown whole under the step's line when it ends.
+        StepEvent::StepOutput { .. } => {}
         // The final line comes from `report`, which also has the outcome's details.
         StepEvent::WorkflowComplete { .. } => {}
     }

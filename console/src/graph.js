@@ -1,7 +1,9 @@
 // The workflow as a graph: dagre lays the steps out from what each waits for, and each
 // node is an SVG group showing the step's name, a symbol and word for its state (colour is
 // never the only sign) and its duration. Nodes are buttons: click, Enter or Space opens the
-// step's panel with its output, error and events, which follows the step as it runs.
+// step's panel with its output, error and events, which follows the step as it runs: the
+// output shows what the step writes while it runs (as text, scrolled to its end unless the
+// reader scrolled up), then its whole output once it ends.
 
 import { Graph, layout } from "@dagrejs/dagre";
 
@@ -145,7 +147,10 @@ export class GraphView {
     panel.title.textContent = `Step ${step.name}`;
     const time = elapsed(step, Date.now());
     panel.state.textContent = `${SYMBOLS[step.state] || "?"} ${step.state}${time ? ` in ${time}` : ""}${step.depends.length ? ` · after ${step.depends.join(", ")}` : ""}`;
-    panel.output.textContent = step.output || (step.state === "running" ? "(running…)" : "(none)");
+    const output = step.output || step.live;
+    const atEnd = panel.output.scrollTop + panel.output.clientHeight >= panel.output.scrollHeight - 4;
+    panel.output.textContent = output || (step.state === "running" ? "(running…)" : "(none)");
+    if (atEnd) panel.output.scrollTop = panel.output.scrollHeight;
     panel.error.textContent = step.error || "(none)";
     panel.events.replaceChildren(
       ...step.events.map((event) => {

@@ -1,7 +1,10 @@
 // One workflow as the console shows it: its steps with what each waits for, and, once it
 // runs, each step's state, output, error, duration and events, kept up to date from the
-// execution's own event stream (GET /v1/executions/{id}/events). Reloading the page reads
-// the execution's state and follows its events after the last one that state includes.
+// execution's own event stream (GET /v1/executions/{id}/events). What a running step
+// writes arrives as `step_output` chunks, kept as its live output (the last LIVE_LIMIT
+// characters) until its whole output comes with its end. Reloading the page reads the
+// execution's state and follows its events after the last one that state includes; the
+// live output of steps still running is read again from the start of the log.
 
 import { call, json, readEvents } from "./api.js";
 
@@ -9,6 +12,9 @@ import { call, json, readEvents } from "./api.js";
 export const STATES = ["pending", "running", "retrying", "succeeded", "failed", "skipped", "cancelled"];
 
 const FROM_SNAPSHOT = { success: "succeeded" };
+/// Characters of a running step's live output kept; older ones are dropped.
+export const LIVE_LIMIT = 64 * 1024;
+const LIVE_CUT = "[… earlier output not shown]\n";
 const FINISHED = new Set(["success", "failed", "cancelled", "lost"]);
 
 /// The steps of a workflow definition with what each waits for: its `depends`, else (in a
@@ -27,7 +33,19 @@ export function plannedSteps(definition) {
 }
 
 function newStep(name, depends = []) {
-  return { name, depends, state: "pending", output: "", error: "", events: [], startedAt: null, durationMs: null, duration: "" };
+  return { name, depends, state: "pending", output: "", live: "", error: "", events: [], startedAt: null, durationMs: null, duration: "" };
+}
+
+/// `earlier` then `later`, keeping the last LIVE_LIMIT characters.
+function appendLive(earlier, later) {
+  const text = earlier + later;
+  if (text.length <= LIVE_LIMIT) return text;
+  return LIVE_CUT + text.slice(text.length - LIVE_LIMIT + LIVE_CUT.length);
+}
+
+/// Whether a step is still running (its live output is all there is of it).
+function isRunning(step) {
+  return step.state === "running" || step.state === "retrying";
 }
 
 export class Run {
@@ -98,12 +116,19 @@ export class Run {
     if (typeof event.step !== "string") return;
     this.status = "running";
     const step = this.step(event.step);
+    if (event.type === "step_output") {
+      if (typeof event.text === "string") step.live = appendLive(step.live, event.text);
+      this.changed(step);
+      return;
+    }
     step.events.push(event);
     switch (event.type) {
       case "step_running":
         step.state = "running";
         step.startedAt = event.timestamp;
         step.error = "";
+        // Each attempt (or repeated run) shows its own output.
+        step.live = "";
         break;
       case "step_complete":
         step.state = "succeeded";
@@ -159,20 +184,27 @@ export class Run {
     }
   }
 
-  /// The events up to `upTo` that the state already holds, for the steps' event lists only:
-  /// read from the start of the log and dropped once past them.
+  /// The events up to `upTo` that the state already holds, for the steps' event lists and
+  /// the live output of steps still running: read from the start of the log and dropped
+  /// once past them.
   async loadEarlier(base, upTo, signal) {
     if (upTo === 0) return;
     const earlier = new Map();
     const done = new AbortController();
     signal.addEventListener("abort", () => done.abort());
+    const of = (name) => {
+      if (!earlier.has(name)) earlier.set(name, { events: [], live: "" });
+      return earlier.get(name);
+    };
     try {
       const response = await call("GET", `${base}/events`, { signal: done.signal });
       await readEvents(response, ({ data }) => {
         const event = JSON.parse(data);
         if (event.seq <= upTo && typeof event.step === "string") {
-          if (!earlier.has(event.step)) earlier.set(event.step, []);
-          earlier.get(event.step).push(event);
+          const step = of(event.step);
+          if (event.type === "step_output") step.live = appendLive(step.live, event.text || "");
+          else if (event.type === "step_running") step.live = "";
+          if (event.type !== "step_output") step.events.push(event);
         }
         if (event.seq >= upTo) done.abort();
       });
@@ -180,9 +212,12 @@ export class Run {
       // Stopped on purpose once past `upTo`, or failed: the lists show what arrived.
     }
     if (signal.aborted) return;
-    for (const [name, events] of earlier) {
+    for (const [name, { events, live }] of earlier) {
       const step = this.step(name);
+      // A step that started again since (a retry) shows the new attempt's output only.
+      const restarted = step.events.some((event) => event.type === "step_running");
       step.events = [...events, ...step.events];
+      if (isRunning(step) && live && !restarted) step.live = appendLive(live, step.live);
       this.changed(step);
     }
   }

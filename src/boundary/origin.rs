@@ -3,7 +3,12 @@
 //! none. [`OriginPolicy`] allows the configured `server.cors.allowed_origins` (they also get
 //! CORS headers) and the service's own pages: an origin naming the very host and port the
 //! request was sent to, when that host is an IP address or `localhost` — a page on a domain
-//! name could be a DNS-rebinding page that only pretends to be us.
+//! name could be a DNS-rebinding page that only pretends to be us. When API keys are
+//! required ([`OriginPolicy::with_api_keys`]), a page whose origin is exactly the request's
+//! host counts as our own whatever its name: a rebinding page has no key (the console keeps
+//! it in its own origin's storage, and browsers attach no credentials to these requests), so
+//! every call it makes is refused with 401 anyway, and a console opened by a domain name
+//! needs no configuration.
 
 use std::net::IpAddr;
 
@@ -15,6 +20,8 @@ pub struct OriginPolicy {
     allowed: Vec<String>,
     /// `*` was configured: every origin is allowed.
     any: bool,
+    /// API keys are required, so a page on any name of the request's own host is ours.
+    api_keys: bool,
 }
 
 /// What the policy says about one request's `Origin`.
@@ -47,7 +54,17 @@ impl OriginPolicy {
             .map(|origin| normalise(origin))
             .filter(|origin| origin != "*" && !origin.is_empty())
             .collect();
-        Self { allowed, any }
+        Self {
+            allowed,
+            any,
+            api_keys: false,
+        }
+    }
+
+    /// The policy of a server that requires API keys (see the module's note).
+    pub fn with_api_keys(mut self, required: bool) -> Self {
+        self.api_keys = required;
+        self
     }
 
     /// The verdict on `origin` for a request sent to `host` (its `Host` header).
@@ -60,7 +77,7 @@ impl OriginPolicy {
             return OriginVerdict::Cors;
         }
         match host {
-            Some(host) if is_own_page(&origin, host) => OriginVerdict::SameOrigin,
+            Some(host) if is_own_page(&origin, host, self.api_keys) => OriginVerdict::SameOrigin,
             _ => OriginVerdict::Refused,
         }
     }
@@ -71,14 +88,17 @@ fn normalise(origin: &str) -> String {
 }
 
 /// `http://H` or `https://H` where `H` is exactly the request's `Host`, and a name that DNS
-/// cannot rebind.
-fn is_own_page(origin: &str, host: &str) -> bool {
+/// cannot rebind unless `any_name` (API keys are required).
+fn is_own_page(origin: &str, host: &str, any_name: bool) -> bool {
     let host = host.trim().to_ascii_lowercase();
     let authority = origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"));
     if authority != Some(host.as_str()) {
         return false;
+    }
+    if any_name {
+        return true;
     }
     let name = match host.strip_prefix('[') {
         Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
@@ -138,6 +158,37 @@ mod tests {
             ("http://evil.example:8000", "evil.example:8000"),
             ("http://127.0.0.1:9999", "127.0.0.1:8000"),
             ("http://localhost:8000", "127.0.0.1:8000"),
+        ] {
+            assert_eq!(
+                policy.judge(Some(origin), Some(host)),
+                OriginVerdict::Refused,
+                "{origin}"
+            );
+        }
+    }
+
+    #[test]
+    fn with_api_keys_a_page_of_the_requests_own_host_is_ours_whatever_its_name() {
+        let policy = policy(&[]).with_api_keys(true);
+        for (origin, host) in [
+            ("https://agents.example.com", "agents.example.com"),
+            ("http://agents.example.com:8000", "agents.example.com:8000"),
+            ("http://127.0.0.1:8000", "127.0.0.1:8000"),
+        ] {
+            assert_eq!(
+                policy.judge(Some(origin), Some(host)),
+                OriginVerdict::SameOrigin,
+                "{origin}"
+            );
+        }
+        // Another page, or the same name on another port, is still refused.
+        for (origin, host) in [
+            ("https://evil.example", "agents.example.com"),
+            ("http://agents.example.com:9999", "agents.example.com:8000"),
+            (
+                "https://agents.example.com.evil.example",
+                "agents.example.com",
+            ),
         ] {
             assert_eq!(
                 policy.judge(Some(origin), Some(host)),

@@ -56,7 +56,7 @@ pub fn importance(event: &TurnEvent) -> Option<Importance> {
         TurnEvent::Text(_) | TurnEvent::ValidationFailed { .. } => Importance::Medium,
         TurnEvent::Workflow(_) | TurnEvent::ApprovalRequested { .. } => Importance::High,
         TurnEvent::Execution(event) => match event["type"].as_str().unwrap_or("") {
-            "step_running" => Importance::Low,
+            "step_running" | "step_output" => Importance::Low,
             "step_failed" if event["will_retry"] != true => Importance::High,
             "workflow_complete" => Importance::High,
             _ => Importance::Medium,
@@ -127,6 +127,10 @@ mod tests {
         );
         assert_eq!(
             importance(&step("step_running", false)),
+            Some(Importance::Low)
+        );
+        assert_eq!(
+            importance(&step("step_output", false)),
             Some(Importance::Low)
         );
         assert_eq!(

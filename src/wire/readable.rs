@@ -1,7 +1,7 @@
 //! Tool calls, tool results and workflow events as short text lines, so a client that only
 //! shows `content` still sees what the agent is doing: each finished step with the first
-//! lines of its output, and (through [`WorkflowEcho`]) the workflow itself when the model's
-//! answer did not show it.
+//! lines of its output (live `step_output` chunks have no line), and (through
+//! [`WorkflowEcho`]) the workflow itself when the model's answer did not show it.
 
 use kubiya_actors::session::TurnEvent;
 use kubiya_actors::workflow::yaml_document;
@@ -12,9 +12,12 @@ const OUTPUT_LINES: usize = 5;
 /// Characters of one output line shown; longer lines are cut with `…`.
 const OUTPUT_LINE_CHARS: usize = 200;
 
-/// The line an activity event shows as, or `None` for text and markers.
+/// The line an activity event shows as, or `None` for text, markers and live step output
+/// (the step's output shows when it ends: streamed into the answer's text as well, it would
+/// be shown twice and kept in the conversation).
 pub fn line(event: &TurnEvent) -> Option<String> {
     Some(match event {
+        TurnEvent::Execution(event) if event["type"] == "step_output" => return None,
         TurnEvent::ToolCall { name, .. } => tool_call(name),
         TurnEvent::ToolResult {
             name,
@@ -224,6 +227,12 @@ mod tests {
             wide.lines().nth(1).unwrap().chars().count(),
             4 + OUTPUT_LINE_CHARS + 1
         );
+    }
+
+    #[test]
+    fn live_output_is_not_a_line() {
+        let chunk = json!({"type": "step_output", "step": "s", "stream": "stdout", "text": "hi\n"});
+        assert_eq!(line(&TurnEvent::Execution(chunk)), None);
     }
 
     #[test]

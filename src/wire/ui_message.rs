@@ -4,7 +4,8 @@
 //! (`tool-input-available`, then `tool-output-available` or `tool-output-error`); `finish` at
 //! the end. The workflow is one `data-workflow` part with a stable id, sent again, updated in
 //! place, as it validates and as each step runs, completes or fails; step log lines are
-//! `transient` `data-step-log` parts. An approval request is the SDK's own
+//! `transient` `data-step-log` parts, and what a running step writes `transient`
+//! `data-step-output` parts (`{step, stream, text}`). An approval request is the SDK's own
 //! `tool-approval-request`, and a declined run `tool-output-denied`.
 //!
 //! Every chunk stays inside the fields of the oldest client served (ai 5.0.0 validates each
@@ -390,6 +391,16 @@ impl UiMessageEncoder {
             TurnEvent::Workflow(definition) => {
                 self.show_workflow(definition, "valid");
                 self.send_workflow(out);
+            }
+            TurnEvent::Execution(execution) if execution["type"] == "step_output" => {
+                let output = DataPart {
+                    kind: "data-step-output",
+                    id: None,
+                    data: json!({"step": execution["step"], "stream": execution["stream"],
+                        "text": execution["text"]}),
+                    transient: true,
+                };
+                self.chunk(out, &output);
             }
             TurnEvent::Execution(execution) => {
                 if let Some(line) = readable::line(event) {

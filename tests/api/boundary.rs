@@ -349,6 +349,60 @@ async fn cors_preflight_and_answers_for_an_allowed_origin() {
     assert_eq!(status, 200);
 }
 
+/// With API keys a page whose origin is the request's own host is the service's own page
+/// whatever its name (a console behind a domain name). A DNS-rebinding page (the attacker's
+/// name resolving to us) passes that check but has no key: 401, nothing runs. A page of
+/// another origin is still refused, key or not; and with auth off the same name is refused.
+#[actix_rt::test]
+async fn with_api_keys_a_rebinding_page_gets_no_further_than_a_missing_key() {
+    let app = spawn_app_with(|settings| {
+        settings.auth.api_keys = vec![crate::tenants::key("sk-own", "own")];
+    })
+    .await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    let host = format!("rebound.example:{port}");
+    let origin = format!("http://{host}");
+    let run = json!({"workflow": echo_workflow()});
+    let page = [("Host", host.as_str()), ("Origin", origin.as_str())];
+    let (status, _, body) = app.post_raw("/v1/executions", &run, &page).await;
+    assert_eq!(status, 401, "{body}");
+    assert_error(
+        &serde_json::from_str(&body).unwrap(),
+        "authentication_error",
+        "missing_api_key",
+        None,
+    );
+    let keyed = [page[0], page[1], ("Authorization", "Bearer sk-own")];
+    let (status, _, body) = app.post_raw("/v1/executions", &run, &keyed).await;
+    assert_eq!(
+        status, 202,
+        "our own page behind a domain name, with the key: {body}"
+    );
+    let foreign = [
+        page[0],
+        ("Origin", "https://evil.example"),
+        ("Authorization", "Bearer sk-own"),
+    ];
+    let (status, _, body) = app.post_raw("/v1/executions", &run, &foreign).await;
+    assert_eq!(status, 403, "{body}");
+
+    let open = spawn_app().await;
+    let port = open.address.rsplit(':').next().unwrap().to_owned();
+    let host = format!("rebound.example:{port}");
+    let origin = format!("http://{host}");
+    let (status, _, body) = open
+        .post_raw(
+            "/v1/executions",
+            &run,
+            &[("Host", host.as_str()), ("Origin", origin.as_str())],
+        )
+        .await;
+    assert_eq!(
+        status, 403,
+        "with auth off a domain name could be anyone's: {body}"
+    );
+}
+
 #[actix_rt::test]
 async fn session_ids_are_bounded_and_an_empty_one_is_absent() {
     let app = spawn_app().await;

@@ -589,13 +589,16 @@ async fn a_workflow_executed_streams_its_steps_as_vercel_data_parts() {
         kinds,
         [
             "step_running",
+            "step_output",
             "step_complete",
             "step_running",
+            "step_output",
             "step_complete",
             "workflow_complete"
         ]
     );
-    assert_eq!(data[3]["output"], "HELLO");
+    assert_eq!(data[4]["text"], "HELLO\n");
+    assert_eq!(data[5]["output"], "HELLO");
     assert!(
         body.lines()
             .any(|line| line.starts_with("a:") && line.contains("\"status\":\"success\""))

@@ -103,11 +103,13 @@ async fn the_ai_sdk_parses_text_tool_calls_and_step_events_with_its_own_parser()
         step_events,
         [
             ("step_running", "say"),
+            ("step_output", "say"),
             ("step_complete", "say"),
             ("workflow_complete", "")
         ]
     );
-    assert_eq!(seen["data"][1]["output"], "hi");
+    assert_eq!(seen["data"][1]["text"], "hi\n");
+    assert_eq!(seen["data"][2]["output"], "hi");
     assert_eq!(seen["steps"][0]["finishReason"], "tool-calls");
     assert_eq!(seen["finish"]["finishReason"], "stop");
     assert_eq!(seen["finish"]["usage"]["promptTokens"], 51);

@@ -175,8 +175,10 @@ async fn act_mode_runs_the_workflow_and_streams_its_steps() {
             "workflow",
             "tool_call",
             "step_running",
+            "step_output",
             "step_complete",
             "step_running",
+            "step_output",
             "step_complete",
             "workflow_complete",
             "tool_result"

@@ -85,13 +85,21 @@ async fn sse_with_thoughts_and_without_tool_calls() {
             "thought",
             "workflow",
             "step_running",
+            "step_output",
             "step_complete",
             "step_running",
+            "step_output",
             "step_complete",
             "workflow_complete"
         ]
     );
     assert_eq!(events[0]["content"], THOUGHT);
+    // What each step printed, live, before its end.
+    assert_eq!(
+        (&events[3]["step"], &events[3]["stream"], &events[3]["text"]),
+        (&json!("hello"), &json!("stdout"), &json!("hello\n"))
+    );
+    assert_eq!(events[6]["text"], "HELLO\n");
 }
 
 #[actix_rt::test]
@@ -135,6 +143,12 @@ async fn the_vercel_stream_is_filtered_too() {
     );
     assert!(!codes.contains(&"9:") && !codes.contains(&"a:"), "{body}");
     assert!(body.contains(THOUGHT));
+    assert!(
+        body.lines().any(|line| line.starts_with("2:[{")
+            && line.contains("\"type\":\"step_output\"")
+            && line.contains("\"text\":\"hello\\n\"")),
+        "live output as a data part: {body}"
+    );
     assert!(body.lines().last().unwrap().starts_with("d:"), "{body}");
 
     let (_, _, body) = app
@@ -149,6 +163,10 @@ async fn the_vercel_stream_is_filtered_too() {
         .await;
     let data: Vec<&str> = body.lines().filter(|line| line.starts_with("2:")).collect();
     assert_eq!(data.len(), 2, "the workflow and workflow_complete: {body}");
+    assert!(
+        !body.contains("\"step_output\""),
+        "live output is low: {body}"
+    );
     assert!(
         !body.contains("g:") && !body.contains("\"step_running\""),
         "{body}"
@@ -203,6 +221,7 @@ async fn websocket_frames_are_filtered() {
     }
     let kinds = kinds(&events);
     assert_eq!(kinds[0], "thought", "{kinds:?}");
+    assert!(kinds.iter().any(|kind| kind == "step_output"), "{kinds:?}");
     assert!(
         !kinds.iter().any(|kind| kind.starts_with("tool_")),
         "{kinds:?}"

@@ -247,6 +247,38 @@ async fn a_failing_step_shows_its_error_and_what_the_workflow_printed_stays_text
 }
 
 #[actix_rt::test]
+async fn a_running_steps_output_shows_live_in_its_panel_as_text() {
+    // A line (with markup an attacker would like run), a pause, many more lines.
+    let workflow = json!({"name": "talking", "steps": [{
+        "name": "talk",
+        "command": "echo '<img src=x onerror=window.pwned=4> first line'; sleep 6; seq 1 300; echo second line",
+    }]});
+    let mock = MockUpstream::start(validate_run_answer(&workflow, "It talked."));
+    let app = spawn_app_against(&mock.base(), |_| {}).await;
+    let seen = browse("live", &app, &[]).await;
+    let running = &seen["whileRunning"];
+    assert_eq!(running["state"], "running", "{seen:#}");
+    assert_eq!(
+        running["output"],
+        "<img src=x onerror=window.pwned=4> first line\n"
+    );
+    assert_eq!(running["elements"], 0, "text, never HTML");
+    assert_eq!(seen["afterReload"]["state"], "running", "{seen:#}");
+    assert!(
+        seen["afterReload"]["output"]
+            .as_str()
+            .unwrap()
+            .starts_with("<img src=x onerror=window.pwned=4> first line\n"),
+        "{seen:#}"
+    );
+    let finished = seen["finished"]["output"].as_str().unwrap();
+    assert!(finished.starts_with("<img src=x onerror=window.pwned=4> first line\n1\n2\n"));
+    assert!(finished.ends_with("300\nsecond line"), "{finished}");
+    assert_eq!(seen["scrolledToEnd"], true);
+    assert_eq!(seen["injected"], json!({"pwned": null, "images": 0}));
+}
+
+#[actix_rt::test]
 async fn a_step_that_will_be_retried_shows_retrying_between_its_attempts() {
     let workflow = json!({"name": "flaky", "steps": [{
         "name": "flaky", "command": "echo trying; exit 1",
@@ -355,6 +387,34 @@ async fn with_api_keys_the_page_asks_for_one_and_keeps_it_in_the_tab_only() {
         "{seen:#}"
     );
     assert_eq!(seen["foreign"]["nodes"], json!([]));
+}
+
+/// A console behind a domain name: with API keys its page counts as the service's own
+/// (a DNS-rebinding page would have no key); with auth off it is refused until its origin
+/// is configured, since that page could be anyone's.
+#[actix_rt::test]
+async fn a_console_opened_by_a_domain_name_works_with_api_keys_and_is_refused_without() {
+    let app = spawn_app_with(|settings| {
+        settings.auth.api_keys = vec![key("sk-domain", "team-domain")];
+    })
+    .await;
+    let seen = browse("domain", &app, &["sk-domain"]).await;
+    assert_eq!(
+        seen["origin"],
+        app.address.replace("127.0.0.1", "console.example.test")
+    );
+    assert_eq!(
+        states(&seen["nodes"]),
+        all(&["filesystems", "largest-entries"], "succeeded")
+    );
+
+    let open = spawn_app().await;
+    let seen = browse("domain", &open, &[]).await;
+    let refused = seen["refused"].as_str().unwrap();
+    assert!(
+        refused.contains("are not allowed") && refused.contains("server.cors.allowed_origins"),
+        "{refused}"
+    );
 }
 
 #[actix_rt::test]

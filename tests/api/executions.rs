@@ -164,22 +164,28 @@ async fn an_execution_streams_its_events_then_reports_its_steps() {
         types(&events),
         [
             "step_running greet",
+            "step_output greet",
             "step_complete greet",
             "step_running shout",
+            "step_output shout",
             "step_complete shout",
             "workflow_complete"
         ]
     );
     let ids: Vec<u64> = events.iter().map(|event| event.id).collect();
-    assert_eq!(ids, [1, 2, 3, 4, 5]);
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7]);
     for event in &events {
         assert_eq!(event.data["execution_id"], id.as_str());
         assert_eq!(event.data["seq"], event.id);
     }
-    assert_eq!(events[1].data["output"], "Hello, tests");
-    assert!(events[1].data["duration"].as_str().unwrap().ends_with('s'));
-    assert_eq!(events[3].data["output"], "HELLO, TESTS");
-    let last = &events[4].data;
+    assert_eq!(
+        (&events[1].data["stream"], &events[1].data["text"]),
+        (&json!("stdout"), &json!("Hello, tests\n"))
+    );
+    assert_eq!(events[2].data["output"], "Hello, tests");
+    assert!(events[2].data["duration"].as_str().unwrap().ends_with('s'));
+    assert_eq!(events[5].data["output"], "HELLO, TESTS");
+    let last = &events[6].data;
     assert_eq!(
         (&last["workflow"], &last["status"]),
         (&json!("hello-world"), &json!("success"))
@@ -189,7 +195,7 @@ async fn an_execution_streams_its_events_then_reports_its_steps() {
     assert_eq!(status, 200);
     assert_eq!(execution["status"], "success", "{execution}");
     assert_eq!(execution["workflow"], "hello-world");
-    assert_eq!(execution["last_seq"], 5);
+    assert_eq!(execution["last_seq"], 7);
     assert!(execution["finished_at"].as_u64() >= execution["started_at"].as_u64());
     let steps = execution["steps"].as_array().expect("steps");
     assert_eq!(steps.len(), 2);
@@ -209,7 +215,7 @@ async fn a_late_subscriber_resumes_exactly_after_its_last_event() {
         .await;
     let events_path = started["events_url"].as_str().unwrap().to_owned();
     let (_, all) = app.read_events(&events_path, None).await;
-    assert_eq!(all.len(), 5);
+    assert_eq!(all.len(), 7);
 
     let (status, rest) = app.read_events(&events_path, Some(2)).await;
     assert_eq!(status, 200);
@@ -221,7 +227,7 @@ async fn a_late_subscriber_resumes_exactly_after_its_last_event() {
     assert_eq!(rest, all[4..]);
 
     // Nothing follows the final event: the stream ends at once, empty.
-    let (status, rest) = app.read_events(&events_path, Some(5)).await;
+    let (status, rest) = app.read_events(&events_path, Some(7)).await;
     assert_eq!((status, rest.len()), (200, 0));
 
     let (status, body) = app
@@ -234,6 +240,72 @@ async fn a_late_subscriber_resumes_exactly_after_its_last_event() {
         "invalid_value",
         Some("after"),
     );
+}
+
+#[actix_rt::test]
+async fn a_running_steps_output_streams_live_masked_and_resumable() {
+    let dir = std::env::temp_dir().join(format!("kubiya-live-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secrets = dir.join("secrets.json");
+    std::fs::write(&secrets, r#"{"DB_PASS": "hunter22"}"#).unwrap();
+    let secrets_file = secrets.to_string_lossy().into_owned();
+    let app = crate::helpers::spawn_app_with(move |settings| {
+        settings.runner.local.secrets_file = secrets_file;
+    })
+    .await;
+    // A line, then the secret written in two parts a second apart ("hu", then "nter22"),
+    // then another line, and a line on stderr.
+    let workflow = json!({"name": "talker", "env": {"P": "{{secret:DB_PASS}}"}, "steps": [{
+        "name": "talk",
+        "command": "echo first; printf 'pass=%s' \"${P%??????}\"; sleep 1; printf '%s\\n' \"${P#??}\"; echo second; echo warned >&2",
+    }]});
+    let started = app.start_execution(json!({"workflow": workflow})).await;
+    let events_path = started["events_url"].as_str().unwrap().to_owned();
+    let (status, all) = app.read_events(&events_path, None).await;
+    assert_eq!(status, 200);
+    let kinds = types(&all);
+    assert_eq!(kinds.first().unwrap(), "step_running talk");
+    assert_eq!(
+        &kinds[kinds.len() - 2..],
+        ["step_complete talk", "workflow_complete"]
+    );
+    let chunks: Vec<&SseEvent> = all
+        .iter()
+        .filter(|event| event.data["type"] == "step_output")
+        .collect();
+    let stdout: String = chunks
+        .iter()
+        .filter(|event| event.data["stream"] == "stdout")
+        .map(|event| event.data["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(stdout, "first\npass=***\nsecond\n", "{all:#?}");
+    assert!(
+        chunks
+            .iter()
+            .any(|event| event.data["stream"] == "stderr" && event.data["text"] == "warned\n"),
+        "{all:#?}"
+    );
+    // The first line was sent on its own while the step still ran.
+    let first = chunks[0];
+    assert_eq!(first.data["text"], "first\n");
+    assert_eq!(first.data["step"], "talk");
+    let complete = &all[all.len() - 2];
+    assert!(
+        complete.data["timestamp"].as_u64().unwrap()
+            >= first.data["timestamp"].as_u64().unwrap() + 800,
+        "{all:#?}"
+    );
+    assert_eq!(complete.data["output"], "first\npass=***\nsecond");
+    // Neither the secret nor its second half was ever sent.
+    let everything = format!("{all:?}");
+    assert!(
+        !everything.contains("hunter22") && !everything.contains("nter22"),
+        "{everything}"
+    );
+    // A client that saw the first chunk resumes after it, missing nothing.
+    let (_, rest) = app.read_events(&events_path, Some(first.id)).await;
+    assert_eq!(rest, all[usize::try_from(first.id).unwrap()..]);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[actix_rt::test]

@@ -35,13 +35,14 @@ async fn llm_completion_and_agent_steps_ask_the_configured_provider() {
             "step_running advise",
             "step_complete advise",
             "step_running report",
+            "step_output report",
             "step_complete report",
             "workflow_complete"
         ],
         "{events:?}"
     );
     assert_eq!(
-        events[5].data["output"],
+        events[6].data["output"],
         "{\"severity\": \"low\"} / Restart the pod."
     );
 

@@ -66,7 +66,8 @@ async fn the_originals_examples_run_on_the_local_runner() {
     )
     .await;
     assert_eq!(execution["status"], "success", "{execution}");
-    assert_eq!(events.len(), 5, "{events:?}");
+    // Each step's start, the line it printed, its end; then the run's end.
+    assert_eq!(events.len(), 7, "{events:?}");
     // Single quotes keep `${NAME}` from the shell: the value arrives through the environment.
     assert_eq!(step(&execution, "print-hello")["output"], "Hello world");
 

@@ -32,6 +32,7 @@ const PLATFORM_STREAM: &[&str] = &[
     ": heartbeat\n\nretry: 3000\n\n",
     "data: {\"type\":\"workflow_start\",\"requestId\":\"req-1\",\"workflowId\":\"wf-1\",\"progress\":{\"completed\":0,\"total\":2,\"currentStep\":\"build\",\"percentage\":0}}\n\n",
     "data: {\"type\":\"step_running\",\"step\":{\"name\":\"build\",\"status\":\"running\",\"logs\":[]}}\n\n",
+    "data: {\"type\":\"log\",\"step\":{\"name\":\"build\"},\"message\":\"compiling 3 packages\\n\"}\n\n",
     "data: {\"type\":\"heartbeat\"}\n\ndata: {\"type\":\"step_complete\",\"step\":{\"name\":\"build\",\"status\":\"fin",
     "ished\",\"output\":\"built 3 packages\\n\",\"exitCode\":0,\"startedAt\":\"2025-07-22T10:00:00Z\",\"finishedAt\":\"2025-07-22T10:00:01Z\",\"duration\":\"1.5s\"}}\n\n",
     "data: 2:{\"type\":\"step_running\",\"step\":{\"name\":\"test\",\"status\":\"running\"}}\n\n",
@@ -194,6 +195,7 @@ async fn the_kubiya_runner_follows_the_platform_stream() {
         types(&events),
         [
             "step_running build",
+            "step_output build",
             "step_complete build",
             "step_running test",
             "step_failed test",
@@ -202,13 +204,18 @@ async fn the_kubiya_runner_follows_the_platform_stream() {
             "workflow_complete"
         ]
     );
-    assert_eq!(events[1].data["output"], "built 3 packages");
-    assert_eq!(events[1].data["duration"], "1.5s");
-    assert_eq!(events[3].data["error"], "exit status 1");
-    assert_eq!(events[3].data["will_retry"], true);
-    assert_eq!(events[5].data["output"], "42 passed");
+    // The platform's log record, live.
     assert_eq!(
-        (&events[6].data["workflow"], &events[6].data["status"]),
+        (&events[1].data["stream"], &events[1].data["text"]),
+        (&json!("stdout"), &json!("compiling 3 packages\n"))
+    );
+    assert_eq!(events[2].data["output"], "built 3 packages");
+    assert_eq!(events[2].data["duration"], "1.5s");
+    assert_eq!(events[4].data["error"], "exit status 1");
+    assert_eq!(events[4].data["will_retry"], true);
+    assert_eq!(events[6].data["output"], "42 passed");
+    assert_eq!(
+        (&events[7].data["workflow"], &events[7].data["status"]),
         (&json!("ci"), &json!("success"))
     );
 

@@ -122,6 +122,8 @@ fn assert_executed(seen: &Value) {
     assert_eq!(step_statuses(workflow), pairs(&expected));
     assert_eq!(workflow["steps"][4]["output"], "health check complete");
     assert!(seen["stepLogs"].as_u64().unwrap() >= 10, "{seen}");
+    // What each step printed, live, as transient parts the message does not keep.
+    assert!(seen["stepOutputs"].as_u64().unwrap() >= 5, "{seen}");
     assert!(
         seen["text"]
             .as_str()
@@ -234,6 +236,37 @@ pub fn ui_request(chat: &str, text: &str) -> Value {
     json!({"id": chat, "trigger": "submit-message", "messages": [
         {"id": "m1", "role": "user", "parts": [{"type": "text", "text": text}]}
     ]})
+}
+
+#[actix_rt::test]
+async fn what_a_step_prints_arrives_as_transient_step_output_parts() {
+    let app = spawn_app().await;
+    let request = ui_request("c-live", "Check the health of this system and run it");
+    let (status, _, body) = app.post_raw("/api/chat", &request, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let seen = chunks(&body);
+    let outputs: Vec<&Value> = seen
+        .iter()
+        .filter(|chunk| chunk["type"] == "data-step-output")
+        .collect();
+    let summary = outputs
+        .iter()
+        .find(|chunk| chunk["data"]["step"] == "summary")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(
+        **summary,
+        json!({"type": "data-step-output", "transient": true,
+            "data": {"step": "summary", "stream": "stdout", "text": "health check complete\n"}})
+    );
+    // The step's output arrived before its end updated the workflow part.
+    let position = |wanted: &Value| seen.iter().position(|chunk| chunk == wanted).unwrap();
+    let completed = seen
+        .iter()
+        .position(|chunk| {
+            chunk["type"] == "data-workflow" && chunk["data"]["steps"][4]["status"] == "complete"
+        })
+        .expect("the summary step completes");
+    assert!(position(summary) < completed);
 }
 
 #[actix_rt::test]

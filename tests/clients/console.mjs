@@ -7,9 +7,11 @@ import { chromium } from "playwright-core";
 const [scenario, base, shots, key, foreignExecution] = process.argv.slice(2);
 const TIMEOUT = 30_000;
 
+// A domain name for the server, as a proxy or DNS would give it (the "domain" scenario).
+const DOMAIN = "console.example.test";
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+  args: ["--no-sandbox", "--disable-dev-shm-usage", `--host-resolver-rules=MAP ${DOMAIN} 127.0.0.1`],
 });
 const context = await browser.newContext({ viewport: { width: 1360, height: 820 } });
 const page = await context.newPage();
@@ -96,8 +98,34 @@ async function chatView() {
 
 const seen = { scenario };
 try {
-  await page.goto(base + "/");
-  if (scenario === "health") {
+  if (scenario === "domain") {
+    // The console opened by a domain name, not by an IP address or localhost.
+    const byName = base.replace("127.0.0.1", DOMAIN);
+    await page.goto(byName + "/");
+    seen.origin = await page.evaluate(() => location.origin);
+    if (key) {
+      await page.locator("#key-form").waitFor({ state: "visible" });
+      await page.getByLabel("API key").fill(key);
+      await page.keyboard.press("Enter");
+      await page.locator("#key-form").waitFor({ state: "hidden" });
+    }
+    await page.getByLabel("Ask me before running a workflow").uncheck();
+    await ask("Create a workflow that checks disk usage");
+    if (key) {
+      await page.getByRole("button", { name: "Run workflow" }).and(page.locator("#run-workflow")).waitFor();
+      await page.locator("#run-workflow").click();
+      await allSucceeded();
+      seen.nodes = await nodes();
+    } else {
+      await page.locator("#messages .error").waitFor();
+      seen.refused = await page.textContent("#messages .error");
+    }
+  } else {
+    await page.goto(base + "/");
+  }
+  if (scenario === "domain") {
+    // Done above.
+  } else if (scenario === "health") {
     seen.title = await page.title();
     await ask("Create and run a health check");
     seen.approveFocused = await approve();
@@ -148,6 +176,31 @@ try {
     seen.chat = await chatView();
     seen.injected = await page.evaluate(() => ({ pwned: window.pwned ?? null, images: document.querySelectorAll("img").length, scripts: document.querySelectorAll("script").length }));
     await page.locator("section.run").screenshot({ path: `${shots}/console-failed-step.png` });
+  } else if (scenario === "live") {
+    await ask("Run the talking workflow");
+    await approve();
+    await stepsReach({ talk: "running" });
+    await page.locator('#graph g.node[data-step="talk"]').click();
+    // The first line shows while the step still runs (it sleeps before the second).
+    await page.waitForFunction(() => document.querySelector("#step-output").textContent.includes("first line"));
+    seen.whileRunning = {
+      output: await page.textContent("#step-output"),
+      state: await page.getAttribute('#graph g.node[data-step="talk"]', "data-state"),
+      elements: await page.$$eval("#step-output *", (all) => all.length),
+    };
+    // Reloaded mid-step: the live output so far is read again.
+    await page.reload();
+    await page.locator('#graph g.node[data-step="talk"]').click();
+    await page.waitForFunction(() => document.querySelector("#step-output").textContent.includes("first line"));
+    seen.afterReload = {
+      output: await page.textContent("#step-output"),
+      state: await page.getAttribute('#graph g.node[data-step="talk"]', "data-state"),
+    };
+    await stepsReach({ talk: "succeeded" });
+    await page.waitForFunction(() => document.querySelector("#step-output").textContent.includes("second line"));
+    seen.finished = await panel("talk");
+    seen.scrolledToEnd = await page.$eval("#step-output", (pre) => pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4);
+    seen.injected = await page.evaluate(() => ({ pwned: window.pwned ?? null, images: document.querySelectorAll("img").length }));
   } else if (scenario === "retry") {
     await ask("Run the flaky workflow");
     await approve();

@@ -47,6 +47,7 @@ function summary({ message, types }) {
     workflowParts: workflows.length,
     workflow: workflows.at(-1)?.data ?? null,
     stepLogs: types.filter((type) => type === "data-step-log").length,
+    stepOutputs: types.filter((type) => type === "data-step-output").length,
     types,
   };
 }

@@ -59,7 +59,8 @@ fn assert_session(session: &Value, protocol: &str) {
     let steps = executed["body"]["steps"].as_array().unwrap();
     assert_eq!(steps[1]["output"], "hello world", "{steps:?}");
 
-    // Every step event arrived as a progress notification, the last one the run's end.
+    // Every step event arrived as a progress notification, what each step printed too, the
+    // last one the run's end.
     let progress = session["progress"].as_array().unwrap();
     let kinds: Vec<String> = progress
         .iter()
@@ -72,8 +73,10 @@ fn assert_session(session: &Value, protocol: &str) {
         kinds,
         [
             "step_running",
+            "step_output",
             "step_complete",
             "step_running",
+            "step_output",
             "step_complete",
             "workflow_complete"
         ]
@@ -88,6 +91,7 @@ fn assert_session(session: &Value, protocol: &str) {
     );
 
     assert_eq!(session["get_execution"]["status"], "success");
+    // The execution keeps its step events, not the live output they already carry.
     assert_eq!(session["get_execution"]["event_count"], 5);
     assert_eq!(session["runners"]["runners"][0]["name"], "local");
 }

@@ -178,10 +178,11 @@ async fn an_execution_run_on_one_replica_is_followed_and_resumed_on_another() {
     let rest = other.read_events(&id, Some(last_seen)).await;
     let all: Vec<SseEvent> = first.iter().chain(&rest).cloned().collect();
     let seqs: Vec<u64> = all.iter().map(|event| event.id).collect();
-    assert_eq!(seqs, (1..=11).collect::<Vec<u64>>(), "no gap, no duplicate");
+    assert_eq!(seqs, (1..=16).collect::<Vec<u64>>(), "no gap, no duplicate");
     let mut expected = Vec::new();
     for step in ["one", "two", "three", "four", "five"] {
         expected.push(format!("step_running {step}"));
+        expected.push(format!("step_output {step}"));
         expected.push(format!("step_complete {step}"));
     }
     expected.push("workflow_complete".to_owned());
@@ -190,7 +191,8 @@ async fn an_execution_run_on_one_replica_is_followed_and_resumed_on_another() {
         assert_eq!(event.data["seq"], event.id);
         assert_eq!(event.data["execution_id"], id.as_str());
     }
-    assert_eq!(all[10].data["status"], "success");
+    assert_eq!(all[1].data["text"], "one\n");
+    assert_eq!(all[15].data["status"], "success");
 
     // Both replicas tell the same final state, the runner's last word (exit codes) included.
     let on_owner = owner
@@ -199,14 +201,14 @@ async fn an_execution_run_on_one_replica_is_followed_and_resumed_on_another() {
     let on_other = other
         .wait_for(&id, |execution| *execution == on_owner)
         .await;
-    assert_eq!(on_other["last_seq"], 11);
+    assert_eq!(on_other["last_seq"], 16);
     assert_eq!(on_other["steps"][3]["output"], "four");
     assert_eq!(on_other["steps"][3]["exit_code"], 0);
 
     // A whole replay from the other replica equals what was followed.
     assert_eq!(other.read_events(&id, None).await, all);
     // Nothing follows the last event.
-    assert!(other.read_events(&id, Some(11)).await.is_empty());
+    assert!(other.read_events(&id, Some(16)).await.is_empty());
 
     // Finished executions expire from the store after the retention.
     let ttl: u64 = redis
@@ -514,12 +516,13 @@ async fn an_execution_whose_replica_was_killed_ends_lost_on_the_others() {
         kinds(&events_b),
         [
             "step_running first",
+            "step_output first",
             "step_complete first",
             "step_running wait",
             "workflow_complete"
         ]
     );
-    let last = &events_b[3].data;
+    let last = &events_b[4].data;
     assert_eq!(last["status"], "lost");
     assert_eq!(last["error"], LOST_REASON);
     // Not before the heartbeat (renewed every 100 ms, kept 1 s) lapsed.
@@ -534,14 +537,14 @@ async fn an_execution_whose_replica_was_killed_ends_lost_on_the_others() {
         redis
             .command(&["XLEN", &format!("kubiya:exec:default:{id}:events")])
             .as_deref(),
-        Some(":4"),
+        Some(":5"),
         "one lost event, however many replicas noticed"
     );
     for app in [&b, &c] {
         let execution = app.execution(&id).await;
         assert_eq!(execution["status"], "lost", "{execution}");
         assert_eq!(execution["error"], LOST_REASON);
-        assert_eq!(execution["last_seq"], 4);
+        assert_eq!(execution["last_seq"], 5);
         assert_eq!(execution["steps"][1]["status"], "failed");
         assert_eq!(execution["steps"][2]["status"], "pending");
     }
@@ -575,11 +578,11 @@ async fn events_of_a_redis_outage_reach_it_in_order_once_it_is_back() {
     let on_other = other
         .wait_for(&id, |execution| *execution == on_owner)
         .await;
-    assert_eq!(on_other["last_seq"], 11);
+    assert_eq!(on_other["last_seq"], 16);
     let events = other.read_events(&id, None).await;
     let seqs: Vec<u64> = events.iter().map(|event| event.id).collect();
-    assert_eq!(seqs, (1..=11).collect::<Vec<u64>>(), "no gap, no duplicate");
-    assert_eq!(events[10].data["status"], "success");
+    assert_eq!(seqs, (1..=16).collect::<Vec<u64>>(), "no gap, no duplicate");
+    assert_eq!(events[15].data["status"], "success");
 }
 
 #[actix_rt::test]

@@ -503,8 +503,10 @@ async fn run_execution(job: RunJob) {
                 json!({"execution_id": id, "event": event}),
             );
         }
+        // Live output is streamed above, not kept: the step's final event holds its output.
         if let Ok(mut executions) = executions.lock()
             && let Some(record) = executions.records.get_mut(&id)
+            && !matches!(event, StepEvent::StepOutput { .. })
         {
             if record.events.len() >= KEPT_EVENTS {
                 record.events.pop_front();

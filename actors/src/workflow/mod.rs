@@ -29,7 +29,7 @@ pub use execution::state::{
     Subscription,
 };
 pub use execution::watcher::{ExecutionWatcher, WatcherConfig};
-pub use run::event::{RunStatus, StepEvent};
+pub use run::event::{OutputStream, RunStatus, StepEvent};
 pub use run::http::awc::AwcStepClient;
 pub use run::http::egress::EgressPolicy;
 pub use run::http::{HttpStepClient, HttpStepRequest, HttpStepResponse, PlainHttpClient};

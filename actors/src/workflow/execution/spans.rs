@@ -42,6 +42,7 @@ impl ExecutionSpans {
                 let span = self.step_span(step);
                 self.steps.insert(step.clone(), span);
             }
+            StepEvent::StepOutput { .. } => {}
             StepEvent::StepComplete { step, .. } => self.step_ended(step, "success", None),
             StepEvent::StepFailed { step, error, .. } => {
                 self.step_ended(step, "failed", Some(error));

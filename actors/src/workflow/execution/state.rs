@@ -7,7 +7,9 @@
 //! is a program a model wrote, and its steps may print without end. Each text an event
 //! carries (outputs, errors, reasons) is counted twice (the log and the step's snapshot hold
 //! it), each event a fixed overhead more; once the budget is spent, texts are cut with a note
-//! saying so, and the events themselves (their statuses and times) are still kept.
+//! saying so, and the events themselves (their statuses and times) are still kept. Live
+//! output (`step_output` chunks, held by the log only) may take at most half of the budget,
+//! so the steps' final outputs keep their room; past that, chunks are no longer kept or sent.
 
 use actix::{Message, Recipient};
 use indexmap::IndexMap;
@@ -243,6 +245,10 @@ pub(crate) struct Execution {
     /// Bytes the log and snapshots may take, and what they take so far.
     log_budget: usize,
     kept_bytes: usize,
+    /// What `step_output` chunks take of `kept_bytes`; once they reach their share, later
+    /// chunks are dropped.
+    live_bytes: usize,
+    live_cut: bool,
     pub cancel: CancellationToken,
     /// The runner's future has returned (a final event alone does not mean that).
     pub run_done: bool,
@@ -284,6 +290,8 @@ impl Execution {
             subscribers: Vec::new(),
             log_budget: DEFAULT_LOG_BUDGET,
             kept_bytes: 0,
+            live_bytes: 0,
+            live_cut: false,
             cancel: CancellationToken::new(),
             run_done: false,
         }
@@ -324,20 +332,52 @@ impl Execution {
         self.kept_bytes += text.len() * copies;
     }
 
-    /// Counts the event against the budget, cutting its texts to fit.
-    fn fit_event(&mut self, event: &mut StepEvent) {
-        self.kept_bytes += EVENT_OVERHEAD;
-        match event {
-            StepEvent::StepRunning { message, .. } => self.fit(message, 1),
-            StepEvent::StepComplete { output, .. } => self.fit(output, 2),
-            StepEvent::StepFailed { error, .. } => self.fit(error, 2),
-            StepEvent::StepSkipped { reason, .. } => self.fit(reason, 2),
-            StepEvent::WorkflowComplete { error, .. } => {
-                if let Some(error) = error {
-                    self.fit(error, 2);
-                }
-            }
+    /// Counts a live output chunk against its share of the budget, cutting it to fit with a
+    /// note; `false` once the share is spent (the chunk is not kept).
+    fn fit_live(&mut self, text: &mut String) -> bool {
+        if self.live_cut {
+            return false;
         }
+        let room = (self.log_budget / 2)
+            .saturating_sub(self.live_bytes)
+            .min(self.log_budget.saturating_sub(self.kept_bytes))
+            .saturating_sub(EVENT_OVERHEAD);
+        if text.len() > room {
+            self.live_cut = true;
+            let note = format!(
+                "\n[live output stops here: this execution keeps at most {} bytes of it; each step's whole output comes when it ends]\n",
+                self.log_budget / 2
+            );
+            let mut keep = room.saturating_sub(note.len());
+            while !text.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            text.truncate(keep);
+            text.push_str(&note);
+        }
+        text.shrink_to_fit();
+        let cost = text.len() + EVENT_OVERHEAD;
+        self.live_bytes += cost;
+        self.kept_bytes += cost;
+        true
+    }
+
+    /// Counts the event against the budget, cutting its texts to fit; `false` when it is
+    /// not kept at all (live output past its share).
+    fn fit_event(&mut self, event: &mut StepEvent) -> bool {
+        let (text, copies) = match event {
+            StepEvent::StepOutput { text, .. } => return self.fit_live(text),
+            StepEvent::StepRunning { message, .. } => (Some(message), 1),
+            StepEvent::StepComplete { output, .. } => (Some(output), 2),
+            StepEvent::StepFailed { error, .. } => (Some(error), 2),
+            StepEvent::StepSkipped { reason, .. } => (Some(reason), 2),
+            StepEvent::WorkflowComplete { error, .. } => (error.as_mut(), 2),
+        };
+        self.kept_bytes += EVENT_OVERHEAD;
+        if let Some(text) = text {
+            self.fit(text, copies);
+        }
+        true
     }
 
     /// The sequence number of the last event recorded (0 before the first).
@@ -382,7 +422,9 @@ impl Execution {
             tracing::warn!(execution = %self.identity.id, kind = event.kind(), "event after workflow_complete dropped");
             return;
         }
-        self.fit_event(&mut event);
+        if !self.fit_event(&mut event) {
+            return;
+        }
         self.mark_started();
         self.apply(&event);
         let numbered = ExecutionEvent {
@@ -509,6 +551,8 @@ impl Execution {
 
     fn apply(&mut self, event: &StepEvent) {
         match event {
+            // Live output is in the log only; the snapshot gets the whole output at the end.
+            StepEvent::StepOutput { .. } => {}
             StepEvent::StepRunning {
                 step, timestamp, ..
             } => {
@@ -687,6 +731,52 @@ mod tests {
             execution.events_after(0).len(),
             5,
             "every event is still kept"
+        );
+    }
+
+    #[test]
+    fn live_output_takes_at_most_half_the_budget_and_then_stops() {
+        let mut execution = execution().with_log_budget(20_000);
+        execution.record(running("a"));
+        for _ in 0..100 {
+            execution.record(StepEvent::StepOutput {
+                step: "a".to_owned(),
+                stream: crate::workflow::run::event::OutputStream::Stdout,
+                text: "x".repeat(1000),
+                timestamp: 11,
+            });
+        }
+        let kept = execution.events_after(0);
+        let chunks: Vec<&str> = kept
+            .iter()
+            .filter_map(|event| match &event.event {
+                StepEvent::StepOutput { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(chunks.len() < 12, "{}", chunks.len());
+        assert!(chunks.last().unwrap().contains("[live output stops here"));
+        // Half the budget, and the `step_running` event before.
+        assert!(
+            execution.kept_bytes() <= 10_200,
+            "{}",
+            execution.kept_bytes()
+        );
+        // The final output still has the other half.
+        execution.record(StepEvent::StepComplete {
+            step: "a".to_owned(),
+            output: "y".repeat(8_000),
+            duration: "1s".to_owned(),
+            duration_ms: 1000,
+            timestamp: 12,
+        });
+        let output = execution.snapshot().steps[0].output.clone().unwrap();
+        assert!(output.len() >= 4_000, "{}", output.len());
+        // Events beyond the budget cost their overhead only.
+        assert!(
+            execution.kept_bytes() <= 20_400,
+            "{}",
+            execution.kept_bytes()
         );
     }
 

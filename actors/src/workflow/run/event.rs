@@ -17,6 +17,14 @@ pub enum RunStatus {
     Lost,
 }
 
+/// Which of a step's output streams a [`StepEvent::StepOutput`] chunk was written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
 /// One thing that happened during a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -26,6 +34,15 @@ pub enum StepEvent {
         step: String,
         message: String,
         /// Unix time in milliseconds.
+        timestamp: u64,
+    },
+    /// Output a running step wrote, as it wrote it: whole lines (a line longer than the live
+    /// chunk limit is cut), secrets masked, at a bounded rate. The step's whole output still
+    /// arrives with its `step_complete` or `step_failed`.
+    StepOutput {
+        step: String,
+        stream: OutputStream,
+        text: String,
         timestamp: u64,
     },
     /// A step finished successfully.
@@ -69,6 +86,7 @@ impl StepEvent {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::StepRunning { .. } => "step_running",
+            Self::StepOutput { .. } => "step_output",
             Self::StepComplete { .. } => "step_complete",
             Self::StepFailed { .. } => "step_failed",
             Self::StepSkipped { .. } => "step_skipped",
@@ -80,6 +98,7 @@ impl StepEvent {
     pub fn step(&self) -> Option<&str> {
         match self {
             Self::StepRunning { step, .. }
+            | Self::StepOutput { step, .. }
             | Self::StepComplete { step, .. }
             | Self::StepFailed { step, .. }
             | Self::StepSkipped { step, .. } => Some(step),
@@ -90,6 +109,7 @@ impl StepEvent {
     pub fn timestamp(&self) -> u64 {
         match self {
             Self::StepRunning { timestamp, .. }
+            | Self::StepOutput { timestamp, .. }
             | Self::StepComplete { timestamp, .. }
             | Self::StepFailed { timestamp, .. }
             | Self::StepSkipped { timestamp, .. }

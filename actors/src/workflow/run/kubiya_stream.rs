@@ -1,16 +1,22 @@
 //! The Kubiya platform's event stream, decoded: [`PlatformStream`] turns the SSE events of a
 //! platform run (plain JSON or Vercel-style `2:{…}` records, where `step` is an object) into
-//! our flat [`StepEvent`]s (`step` is the step's name), fills in what the platform leaves out
+//! our flat [`StepEvent`]s (`step` is the step's name; a step's log records, `log`,
+//! `step_log`, `step_output` or any record with a step and an `output` text, become
+//! `step_output` within a live budget per step), fills in what the platform leaves out
 //! (a `step_running` before a lone `step_complete`, the steps it never reached) and decides
 //! how the run ended. Pure, so tests and the fuzzer feed it captures; the
 //! [`KubiyaRunner`](super::kubiya::KubiyaRunner) feeds it the live stream.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::event::{RunStatus, StepEvent, duration_millis, format_duration, now_millis};
+use super::event::{
+    OutputStream, RunStatus, StepEvent, duration_millis, format_duration, now_millis,
+};
+use super::live_output::{LiveBudget, MAX_LINE_BYTES};
 use crate::framing::sse::{SseDecoder, SseEvent};
 use crate::workflow::dsl::model::Workflow;
 
@@ -38,6 +44,8 @@ struct PlatformStep {
     running_since: Option<Instant>,
     /// It completed, failed for good or was skipped.
     settled: bool,
+    /// Its live output allowance, from its first output record on.
+    live: Option<Arc<LiveBudget>>,
 }
 
 /// The platform's event stream, mapped to ours; pure, so tests can feed it captures.
@@ -204,6 +212,11 @@ impl PlatformStream {
                     self.skipped(&name, step, out);
                 }
             }
+            "log" | "step_log" | "step_output" | "output" => {
+                if let Some((name, step)) = step_of(record) {
+                    self.output(&name, step, record, out);
+                }
+            }
             "workflow_complete" | "workflow_completed" | "workflow_finished" | "workflow_end" => {
                 let status = word(record, "status");
                 let success = record
@@ -233,12 +246,47 @@ impl PlatformStream {
                 {
                     return Some(Ending::Marker);
                 }
-                if let Some(error) = error_of(record) {
+                if let Some((name, step)) = step_of(record)
+                    && output_text(step, record).is_some()
+                {
+                    self.output(&name, step, record, out);
+                } else if let Some(error) = error_of(record) {
                     self.last_error = Some(error);
                 }
             }
         }
         None
+    }
+
+    /// A log record of a running step: a `step_output` chunk, within the step's live budget
+    /// (what is over it is dropped; the step's output comes whole when it completes).
+    fn output(&mut self, name: &str, step: &Value, record: &Value, out: &mut Vec<StepEvent>) {
+        let Some(text) = output_text(step, record) else {
+            return;
+        };
+        if self.steps.get(name).is_some_and(|known| known.settled) {
+            return;
+        }
+        self.running(name, &Value::Null, out);
+        let state = self.steps.entry(name.to_owned()).or_default();
+        let budget = state.live.get_or_insert_with(LiveBudget::new);
+        let text = truncate(text, MAX_LINE_BYTES.min(self.output_limit));
+        let granted = budget.take(text.len());
+        let text = truncate(text, granted);
+        if text.is_empty() {
+            return;
+        }
+        let stream = if word(record, "stream") == "stderr" || word(step, "stream") == "stderr" {
+            OutputStream::Stderr
+        } else {
+            OutputStream::Stdout
+        };
+        out.push(StepEvent::StepOutput {
+            step: name.to_owned(),
+            stream,
+            text,
+            timestamp: now_millis(),
+        });
     }
 
     fn running(&mut self, name: &str, step: &Value, out: &mut Vec<StepEvent>) {
@@ -427,6 +475,20 @@ fn word_opt(value: &Value, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The text of a log record: `output`, `text`, `line`, `log` or `message`, on the step
+/// object or the record.
+fn output_text(step: &Value, record: &Value) -> Option<String> {
+    ["output", "text", "line", "log", "message"]
+        .iter()
+        .find_map(|key| {
+            step.get(*key)
+                .or_else(|| record.get(*key))
+                .and_then(Value::as_str)
+        })
+        .filter(|text| !text.is_empty())
+        .map(str::to_owned)
+}
+
 /// `error` as a string, or `error.message`, or a top-level `message` beside an error type.
 fn error_of(value: &Value) -> Option<String> {
     match value.get("error") {
@@ -545,6 +607,9 @@ mod tests {
             .iter()
             .map(|event| match event {
                 StepEvent::StepRunning { step, .. } => format!("running {step}"),
+                StepEvent::StepOutput {
+                    step, stream, text, ..
+                } => format!("output {step} {stream:?} {text:?}"),
                 StepEvent::StepComplete {
                     step,
                     output,
@@ -607,6 +672,30 @@ mod tests {
                 RunStatus::Failed,
                 Some("step 'test' failed on the Kubiya platform".to_owned())
             )
+        );
+    }
+
+    #[test]
+    fn a_steps_log_records_become_live_output_until_it_completes() {
+        let raw = concat!(
+            "data: {\"type\":\"log\",\"step\":{\"name\":\"build\"},\"message\":\"compiling\\n\"}\n\n",
+            "data: {\"type\":\"step_output\",\"step\":\"build\",\"output\":\"warning\\n\",\"stream\":\"stderr\"}\n\n",
+            "data: 2:{\"step\":{\"name\":\"build\",\"output\":\"linking\\n\"}}\n\n",
+            "data: {\"type\":\"step_complete\",\"step\":{\"name\":\"build\",\"status\":\"finished\",\"output\":\"done\",\"duration\":\"2s\"}}\n\n",
+            "data: {\"type\":\"log\",\"step\":{\"name\":\"build\"},\"message\":\"late\"}\n\n",
+        );
+        let mut stream = PlatformStream::new("k8s", 1024);
+        let (events, ending) = feed(&mut stream, raw);
+        assert_eq!(ending, None);
+        assert_eq!(
+            summary(&events),
+            [
+                "running build",
+                "output build Stdout \"compiling\\n\"",
+                "output build Stderr \"warning\\n\"",
+                "output build Stdout \"linking\\n\"",
+                "complete build \"done\" 2.0s",
+            ]
         );
     }
 

@@ -1,7 +1,8 @@
 //! Running a workflow: the [`runner`] seam the executions use to pick a runner, check a
 //! workflow against it and start a run; the [`event`]s every runner emits and the
 //! [`outcome`] a run ends with; the [`local`] runner, a tokio DAG scheduler that runs each step as a [`process`]
-//! inside the [`sandbox`] (or as an [`http`] request); and the [`kubiya`] runner, which sends
+//! inside the [`sandbox`] (or as an [`http`] request), what a process writes streamed as
+//! [`live_output`]; and the [`kubiya`] runner, which sends
 //! the workflow to the Kubiya platform and follows its event stream ([`kubiya_stream`]). The
 //! `ExecutionWatcher` ([`crate::workflow::execution`]) drives them.
 
@@ -9,6 +10,7 @@ pub mod event;
 pub mod http;
 pub mod kubiya;
 pub mod kubiya_stream;
+pub mod live_output;
 pub mod local;
 pub mod outcome;
 pub mod process;

@@ -61,6 +61,24 @@ pub struct ProcessReport {
     pub stderr: String,
 }
 
+/// Where a process's output goes as it is written, besides the capped buffers (the step
+/// runner's live output, see `live_output`).
+pub(crate) trait OutputSink: Send {
+    /// Bytes just read from the pipe.
+    fn write(&mut self, bytes: &[u8]);
+    /// When [`tick`](OutputSink::tick) should be called next, if something waits.
+    fn due(&self) -> Option<Instant>;
+    fn tick(&mut self);
+    /// The pipe is done: nothing more will be written.
+    fn end(&mut self);
+}
+
+/// The sinks of a process's stdout and stderr.
+pub(crate) struct OutputSinks<'a> {
+    pub(crate) stdout: &'a mut dyn OutputSink,
+    pub(crate) stderr: &'a mut dyn OutputSink,
+}
+
 /// How long pipes may stay open after the group is gone (a process that escaped the group,
 /// e.g. through `setsid`, can hold them); after that we stop reading.
 const PIPE_GRACE: Duration = Duration::from_millis(500);
@@ -72,6 +90,16 @@ pub async fn run_process(
     spec: &ProcessSpec,
     limits: &ProcessLimits,
     cancel: &CancellationToken,
+) -> io::Result<ProcessReport> {
+    run_process_live(spec, limits, cancel, None).await
+}
+
+/// [`run_process`], also handing the output to `sinks` as it is written.
+pub(crate) async fn run_process_live(
+    spec: &ProcessSpec,
+    limits: &ProcessLimits,
+    cancel: &CancellationToken,
+    sinks: Option<OutputSinks<'_>>,
 ) -> io::Result<ProcessReport> {
     let mut command = Command::new(&spec.program);
     command
@@ -102,14 +130,18 @@ pub async fn run_process(
     let ended = CancellationToken::new();
     let mut stdout_buffer = CappedBuffer::new(limits.output_limit);
     let mut stderr_buffer = CappedBuffer::new(limits.output_limit);
+    let (stdout_sink, stderr_sink) = match sinks {
+        Some(OutputSinks { stdout, stderr }) => (Some(stdout), Some(stderr)),
+        None => (None, None),
+    };
     let (end, (), ()) = tokio::join!(
         ProcessGroup {
             child: &mut child,
             pgid
         }
         .wait_and_stop(limits, cancel, &ended),
-        drain(stdout, &mut stdout_buffer, &ended),
-        drain(stderr, &mut stderr_buffer, &ended),
+        drain(stdout, &mut stdout_buffer, stdout_sink, &ended),
+        drain(stderr, &mut stderr_buffer, stderr_sink, &ended),
     );
     // On an error the guard stays armed and kills the group as it drops.
     let end = end?;
@@ -286,10 +318,12 @@ async fn wait_group_gone(pgid: libc::pid_t) {
     }
 }
 
-/// Reads a pipe into `buffer` until EOF, or until shortly after the process ended.
+/// Reads a pipe into `buffer` (and `sink`) until EOF, or until shortly after the process
+/// ended.
 async fn drain<R: AsyncRead + Unpin>(
     pipe: Option<R>,
     buffer: &mut CappedBuffer,
+    mut sink: Option<&mut dyn OutputSink>,
     ended: &CancellationToken,
 ) {
     let Some(mut pipe) = pipe else {
@@ -302,13 +336,27 @@ async fn drain<R: AsyncRead + Unpin>(
     tokio::pin!(grace);
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
+        let due = sink.as_ref().and_then(|sink| sink.due());
         tokio::select! {
             read = pipe.read(&mut chunk) => match read {
-                Ok(0) | Err(_) => return,
-                Ok(count) => buffer.push(&chunk[..count]),
+                Ok(0) | Err(_) => break,
+                Ok(count) => {
+                    buffer.push(&chunk[..count]);
+                    if let Some(sink) = sink.as_mut() {
+                        sink.write(&chunk[..count]);
+                    }
+                }
             },
-            () = &mut grace => return,
+            () = sleep_until_some(due) => {
+                if let Some(sink) = sink.as_mut() {
+                    sink.tick();
+                }
+            }
+            () = &mut grace => break,
         }
+    }
+    if let Some(sink) = sink {
+        sink.end();
     }
 }
 

@@ -11,18 +11,33 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::scheduler::RunOptions;
 use crate::workflow::dsl::model::Workflow;
-use crate::workflow::run::event::{StepEvent, duration_millis, format_duration, now_millis};
+use crate::workflow::run::event::{
+    OutputStream, StepEvent, duration_millis, format_duration, now_millis,
+};
 use crate::workflow::run::sandbox::confinement::IdLease;
 use crate::workflow::run::sandbox::{Sandbox, StepIds};
 
 /// Sends events, masking secret values first.
 #[derive(Debug, Clone)]
 pub(crate) struct Emitter {
-    pub(super) events: UnboundedSender<StepEvent>,
-    pub(super) secrets: Arc<Vec<String>>,
+    events: UnboundedSender<StepEvent>,
+    secrets: Arc<Vec<String>>,
 }
 
 impl Emitter {
+    /// Sends to `events`, masking each of `secrets` wherever it appears.
+    pub(crate) fn new(events: UnboundedSender<StepEvent>, secrets: Vec<String>) -> Self {
+        Self {
+            events,
+            secrets: Arc::new(secrets),
+        }
+    }
+
+    /// The values masked in everything sent.
+    pub(crate) fn secrets(&self) -> &[String] {
+        &self.secrets
+    }
+
     pub(crate) fn mask(&self, text: &str) -> String {
         let mut masked = text.to_owned();
         for secret in self.secrets.iter() {
@@ -35,6 +50,16 @@ impl Emitter {
         self.send(StepEvent::StepRunning {
             step: step.to_owned(),
             message: self.mask(&message),
+            timestamp: now_millis(),
+        });
+    }
+
+    /// Text a running step wrote; the caller never splits a secret between two calls.
+    pub(crate) fn output(&self, step: &str, stream: OutputStream, text: &str) {
+        self.send(StepEvent::StepOutput {
+            step: step.to_owned(),
+            stream,
+            text: self.mask(text),
             timestamp: now_millis(),
         });
     }

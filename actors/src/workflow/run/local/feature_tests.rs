@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::tests::{options, require_bubblewrap, run_json};
-use crate::workflow::run::event::{RunStatus, StepEvent};
+use crate::workflow::run::event::{OutputStream, RunStatus, StepEvent};
 use crate::workflow::run::outcome::StepStatus;
 
 /// Runs `workflow`, which must fail with an error containing `expected`; the error.
@@ -349,6 +349,46 @@ async fn secrets_reach_steps_through_env_and_get_secret_and_are_masked_everywher
     let everything = format!("{:?} {:?}", finished.events, finished.outcome);
     assert!(!everything.contains("ghp-very-secret-1"), "{everything}");
     assert!(!everything.contains("hunter22"), "{everything}");
+}
+
+#[tokio::test]
+async fn output_streams_live_and_a_secret_split_over_two_writes_stays_masked() {
+    require_bubblewrap().await;
+    let (options, _guard) = with_secret_file(json!({"DB_PASS": "hunter22"}));
+    // The secret is written in two parts, 300 ms apart: "hu", then "nter22".
+    let finished = run_json(
+        json!({"name": "live", "env": {"DB_PASSWORD": "{{secret:DB_PASS}}"}, "steps": [
+            {"name": "talk", "command": "printf 'line one\\npass=%s' \"${DB_PASSWORD%??????}\"; sleep 0.3; printf '%s ok\\n' \"${DB_PASSWORD#??}\"; echo oops >&2"}]}),
+        options,
+    )
+    .await;
+    finished.assert_succeeded();
+    let chunks = finished.live_output_of("talk");
+    let stdout: Vec<&str> = chunks
+        .iter()
+        .filter(|(stream, _)| *stream == OutputStream::Stdout)
+        .map(|(_, text)| *text)
+        .collect();
+    // The first line went out on its own, before the rest was written.
+    assert_eq!(stdout, ["line one\n", "pass=*** ok\n"], "{chunks:?}");
+    assert!(
+        chunks.contains(&(OutputStream::Stderr, "oops\n")),
+        "{chunks:?}"
+    );
+    assert_eq!(finished.kinds_of("talk"), ["step_running", "step_complete"]);
+    // Live output comes between the step's start and its end.
+    let kinds: Vec<&str> = finished.events.iter().map(StepEvent::kind).collect();
+    assert_eq!(kinds[0], "step_running");
+    assert_eq!(
+        &kinds[kinds.len() - 2..],
+        ["step_complete", "workflow_complete"]
+    );
+    let everything = format!("{:?}", finished.events);
+    assert!(
+        !everything.contains("hunter22") && !everything.contains("nter22"),
+        "{everything}"
+    );
+    assert_eq!(finished.output_of("talk"), "line one\npass=*** ok");
 }
 
 #[tokio::test]

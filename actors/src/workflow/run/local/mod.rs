@@ -5,7 +5,7 @@
 //! consume, and [`host`] and [`runnable`] say what this host can run. The steps of a run share
 //! a [`context`].
 
-mod context;
+pub(crate) mod context;
 pub mod host;
 pub mod limits;
 pub mod model_step;

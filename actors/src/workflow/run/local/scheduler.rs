@@ -224,10 +224,7 @@ impl LocalRunner {
                 .filter(|value| value.len() >= MIN_MASKED_SECRET)
                 .cloned(),
         );
-        let emitter = Emitter {
-            events,
-            secrets: Arc::new(masked),
-        };
+        let emitter = Emitter::new(events, masked);
         let mut outcome = RunOutcome {
             status: RunStatus::Failed,
             error: None,

@@ -1,8 +1,9 @@
 //! Running one step for the local runner: check preconditions, then attempt the step (a
 //! process inside the sandbox, a `docker run`, or an HTTP request through the caller's client)
 //! as often as its retry settings allow, with backoff between attempts, emitting
-//! `step_running`, `step_complete`, `step_failed` and `step_skipped` events as it goes. The
-//! `scheduler` decides when a step starts; this file decides how.
+//! `step_running`, `step_output` (as a process writes), `step_complete`, `step_failed` and
+//! `step_skipped` events as it goes. The `scheduler` decides when a step starts; this file
+//! decides how.
 //!
 //! Values reach shell text as environment variables (see `shell_env`); only the `http`
 //! executor's config, the interpreter line and scripts for interpreters other than a shell
@@ -22,11 +23,13 @@ use crate::workflow::dsl::model::{
     Backoff, ExecutorKind, ExitCodes, GET_SECRET, Precondition, SCRIPT_DIR, Step, signal_number,
 };
 use crate::workflow::dsl::template::{Scope, is_var_name};
-use crate::workflow::run::event::format_duration;
+use crate::workflow::run::event::{OutputStream, format_duration};
 use crate::workflow::run::http::HttpStepRequest;
+use crate::workflow::run::live_output::{LiveBudget, StreamTap};
 use crate::workflow::run::outcome::{StepOutcome, StepStatus};
 use crate::workflow::run::process::{
-    CappedBuffer, ProcessEnd, ProcessLimits, ProcessSpec, run_process,
+    CappedBuffer, OutputSinks, ProcessEnd, ProcessLimits, ProcessSpec, run_process,
+    run_process_live,
 };
 use crate::workflow::run::sandbox::confinement::IdLease;
 
@@ -950,7 +953,15 @@ impl Attempt<'_, '_> {
         container: Option<String>,
     ) -> Result<AttemptOutput, AttemptError> {
         let limits = self.limits();
-        let report = run_process(spec, &limits, self.token)
+        let budget = LiveBudget::new();
+        let emitter = &self.context.emitter;
+        let mut stdout = StreamTap::new(self.label, OutputStream::Stdout, emitter, budget.clone());
+        let mut stderr = StreamTap::new(self.label, OutputStream::Stderr, emitter, budget);
+        let sinks = OutputSinks {
+            stdout: &mut stdout,
+            stderr: &mut stderr,
+        };
+        let report = run_process_live(spec, &limits, self.token, Some(sinks))
             .await
             .map_err(|error| {
                 AttemptError::failed(format!("could not start {}: {error}", spec.program))

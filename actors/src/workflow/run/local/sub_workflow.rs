@@ -114,6 +114,9 @@ fn forward_event(emitter: &super::context::Emitter, parent: &str, event: StepEve
     let nested = |step: &str| format!("{parent}/{step}");
     match event {
         StepEvent::StepRunning { step, message, .. } => emitter.running(&nested(&step), message),
+        StepEvent::StepOutput {
+            step, stream, text, ..
+        } => emitter.output(&nested(&step), stream, &text),
         StepEvent::StepComplete {
             step,
             output,

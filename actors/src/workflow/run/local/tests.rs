@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::limits::WorkflowLimits;
 use super::scheduler::{LocalRunner, RunOptions, RunRequest};
 use crate::workflow::dsl::model::Workflow;
-use crate::workflow::run::event::{RunStatus, StepEvent};
+use crate::workflow::run::event::{OutputStream, RunStatus, StepEvent};
 use crate::workflow::run::http::PlainHttpClient;
 use crate::workflow::run::outcome::{RunOutcome, StepStatus};
 use crate::workflow::run::process::group_exists;
@@ -45,10 +45,28 @@ pub(super) struct Finished {
 }
 
 impl Finished {
+    /// The step's lifecycle events: all but its live output.
     pub(super) fn events_of(&self, step: &str) -> Vec<&StepEvent> {
         self.events
             .iter()
             .filter(|event| event.step() == Some(step))
+            .filter(|event| !matches!(event, StepEvent::StepOutput { .. }))
+            .collect()
+    }
+
+    /// The step's live output chunks, with their streams.
+    pub(super) fn live_output_of(&self, step: &str) -> Vec<(OutputStream, &str)> {
+        self.events
+            .iter()
+            .filter_map(|event| match event {
+                StepEvent::StepOutput {
+                    step: of,
+                    stream,
+                    text,
+                    ..
+                } if of == step => Some((*stream, text.as_str())),
+                _ => None,
+            })
             .collect()
     }
 
