@@ -267,6 +267,68 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The domain's errors, each mapped to its code here and nowhere else.
+impl From<kubiya_actors::session::TurnRejected> for ApiError {
+    fn from(rejected: kubiya_actors::session::TurnRejected) -> Self {
+        use kubiya_actors::session::TurnRejected;
+        match rejected {
+            TurnRejected::Busy(_) => {
+                ApiError::new(ErrorCode::SessionBusy, rejected.to_string()).with_param("session_id")
+            }
+            TurnRejected::StoreUnavailable(_) => {
+                ApiError::new(ErrorCode::Unavailable, rejected.to_string())
+            }
+        }
+    }
+}
+
+impl From<kubiya_actors::store::StoreError> for ApiError {
+    fn from(error: kubiya_actors::store::StoreError) -> Self {
+        use kubiya_actors::store::StoreError;
+        match error {
+            StoreError::Unavailable(message) => ApiError::new(ErrorCode::Unavailable, message),
+            // Only a turn takes a session's lease; anything else seeing it is our bug.
+            StoreError::Busy => ApiError::internal(error),
+        }
+    }
+}
+
+impl From<kubiya_actors::workflow::ExecutionError> for ApiError {
+    fn from(error: kubiya_actors::workflow::ExecutionError) -> Self {
+        use kubiya_actors::workflow::ExecutionError;
+        match error {
+            ExecutionError::NotFound(id) => ApiError::new(
+                ErrorCode::NotFound,
+                format!("No execution found with id '{id}'."),
+            ),
+            ExecutionError::Invalid(ref problems) => {
+                let only_params = problems
+                    .iter()
+                    .all(|problem| problem.path.starts_with("params."));
+                let param = if only_params { "params" } else { "workflow" };
+                ApiError::invalid_field(param, sentence(&error.to_string()))
+            }
+            ExecutionError::RunnerUnavailable(_) => {
+                ApiError::invalid_field("runner", sentence(&error.to_string()))
+            }
+            ExecutionError::Unavailable(_) => {
+                ApiError::new(ErrorCode::Unavailable, sentence(&error.to_string()))
+            }
+        }
+    }
+}
+
+/// `text` with a capital first letter and a full stop, as API messages read.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    let first = chars
+        .next()
+        .map(|c| c.to_uppercase().to_string())
+        .unwrap_or_default();
+    let rest = chars.as_str().trim_end_matches('.');
+    format!("{first}{rest}.")
+}
+
 impl From<kubiya_actors::session::TurnError> for ApiError {
     fn from(error: kubiya_actors::session::TurnError) -> Self {
         use kubiya_actors::session::TurnErrorKind;

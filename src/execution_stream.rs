@@ -2,60 +2,41 @@
 //!
 //! The handler subscribes it to the `ExecutionWatcher`; it receives the execution's
 //! [`ExecutionEvent`]s and writes each one, as one SSE event (`id: <seq>` and `data: <json>`),
-//! into the channel that feeds the response body. It sends a `: keep-alive` comment when the
-//! stream has been idle for a while, stops after `workflow_complete` (which ends the body),
-//! and stops as soon as the client goes away (the body, and with it the channel's receiver,
-//! is dropped), after which the watcher drops it as a subscriber.
-
-use std::convert::Infallible;
-use std::time::Duration;
+//! into the channel that feeds the response body, a [`ChunkBody`](crate::streaming::ChunkBody)
+//! like every other stream's (heartbeat, open-stream count, tenant permit). It stops after
+//! `workflow_complete` (which ends the body), and as soon as the client goes away (the body,
+//! and with it the channel's receiver, is dropped), after which the watcher drops it as a
+//! subscriber.
 
 use actix::prelude::*;
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::stream::BoxStream;
 use kubiya_actors::workflow::ExecutionEvent;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-/// How long a stream may stay silent before a comment keeps proxies from closing it.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
-
-const HEARTBEAT: &[u8] = b": keep-alive\n\n";
-
 pub struct ExecutionEventStream {
     body: UnboundedSender<Bytes>,
-    /// Something was written since the last heartbeat tick.
-    wrote_since_tick: bool,
 }
 
 impl ExecutionEventStream {
-    /// Starts the actor; returns its address (to subscribe) and the response body it feeds.
-    pub fn open() -> (
-        Addr<Self>,
-        impl Stream<Item = Result<Bytes, Infallible>> + 'static,
-    ) {
+    /// Starts the actor; returns its address (to subscribe) and the chunks it writes.
+    pub fn open() -> (Addr<Self>, BoxStream<'static, Bytes>) {
         let (body, receiver) = unbounded_channel();
-        let actor = Self {
-            body,
-            wrote_since_tick: false,
-        }
-        .start();
-        (actor, body_stream(receiver))
+        let actor = Self { body }.start();
+        (actor, Box::pin(chunks(receiver)))
     }
 
     fn write(&mut self, bytes: Bytes, ctx: &mut Context<Self>) {
-        self.wrote_since_tick = true;
         if self.body.send(bytes).is_err() {
             ctx.stop();
         }
     }
 }
 
-fn body_stream(
-    receiver: UnboundedReceiver<Bytes>,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + 'static {
+fn chunks(receiver: UnboundedReceiver<Bytes>) -> impl futures_util::Stream<Item = Bytes> {
     futures_util::stream::unfold(receiver, |mut receiver| async move {
         let bytes = receiver.recv().await?;
-        Some((Ok(bytes), receiver))
+        Some((bytes, receiver))
     })
 }
 
@@ -76,12 +57,6 @@ impl Actor for ExecutionEventStream {
             actix::fut::wrap_future(async move { body.closed().await })
                 .map(|(), _: &mut Self, ctx: &mut Context<Self>| ctx.stop()),
         );
-        ctx.run_interval(HEARTBEAT_INTERVAL, |stream, ctx| {
-            if !std::mem::take(&mut stream.wrote_since_tick) {
-                stream.write(Bytes::from_static(HEARTBEAT), ctx);
-                stream.wrote_since_tick = false;
-            }
-        });
     }
 }
 

@@ -22,6 +22,16 @@ use kubiya_actors::workflow::{LocalRunner, PlainHttpClient, RunOptions};
 /// Exit status for bad usage or configuration, as clap uses for bad flags.
 const USAGE_ERROR: u8 = 2;
 
+/// A configuration problem, said in one line on stderr before logging is set up.
+#[expect(
+    clippy::print_stderr,
+    reason = "nothing is logging yet: stderr is where the line goes"
+)]
+fn usage_error(problem: impl std::fmt::Display) -> ExitCode {
+    eprintln!("kubiya: {problem}");
+    ExitCode::from(USAGE_ERROR)
+}
+
 fn main() -> ExitCode {
     kubiya::memory::return_large_blocks_to_the_os();
     // ring is the one crypto provider we build; clients that take the process's default (the
@@ -49,10 +59,7 @@ fn run_mcp_server(args: &ServerArgs) -> ExitCode {
     };
     let settings = match Settings::load(&flags) {
         Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("kubiya: {err}");
-            return ExitCode::from(USAGE_ERROR);
-        }
+        Err(err) => return usage_error(err),
     };
     let _log_guard = telemetry::init(&settings.log);
     let local = &settings.runner.local;
@@ -131,10 +138,7 @@ fn run_agent(args: &AgentArgs) -> ExitCode {
     });
     let (settings, provider) = match setup {
         Ok(setup) => setup,
-        Err(err) => {
-            eprintln!("kubiya: {err}");
-            return ExitCode::from(USAGE_ERROR);
-        }
+        Err(err) => return usage_error(err),
     };
     let _log_guard = telemetry::init(&settings.log);
     tracing::info!(

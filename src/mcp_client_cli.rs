@@ -4,6 +4,12 @@
 //! as JSON, and with `--call` calls one tool and prints the result. Exit status: 0 done, 1 the
 //! server never ran or the call failed, 2 bad arguments.
 
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a terminal command: what it prints is its answer"
+)]
+
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -7,7 +7,6 @@
 
 use kubiya_actors::provider::ChatMessage;
 use kubiya_actors::session::{TurnRequest, json_bytes};
-use kubiya_actors::store::StoreError;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
@@ -15,14 +14,7 @@ use crate::state::AppState;
 pub async fn check_room(state: &AppState, turn: &TurnRequest) -> Result<(), ApiError> {
     let cap = state.max_transcript_bytes;
     let stored = if turn.continuing {
-        state
-            .store
-            .stored_bytes(&turn.key)
-            .await
-            .map_err(|error| match error {
-                StoreError::Unavailable(message) => ApiError::new(ErrorCode::Unavailable, message),
-                StoreError::Busy => ApiError::internal(error),
-            })?
+        state.store.stored_bytes(&turn.key).await?
     } else {
         0
     };

@@ -1,8 +1,9 @@
 //! Building and running the HTTP server: [`Application::build`] binds the listener (port 0
 //! picks a free one, which tests rely on) and mounts the routes; [`Application::run_until_stopped`]
 //! serves until SIGTERM or SIGINT, then drains: readiness turns 503 at once, new requests
-//! are refused, running workflow executions are cancelled, open requests get up to
-//! `shutdown_timeout_secs`, and the future resolves so the process can exit 0. It also starts
+//! are refused, open streams (turns, and clients following an execution) get up to
+//! `shutdown_timeout_secs` to finish, then running workflow executions are cancelled, and the
+//! future resolves so the process can exit 0. It also starts
 //! the `ExecutionWatcher` actor the execution routes talk to, and the MCP supervisor with the
 //! configured servers, which it stops once the HTTP side has drained.
 
@@ -203,27 +204,30 @@ impl Application {
         if !self.drain_delay.is_zero() {
             tokio::time::sleep(self.drain_delay).await;
         }
+        // Open streams (turns, and clients following an execution) may finish first.
         let open = self.state.open_streams.clone();
-        if tokio::time::timeout(self.shutdown_timeout, open.wait_idle())
+        let drained = tokio::time::timeout(self.shutdown_timeout, open.wait_idle())
             .await
-            .is_err()
-        {
+            .is_ok();
+        if !drained {
             tracing::warn!(
                 open = open.count(),
                 "streams still open at the shutdown timeout: ending them"
             );
             self.state.shutdown.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(2), open.wait_idle()).await;
         }
         // Then running workflows are cancelled, so their processes end with the server and
-        // their event streams end with `workflow_complete` instead of holding the drain open.
-        // A watcher that is already gone has nothing left to cancel.
+        // the streams following them end with `workflow_complete`. A watcher that is already
+        // gone has nothing left to cancel.
         let _ = self
             .executions
             .send(DrainExecutions {
                 within: self.shutdown_timeout,
             })
             .await;
+        if !drained {
+            let _ = tokio::time::timeout(Duration::from_secs(2), open.wait_idle()).await;
+        }
         // Waits for in-flight requests up to the configured shutdown timeout.
         handle.stop(true).await;
         let result = server

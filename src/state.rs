@@ -18,9 +18,10 @@ use kubiya_actors::workflow::ExecutionWatcher;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentSettings, ComposeSettings};
+use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::streaming::OpenStreams;
-use crate::tenant::Tenants;
+use crate::streaming::{Heartbeat, OpenStreams, StreamGuard};
+use crate::tenant::{Tenant, Tenants};
 
 pub struct AppState {
     pub providers: ProviderPool,
@@ -89,6 +90,21 @@ impl AppState {
             overhead: self.turn_overhead.clone(),
             limiter: self.tenants.limiter(),
         }
+    }
+
+    /// A stream's place among the open streams (the drain waits for it) and among its
+    /// tenant's (a refusal is 429 with `Retry-After`), held until the guard drops.
+    pub async fn open_stream(&self, tenant: &Tenant) -> Result<StreamGuard, ApiError> {
+        let permit = self.tenants.open_stream(tenant).await?;
+        Ok(StreamGuard::new(self.open_streams.clone()).with_permit(permit))
+    }
+
+    /// The configured heartbeat for a stream whose format says "still here" with `comment`.
+    pub fn heartbeat(&self, comment: &'static [u8]) -> Option<Heartbeat> {
+        Heartbeat::every(
+            std::time::Duration::from_secs(self.agent.heartbeat_secs),
+            Some(comment),
+        )
     }
 
     /// From now on readiness fails and new work is refused.

@@ -35,7 +35,13 @@ impl Drop for TelemetryGuard {
         if let Some(traces) = self.traces.take()
             && let Err(err) = traces.shutdown()
         {
-            eprintln!("kubiya: sending the last spans failed: {err}");
+            #[expect(
+                clippy::print_stderr,
+                reason = "the subscriber is gone at exit: stderr is the last place to say it"
+            )]
+            {
+                eprintln!("kubiya: sending the last spans failed: {err}");
+            }
         }
     }
 }

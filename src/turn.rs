@@ -9,21 +9,18 @@ use std::time::Duration;
 
 use actix::Actor;
 use actix_web::HttpResponse;
-use actix_web::http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
-use kubiya_actors::session::{
-    BeginTurn, Session, TurnEvent, TurnRejected, TurnRequest, event_channel,
-};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use kubiya_actors::session::{BeginTurn, Session, TurnEvent, TurnRequest, event_channel};
 use tokio::sync::mpsc::{Receiver, WeakSender};
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
+use crate::identity::SESSION_ID;
 use crate::session_budget;
 use crate::stalled_client::{self, ClientSocket};
 use crate::state::AppState;
-use crate::streaming::{EventBody, EventSource, StreamGuard};
+use crate::streaming::{self, EventBody, EventSource, StreamGuard};
 use crate::tenant::Tenant;
 use crate::wire::{StreamEncoder, StreamFormat};
-
-pub const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
 
 /// A turn that holds its session and has produced its first event.
 pub struct StartedTurn {
@@ -33,6 +30,8 @@ pub struct StartedTurn {
     /// The Session's end of the channel, gone once the Session has ended.
     session: WeakSender<TurnEvent>,
     stalled_after: Duration,
+    /// How long the stream may be idle before a heartbeat comment (`agent.heartbeat_secs`).
+    heartbeat: Duration,
     /// Counted from the start: the drain on shutdown waits for turns in progress.
     guard: StreamGuard,
 }
@@ -44,23 +43,14 @@ pub async fn start(
 ) -> Result<StartedTurn, ApiError> {
     let session_id = turn.key.id.clone();
     session_budget::check_room(state, &turn).await?;
-    let permit = state.tenants.open_stream(tenant).await?;
-    let guard = StreamGuard::new(state.open_streams.clone()).with_permit(permit);
+    let guard = state.open_stream(tenant).await?;
     let (sender, mut events) = event_channel();
     let weak = sender.downgrade();
     let session = Session::new(state.session_deps(), turn, sender).start();
     session
         .send(BeginTurn)
         .await
-        .map_err(ApiError::internal)?
-        .map_err(|rejected| match rejected {
-            TurnRejected::Busy(_) => {
-                ApiError::new(ErrorCode::SessionBusy, rejected.to_string()).with_param("session_id")
-            }
-            TurnRejected::StoreUnavailable(_) => {
-                ApiError::new(ErrorCode::Unavailable, rejected.to_string())
-            }
-        })?;
+        .map_err(ApiError::internal)??;
     let first = events
         .recv()
         .await
@@ -74,6 +64,7 @@ pub async fn start(
         events,
         session: weak,
         stalled_after: Duration::from_secs(state.agent.stalled_reader_secs),
+        heartbeat: Duration::from_secs(state.agent.heartbeat_secs),
         guard,
     })
 }
@@ -113,7 +104,6 @@ impl StartedTurn {
         self,
         format: StreamFormat,
         encoder: Box<dyn StreamEncoder>,
-        heartbeat: Duration,
         socket: ClientSocket,
     ) -> HttpResponse {
         let session = self.session_header();
@@ -122,24 +112,17 @@ impl StartedTurn {
             events: self.events,
             delivery: stalled_client::watch(socket, self.session, self.stalled_after),
         };
-        let body = EventBody::new(source, encoder, heartbeat, self.guard);
-        let mut response = HttpResponse::Ok();
-        response
-            .insert_header(session)
-            .insert_header((CACHE_CONTROL, "no-cache"))
-            .insert_header(("x-accel-buffering", "no"));
-        match format {
+        let body = EventBody::new(source, encoder, self.heartbeat, self.guard);
+        let mut response = streaming::response(match format {
             StreamFormat::OpenAiSse | StreamFormat::ComposeSse => {
-                response.content_type("text/event-stream; charset=utf-8");
+                "text/event-stream; charset=utf-8"
             }
-            StreamFormat::Vercel => {
-                response
-                    .content_type("text/plain; charset=utf-8")
-                    .insert_header(("x-vercel-ai-data-stream", "v1"));
-            }
-            StreamFormat::Ndjson => {
-                response.content_type("application/x-ndjson");
-            }
+            StreamFormat::Vercel => "text/plain; charset=utf-8",
+            StreamFormat::Ndjson => "application/x-ndjson",
+        });
+        response.insert_header(session);
+        if format == StreamFormat::Vercel {
+            response.insert_header(("x-vercel-ai-data-stream", "v1"));
         }
         response.streaming(body)
     }

@@ -5,6 +5,12 @@
 //! tracing to stderr (warnings only, unless `LOG_LEVEL` says otherwise). Exit status: 0
 //! valid / succeeded, 1 invalid / failed / cancelled, 2 unreadable file or bad settings.
 
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a terminal command: what it prints is its answer"
+)]
+
 use std::path::Path;
 use std::process::ExitCode;
 

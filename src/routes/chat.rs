@@ -4,34 +4,31 @@
 //! failure before any output still gets a proper status), then streams the rest as OpenAI
 //! SSE or the Vercel data stream — or folds it into one `chat.completion`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use kubiya_actors::provider::{ChatMessage, ToolCall};
-use kubiya_actors::session::{SessionKey, TurnMode, TurnRequest};
+use kubiya_actors::session::{TurnMode, TurnRequest};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::AGENT_MODEL;
 use super::models::model_not_found;
 use super::openapi::SseEvent;
 use crate::boundary::choice::{self, Choice};
-use crate::boundary::ids;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ValidJson;
+use crate::identity::Identity;
 use crate::stalled_client::ClientSocket;
 use crate::state::AppState;
-use crate::tenant::Tenant;
-use crate::turn::{self, SESSION_ID};
+use crate::turn;
+use crate::wire::AGENT_MODEL;
 use crate::wire::completion::CompletionBuilder;
 use crate::wire::openai::OpenAiSseEncoder;
 use crate::wire::vercel::VercelEncoder;
 use crate::wire::{StreamEncoder, StreamFormat};
 
-pub(super) const USER_ID: &str = "x-user-id";
 const STREAMING_FORMAT: &str = "x-streaming-format";
-pub(super) const DEFAULT_USER: &str = "default_user";
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
@@ -162,28 +159,9 @@ struct ValidTurn {
     include_usage: bool,
 }
 
-/// The user a request names (the body's `field`, then `X-User-Id`), checked as a client id.
-pub(super) fn user_of(
-    req: &HttpRequest,
-    (body_user, field): (Option<String>, &str),
-) -> Result<String, ApiError> {
-    Ok(ids::first_present([
-        (body_user, field),
-        (header(req, USER_ID).map(str::to_owned), "X-User-Id"),
-    ])?
-    .unwrap_or_else(|| DEFAULT_USER.to_owned()))
-}
-
-pub(super) fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
-    req.headers()
-        .get(name)
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| !value.is_empty())
-}
-
 fn validate(
     req: &HttpRequest,
-    tenant: &Tenant,
+    identity: &Identity,
     body: ChatCompletionRequest,
     state_default_approval: bool,
 ) -> Result<ValidTurn, ApiError> {
@@ -198,7 +176,12 @@ fn validate(
     }
     let mut vercel = false;
     for (param, format) in [
-        ("X-Streaming-Format", header(req, STREAMING_FORMAT)),
+        (
+            "X-Streaming-Format",
+            req.headers()
+                .get(STREAMING_FORMAT)
+                .and_then(|value| value.to_str().ok()),
+        ),
         ("format", body.format.as_deref()),
         ("stream_format", body.stream_format.as_deref()),
     ] {
@@ -211,14 +194,7 @@ fn validate(
         (false, true) => Some(StreamFormat::OpenAiSse),
         (false, false) => None,
     };
-    let session_id = ids::first_present([
-        (body.session_id, "session_id"),
-        (
-            header(req, SESSION_ID.as_str()).map(str::to_owned),
-            "X-Session-Id",
-        ),
-    ])?;
-    let user = user_of(req, (body.user_id, "user_id"))?;
+    let (key, continuing) = identity.turn_session(body.user_id, body.session_id)?;
     let (messages, instructions) = convert_messages(body.messages)?;
     if !messages
         .iter()
@@ -231,22 +207,16 @@ fn validate(
     }
     Ok(ValidTurn {
         turn: TurnRequest {
-            key: SessionKey {
-                tenant: tenant.id.to_string(),
-                user,
-                id: session_id
-                    .clone()
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            },
-            continuing: session_id.is_some(),
+            key,
+            continuing,
             messages,
             instructions,
             mode: TurnMode::Chat,
             require_approval: body.require_approval.unwrap_or(state_default_approval),
             approval: None,
             regenerate: false,
-            mcp_access: tenant.mcp_access.clone(),
-            limits: tenant.limits,
+            mcp_access: identity.tenant.mcp_access.clone(),
+            limits: identity.tenant.limits,
         },
         stream,
         include_usage: body
@@ -347,7 +317,7 @@ fn convert_messages(
 pub async fn chat_completions(
     req: HttpRequest,
     state: web::Data<AppState>,
-    tenant: Tenant,
+    identity: Identity,
     socket: ClientSocket,
     ValidJson(body): ValidJson<ChatCompletionRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -355,8 +325,8 @@ pub async fn chat_completions(
         turn,
         stream,
         include_usage,
-    } = validate(&req, &tenant, body, state.agent.require_approval)?;
-    let started = turn::start(&state, &tenant, turn).await?;
+    } = validate(&req, &identity, body, state.agent.require_approval)?;
+    let started = turn::start(&state, &identity.tenant, turn).await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -375,10 +345,5 @@ pub async fn chat_completions(
         }
     };
     let format = stream.unwrap_or(StreamFormat::OpenAiSse);
-    Ok(started.into_response(
-        format,
-        encoder,
-        Duration::from_secs(state.agent.heartbeat_secs),
-        socket,
-    ))
+    Ok(started.into_response(format, encoder, socket))
 }

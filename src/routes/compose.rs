@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason};
 use kubiya_actors::provider::ChatMessage;
-use kubiya_actors::session::{ComposeOptions, SessionKey, TurnEvent, TurnMode, TurnRequest};
+use kubiya_actors::session::{ComposeOptions, TurnEvent, TurnMode, TurnRequest};
 use kubiya_actors::tools;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
@@ -17,20 +17,18 @@ use utoipa::ToSchema;
 use super::openapi::SseEvent;
 use crate::boundary::choice::{self, Choice};
 use crate::boundary::guard::BoundaryRules;
-use crate::boundary::{ids, websocket};
+use crate::boundary::websocket;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{self, ValidJson};
+use crate::identity::Identity;
 use crate::stalled_client::ClientSocket;
 use crate::state::AppState;
-use crate::tenant::Tenant;
 use crate::turn;
 use crate::wire::compose::{ComposeSseEncoder, NdjsonEncoder};
 use crate::wire::event_json;
 use crate::wire::filter::{FilteredEncoder, StreamFilter};
 use crate::wire::vercel::VercelEncoder;
 use crate::wire::{StreamEncoder, StreamFormat};
-
-const DEFAULT_USER: &str = "default_user";
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ComposeRequest {
@@ -117,7 +115,7 @@ struct ValidCompose {
 
 fn validate(
     body: ComposeRequest,
-    tenant: &Tenant,
+    identity: &Identity,
     state: &AppState,
 ) -> Result<ValidCompose, ApiError> {
     let task = body.task.trim();
@@ -180,26 +178,19 @@ fn validate(
             Value::Object(body.parameters.clone())
         ));
     }
-    let session_id = ids::client_id(body.session_id, "session_id")?;
-    let user_id = ids::client_id(body.user_id, "user_id")?;
+    let (key, continuing) = identity.turn_session(body.user_id, body.session_id)?;
     let settings = &state.compose;
     Ok(ValidCompose {
         turn: TurnRequest {
-            key: SessionKey {
-                tenant: tenant.id.to_string(),
-                user: user_id.unwrap_or_else(|| DEFAULT_USER.to_owned()),
-                id: session_id
-                    .clone()
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            },
-            continuing: session_id.is_some(),
+            key,
+            continuing,
             messages: vec![ChatMessage::user(message)],
             instructions: None,
             require_approval: false,
             approval: None,
             regenerate: false,
-            mcp_access: tenant.mcp_access.clone(),
-            limits: tenant.limits,
+            mcp_access: identity.tenant.mcp_access.clone(),
+            limits: identity.tenant.limits,
             mode: TurnMode::Compose(ComposeOptions {
                 act,
                 max_attempts: settings.max_loop_iterations.max(1),
@@ -227,12 +218,14 @@ fn encoder(format: StreamFormat, filter: StreamFilter) -> Box<dyn StreamEncoder>
 
 #[utoipa::path(post, path = "/compose", tag = "compose",
     request_body(content = ComposeRequest, content_type = "application/json"),
+    params(("X-Session-Id" = Option<String>, Header, description = "Continue this session"),
+        ("X-User-Id" = Option<String>, Header, description = "The user")),
     responses((status = 200, description = "The workflow (and, in act mode, its execution) as one JSON answer or a stream of events",
         content((Object = "application/json"), (SseEvent = "text/event-stream"), (String = "application/x-ndjson"), (String = "text/plain"))),
         (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn compose(
     state: web::Data<AppState>,
-    tenant: Tenant,
+    identity: Identity,
     socket: ClientSocket,
     ValidJson(body): ValidJson<ComposeRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -241,14 +234,13 @@ pub async fn compose(
         delivery,
         act,
         filter,
-    } = validate(body, &tenant, &state)?;
-    let started = turn::start(&state, &tenant, turn).await?;
+    } = validate(body, &identity, &state)?;
+    let started = turn::start(&state, &identity.tenant, turn).await?;
     let format = match delivery {
         Delivery::Stream(format) => format,
         Delivery::Whole => return whole(&state, started, act).await,
     };
-    let heartbeat = Duration::from_secs(state.agent.heartbeat_secs);
-    Ok(started.into_response(format, encoder(format, filter), heartbeat, socket))
+    Ok(started.into_response(format, encoder(format, filter), socket))
 }
 
 /// The non-streamed answer: the workflow with metadata, and the execution in act mode.
@@ -316,7 +308,7 @@ pub async fn compose_ws(
     payload: web::Payload,
     state: web::Data<AppState>,
     boundary: web::Data<BoundaryRules>,
-    tenant: Tenant,
+    identity: Identity,
 ) -> actix_web::Result<HttpResponse> {
     let (response, mut socket, incoming) = actix_ws::handle(&req, payload).map_err(|error| {
         ApiError::new(
@@ -336,11 +328,11 @@ pub async fn compose_ws(
         };
         let mut filter = StreamFilter::default();
         let started = match extract::parse::<ComposeRequest>(&request)
-            .and_then(|body| validate(body, &tenant, &state))
+            .and_then(|body| validate(body, &identity, &state))
         {
             Ok(valid) => {
                 filter = valid.filter;
-                turn::start(&state, &tenant, valid.turn).await
+                turn::start(&state, &identity.tenant, valid.turn).await
             }
             Err(error) => Err(error),
         };

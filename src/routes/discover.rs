@@ -9,10 +9,10 @@ use std::time::UNIX_EPOCH;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::AGENT_MODEL;
 use super::mcp::summary as mcp_summary;
 use crate::error::ErrorBody;
 use crate::state::AppState;
+use crate::wire::AGENT_MODEL;
 
 const NAME: &str = "Kubiya MCP Agent Server";
 const VERSION: &str = env!("CARGO_PKG_VERSION");

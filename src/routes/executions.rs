@@ -17,11 +17,12 @@ use utoipa::ToSchema;
 
 use super::openapi::SseEvent;
 use super::workflows::workflow_of;
-use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::error::{ApiError, ErrorBody};
 use crate::execution_stream::ExecutionEventStream;
 use crate::extract::ValidJson;
+use crate::identity::Identity;
 use crate::state::AppState;
-use crate::tenant::Tenant;
+use crate::streaming::{self, ChunkBody, SSE_HEARTBEAT};
 
 pub type Watcher = web::Data<Addr<ExecutionWatcher>>;
 
@@ -63,19 +64,19 @@ pub struct CancelAnswer {
     request_body(content = StartRequest, content_type = "application/json"),
     responses((status = 202, description = "Accepted; follow it at `events_url`", body = ExecutionStarted), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn start(
-    tenant: Tenant,
+    identity: Identity,
     state: web::Data<AppState>,
     watcher: Watcher,
     ValidJson(request): ValidJson<StartRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let workflow = workflow_of(request.workflow)
         .await?
-        .map_err(|errors| execution_error(ExecutionError::Invalid(errors)))?;
+        .map_err(ExecutionError::Invalid)?;
     // Held by the watcher until the run ends; a refusal is 429 with Retry-After.
-    let permit = state.tenants.open_execution(&tenant).await?;
+    let permit = state.tenants.open_execution(&identity.tenant).await?;
     let summary = watcher
         .send(StartExecution {
-            tenant: tenant.id.to_string(),
+            tenant: identity.tenant.id.to_string(),
             workflow,
             params: request.params,
             runner: request.runner,
@@ -84,8 +85,7 @@ pub async fn start(
             library: Vec::new(),
         })
         .await
-        .map_err(watcher_gone)?
-        .map_err(execution_error)?;
+        .map_err(watcher_gone)??;
     let url = format!("/v1/executions/{}", summary.execution_id);
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, url.clone()))
@@ -103,18 +103,17 @@ pub async fn start(
     params(("id" = String, Path, description = "The execution id")),
     responses((status = 200, description = "The execution's state and each step's", body = ExecutionSnapshot), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn retrieve(
-    tenant: Tenant,
+    identity: Identity,
     watcher: Watcher,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let snapshot = watcher
         .send(GetExecution {
-            tenant: tenant.id.to_string(),
+            tenant: identity.tenant.id.to_string(),
             execution_id: id.into_inner(),
         })
         .await
-        .map_err(watcher_gone)?
-        .map_err(execution_error)?;
+        .map_err(watcher_gone)??;
     Ok(HttpResponse::Ok().json(snapshot))
 }
 
@@ -122,19 +121,18 @@ pub async fn retrieve(
     params(("id" = String, Path, description = "The execution id")),
     responses((status = 202, description = "Cancel requested (or the execution had finished)", body = CancelAnswer), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn cancel(
-    tenant: Tenant,
+    identity: Identity,
     watcher: Watcher,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let execution_id = id.into_inner();
     let status = watcher
         .send(CancelExecution {
-            tenant: tenant.id.to_string(),
+            tenant: identity.tenant.id.to_string(),
             execution_id: execution_id.clone(),
         })
         .await
-        .map_err(watcher_gone)?
-        .map_err(execution_error)?;
+        .map_err(watcher_gone)??;
     Ok(HttpResponse::Accepted().json(CancelAnswer {
         execution_id,
         status,
@@ -154,29 +152,28 @@ struct EventsQuery {
     responses((status = 200, description = "The events as SSE, ending with `workflow_complete`", content_type = "text/event-stream", body = SseEvent), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn events(
     req: HttpRequest,
-    tenant: Tenant,
+    identity: Identity,
+    state: web::Data<AppState>,
     watcher: Watcher,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let after_seq = resume_point(&req)?;
-    let (stream, body) = ExecutionEventStream::open();
+    // Counted like a turn's stream: against the tenant's limit, and by the drain.
+    let guard = state.open_stream(&identity.tenant).await?;
+    let (stream, chunks) = ExecutionEventStream::open();
     let subscription = watcher
         .send(Subscribe {
-            tenant: tenant.id.to_string(),
+            tenant: identity.tenant.id.to_string(),
             execution_id: id.into_inner(),
             after_seq,
             subscriber: stream.recipient(),
         })
         .await
-        .map_err(watcher_gone)?
-        .map_err(execution_error)?;
-    let mut response = HttpResponse::Ok();
-    response
-        .content_type("text/event-stream")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header(("x-accel-buffering", "no"));
+        .map_err(watcher_gone)??;
+    let mut response = streaming::response("text/event-stream");
     Ok(match subscription {
-        Subscription::Following => response.streaming(body),
+        Subscription::Following => response
+            .streaming(ChunkBody::new(chunks, state.heartbeat(SSE_HEARTBEAT)).counted(guard)),
         // Nothing follows the client's last event: dropping the body stops the stream actor.
         Subscription::Finished => response.finish(),
     })
@@ -204,39 +201,6 @@ fn resume_point(req: &HttpRequest) -> Result<u64, ApiError> {
         )
     })?;
     Ok(query.after.unwrap_or(0))
-}
-
-fn execution_error(error: ExecutionError) -> ApiError {
-    match error {
-        ExecutionError::NotFound(id) => ApiError::new(
-            ErrorCode::NotFound,
-            format!("No execution found with id '{id}'."),
-        ),
-        ExecutionError::Invalid(ref problems) => {
-            let only_params = problems
-                .iter()
-                .all(|problem| problem.path.starts_with("params."));
-            let param = if only_params { "params" } else { "workflow" };
-            ApiError::invalid_field(param, sentence(&error.to_string()))
-        }
-        ExecutionError::RunnerUnavailable(_) => {
-            ApiError::invalid_field("runner", sentence(&error.to_string()))
-        }
-        ExecutionError::Unavailable(_) => {
-            ApiError::new(ErrorCode::Unavailable, sentence(&error.to_string()))
-        }
-    }
-}
-
-/// `text` with a capital first letter and a full stop, as API messages read.
-fn sentence(text: &str) -> String {
-    let mut chars = text.chars();
-    let first = chars
-        .next()
-        .map(|c| c.to_uppercase().to_string())
-        .unwrap_or_default();
-    let rest = chars.as_str().trim_end_matches('.');
-    format!("{first}{rest}.")
 }
 
 fn watcher_gone(error: MailboxError) -> ApiError {

@@ -23,9 +23,6 @@ use actix_web::{HttpRequest, HttpResponse, Resource, ResponseError, web};
 
 use crate::error::{ApiError, ErrorCode};
 
-/// The model name clients address the agent by.
-pub const AGENT_MODEL: &str = "kubiya-workflow-agent";
-
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource(console::PAGE, &["GET"]).get(console::page))
         .service(resource(console::SCRIPT, &["GET"]).get(console::script))

@@ -5,8 +5,8 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AGENT_MODEL;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::wire::AGENT_MODEL;
 
 /// A fixed creation time keeps the object identical across replicas and restarts.
 const CREATED: u64 = 1_735_689_600;

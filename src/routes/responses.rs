@@ -7,8 +7,7 @@
 //! store before it is acknowledged (`response.completed`, or the whole answer), so a client
 //! may continue at once, on any replica.
 
-use actix_web::http::header::CACHE_CONTROL;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use kubiya_actors::provider::ChatMessage;
 use kubiya_actors::session::{SessionKey, TurnMode, TurnRequest};
@@ -16,15 +15,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::AGENT_MODEL;
-use super::chat::{Content, user_of};
+use super::chat::Content;
 use super::models::model_not_found;
 use super::openapi::SseEvent;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::ValidJson;
+use crate::identity::Identity;
 use crate::state::AppState;
+use crate::streaming::{self, ChunkBody, SSE_HEARTBEAT};
 use crate::tenant::Tenant;
 use crate::turn;
+use crate::wire::AGENT_MODEL;
 use crate::wire::responses::{Outcome, ResponseBuilder, ResponseMeta, now_secs};
 
 const RESPONSE: &str = "response";
@@ -94,11 +95,7 @@ async fn load<T: serde::de::DeserializeOwned>(
     kind: &'static str,
     id: &str,
 ) -> Result<Option<T>, ApiError> {
-    let stored = state
-        .kept
-        .get(tenant.id.as_ref(), kind, id)
-        .await
-        .map_err(|err| ApiError::new(ErrorCode::Unavailable, err.to_string()))?;
+    let stored = state.kept.get(tenant.id.as_ref(), kind, id).await?;
     Ok(stored.and_then(|json| serde_json::from_str(&json).ok()))
 }
 
@@ -156,14 +153,14 @@ struct ValidResponse {
 }
 
 async fn validate(
-    req: &HttpRequest,
     state: &AppState,
-    tenant: &Tenant,
+    identity: &Identity,
     body: CreateResponse,
 ) -> Result<ValidResponse, ApiError> {
     if body.model != AGENT_MODEL {
         return Err(model_not_found(&body.model));
     }
+    let tenant = &identity.tenant;
     let (messages, mut instructions) = conversation(state, tenant, body.input).await?;
     if !messages
         .iter()
@@ -174,7 +171,7 @@ async fn validate(
             "`input` must contain a user message.",
         ));
     }
-    let user = user_of(req, (body.user, "user"))?;
+    let user = identity.user(body.user, "user")?;
     let (user, session_id, continuing) = match &body.previous_response_id {
         Some(previous) => {
             let stored: StoredResponse = load(state, tenant, RESPONSE, previous)
@@ -203,11 +200,7 @@ async fn validate(
     };
     Ok(ValidResponse {
         turn: TurnRequest {
-            key: SessionKey {
-                tenant: tenant.id.to_string(),
-                user,
-                id: session_id,
-            },
+            key: identity.session_key(user, session_id),
             continuing,
             messages,
             instructions: (!instructions.is_empty()).then(|| instructions.join("\n\n")),
@@ -236,10 +229,9 @@ async fn keep(
         return Ok(());
     }
     let unavailable = |err: kubiya_actors::store::StoreError| {
-        ApiError::new(
-            ErrorCode::Unavailable,
-            format!("the response could not be stored: {err}"),
-        )
+        let error = ApiError::from(err);
+        let message = format!("the response could not be stored: {}", error.message);
+        ApiError { message, ..error }
     };
     let stored = StoredResponse {
         user: key.user.clone(),
@@ -271,14 +263,13 @@ async fn keep(
         content((Object = "application/json"), (SseEvent = "text/event-stream"))),
         (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn create(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    tenant: Tenant,
+    identity: Identity,
     ValidJson(body): ValidJson<CreateResponse>,
 ) -> Result<HttpResponse, ApiError> {
-    let ValidResponse { turn, meta, stream } = validate(&req, &state, &tenant, body).await?;
+    let ValidResponse { turn, meta, stream } = validate(&state, &identity, body).await?;
     let key = turn.key.clone();
-    let started = turn::start(&state, &tenant, turn).await?;
+    let started = turn::start(&state, &identity.tenant, turn).await?;
     let session = started.session_header();
     let mut builder = ResponseBuilder::new(meta);
     if !stream {
@@ -295,6 +286,7 @@ pub async fn create(
     }
     let (chunks, body) = tokio::sync::mpsc::channel::<Bytes>(STREAM_BUFFER);
     let (first, mut events, guard) = started.into_parts();
+    let heartbeat = state.heartbeat(SSE_HEARTBEAT);
     let state = state.into_inner();
     actix_web::rt::spawn(async move {
         let mut out = BytesMut::with_capacity(1024);
@@ -321,16 +313,12 @@ pub async fn create(
             next = events.recv().await;
         }
     });
-    let body = futures_util::stream::unfold(body, |mut body| async move {
-        body.recv()
-            .await
-            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), body))
+    let chunks = futures_util::stream::unfold(body, |mut body| async move {
+        body.recv().await.map(|chunk| (chunk, body))
     });
-    Ok(HttpResponse::Ok()
+    let body = ChunkBody::new(Box::pin(chunks), heartbeat);
+    Ok(streaming::response("text/event-stream; charset=utf-8")
         .insert_header(session)
-        .insert_header((CACHE_CONTROL, "no-cache"))
-        .insert_header(("x-accel-buffering", "no"))
-        .content_type("text/event-stream; charset=utf-8")
         .streaming(body))
 }
 
@@ -339,14 +327,16 @@ pub async fn create(
     responses((status = 200, description = "A stored response", body = Object), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn retrieve(
     state: web::Data<AppState>,
-    tenant: Tenant,
+    identity: Identity,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let stored: StoredResponse = load(&state, &tenant, RESPONSE, &id).await?.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::NotFound,
-            format!("Response with id `{id}` not found."),
-        )
-    })?;
+    let stored: StoredResponse = load(&state, &identity.tenant, RESPONSE, &id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("Response with id `{id}` not found."),
+            )
+        })?;
     Ok(HttpResponse::Ok().json(stored.response))
 }

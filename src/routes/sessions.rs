@@ -2,19 +2,16 @@
 //! saw included), the workflows the agent produced, the executions it started and the run
 //! waiting for the user's approval, if any. Sessions are keyed by tenant, user and id, so the
 //! caller's tenant only ever finds its own; another tenant's id is 404, exactly like an id
-//! that never existed. The user is `X-User-Id` or `?user_id=`, as for chat turns.
+//! that never existed. The user is `?user_id=` or `X-User-Id`, as for chat turns.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use kubiya_actors::session::SessionKey;
-use kubiya_actors::store::StoreError;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::chat::{DEFAULT_USER, USER_ID, header};
 use crate::boundary::ids;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::identity::Identity;
 use crate::state::AppState;
-use crate::tenant::Tenant;
 
 #[derive(Deserialize)]
 struct SessionQuery {
@@ -27,28 +24,17 @@ struct SessionQuery {
     responses((status = 200, description = "The session: transcript, workflows, executions, the run waiting for approval", body = Object), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn retrieve(
     req: HttpRequest,
-    tenant: Tenant,
+    identity: Identity,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let query = web::Query::<SessionQuery>::from_query(req.query_string())
         .map_err(|err| ApiError::invalid_field("user_id", err.to_string()))?;
-    let user = ids::first_present([
-        (header(&req, USER_ID).map(str::to_owned), "X-User-Id"),
-        (query.into_inner().user_id, "user_id"),
-    ])?
-    .unwrap_or_else(|| DEFAULT_USER.to_owned());
+    let user = identity.user(query.into_inner().user_id, "user_id")?;
     let id = ids::client_id(Some(id.into_inner()), "id")?
         .ok_or_else(|| ApiError::invalid_field("id", "The session id is empty."))?;
-    let key = SessionKey {
-        tenant: tenant.id.to_string(),
-        user,
-        id,
-    };
-    let record = state.store.load(&key).await.map_err(|err| match err {
-        StoreError::Unavailable(message) => ApiError::new(ErrorCode::Unavailable, message),
-        StoreError::Busy => ApiError::internal(err),
-    })?;
+    let key = identity.session_key(user, id);
+    let record = state.store.load(&key).await?;
     let Some(record) = record else {
         return Err(ApiError::new(
             ErrorCode::NotFound,

@@ -7,9 +7,7 @@
 //! replica (204 when nothing is running). An approval answer comes back as the assistant
 //! message's tool part in state `approval-responded`.
 
-use std::time::Duration;
-
-use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
+use actix_web::http::header::HeaderValue;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::stream::BoxStream;
 use kubiya_actors::provider::ChatMessage;
@@ -18,16 +16,15 @@ use kubiya_actors::session::{SessionKey, TurnMode, TurnRequest};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::chat::{header, user_of};
 use super::openapi::SseEvent;
 use crate::boundary::ids;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ValidJson;
-use crate::resumable::{self, LogBody};
+use crate::identity::{Identity, SESSION_ID};
+use crate::resumable;
 use crate::state::AppState;
-use crate::streaming::StreamGuard;
-use crate::tenant::Tenant;
-use crate::turn::{self, SESSION_ID};
+use crate::streaming::{self, ChunkBody, SSE_HEARTBEAT};
+use crate::turn;
 use crate::wire::ui_message::UiMessageEncoder;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -111,14 +108,11 @@ impl UiMessage {
     }
 }
 
-fn chat_key(tenant: &Tenant, user: String, id: String) -> Result<SessionKey, ApiError> {
+fn chat_key(identity: &Identity, user: Option<String>, id: String) -> Result<SessionKey, ApiError> {
+    let user = identity.user(user, "user_id")?;
     let id = ids::client_id(Some(id), "id")?
         .ok_or_else(|| ApiError::invalid_field("id", "`id` (the chat) must not be empty."))?;
-    Ok(SessionKey {
-        tenant: tenant.id.to_string(),
-        user,
-        id,
-    })
+    Ok(identity.session_key(user, id))
 }
 
 /// The assistant message an approval answer continues, and the tool call it answers.
@@ -128,12 +122,11 @@ struct Continued {
 }
 
 fn validate(
-    req: &HttpRequest,
-    tenant: &Tenant,
+    identity: &Identity,
     body: UiChatRequest,
     default_approval: bool,
 ) -> Result<(TurnRequest, Continued), ApiError> {
-    let key = chat_key(tenant, user_of(req, (body.user_id, "user_id"))?, body.id)?;
+    let key = chat_key(identity, body.user_id, body.id)?;
     let regenerate = body.trigger.as_deref() == Some("regenerate-message");
     let answering = body
         .messages
@@ -182,32 +175,25 @@ fn validate(
         require_approval: body.require_approval.unwrap_or(default_approval),
         approval,
         regenerate,
-        mcp_access: tenant.mcp_access.clone(),
-        limits: tenant.limits,
+        mcp_access: identity.tenant.mcp_access.clone(),
+        limits: identity.tenant.limits,
     };
     Ok((turn, continued))
 }
 
 /// The UI message stream's response headers around a log.
-fn stream_response(session_id: &str, body: LogBody) -> HttpResponse {
-    let mut response = HttpResponse::Ok();
+fn stream_response(session_id: &str, body: ChunkBody) -> HttpResponse {
+    let mut response = streaming::response("text/event-stream");
     if let Ok(value) = HeaderValue::from_str(session_id) {
         response.insert_header((SESSION_ID, value));
     }
     response
-        .content_type("text/event-stream")
-        .insert_header((CACHE_CONTROL, "no-cache"))
         .insert_header(("x-vercel-ai-ui-message-stream", "v1"))
-        .insert_header(("x-accel-buffering", "no"))
         .streaming(body)
 }
 
-fn log_body(state: &AppState, chunks: BoxStream<'static, bytes::Bytes>) -> LogBody {
-    LogBody::new(
-        chunks,
-        Duration::from_secs(state.agent.heartbeat_secs),
-        b": keep-alive\n\n",
-    )
+fn log_body(state: &AppState, chunks: BoxStream<'static, bytes::Bytes>) -> ChunkBody {
+    ChunkBody::new(chunks, state.heartbeat(SSE_HEARTBEAT))
 }
 
 #[utoipa::path(post, path = "/api/chat", tag = "agent",
@@ -215,14 +201,13 @@ fn log_body(state: &AppState, chunks: BoxStream<'static, bytes::Bytes>) -> LogBo
     responses((status = 200, description = "The AI SDK UI message stream", content_type = "text/event-stream", body = SseEvent),
         (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn chat(
-    req: HttpRequest,
     state: web::Data<AppState>,
-    tenant: Tenant,
+    identity: Identity,
     ValidJson(body): ValidJson<UiChatRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let (turn, continued) = validate(&req, &tenant, body, state.agent.require_approval)?;
+    let (turn, continued) = validate(&identity, body, state.agent.require_approval)?;
     let key = turn.key.clone();
-    let started = turn::start(&state, &tenant, turn).await?;
+    let started = turn::start(&state, &identity.tenant, turn).await?;
     // An approval answer continues the message that asked; the client appends to it.
     let message_id = continued
         .message_id
@@ -243,29 +228,24 @@ pub async fn chat(
 pub async fn resume(
     req: HttpRequest,
     state: web::Data<AppState>,
-    tenant: Tenant,
+    identity: Identity,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = chat_key(
-        &tenant,
-        user_of(&req, (None, "user_id"))?,
-        path.into_inner(),
-    )?;
-    let after = header(&req, "last-event-id")
+    let key = chat_key(&identity, None, path.into_inner())?;
+    let after = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|id| id.to_str().ok())
         .and_then(|id| id.parse::<u64>().ok())
         .unwrap_or(0);
     // A resumed stream counts against the tenant's open streams like the one it resumes.
-    let permit = state.tenants.open_stream(&tenant).await?;
-    let guard = StreamGuard::new(state.open_streams.clone()).with_permit(permit);
+    let guard = state.open_stream(&identity.tenant).await?;
     match state.turn_logs.follow(&key, after).await {
         Ok(Some(chunks)) => {
             let body = log_body(&state, chunks).counted(guard);
             Ok(stream_response(&key.id, body))
         }
         Ok(None) => Ok(HttpResponse::NoContent().finish()),
-        Err(err) => Err(ApiError::new(
-            crate::error::ErrorCode::Unavailable,
-            err.to_string(),
-        )),
+        Err(err) => Err(err.into()),
     }
 }

@@ -6,9 +6,9 @@
 use kubiya_actors::session::TurnEvent;
 use serde_json::{Value, json};
 
+use super::AGENT_MODEL;
 use super::openai::{finish_reason, usage_json};
 use super::readable::{self, WorkflowEcho};
-use crate::routes::AGENT_MODEL;
 
 #[derive(Default)]
 pub struct CompletionBuilder {

@@ -30,7 +30,7 @@ impl StreamEncoder for ComposeSseEncoder {
     }
 
     fn heartbeat(&self) -> Option<&'static [u8]> {
-        Some(b": keep-alive\n\n")
+        Some(super::SSE_HEARTBEAT)
     }
 }
 

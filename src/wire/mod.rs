@@ -33,6 +33,12 @@ pub enum StreamFormat {
     Ndjson,
 }
 
+/// The model name clients address the agent by, and every answer names.
+pub const AGENT_MODEL: &str = "kubiya-workflow-agent";
+
+/// The comment every SSE stream sends when idle, to keep proxies from closing the connection.
+pub const SSE_HEARTBEAT: &[u8] = b": keep-alive\n\n";
+
 /// Encodes one event at a time; `None` from [`heartbeat`](StreamEncoder::heartbeat) means the
 /// format has no way to say "still here".
 pub trait StreamEncoder: Send {

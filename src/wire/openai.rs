@@ -13,10 +13,10 @@ use kubiya_actors::session::TurnEvent;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::AGENT_MODEL;
 use super::StreamEncoder;
 use super::readable::{self, WorkflowEcho};
 use crate::error::ApiError;
-use crate::routes::AGENT_MODEL;
 
 pub struct OpenAiSseEncoder {
     id: String,
@@ -199,6 +199,6 @@ impl StreamEncoder for OpenAiSseEncoder {
     }
 
     fn heartbeat(&self) -> Option<&'static [u8]> {
-        Some(b": keep-alive\n\n")
+        Some(super::SSE_HEARTBEAT)
     }
 }

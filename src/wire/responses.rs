@@ -18,9 +18,9 @@ use kubiya_actors::session::TurnEvent;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::AGENT_MODEL;
 use super::readable;
 use crate::error::ApiError;
-use crate::routes::AGENT_MODEL;
 
 /// What the response object echoes of the request.
 pub struct ResponseMeta {

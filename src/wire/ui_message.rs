@@ -481,6 +481,6 @@ impl StreamEncoder for UiMessageEncoder {
     }
 
     fn heartbeat(&self) -> Option<&'static [u8]> {
-        Some(b": keep-alive\n\n")
+        Some(super::SSE_HEARTBEAT)
     }
 }

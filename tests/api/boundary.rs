@@ -12,7 +12,7 @@ use awc::ws::{CloseCode, Frame, Message};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 
-use crate::helpers::{ServerProcess, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{ServerProcess, assert_error, assert_invalid, spawn_app, spawn_app_with};
 
 /// A workflow whose one step would run on this host.
 fn echo_workflow() -> Value {
@@ -366,12 +366,7 @@ async fn with_api_keys_a_rebinding_page_gets_no_further_than_a_missing_key() {
     let page = [("Host", host.as_str()), ("Origin", origin.as_str())];
     let (status, _, body) = app.post_raw("/v1/executions", &run, &page).await;
     assert_eq!(status, 401, "{body}");
-    assert_error(
-        &serde_json::from_str(&body).unwrap(),
-        "authentication_error",
-        "missing_api_key",
-        None,
-    );
+    assert_error(&body, "authentication_error", "missing_api_key", None);
     let keyed = [page[0], page[1], ("Authorization", "Bearer sk-own")];
     let (status, _, body) = app.post_raw("/v1/executions", &run, &keyed).await;
     assert_eq!(
@@ -413,13 +408,7 @@ async fn session_ids_are_bounded_and_an_empty_one_is_absent() {
     let (status, _, body) = app
         .post_raw("/v1/chat/completions", &chat(json!("a".repeat(129))), &[])
         .await;
-    assert_eq!(status, 400);
-    assert_error(
-        &serde_json::from_str(&body).unwrap(),
-        "invalid_request_error",
-        "invalid_value",
-        Some("session_id"),
-    );
+    assert_invalid(status, &body, Some("session_id"));
     let (status, _, _) = app
         .post_raw("/v1/chat/completions", &chat(json!("bad id\u{7f}")), &[])
         .await;
@@ -489,7 +478,7 @@ async fn a_turn_that_would_pass_the_session_cap_is_413_and_runs_nothing() {
         .await;
     assert_eq!(status, 413, "{body}");
     assert_error(
-        &serde_json::from_str(&body).unwrap(),
+        &body,
         "invalid_request_error",
         "session_too_large",
         Some("messages"),

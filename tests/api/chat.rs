@@ -12,6 +12,7 @@ use crate::helpers::{assert_error, spawn_app, spawn_app_against};
 use crate::mock_upstream::{
     MockUpstream, Reply, openai_chunk, openai_text_stream, openai_tool_call_stream,
 };
+use crate::sse::{data as sse_data, json_data as chunks};
 
 const CHAT: &str = "/v1/chat/completions";
 
@@ -22,26 +23,6 @@ fn chat(content: &str, extra: Value) -> Value {
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
     request
-}
-
-/// The `data:` payloads of an SSE body, in order.
-fn sse_data(body: &str) -> Vec<String> {
-    body.split("\n\n")
-        .filter_map(|event| {
-            event
-                .lines()
-                .find_map(|line| line.strip_prefix("data: "))
-                .map(str::to_owned)
-        })
-        .collect()
-}
-
-fn chunks(body: &str) -> Vec<Value> {
-    sse_data(body)
-        .iter()
-        .filter(|data| *data != "[DONE]")
-        .map(|data| serde_json::from_str(data).unwrap())
-        .collect()
 }
 
 fn content_of(chunks: &[Value]) -> String {
@@ -277,21 +258,11 @@ async fn a_provider_failure_before_the_first_byte_gets_an_error_status() {
         .post_raw(CHAT, &chat("hi", json!({"stream": true})), &[])
         .await;
     assert_eq!(status, 429, "{body}");
-    assert_error(
-        &serde_json::from_str(&body).unwrap(),
-        "rate_limit_error",
-        "rate_limit_exceeded",
-        None,
-    );
+    assert_error(&body, "rate_limit_error", "rate_limit_exceeded", None);
 
     let (status, _, body) = app.post_raw(CHAT, &chat("hi", json!({})), &[]).await;
     assert_eq!(status, 502, "{body}");
-    assert_error(
-        &serde_json::from_str(&body).unwrap(),
-        "server_error",
-        "upstream_error",
-        None,
-    );
+    assert_error(&body, "server_error", "upstream_error", None);
 }
 
 #[actix_rt::test]
@@ -425,7 +396,7 @@ async fn a_second_concurrent_turn_on_a_session_gets_409() {
     assert_eq!(first_status, 200);
     assert_eq!(second_status, 409, "{body}");
     assert_error(
-        &serde_json::from_str(&body).unwrap(),
+        &body,
         "invalid_request_error",
         "session_busy",
         Some("session_id"),
@@ -643,16 +614,12 @@ async fn an_execution_keeps_running_when_the_client_leaves() {
         }
     };
     drop(response);
-    let mut status = String::new();
-    for _ in 0..100 {
-        let (_, _, execution) = app.get_json(&format!("/v1/executions/{id}")).await;
-        status = execution["status"].as_str().unwrap().to_owned();
-        if status != "running" && status != "queued" {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, "success");
+    let execution = app
+        .wait_for(&id, |execution| {
+            execution["status"] != "running" && execution["status"] != "queued"
+        })
+        .await;
+    assert_eq!(execution["status"], "success", "{execution}");
     assert_eq!(
         mock.requests().len(),
         1,

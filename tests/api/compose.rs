@@ -5,8 +5,9 @@
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_error, spawn_app_against};
+use crate::helpers::{assert_error, assert_invalid, spawn_app_against};
 use crate::mock_upstream::{MockUpstream, Reply, openai_tool_call_stream};
+use crate::sse::json_data as sse_events;
 
 fn valid() -> Value {
     json!({"name": "greet", "type": "graph", "steps": [
@@ -28,15 +29,6 @@ fn proposes(workflow: Value) -> Reply {
         "validate_workflow",
         &json!({"workflow": workflow}),
     ))
-}
-
-/// The SSE `data:` payloads that are events (not the terminator).
-fn sse_events(body: &str) -> Vec<Value> {
-    body.split("\n\n")
-        .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
-        .filter(|data| *data != "[DONE]")
-        .map(|data| serde_json::from_str(data).unwrap())
-        .collect()
 }
 
 fn kinds(events: &[Value]) -> Vec<&str> {
@@ -287,13 +279,7 @@ async fn bad_requests_name_the_field() {
     let mock = MockUpstream::start(vec![]);
     let app = spawn_app_against(&mock.base(), |_| {}).await;
     let (status, _, body) = app.post_raw("/compose", &json!({"task": " "}), &[]).await;
-    assert_eq!(status, 400);
-    assert_error(
-        &serde_json::from_str(&body).unwrap(),
-        "invalid_request_error",
-        "invalid_value",
-        Some("task"),
-    );
+    assert_invalid(status, &body, Some("task"));
     let (status, _, body) = app
         .post_raw(
             "/compose",
@@ -301,13 +287,7 @@ async fn bad_requests_name_the_field() {
             &[],
         )
         .await;
-    assert_eq!(status, 400);
-    assert_error(
-        &serde_json::from_str(&body).unwrap(),
-        "invalid_request_error",
-        "invalid_value",
-        Some("stream_format"),
-    );
+    assert_invalid(status, &body, Some("stream_format"));
     let (status, _, _) = app.post_raw("/compose", &json!({"context": {}}), &[]).await;
     assert_eq!(status, 400);
 }
@@ -354,4 +334,41 @@ async fn compose_over_websocket() {
     assert_eq!(error["code"], "invalid_value");
     assert_eq!(close.code, awc::ws::CloseCode::Policy);
     assert!(close.description.unwrap().contains("task"));
+}
+
+#[actix_rt::test]
+async fn x_user_id_and_x_session_id_name_the_user_and_session_as_for_chat() {
+    let mock = MockUpstream::start(vec![proposes(valid())]);
+    let app = spawn_app_against(&mock.base(), |_| {}).await;
+    let request = json!({"task": "greet", "stream": false});
+    let (status, headers, body) = app
+        .post_raw(
+            "/compose",
+            &request,
+            &[("x-user-id", "alice"), ("x-session-id", "compose-alice")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers.get("x-session-id").unwrap(), "compose-alice");
+
+    // The session is alice's: found under her name, absent for the default user.
+    let (status, _, session) = app
+        .get_with("/v1/sessions/compose-alice", &[("x-user-id", "alice")])
+        .await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["user"], "alice");
+    let (status, _, _) = app.get_json("/v1/sessions/compose-alice").await;
+    assert_eq!(status, 404);
+
+    let (status, _, body) = app
+        .post_raw("/compose", &request, &[("x-user-id", "not a user id")])
+        .await;
+    assert_eq!(status, 400);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_error(
+        &body,
+        "invalid_request_error",
+        "invalid_value",
+        Some("X-User-Id"),
+    );
 }

@@ -58,11 +58,7 @@ async fn sse(app: &TestApp, request: &Value) -> Vec<Value> {
     let (status, _, body) = app.post_raw("/compose", request, &[]).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
-    body.split("\n\n")
-        .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
-        .filter(|data| *data != "[DONE]")
-        .map(|data| serde_json::from_str(data).unwrap())
-        .collect()
+    crate::sse::json_data(&body)
 }
 
 #[actix_rt::test]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{ServerProcess, blocking_get, kubiya_command};
+use crate::helpers::{ServerProcess, blocking_get, eventually_blocking, kubiya_command};
 
 fn model_of(server: &ServerProcess) -> String {
     let (status, body) = blocking_get(&server.url("/discover"));
@@ -189,9 +189,18 @@ pub fn tempdir() -> std::path::PathBuf {
 
 #[test]
 fn the_server_keeps_answering_while_logs_are_json() {
-    let server = ServerProcess::start(&[], &[("LOG_LEVEL", "debug")], None);
+    let mut server = ServerProcess::start(&[], &[("LOG_LEVEL", "debug")], None);
     for _ in 0..3 {
         assert_eq!(blocking_get(&server.url("/health")).0, 200);
     }
-    std::thread::sleep(Duration::from_millis(50));
+    // Each request's log line arrives, whole and JSON (the reader parses every line).
+    eventually_blocking(
+        "a JSON log line per request",
+        Duration::from_secs(10),
+        || {
+            let logged =
+                server.records_where(|r| r["message"] == "request" && r["path"] == "/health");
+            (logged == 3).then_some(())
+        },
+    );
 }

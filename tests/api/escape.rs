@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::helpers::{ServerProcess, blocking_get, blocking_post_json as post};
+use super::helpers::{
+    ServerProcess, blocking_get, blocking_post_json as post, eventually_blocking,
+};
 
 /// Small limits, so that bombs stop quickly.
 const LIMITS: &[(&str, &str)] = &[
@@ -296,8 +298,7 @@ fn a_process_bomb_stops_at_the_process_limit() {
     );
     assert_eq!(step["status"], "failed", "{step}");
     assert!(error(&step).contains("Cannot fork"), "{step}");
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(host_processes(&["sleep", &marker]), Vec::<u32>::new());
+    no_processes_left(&marker);
 }
 
 #[test]
@@ -325,8 +326,17 @@ fn processes_a_step_leaves_behind_are_gone_when_it_ends() {
         &format!("setsid sleep {marker} >/dev/null 2>&1 < /dev/null & echo left"),
     );
     assert_eq!(output(&step), "left", "{step}");
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(host_processes(&["sleep", &marker]), Vec::<u32>::new());
+    no_processes_left(&marker);
+}
+
+/// No `sleep {marker}` process is left on the host once the sandbox has been torn down
+/// (which finishes just after the step's result is reported).
+fn no_processes_left(marker: &str) {
+    eventually_blocking(
+        "every process of the step is gone",
+        Duration::from_secs(3),
+        || host_processes(&["sleep", marker]).is_empty().then_some(()),
+    );
 }
 
 #[test]

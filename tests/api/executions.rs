@@ -8,9 +8,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ServerProcess, SseEvent, TestApp, assert_error, blocking_get, blocking_post_json,
-    kubiya_command, parse_sse, spawn_app,
+    ServerProcess, TestApp, assert_error, assert_invalid, blocking_get, blocking_post_json,
+    eventually, kubiya_command, spawn_app,
 };
+use crate::sse::{SseEvent, kinds as types, parse_sse};
 
 fn hello_workflow() -> Value {
     json!({
@@ -62,29 +63,14 @@ impl TestApp {
 
     /// Polls the execution until `done` holds for it.
     pub(crate) async fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..300 {
+        let what = format!("execution {id} reaches the expected state");
+        eventually(&what, Duration::from_secs(15), || async {
             let (status, _, body) = self.get_json(&format!("/v1/executions/{id}")).await;
             assert_eq!(status, 200, "{body}");
-            if done(&body) {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("execution {id} never reached the expected state");
-    }
-}
-
-pub(crate) fn types(events: &[SseEvent]) -> Vec<String> {
-    events
-        .iter()
-        .map(|event| {
-            let kind = event.data["type"].as_str().unwrap_or_default();
-            match event.data["step"].as_str() {
-                Some(step) => format!("{kind} {step}"),
-                None => kind.to_owned(),
-            }
+            done(&body).then_some(body)
         })
-        .collect()
+        .await
+    }
 }
 
 #[actix_rt::test]
@@ -135,13 +121,7 @@ async fn validation_reports_every_problem_with_its_path_and_normalises() {
     assert_eq!(body["workflow"], Value::Null);
 
     let (status, body) = app.send_json("POST", "/v1/workflows/validate", "{}").await;
-    assert_eq!(status, 400);
-    assert_error(
-        &body,
-        "invalid_request_error",
-        "invalid_value",
-        Some("workflow"),
-    );
+    assert_invalid(status, &body, Some("workflow"));
 }
 
 #[actix_rt::test]
@@ -233,13 +213,7 @@ async fn a_late_subscriber_resumes_exactly_after_its_last_event() {
     let (status, body) = app
         .send_json("GET", &format!("{events_path}?after=soon"), "")
         .await;
-    assert_eq!(status, 400);
-    assert_error(
-        &body,
-        "invalid_request_error",
-        "invalid_value",
-        Some("after"),
-    );
+    assert_invalid(status, &body, Some("after"));
 }
 
 #[actix_rt::test]
@@ -381,13 +355,7 @@ async fn unknown_executions_are_404_and_bad_requests_are_400() {
                 .to_string(),
         )
         .await;
-    assert_eq!(status, 400);
-    assert_error(
-        &body,
-        "invalid_request_error",
-        "invalid_value",
-        Some("workflow"),
-    );
+    assert_invalid(status, &body, Some("workflow"));
     assert!(
         body["error"]["message"]
             .as_str()
@@ -404,13 +372,7 @@ async fn unknown_executions_are_404_and_bad_requests_are_400() {
             json!({"workflow": hello_workflow(), "runner": "kubiya-hosted"}).to_string(),
         )
         .await;
-    assert_eq!(status, 400);
-    assert_error(
-        &body,
-        "invalid_request_error",
-        "invalid_value",
-        Some("runner"),
-    );
+    assert_invalid(status, &body, Some("runner"));
     assert!(
         body["error"]["message"]
             .as_str()

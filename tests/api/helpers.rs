@@ -1,7 +1,10 @@
 //! Test harness: [`spawn_app`] runs the application in-process on a free port (the
 //! `spawn_app` pattern: every test gets its own server and state), and [`ServerProcess`]
 //! runs the real `kubiya` binary for what only a process shows (exit codes, signals, logs).
+//! Tests that wait for something poll it with a deadline ([`eventually`],
+//! [`eventually_blocking`]) instead of sleeping a fixed time.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -72,12 +75,21 @@ impl TestApp {
 
     /// GET `path`, returning status, headers and the body parsed as JSON.
     pub async fn get_json(&self, path: &str) -> (u16, awc::http::header::HeaderMap, Value) {
-        let mut response = self
-            .client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request sent");
+        self.get_with(path, &[]).await
+    }
+
+    /// GET `path` with `headers` (an API key, `X-User-Id`, ...): status, headers and the body
+    /// parsed as JSON.
+    pub async fn get_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, awc::http::header::HeaderMap, Value) {
+        let mut request = self.client.get(self.url(path));
+        for header in headers {
+            request = request.insert_header(*header);
+        }
+        let mut response = request.send().await.expect("request sent");
         let body = response.body().await.expect("body read");
         let json = serde_json::from_slice(&body)
             .unwrap_or_else(|_| panic!("{path}: not JSON: {}", String::from_utf8_lossy(&body)));
@@ -134,8 +146,39 @@ impl TestApp {
     }
 }
 
+/// A response body as [`assert_error`] reads it: parsed already, or its text.
+pub trait ErrorBody {
+    fn json(&self) -> Value;
+}
+
+impl ErrorBody for Value {
+    fn json(&self) -> Value {
+        self.clone()
+    }
+}
+
+impl ErrorBody for str {
+    fn json(&self) -> Value {
+        serde_json::from_str(self).unwrap_or_else(|err| panic!("not JSON ({err}): {self}"))
+    }
+}
+
+impl ErrorBody for String {
+    fn json(&self) -> Value {
+        self.as_str().json()
+    }
+}
+
+/// Asserts a 400 naming `param` (`invalid_request_error`, `invalid_value`), the answer to a
+/// field the client got wrong.
+pub fn assert_invalid(status: u16, body: &(impl ErrorBody + ?Sized), param: Option<&str>) {
+    assert_eq!(status, 400, "{}", body.json());
+    assert_error(body, "invalid_request_error", "invalid_value", param);
+}
+
 /// Asserts a whole OpenAI-shaped error body.
-pub fn assert_error(body: &Value, kind: &str, code: &str, param: Option<&str>) {
+pub fn assert_error(body: &(impl ErrorBody + ?Sized), kind: &str, code: &str, param: Option<&str>) {
+    let body = body.json();
     let error = &body["error"];
     assert_eq!(error["type"], kind, "{body}");
     assert_eq!(error["code"], code, "{body}");
@@ -153,6 +196,48 @@ pub fn assert_error(body: &Value, kind: &str, code: &str, param: Option<&str>) {
         4,
         "exactly message/type/param/code: {body}"
     );
+}
+
+/// How often [`eventually`] and [`eventually_blocking`] look again.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// Polls `check` until it gives `Some`, and returns that; fails the test, naming `what`,
+/// when `within` passes first.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// [`eventually`] for tests without a runtime.
+pub fn eventually_blocking<T>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        std::thread::sleep(POLL_EVERY);
+    }
 }
 
 /// The real `kubiya` binary, started with JSON logs so the test can read what it says.
@@ -388,38 +473,4 @@ pub fn blocking_post_json(url: &str, body: &Value) -> (u16, Option<String>, Valu
     })
     .join()
     .expect("the request thread")
-}
-
-/// One SSE event with an id: its sequence number and its JSON data.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SseEvent {
-    pub id: u64,
-    pub data: Value,
-}
-
-/// Parses one SSE block; `None` for a comment (heartbeat). Any other line fails the test.
-pub fn parse_sse_block(block: &str) -> Option<SseEvent> {
-    let mut id = None;
-    let mut data = None;
-    for line in block.lines() {
-        if let Some(value) = line.strip_prefix("id: ") {
-            id = Some(value.parse().expect("a numeric id"));
-        } else if let Some(value) = line.strip_prefix("data: ") {
-            data = Some(serde_json::from_str(value).expect("JSON data"));
-        } else {
-            assert!(line.starts_with(':'), "unexpected SSE line {line:?}");
-        }
-    }
-    Some(SseEvent {
-        id: id?,
-        data: data.expect("an event with an id has data"),
-    })
-}
-
-/// Parses a whole SSE body; comments (heartbeats) are skipped.
-pub fn parse_sse(body: &str) -> Vec<SseEvent> {
-    body.split("\n\n")
-        .filter(|block| !block.trim().is_empty())
-        .filter_map(parse_sse_block)
-        .collect()
 }

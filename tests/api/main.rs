@@ -1,11 +1,19 @@
 //! Black-box tests of the HTTP surface. One binary with a module per area keeps link time
 //! down; `helpers` starts the app in-process on port 0 or the real `kubiya` binary.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests (and their helpers) fail by panicking"
+)]
+
 mod helpers;
 #[path = "../support/mock_upstream.rs"]
 mod mock_upstream;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
+#[path = "../support/sse.rs"]
+mod sse;
 
 mod approval;
 mod backpressure;

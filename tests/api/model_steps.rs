@@ -4,9 +4,9 @@
 
 use serde_json::json;
 
-use crate::executions::types;
 use crate::helpers::spawn_app_against;
 use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream};
+use crate::sse::kinds as types;
 
 #[actix_rt::test]
 async fn llm_completion_and_agent_steps_ask_the_configured_provider() {

@@ -7,9 +7,9 @@
 
 use serde_json::{Value, json};
 
-use crate::executions::types;
 use crate::helpers::{TestApp, spawn_app_against};
 use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream};
+use crate::sse::kinds as types;
 
 async fn run(app: &TestApp, workflow: Value) -> (Vec<String>, Value) {
     let started = app.start_execution(json!({"workflow": workflow})).await;

@@ -13,8 +13,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::executions::types;
 use crate::helpers::{TestApp, spawn_app_with};
+use crate::sse::kinds as types;
 
 /// What the mock platform saw of a request.
 #[derive(Debug, Clone)]
@@ -245,7 +245,7 @@ async fn the_kubiya_runner_follows_the_platform_stream() {
 }
 
 /// Runs `three_steps(runner)` to its end: its events and its final state.
-async fn run_to_end(app: &TestApp, runner: &str) -> (Vec<crate::helpers::SseEvent>, Value) {
+async fn run_to_end(app: &TestApp, runner: &str) -> (Vec<crate::sse::SseEvent>, Value) {
     let started = app
         .start_execution(json!({"workflow": three_steps(runner)}))
         .await;

@@ -9,11 +9,12 @@ use kubiya::config::{ApiKeySettings, Settings};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ServerProcess, TestApp, assert_error, blocking_get, kubiya_command, spawn_app_against,
+    ServerProcess, TestApp, assert_error, blocking_get, eventually, kubiya_command,
+    spawn_app_against,
 };
 use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream};
 use crate::redis_server::RedisServer;
-use crate::tenants::{chat, get, history, key, pairs, turn};
+use crate::tenants::{chat, history, key, pairs, turn};
 
 const TEAM_A: &str = "sk-team-a-1234";
 const TEAM_B: &str = "sk-team-b-5678";
@@ -53,16 +54,12 @@ fn teams() -> Vec<ApiKeySettings> {
 
 /// Polls `/health/ready` until it answers `status` (within 20 s).
 async fn wait_ready(app: &TestApp, status: u16) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..200 {
-        let (now, _, body) = get(app, "/health/ready", &[]).await;
-        if now == status {
-            return body;
-        }
-        last = body;
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("/health/ready never answered {status}; last: {last}");
+    let what = format!("/health/ready answers {status}");
+    eventually(&what, Duration::from_secs(20), || async {
+        let (now, _, body) = app.get_json("/health/ready").await;
+        (now == status).then_some(body)
+    })
+    .await
 }
 
 fn bearer(key: &str) -> String {
@@ -107,12 +104,12 @@ async fn a_conversation_alternates_replicas_with_only_the_new_message() {
             ("user", "third"),
         ])
     );
-    let (status, _, stored) = get(
-        &b,
-        &format!("/v1/sessions/{session}"),
-        &[("authorization", &bearer(TEAM_A))],
-    )
-    .await;
+    let (status, _, stored) = b
+        .get_with(
+            &format!("/v1/sessions/{session}"),
+            &[("authorization", &bearer(TEAM_A))],
+        )
+        .await;
     assert_eq!(status, 200, "{stored}");
     assert_eq!(stored["transcript"].as_array().unwrap().len(), 6);
     assert_eq!(stored["transcript"][5]["content"], "three");
@@ -151,7 +148,7 @@ async fn the_turn_lease_holds_across_replicas_and_frees_when_the_turn_ends() {
     assert_eq!(first_status, 200);
     assert_eq!(second_status, 409, "{body}");
     assert_error(
-        &serde_json::from_str(&body).unwrap(),
+        &body,
         "invalid_request_error",
         "session_busy",
         Some("session_id"),
@@ -178,7 +175,12 @@ async fn the_turn_lease_holds_across_replicas_and_frees_when_the_turn_ends() {
     let abandoned_session = json!({"session_id": "abandoned"});
     let (status, _, _) = turn(&a, TEAM_A, &chat("now?", abandoned_session.clone())).await;
     assert_eq!(status, 409);
-    actix_rt::time::sleep(Duration::from_millis(1_000)).await;
+    eventually(
+        "the abandoned lease expires",
+        Duration::from_secs(5),
+        || async { (redis.command(&["EXISTS", abandoned]).as_deref() == Some(":0")).then_some(()) },
+    )
+    .await;
     let (status, _, body) = turn(&a, TEAM_A, &chat("now", abandoned_session)).await;
     assert_eq!(status, 200, "{body}");
 }
@@ -192,10 +194,14 @@ async fn a_tenant_cannot_read_another_tenants_session_on_any_replica() {
     assert_eq!(status, 200);
     let path = format!("/v1/sessions/{session}");
     for replica in [&a, &b] {
-        let (status, _, body) = get(replica, &path, &[("authorization", &bearer(TEAM_A))]).await;
+        let (status, _, body) = replica
+            .get_with(&path, &[("authorization", &bearer(TEAM_A))])
+            .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["transcript"][0]["content"], "team a only");
-        let (status, _, body) = get(replica, &path, &[("authorization", &bearer(TEAM_B))]).await;
+        let (status, _, body) = replica
+            .get_with(&path, &[("authorization", &bearer(TEAM_B))])
+            .await;
         assert_eq!(status, 404, "{body}");
         assert_error(&body, "invalid_request_error", "not_found", Some("id"));
     }
@@ -236,12 +242,7 @@ async fn limits_are_shared_by_every_replica() {
     assert_eq!(first_status, 200);
     assert_eq!(second_status, 429, "{body}");
     assert_eq!(headers.get("retry-after").unwrap(), "1");
-    assert_error(
-        &serde_json::from_str(&body).unwrap(),
-        "rate_limit_error",
-        "rate_limit_exceeded",
-        None,
-    );
+    assert_error(&body, "rate_limit_error", "rate_limit_exceeded", None);
     // Its permit went back to Redis before its answer did: another replica may stream now,
     // and a stream's permit is free before its last chunk, so the next turn may start at once.
     let (status, _, body) = turn(&b, TEAM_A, &chat("third", json!({"stream": true}))).await;
@@ -251,11 +252,14 @@ async fn limits_are_shared_by_every_replica() {
     assert_eq!(status, 200, "{body}");
 
     // Five requests a minute across both replicas; four were the turns above.
-    let (status, _, _) = get(&a, "/v1/models", &[("authorization", &bearer(TEAM_A))]).await;
+    let (status, _, _) = a
+        .get_with("/v1/models", &[("authorization", &bearer(TEAM_A))])
+        .await;
     assert_eq!(status, 200);
     for replica in [&b, &a] {
-        let (status, headers, body) =
-            get(replica, "/v1/models", &[("authorization", &bearer(TEAM_A))]).await;
+        let (status, headers, body) = replica
+            .get_with("/v1/models", &[("authorization", &bearer(TEAM_A))])
+            .await;
         assert_eq!(status, 429, "{body}");
         assert_eq!(
             body["error"]["message"],
@@ -271,7 +275,9 @@ async fn limits_are_shared_by_every_replica() {
             .unwrap();
         assert!((1..=75).contains(&retry_after), "{retry_after}");
     }
-    let (status, _, _) = get(&b, "/v1/models", &[("authorization", &bearer(TEAM_B))]).await;
+    let (status, _, _) = b
+        .get_with("/v1/models", &[("authorization", &bearer(TEAM_B))])
+        .await;
     assert_eq!(status, 200, "team b has its own counts");
 }
 
@@ -310,16 +316,17 @@ async fn a_redis_outage_is_503_until_it_returns_and_loses_no_acknowledged_turn()
             "{not_ready}"
         );
         // What does not need Redis goes on.
-        assert_eq!(get(replica, "/health/live", &[]).await.0, 200);
-        let (status, _, _) =
-            get(replica, "/v1/models", &[("authorization", &bearer(TEAM_A))]).await;
+        assert_eq!(replica.get_with("/health/live", &[]).await.0, 200);
+        let (status, _, _) = replica
+            .get_with("/v1/models", &[("authorization", &bearer(TEAM_A))])
+            .await;
         assert_eq!(status, 200);
-        let (status, _, body) = get(
-            replica,
-            &format!("/v1/sessions/{session}"),
-            &[("authorization", &bearer(TEAM_A))],
-        )
-        .await;
+        let (status, _, body) = replica
+            .get_with(
+                &format!("/v1/sessions/{session}"),
+                &[("authorization", &bearer(TEAM_A))],
+            )
+            .await;
         assert_eq!(status, 503, "{body}");
     }
     assert_eq!(mock.requests().len(), 1, "no turn reached the model");
@@ -400,7 +407,6 @@ async fn a_chat_stream_started_on_one_replica_resumes_on_another_for_its_tenant_
             .unwrap();
         response.body().limit(1 << 24).await.unwrap()
     });
-    actix_rt::time::sleep(std::time::Duration::from_millis(800)).await;
     let resume = |key: &str, last_event: Option<&str>| {
         let mut request = b
             .client
@@ -411,9 +417,17 @@ async fn a_chat_stream_started_on_one_replica_resumes_on_another_for_its_tenant_
         }
         request.send()
     };
+    // The turn is running once its tenant can resume it from the other replica.
+    let mut whole = eventually(
+        "the turn is resumable on b",
+        Duration::from_secs(10),
+        || async {
+            let response = resume(TEAM_A, None).await.unwrap();
+            (response.status().as_u16() == 200).then_some(response)
+        },
+    )
+    .await;
     assert_eq!(resume(TEAM_B, None).await.unwrap().status().as_u16(), 204);
-    let mut whole = resume(TEAM_A, None).await.unwrap();
-    assert_eq!(whole.status().as_u16(), 200);
     let mut tail = resume(TEAM_A, Some("3")).await.unwrap();
     let whole = whole.body().limit(1 << 24).await.unwrap();
     let tail = tail.body().limit(1 << 24).await.unwrap();
@@ -451,7 +465,7 @@ async fn a_response_kept_by_one_replica_is_read_and_continued_by_another() {
     assert_eq!(status, 200, "{first}");
     let first: Value = serde_json::from_str(&first).unwrap();
     let id = first["id"].as_str().unwrap();
-    let (status, _, kept) = get(&b, &format!("/v1/responses/{id}"), &auth).await;
+    let (status, _, kept) = b.get_with(&format!("/v1/responses/{id}"), &auth).await;
     assert_eq!((status, &kept["id"]), (200, &first["id"]));
     let (status, _, second) = b
         .post_raw(

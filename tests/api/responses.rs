@@ -7,7 +7,9 @@
 use serde_json::{Value, json};
 
 use crate::clients::{clients_dir, run_client};
-use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_against, spawn_app_with};
+use crate::helpers::{
+    TestApp, assert_error, assert_invalid, spawn_app, spawn_app_against, spawn_app_with,
+};
 use crate::mock_upstream::{MockUpstream, Reply, openai_tool_call_stream};
 use crate::tenants::key;
 
@@ -284,13 +286,7 @@ async fn another_tenants_responses_and_items_do_not_exist_and_unstored_ones_are_
         "sk-b",
     )
     .await;
-    assert_eq!(status, 400);
-    assert_error(
-        &body,
-        "invalid_request_error",
-        "invalid_value",
-        Some("input[0].id"),
-    );
+    assert_invalid(status, &body, Some("input[0].id"));
 
     let (_, unstored) = create(
         &app,

@@ -7,7 +7,9 @@ use std::time::Duration;
 use kubiya::config::{ApiKeySettings, Settings};
 use serde_json::{Value, json};
 
-use crate::helpers::{ServerProcess, TestApp, assert_error, spawn_app_against, spawn_app_with};
+use crate::helpers::{
+    ServerProcess, TestApp, assert_error, eventually, spawn_app_against, spawn_app_with,
+};
 use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream};
 
 pub const CHAT: &str = "/v1/chat/completions";
@@ -27,23 +29,6 @@ pub fn chat(content: &str, extra: Value) -> Value {
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
     request
-}
-
-/// GET with headers: status, headers and the body as JSON.
-pub async fn get(
-    app: &TestApp,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, awc::http::header::HeaderMap, Value) {
-    let mut request = app.client.get(app.url(path));
-    for header in headers {
-        request = request.insert_header(*header);
-    }
-    let mut response = request.send().await.expect("request sent");
-    let body = response.body().await.expect("body read");
-    let json = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| panic!("{path}: not JSON: {}", String::from_utf8_lossy(&body)));
-    (response.status().as_u16(), response.headers().clone(), json)
 }
 
 /// A chat turn with `key`, returning status, the session id and the body.
@@ -92,7 +77,7 @@ fn with_keys(settings: &mut Settings) {
 #[actix_rt::test]
 async fn a_missing_or_wrong_key_is_401_with_a_whole_openai_body() {
     let app = spawn_app_with(with_keys).await;
-    let (status, headers, body) = get(&app, "/v1/models", &[]).await;
+    let (status, headers, body) = app.get_with("/v1/models", &[]).await;
     assert_eq!(status, 401);
     assert_eq!(headers.get("content-type").unwrap(), "application/json");
     assert_eq!(
@@ -116,24 +101,23 @@ async fn a_missing_or_wrong_key_is_401_with_a_whole_openai_body() {
         "Basic sk-team-a-1234",
         "sk-team-a-1234",
     ] {
-        let (status, _, body) = get(&app, "/v1/models", &[("authorization", authorization)]).await;
+        let (status, _, body) = app
+            .get_with("/v1/models", &[("authorization", authorization)])
+            .await;
         assert_eq!((status, &body), (401, &wrong), "{authorization}");
     }
     // A chat turn is refused before its body is read.
     let (status, _, body) = app.post_raw(CHAT, &chat("hi", json!({})), &[]).await;
     assert_eq!(status, 401);
-    assert_error(
-        &serde_json::from_str(&body).unwrap(),
-        "authentication_error",
-        "missing_api_key",
-        None,
-    );
+    assert_error(&body, "authentication_error", "missing_api_key", None);
     // Unknown routes need a key too: they reveal nothing without one.
-    assert_eq!(get(&app, "/v1/nothing", &[]).await.0, 401);
+    assert_eq!(app.get_with("/v1/nothing", &[]).await.0, 401);
 
     for scheme in ["Bearer", "bearer", "BEARER"] {
         let authorization = format!("{scheme}  sk-team-b-5678 ");
-        let (status, _, body) = get(&app, "/v1/models", &[("authorization", &authorization)]).await;
+        let (status, _, body) = app
+            .get_with("/v1/models", &[("authorization", &authorization)])
+            .await;
         assert_eq!(status, 200, "{scheme}: {body}");
     }
 }
@@ -142,7 +126,7 @@ async fn a_missing_or_wrong_key_is_401_with_a_whole_openai_body() {
 async fn probes_discovery_and_metrics_need_no_key() {
     let app = spawn_app_with(with_keys).await;
     for path in ["/health", "/health/live", "/health/ready", "/discover"] {
-        let (status, _, body) = get(&app, path, &[]).await;
+        let (status, _, body) = app.get_with(path, &[]).await;
         assert_eq!(status, 200, "{path}: {body}");
     }
     let mut response = app.client.get(app.url("/metrics")).send().await.unwrap();
@@ -165,7 +149,9 @@ async fn another_tenants_session_does_not_exist() {
     assert_eq!(status, 200);
     let path = format!("/v1/sessions/{session}");
 
-    let (status, _, own) = get(&app, &path, &[("authorization", "Bearer sk-team-a-1234")]).await;
+    let (status, _, own) = app
+        .get_with(&path, &[("authorization", "Bearer sk-team-a-1234")])
+        .await;
     assert_eq!(status, 200, "{own}");
     assert_eq!(own["id"], session);
     assert_eq!(own["user"], "default_user");
@@ -179,7 +165,9 @@ async fn another_tenants_session_does_not_exist() {
     assert_eq!(own["workflows"], json!([]));
     assert_eq!(own["executions"], json!([]));
 
-    let (status, _, other) = get(&app, &path, &[("authorization", "Bearer sk-team-b-5678")]).await;
+    let (status, _, other) = app
+        .get_with(&path, &[("authorization", "Bearer sk-team-b-5678")])
+        .await;
     assert_eq!(status, 404);
     assert_eq!(
         other,
@@ -202,7 +190,9 @@ async fn another_tenants_session_does_not_exist() {
         history(&mock.requests()[1].body),
         pairs(&[("user", "what was the plan?")])
     );
-    let (_, _, still) = get(&app, &path, &[("authorization", "Bearer sk-team-a-1234")]).await;
+    let (_, _, still) = app
+        .get_with(&path, &[("authorization", "Bearer sk-team-a-1234")])
+        .await;
     assert_eq!(still["transcript"].as_array().unwrap().len(), 2);
 }
 
@@ -212,14 +202,11 @@ async fn without_keys_everything_runs_as_the_default_tenant() {
     let app = spawn_app_against(&mock.base(), |_| {}).await;
     let (status, session, _) = turn(&app, "anything", &chat("hi", json!({}))).await;
     assert_eq!(status, 200);
-    let (status, _, body) = get(&app, &format!("/v1/sessions/{session}"), &[]).await;
+    let (status, _, body) = app.get_with(&format!("/v1/sessions/{session}"), &[]).await;
     assert_eq!(status, 200, "{body}");
-    let (status, _, body) = get(
-        &app,
-        &format!("/v1/sessions/{session}?user_id=someone-else"),
-        &[],
-    )
-    .await;
+    let (status, _, body) = app
+        .get_with(&format!("/v1/sessions/{session}?user_id=someone-else"), &[])
+        .await;
     assert_eq!(status, 404, "sessions are per user too: {body}");
 }
 
@@ -265,12 +252,9 @@ async fn local_limits_refuse_with_429_and_retry_after() {
     let (status, _, body) = turn(&app, "sk-limited", &chat("third", json!({}))).await;
     assert_eq!(status, 200, "{body}");
 
-    let (status, headers, body) = get(
-        &app,
-        "/v1/models",
-        &[("authorization", "Bearer sk-limited")],
-    )
-    .await;
+    let (status, headers, body) = app
+        .get_with("/v1/models", &[("authorization", "Bearer sk-limited")])
+        .await;
     assert_eq!(status, 429);
     assert_error(&body, "rate_limit_error", "rate_limit_exceeded", None);
     assert!(
@@ -289,8 +273,85 @@ async fn local_limits_refuse_with_429_and_retry_after() {
         .unwrap();
     assert!((1..=80).contains(&retry_after), "{retry_after}");
     // Another tenant is not affected.
-    let (status, _, _) = get(&app, "/v1/models", &[("authorization", "Bearer sk-free")]).await;
+    let (status, _, _) = app
+        .get_with("/v1/models", &[("authorization", "Bearer sk-free")])
+        .await;
     assert_eq!(status, 200);
+}
+
+#[actix_rt::test]
+async fn an_execution_stream_counts_against_the_tenants_streams() {
+    use futures_util::StreamExt;
+    let app = spawn_app_with(|settings| {
+        let mut limited = key("sk-limited", "limited");
+        limited.max_concurrent_streams = Some(1);
+        settings.auth.api_keys = vec![limited];
+        settings.agent.heartbeat_secs = 1;
+    })
+    .await;
+    let auth = [("authorization", "Bearer sk-limited")];
+    let workflow =
+        json!({"workflow": {"name": "slow", "steps": [{"name": "wait", "command": "sleep 60"}]}});
+    let (status, _, started) = app.post_raw("/v1/executions", &workflow, &auth).await;
+    assert_eq!(status, 202, "{started}");
+    let started: Value = serde_json::from_str(&started).unwrap();
+    let events = format!(
+        "/v1/executions/{}/events",
+        started["execution_id"].as_str().unwrap()
+    );
+
+    let mut following = app
+        .client
+        .get(app.url(&events))
+        .insert_header(auth[0])
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(following.status().as_u16(), 200);
+    // Idle while the step sleeps: the configured heartbeat, not a fixed 15 s, keeps it open.
+    let heartbeat = async {
+        while let Some(chunk) = following.next().await {
+            if chunk.expect("a chunk").starts_with(b": keep-alive") {
+                return;
+            }
+        }
+        panic!("the stream ended before a heartbeat");
+    };
+    tokio::time::timeout(Duration::from_secs(5), heartbeat)
+        .await
+        .expect("a heartbeat within the configured second");
+
+    // The open stream holds the tenant's one stream: a second one, or a chat turn, is 429.
+    let (status, headers, body) = app.get_with(&events, &auth).await;
+    assert_eq!(status, 429, "{body}");
+    assert_error(&body, "rate_limit_error", "rate_limit_exceeded", None);
+    assert_eq!(headers.get("retry-after").unwrap(), "1");
+    let (status, _, body) = turn(&app, "sk-limited", &chat("hello", json!({}))).await;
+    assert_eq!(status, 429, "{body}");
+
+    // The client leaves: its stream is closed and the slot is free again.
+    drop(following);
+    eventually(
+        "the stream's slot is freed",
+        Duration::from_secs(10),
+        || async {
+            let (status, _, body) = turn(&app, "sk-limited", &chat("hello", json!({}))).await;
+            assert!(status == 200 || status == 429, "{status}: {body}");
+            (status == 200).then_some(())
+        },
+    )
+    .await;
+    let cancel = app
+        .client
+        .delete(app.url(&format!(
+            "/v1/executions/{}",
+            started["execution_id"].as_str().unwrap()
+        )))
+        .insert_header(auth[0])
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(cancel.status().as_u16(), 202);
 }
 
 #[test]

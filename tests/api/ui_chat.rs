@@ -7,8 +7,9 @@
 use serde_json::{Value, json};
 
 use crate::clients::{clients_dir, run_client};
-use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_against};
+use crate::helpers::{TestApp, assert_error, eventually, spawn_app, spawn_app_against};
 use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, validate_run_answer};
+use crate::sse::json_data as chunks;
 use crate::tenants::{history, key};
 
 /// Which pinned `ai` runs the scenario.
@@ -301,12 +302,7 @@ async fn the_stream_has_the_protocol_headers_ids_and_done_and_bad_requests_get_4
     ] {
         let (status, _, body) = app.post_raw("/api/chat", &request, &[]).await;
         assert_eq!(status, 400, "{body}");
-        assert_error(
-            &serde_json::from_str(&body).unwrap(),
-            "invalid_request_error",
-            "invalid_value",
-            Some(param),
-        );
+        assert_error(&body, "invalid_request_error", "invalid_value", Some(param));
     }
 }
 
@@ -330,16 +326,23 @@ async fn another_tenant_cannot_resume_a_chat_stream_and_resumes_count_as_streams
             .unwrap();
         response.body().limit(1 << 24).await.unwrap()
     });
-    actix_rt::time::sleep(std::time::Duration::from_millis(700)).await;
     let resume = |key: &'static str| {
         app.client
             .get(app.url("/api/chat/shared-name/stream"))
             .insert_header(("authorization", format!("Bearer {key}")))
             .send()
     };
+    // The turn is running once its own tenant can resume it.
+    let mut own = eventually(
+        "the turn is resumable",
+        std::time::Duration::from_secs(10),
+        || async {
+            let response = resume("sk-a").await.unwrap();
+            (response.status().as_u16() == 200).then_some(response)
+        },
+    )
+    .await;
     assert_eq!(resume("sk-b").await.unwrap().status().as_u16(), 204);
-    let mut own = resume("sk-a").await.unwrap();
-    assert_eq!(own.status().as_u16(), 200);
     let resumed = own.body().limit(1 << 24).await.unwrap();
     let first = turn.await.unwrap();
     assert_eq!(resumed, first, "the resumed stream is the same stream");
@@ -365,15 +368,6 @@ async fn another_tenant_cannot_resume_a_chat_stream_and_resumes_count_as_streams
         .unwrap();
     assert_eq!(refused.status().as_u16(), 429);
     running.body().limit(1 << 24).await.unwrap();
-}
-
-/// The `data: {json}` chunks of a UI message stream.
-fn chunks(body: &str) -> Vec<Value> {
-    body.split("\n\n")
-        .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
-        .filter(|data| *data != "[DONE]")
-        .map(|data| serde_json::from_str(data).unwrap())
-        .collect()
 }
 
 fn answered(approval_id: &str, input: Value) -> Value {

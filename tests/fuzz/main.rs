@@ -8,6 +8,12 @@
 //! within a fixed multiple of its input ([`allocation`] counts every allocation on the
 //! thread). `make test` runs a short pass; `make fuzz` sets `KUBIYA_FUZZ_CASES` for a long one.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests (and their helpers) fail by panicking"
+)]
+
 mod allocation;
 mod inputs;
 mod platform;

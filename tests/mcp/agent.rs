@@ -97,12 +97,7 @@ async fn a_model_calls_an_mcp_tool_and_the_result_reaches_the_client() {
 
     let request = json!({"model": "kubiya-workflow-agent", "stream": true, "messages": [{"role": "user", "content": "add 2 and 40"}]});
     let body = chat(&client, &base, &request).await;
-    let chunks: Vec<Value> = body
-        .split("\n\n")
-        .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
-        .filter(|data| *data != "[DONE]")
-        .map(|data| serde_json::from_str::<Value>(data).unwrap())
-        .collect();
+    let chunks = crate::sse::json_data(&body);
     let text: String = chunks
         .iter()
         .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str())

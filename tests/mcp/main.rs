@@ -4,8 +4,16 @@
 //! server` driven by the Python SDK client. The peers are installed into `tests/mcp-peers/` by
 //! `make deps`; a test that finds them missing fails and says so.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests (and their helpers) fail by panicking"
+)]
+
 #[path = "../support/mock_upstream.rs"]
 mod mock_upstream;
+#[path = "../support/sse.rs"]
+mod sse;
 mod support;
 
 mod agent;

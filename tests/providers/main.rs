@@ -3,6 +3,12 @@
 //! `Retry-After`, 503), no retry once output has started, fallback, every timeout, broken
 //! streams, and cancellation closing the upstream connection.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests (and their helpers) fail by panicking"
+)]
+
 #[path = "../support/mock_upstream.rs"]
 mod mock_upstream;
 

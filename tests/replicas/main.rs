@@ -7,6 +7,12 @@
 //! across replicas. Replicas are the app in-process
 //! (`helpers::spawn_app_with`, shared with the API tests) or the real binary.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests (and their helpers) fail by panicking"
+)]
+
 #[path = "../api/helpers.rs"]
 #[expect(
     dead_code,
@@ -15,6 +21,8 @@
 mod helpers;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
+#[path = "../support/sse.rs"]
+mod sse;
 
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
@@ -29,9 +37,10 @@ use kubiya_actors::workflow::{
 };
 use serde_json::{Map, Value, json};
 
-use helpers::{ServerProcess, SseEvent, TestApp, blocking_post, parse_sse_block, spawn_app_with};
+use helpers::{ServerProcess, TestApp, blocking_post, spawn_app_with};
 use kubiya::config::ApiKeySettings;
 use redis_server::RedisServer;
+use sse::{SseEvent, SseReader, kinds};
 
 /// Reads whole SSE events from `body` until `enough` holds for those read or the stream
 /// ends; a part of an event left unread is dropped, as a client that goes away drops it.
@@ -40,33 +49,17 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: Debug,
 {
-    let mut text = String::new();
+    let mut reader = SseReader::default();
     let mut events = Vec::new();
     while !enough(&events) {
         let next = tokio::time::timeout(Duration::from_secs(30), body.next())
             .await
             .expect("the stream moves within 30 s");
         let Some(chunk) = next else { break };
-        text.push_str(std::str::from_utf8(&chunk.expect("a body chunk")).expect("UTF-8"));
-        while let Some(end) = text.find("\n\n") {
-            events.extend(parse_sse_block(&text[..end]));
-            text.drain(..end + 2);
-        }
+        let chunk = chunk.expect("a body chunk");
+        events.extend(reader.push(&chunk).into_iter().map(SseEvent::from));
     }
     events
-}
-
-fn kinds(events: &[SseEvent]) -> Vec<String> {
-    events
-        .iter()
-        .map(|event| {
-            let kind = event.data["type"].as_str().unwrap_or_default();
-            match event.data["step"].as_str() {
-                Some(step) => format!("{kind} {step}"),
-                None => kind.to_owned(),
-            }
-        })
-        .collect()
 }
 
 /// A replica of the app, in this process, sharing executions through `redis`, whose
@@ -490,18 +483,28 @@ async fn an_execution_whose_replica_was_killed_ends_lost_on_the_others() {
         execution["steps"][1]["status"] == "running"
     })
     .await;
+    // Each follower says when it has the three events so far: it is following live.
+    let (following, mut live) = tokio::sync::mpsc::channel::<()>(2);
     let follow = |app: &TestApp| {
         let client = app.client.clone();
         let url = app.url(&format!("/v1/executions/{id}/events"));
+        let following = following.clone();
         actix_rt::spawn(async move {
             let mut response = client.get(url).send().await.expect("request sent");
-            read_sse(&mut response, |_| false).await
+            let mut events = read_sse(&mut response, |events| events.len() >= 3).await;
+            following.send(()).await.expect("the test waits");
+            events.extend(read_sse(&mut response, |_| false).await);
+            events
         })
     };
     let on_b = follow(&b);
     let on_c = follow(&c);
     // Both are following before the owner dies.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(30), live.recv())
+            .await
+            .expect("both follow within 30 s");
+    }
 
     owner.signal(libc::SIGKILL);
     let killed_at = now_millis();
