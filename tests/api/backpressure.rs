@@ -14,6 +14,7 @@ use crate::helpers::{ServerProcess, blocking_post};
 use crate::mock_upstream::{
     MockUpstream, Reply, openai_chunk, openai_text_stream, openai_tool_call_stream,
 };
+use crate::sse;
 
 /// Deltas of 1 KiB the model would send: 40 MiB if the server read them all, which it would
 /// then hold twice (the answer's text, and the events waiting for the client).
@@ -180,10 +181,8 @@ fn a_client_that_falls_behind_a_loud_run_gets_every_step_event_in_order() {
     );
     socket.read_to_end(&mut raw).unwrap();
     let text = dechunked(&raw);
-    let events: Vec<(u64, String)> = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("data: "))
-        .filter_map(|data| serde_json::from_str::<serde_json::Value>(data).ok())
+    let events: Vec<(u64, String)> = sse::json_data(&text)
+        .into_iter()
         .filter_map(|chunk| {
             let event = &chunk["x_kubiya"];
             Some((event["seq"].as_u64()?, event["type"].as_str()?.to_owned()))
