@@ -11,6 +11,7 @@ pub mod error;
 pub mod execution_setup;
 pub mod execution_stream;
 pub mod extract;
+pub mod http_server;
 pub mod identity;
 pub mod mcp_client_cli;
 pub mod mcp_http;

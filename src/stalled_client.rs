@@ -1,5 +1,5 @@
 //! Cutting off a client that stopped reading its stream. Each accepted connection's socket is
-//! remembered ([`remember`], from `HttpServer::on_connect`) and reaches the handler as a
+//! remembered ([`remember`], as the server accepts it) and reaches the handler as a
 //! [`ClientSocket`]. A streamed turn's body reports each chunk it hands over to a [`Delivery`];
 //! a watchdog shuts the socket down once the Session has given up on the client (it cuts a
 //! turn off when its events wait longer than the stall timeout) and the body has handed over
@@ -7,7 +7,6 @@
 //! never polled again, and it holds the connection, its buffers, the open-stream count the
 //! drain waits for and the tenant's stream permit.
 
-use std::any::Any;
 use std::future::{Ready, ready};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,11 +24,9 @@ use tokio::time::Instant;
 #[derive(Clone, Copy)]
 struct SocketFd(RawFd);
 
-/// Stores the socket of a new connection; for `HttpServer::on_connect`.
-pub fn remember(connection: &dyn Any, data: &mut Extensions) {
-    if let Some(stream) = connection.downcast_ref::<TcpStream>() {
-        data.insert(SocketFd(stream.as_raw_fd()));
-    }
+/// Stores the socket of a new connection; called as each connection is accepted.
+pub fn remember(connection: &TcpStream, data: &mut Extensions) {
+    data.insert(SocketFd(connection.as_raw_fd()));
 }
 
 /// The request's client socket, when it is a TCP connection this server accepted.

@@ -15,7 +15,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use actix::Addr;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use kubiya_actors::workflow::{DrainExecutions, ExecutionWatcher, LocalRunner};
 
 use kubiya_actors::composer::{Composer, McpTools};
@@ -27,15 +27,16 @@ use crate::auth::authenticate;
 use crate::boundary::exposure;
 use crate::boundary::guard::{BoundaryRules, guard};
 use crate::boundary::origin::OriginPolicy;
+use crate::boundary::oversized_head::OversizedHeadAnswer;
 use crate::boundary::websocket::WsRequestRules;
 use crate::config::Settings;
 use crate::execution_setup;
 use crate::extract::BodyLimit;
+use crate::http_server::{self, ServerOptions};
 use crate::mcp_http::{McpEndpoint, workflow_features, workflow_server_identity};
 use crate::middleware::observe;
 use crate::provider_setup::ProviderSetup;
 use crate::routes;
-use crate::stalled_client;
 use crate::state::{AppParts, AppState};
 use crate::tenancy_setup;
 
@@ -143,7 +144,12 @@ impl Application {
         });
 
         let app_state = state.clone();
-        let mut server = HttpServer::new(move || {
+        let options = ServerOptions {
+            workers: settings.server.workers,
+            shutdown_timeout_secs: settings.server.shutdown_timeout_secs,
+            oversized_head: OversizedHeadAnswer::new(settings.server.max_header_bytes),
+        };
+        let server = http_server::serve(listener, options, move || {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(body_limit.clone())
@@ -155,18 +161,7 @@ impl Application {
                 .wrap(from_fn(observe))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
-        })
-        .on_connect(stalled_client::remember)
-        // A client that closes its side has left: without this a turn that is silent for a
-        // while (a long tool call) would not notice until its next write failed.
-        .h1_allow_half_closed(false)
-        .disable_signals()
-        .tcp_nodelay(true)
-        .shutdown_timeout(settings.server.shutdown_timeout_secs);
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
-        let server = server.listen(listener)?.run();
+        })?;
         tracing::info!(
             port,
             host = %exposure.host,

@@ -177,4 +177,36 @@ mod tests {
         assert_documented::<compose::ComposeStreamFormat>("ComposeStreamFormat");
         assert_documented::<chat::ChatStreamFormat>("ChatStreamFormat");
     }
+
+    /// Answers that are JSON objects are described field by field, by the types the handlers
+    /// serialise, not as a bare object.
+    #[test]
+    fn json_answers_have_typed_schemas() {
+        let document: serde_json::Value = serde_json::from_str(&DOCUMENT).unwrap();
+        for (path, schema) in [
+            ("/discover", "Discovery"),
+            ("/v1/sessions/{id}", "SessionView"),
+            ("/v1/mcp/servers", "McpServers"),
+            ("/v1/responses/{id}", "ResponseObject"),
+        ] {
+            let answer = &document["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+                ["schema"]["$ref"];
+            assert_eq!(answer, &format!("#/components/schemas/{schema}"), "{path}");
+            let properties = &document["components"]["schemas"][schema]["properties"];
+            assert!(
+                properties.as_object().is_some_and(|p| !p.is_empty()),
+                "{schema}"
+            );
+        }
+        let created = &document["paths"]["/v1/responses"]["post"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"];
+        assert_eq!(created, "#/components/schemas/ResponseObject");
+        let message = &document["components"]["schemas"]["ChatMessage"];
+        assert!(
+            message["oneOf"]
+                .as_array()
+                .is_some_and(|kinds| kinds.len() == 3),
+            "{message}"
+        );
+    }
 }

@@ -12,7 +12,6 @@ use bytes::{Bytes, BytesMut};
 use kubiya_actors::provider::ChatMessage;
 use kubiya_actors::session::{SessionKey, TurnMode, TurnRequest};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::chat::Content;
@@ -26,7 +25,7 @@ use crate::streaming::{self, ChunkBody, SSE_HEARTBEAT};
 use crate::tenant::Tenant;
 use crate::turn;
 use crate::wire::AGENT_MODEL;
-use crate::wire::responses::{Outcome, ResponseBuilder, ResponseMeta, now_secs};
+use crate::wire::responses::{Outcome, ResponseBuilder, ResponseMeta, ResponseObject, now_secs};
 
 const RESPONSE: &str = "response";
 const ITEM: &str = "item";
@@ -80,7 +79,7 @@ struct InputItem {
 struct StoredResponse {
     user: String,
     session_id: String,
-    response: Value,
+    response: ResponseObject,
 }
 
 /// What is kept of an output item, for `item_reference`.
@@ -223,9 +222,9 @@ async fn keep(
     state: &AppState,
     key: &SessionKey,
     builder: &ResponseBuilder,
-    response: &Value,
+    response: &ResponseObject,
 ) -> Result<(), ApiError> {
-    if response["store"] != true {
+    if !response.store {
         return Ok(());
     }
     let unavailable = |err: kubiya_actors::store::StoreError| {
@@ -249,10 +248,9 @@ async fn keep(
         .put(&key.tenant, ITEM, builder.message_id(), item)
         .await
         .map_err(unavailable)?;
-    let id = response["id"].as_str().unwrap_or_default();
     state
         .kept
-        .put(&key.tenant, RESPONSE, id, stored)
+        .put(&key.tenant, RESPONSE, &response.id, stored)
         .await
         .map_err(unavailable)
 }
@@ -260,7 +258,7 @@ async fn keep(
 #[utoipa::path(post, path = "/v1/responses", tag = "agent",
     request_body(content = CreateResponse, content_type = "application/json"),
     responses((status = 200, description = "A `response` object, or its stream of events",
-        content((Object = "application/json"), (SseEvent = "text/event-stream"))),
+        content((ResponseObject = "application/json"), (SseEvent = "text/event-stream"))),
         (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn create(
     state: web::Data<AppState>,
@@ -324,7 +322,7 @@ pub async fn create(
 
 #[utoipa::path(get, path = "/v1/responses/{id}", tag = "agent",
     params(("id" = String, Path, description = "The response id")),
-    responses((status = 200, description = "A stored response", body = Object), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
+    responses((status = 200, description = "A stored response", body = ResponseObject), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn retrieve(
     state: web::Data<AppState>,
     identity: Identity,

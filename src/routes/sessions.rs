@@ -5,8 +5,10 @@
 //! that never existed. The user is `?user_id=` or `X-User-Id`, as for chat turns.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use kubiya_actors::provider::ChatMessage;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::boundary::ids;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
@@ -18,10 +20,39 @@ struct SessionQuery {
     user_id: Option<String>,
 }
 
+/// A session as `GET /v1/sessions/{id}` shows it.
+#[derive(Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: String,
+    /// Always `session`.
+    pub object: &'static str,
+    pub user: String,
+    /// The whole conversation, tool calls and results the client never saw included.
+    pub transcript: Vec<ChatMessage>,
+    /// The workflows the agent produced, newest last (each a workflow document).
+    #[schema(value_type = Vec<Object>)]
+    pub workflows: Vec<Value>,
+    /// The ids of the executions started in this session.
+    pub executions: Vec<String>,
+    /// The run waiting for the user's answer, so a client that reloads can ask again.
+    pub pending_approval: Option<PendingApprovalView>,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// A workflow run the agent proposed and the user has not answered yet.
+#[derive(Serialize, ToSchema)]
+pub struct PendingApprovalView {
+    pub approval_id: String,
+    pub tool_call_id: String,
+    pub tool_name: String,
+}
+
 #[utoipa::path(get, path = "/v1/sessions/{id}", tag = "agent",
     params(("id" = String, Path, description = "The session id"),
         ("user_id" = Option<String>, Query, description = "The user (or header X-User-Id)")),
-    responses((status = 200, description = "The session: transcript, workflows, executions, the run waiting for approval", body = Object), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
+    responses((status = 200, description = "The session: transcript, workflows, executions, the run waiting for approval", body = SessionView), (status = "default", description = "An error in OpenAI's shape", body = ErrorBody)))]
 pub async fn retrieve(
     req: HttpRequest,
     identity: Identity,
@@ -42,20 +73,19 @@ pub async fn retrieve(
         )
         .with_param("id"));
     };
-    Ok(HttpResponse::Ok().json(json!({
-        "id": record.key.id,
-        "object": "session",
-        "user": record.key.user,
-        "transcript": record.transcript,
-        "workflows": record.workflows,
-        "executions": record.executions,
-        // The run waiting for the user's answer, so a client that reloads can ask again.
-        "pending_approval": record.pending_approval.as_ref().map(|pending| json!({
-            "approval_id": pending.approval_id,
-            "tool_call_id": pending.call.id,
-            "tool_name": pending.call.name,
-        })),
-        "created_at": record.created_at_ms / 1000,
-        "updated_at": record.updated_at_ms / 1000,
-    })))
+    Ok(HttpResponse::Ok().json(SessionView {
+        id: record.key.id,
+        object: "session",
+        user: record.key.user,
+        transcript: record.transcript,
+        workflows: record.workflows,
+        executions: record.executions,
+        pending_approval: record.pending_approval.map(|pending| PendingApprovalView {
+            approval_id: pending.approval_id,
+            tool_call_id: pending.call.id,
+            tool_name: pending.call.name,
+        }),
+        created_at: record.created_at_ms / 1000,
+        updated_at: record.updated_at_ms / 1000,
+    }))
 }

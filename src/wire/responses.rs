@@ -15,8 +15,9 @@ use std::io::Write;
 use bytes::{BufMut, BytesMut};
 use kubiya_actors::provider::{FinishReason, Usage};
 use kubiya_actors::session::TurnEvent;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::AGENT_MODEL;
 use super::readable;
@@ -30,6 +31,136 @@ pub struct ResponseMeta {
     pub previous_response_id: Option<String>,
     pub store: bool,
     pub session_id: String,
+}
+
+/// The `response` object: what `POST /v1/responses` answers whole, what its stream's
+/// `response.*` lifecycle events carry, and what `GET /v1/responses/{id}` returns.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResponseObject {
+    pub id: String,
+    /// Always `response`.
+    pub object: String,
+    pub created_at: u64,
+    pub completed_at: Option<u64>,
+    pub status: ResponseStatus,
+    pub incomplete_details: Option<IncompleteDetails>,
+    pub model: String,
+    pub previous_response_id: Option<String>,
+    pub instructions: Option<String>,
+    /// The assistant's message, once it has text.
+    pub output: Vec<OutputMessage>,
+    pub error: Option<ResponseFailure>,
+    /// Always empty: the agent's own tools are not the client's.
+    #[schema(value_type = Vec<Object>)]
+    pub tools: Vec<Value>,
+    pub tool_choice: String,
+    pub truncation: String,
+    pub parallel_tool_calls: bool,
+    pub text: TextSettings,
+    pub top_p: f64,
+    pub presence_penalty: f64,
+    pub frequency_penalty: f64,
+    pub top_logprobs: u32,
+    pub temperature: f64,
+    #[schema(value_type = Option<Object>)]
+    pub reasoning: Option<Value>,
+    pub usage: Option<ResponseUsage>,
+    pub max_output_tokens: Option<u64>,
+    pub max_tool_calls: Option<u64>,
+    pub store: bool,
+    pub background: bool,
+    pub service_tier: String,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, Value>,
+    pub safety_identifier: Option<String>,
+    pub prompt_cache_key: Option<String>,
+    pub user: Option<String>,
+    pub x_kubiya: ResponseExtras,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseStatus {
+    InProgress,
+    Completed,
+    Incomplete,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct IncompleteDetails {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResponseFailure {
+    pub code: String,
+    pub message: String,
+}
+
+/// An output item: the assistant's message.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OutputMessage {
+    /// Always `message`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    /// `in_progress`, `completed` or `incomplete`.
+    pub status: String,
+    pub role: String,
+    pub content: Vec<OutputText>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OutputText {
+    /// Always `output_text`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: String,
+    #[schema(value_type = Vec<Object>)]
+    pub annotations: Vec<Value>,
+    #[schema(value_type = Vec<Object>)]
+    pub logprobs: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TextSettings {
+    pub format: TextFormat,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TextFormat {
+    /// Always `text`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResponseUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+    pub input_tokens_details: InputTokensDetails,
+    pub output_tokens_details: OutputTokensDetails,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InputTokensDetails {
+    pub cached_tokens: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OutputTokensDetails {
+    pub reasoning_tokens: u64,
+}
+
+/// The server's own additions, which Responses clients ignore.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResponseExtras {
+    pub session_id: String,
+    /// The turn's tool and step activity, as the stream's `x_kubiya` fields carry it.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<Value>,
 }
 
 /// Folds a turn's events into the response and, when streaming, its events.
@@ -86,63 +217,108 @@ impl ResponseBuilder {
         &self.text
     }
 
-    fn message(&self, status: &str) -> Value {
+    fn message(&self, status: &str) -> OutputMessage {
         let content = if status == "in_progress" {
-            json!([])
+            Vec::new()
         } else {
-            json!([self.part()])
+            vec![self.part()]
         };
-        json!({"type": "message", "id": self.message_id, "status": status,
-            "role": "assistant", "content": content})
+        OutputMessage {
+            kind: "message".into(),
+            id: self.message_id.clone(),
+            status: status.into(),
+            role: "assistant".into(),
+            content,
+        }
     }
 
-    fn part(&self) -> Value {
-        json!({"type": "output_text", "text": self.text, "annotations": [], "logprobs": []})
+    fn part(&self) -> OutputText {
+        OutputText {
+            kind: "output_text".into(),
+            text: self.text.clone(),
+            annotations: Vec::new(),
+            logprobs: Vec::new(),
+        }
     }
 
     /// The response object in `status`, with its output and usage once it has ended.
-    pub fn resource(&self, outcome: Option<&Outcome>) -> Value {
+    pub fn resource(&self, outcome: Option<&Outcome>) -> ResponseObject {
         let (status, usage, error, incomplete) = match outcome {
-            None => ("in_progress", Value::Null, Value::Null, Value::Null),
-            Some(Outcome::Completed(usage)) => {
-                ("completed", usage_json(*usage), Value::Null, Value::Null)
-            }
+            None => (ResponseStatus::InProgress, None, None, None),
+            Some(Outcome::Completed(usage)) => (
+                ResponseStatus::Completed,
+                Some(usage_of(*usage)),
+                None,
+                None,
+            ),
             Some(Outcome::Incomplete(usage)) => (
-                "incomplete",
-                usage_json(*usage),
-                Value::Null,
-                json!({"reason": "max_output_tokens"}),
+                ResponseStatus::Incomplete,
+                Some(usage_of(*usage)),
+                None,
+                Some(IncompleteDetails {
+                    reason: "max_output_tokens".into(),
+                }),
             ),
             Some(Outcome::Failed(error)) => (
-                "failed",
-                Value::Null,
-                json!({"code": error.code.code(), "message": error.message}),
-                Value::Null,
+                ResponseStatus::Failed,
+                None,
+                Some(ResponseFailure {
+                    code: error.code.code().into(),
+                    message: error.message.clone(),
+                }),
+                None,
             ),
         };
         let output = match outcome {
-            None => json!([]),
-            Some(Outcome::Failed(_)) if self.text.is_empty() => json!([]),
+            None => Vec::new(),
+            Some(Outcome::Failed(_)) if self.text.is_empty() => Vec::new(),
             Some(Outcome::Failed(_)) | Some(Outcome::Incomplete(_)) => {
-                json!([self.message("incomplete")])
+                vec![self.message("incomplete")]
             }
-            Some(Outcome::Completed(_)) => json!([self.message("completed")]),
+            Some(Outcome::Completed(_)) => vec![self.message("completed")],
         };
-        let completed_at = matches!(outcome, Some(Outcome::Completed(_))).then(now_secs);
-        json!({
-            "id": self.meta.id, "object": "response", "created_at": self.meta.created_at,
-            "completed_at": completed_at, "status": status, "incomplete_details": incomplete,
-            "model": AGENT_MODEL, "previous_response_id": self.meta.previous_response_id,
-            "instructions": self.meta.instructions, "output": output, "error": error,
-            "tools": [], "tool_choice": "auto", "truncation": "disabled",
-            "parallel_tool_calls": false, "text": {"format": {"type": "text"}},
-            "top_p": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0, "top_logprobs": 0,
-            "temperature": 1.0, "reasoning": null, "usage": usage, "max_output_tokens": null,
-            "max_tool_calls": null, "store": self.meta.store, "background": false,
-            "service_tier": "default", "metadata": {}, "safety_identifier": null,
-            "prompt_cache_key": null, "user": null,
-            "x_kubiya": {"session_id": self.meta.session_id, "events": self.activity},
-        })
+        ResponseObject {
+            id: self.meta.id.clone(),
+            object: "response".into(),
+            created_at: self.meta.created_at,
+            completed_at: matches!(outcome, Some(Outcome::Completed(_))).then(now_secs),
+            status,
+            incomplete_details: incomplete,
+            model: AGENT_MODEL.into(),
+            previous_response_id: self.meta.previous_response_id.clone(),
+            instructions: self.meta.instructions.clone(),
+            output,
+            error,
+            tools: Vec::new(),
+            tool_choice: "auto".into(),
+            truncation: "disabled".into(),
+            parallel_tool_calls: false,
+            text: TextSettings {
+                format: TextFormat {
+                    kind: "text".into(),
+                },
+            },
+            top_p: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            top_logprobs: 0,
+            temperature: 1.0,
+            reasoning: None,
+            usage,
+            max_output_tokens: None,
+            max_tool_calls: None,
+            store: self.meta.store,
+            background: false,
+            service_tier: "default".into(),
+            metadata: serde_json::Map::new(),
+            safety_identifier: None,
+            prompt_cache_key: None,
+            user: None,
+            x_kubiya: ResponseExtras {
+                session_id: self.meta.session_id.clone(),
+                events: self.activity.clone(),
+            },
+        }
     }
 
     fn event(&mut self, out: &mut BytesMut, kind: &str, mut event: Value) {
@@ -222,7 +398,7 @@ impl ResponseBuilder {
             done["logprobs"] = json!([]);
             self.event(out, "response.output_text.done", done);
             let mut part_done = ids;
-            part_done["part"] = self.part();
+            part_done["part"] = json!(self.part());
             self.event(out, "response.content_part.done", part_done);
             let status = match outcome {
                 Outcome::Completed(_) => "completed",
@@ -261,11 +437,16 @@ impl Outcome {
     }
 }
 
-fn usage_json(usage: Usage) -> Value {
-    json!({"input_tokens": usage.input, "output_tokens": usage.output,
-        "total_tokens": usage.input + usage.output,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens_details": {"reasoning_tokens": 0}})
+fn usage_of(usage: Usage) -> ResponseUsage {
+    ResponseUsage {
+        input_tokens: usage.input,
+        output_tokens: usage.output,
+        total_tokens: usage.input + usage.output,
+        input_tokens_details: InputTokensDetails { cached_tokens: 0 },
+        output_tokens_details: OutputTokensDetails {
+            reasoning_tokens: 0,
+        },
+    }
 }
 
 pub fn now_secs() -> u64 {

@@ -273,6 +273,52 @@ fn headers_over_the_limit_get_431_in_the_openai_shape() {
     assert_error(&error, "invalid_request_error", "headers_too_large", None);
 }
 
+/// Heads too large for the HTTP parser itself (past 128 KiB, or more than 96 fields) are
+/// refused before any middleware runs; they get the same OpenAI-shaped 431, also when they
+/// follow an answered request on a kept-alive connection.
+#[test]
+fn heads_too_large_for_the_parser_get_431_in_the_openai_shape() {
+    let server = ServerProcess::start(&[], &[], None);
+    let megabyte = "a".repeat(1024 * 1024);
+    let (status, head, error) = raw_request(
+        server.port,
+        &format!("GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: {megabyte}"),
+        b"",
+    );
+    assert_eq!(status, 431, "{head}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert_error(&error, "invalid_request_error", "headers_too_large", None);
+
+    let many: String = (0..120).map(|i| format!("\r\nX-Field-{i}: v")).collect();
+    let (status, _, error) = raw_request(
+        server.port,
+        &format!("GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1{many}"),
+        b"",
+    );
+    assert_eq!(status, 431);
+    assert_error(&error, "invalid_request_error", "headers_too_large", None);
+
+    // A first request answered, then an oversized one on the same connection.
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let (status, _, health) = read_response(&mut stream);
+    assert_eq!(status, 200, "{health}");
+    stream
+        .write_all(
+            format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: {megabyte}\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    let (status, _, error) = read_response(&mut stream);
+    assert_eq!(status, 431);
+    assert_error(&error, "invalid_request_error", "headers_too_large", None);
+}
+
 #[actix_rt::test]
 async fn cors_preflight_and_answers_for_an_allowed_origin() {
     let app = spawn_app_with(|settings| {

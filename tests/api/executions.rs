@@ -486,6 +486,28 @@ fn the_validate_command_prints_each_problem_with_its_path() {
 }
 
 #[test]
+fn the_validate_command_refuses_a_workflow_over_the_step_limit_at_once() {
+    let dir = std::env::temp_dir().join(format!("kubiya-steps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("huge.yaml");
+    let mut yaml = String::from("name: huge\nsteps:\n");
+    for index in 0..50_000 {
+        yaml.push_str(&format!(
+            "  - name: s{index}\n    command: echo ${{OUT}}\n    output: OUT\n"
+        ));
+    }
+    std::fs::write(&file, yaml).unwrap();
+    let (code, out) = kubiya_workflow(&["validate", file.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("steps: a workflow may have at most 1000 steps; this one has 50000"),
+        "{out}"
+    );
+    assert!(out.contains("1 problem"), "{out}");
+}
+
+#[test]
 fn the_run_command_shows_each_step_and_exits_by_the_outcome() {
     let passing = fixture("hello.yaml");
     let (code, out) = kubiya_workflow(&["run", passing.to_str().unwrap(), "--param", "NAME=cli"]);

@@ -6,7 +6,9 @@
 //! flight, peak resident memory under that load, added time to first token (p99) at 512
 //! concurrent streams, and as many concurrent open streams as the open-files limit allows (up
 //! to 10,000): none lost, none stalled, their time to first token and the memory they take.
-//! It prints each figure next to its goal. `cargo test` only builds it; `cargo bench` runs it;
+//! It prints each figure next to its goal. Then the memory soak ([`soak`]): resident memory of
+//! a fresh server after 300 chats of 1 MB and a workflow printing 200 MB. `cargo test` only
+//! builds it; `cargo bench` runs it (`cargo bench --bench gateway -- soak`: the soak alone);
 //! `KUBIYA_BENCH_BIN` names another build of the server to measure instead.
 
 #![expect(
@@ -15,6 +17,8 @@
     clippy::print_stdout,
     reason = "a benchmark fails by panicking and reports on stdout"
 )]
+
+mod soak;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,7 +45,13 @@ fn main() {
     if !std::env::args().any(|arg| arg == "--bench") {
         return;
     }
-    actix_rt::System::new().block_on(run());
+    let only_soak = std::env::args().any(|arg| arg == "soak");
+    actix_rt::System::new().block_on(async {
+        if !only_soak {
+            run().await;
+        }
+        soak::run().await;
+    });
 }
 
 /// A chat answer in OpenAI's streaming format, prepared once: the first event carries the
@@ -164,6 +174,21 @@ impl Drop for Server {
 }
 
 fn start_server(mock_port: u16) -> Server {
+    launch(|command| {
+        command.args([
+            "--provider",
+            "openai",
+            "--api-key",
+            "sk-bench",
+            "--base-url",
+            &format!("http://127.0.0.1:{mock_port}/v1"),
+        ]);
+    })
+}
+
+/// Starts `kubiya mcp agent` on a free loopback port, with what `configure` adds, and waits
+/// until it listens.
+fn launch(configure: impl FnOnce(&mut std::process::Command)) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -172,28 +197,21 @@ fn start_server(mock_port: u16) -> Server {
     // Another build of the server can be measured with the same bench and mock.
     let binary =
         std::env::var_os("KUBIYA_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_kubiya").into());
-    let child = std::process::Command::new(binary)
+    let mut command = std::process::Command::new(binary);
+    command
         .args([
             "mcp",
             "agent",
-            "--provider",
-            "openai",
-            "--api-key",
-            "sk-bench",
             "--host",
             "127.0.0.1",
-        ])
-        .args([
-            "--base-url",
-            &format!("http://127.0.0.1:{mock_port}/v1"),
             "--port",
             &port.to_string(),
         ])
         // One log line per request would measure the terminal, not the server.
         .env("LOG_LEVEL", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("the kubiya binary starts");
+        .stdout(std::process::Stdio::null());
+    configure(&mut command);
+    let child = command.spawn().expect("the kubiya binary starts");
     // Owned by the guard at once, so the process is reaped on every path.
     let server = Server { child, port };
     for _ in 0..200 {

@@ -27,7 +27,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
 /// Where a server is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ServerState {
     /// The first start is under way.
@@ -55,7 +55,7 @@ impl ServerState {
 }
 
 /// What `GET /v1/mcp/servers` shows about one server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct McpServerStatus {
     pub name: String,
     pub state: ServerState,

@@ -30,7 +30,7 @@ pub struct ChatRequest {
 }
 
 /// One turn of the conversation, tagged by who produced it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "role", rename_all = "snake_case")]
 pub enum ChatMessage {
     User {
@@ -79,12 +79,13 @@ impl ChatMessage {
 }
 
 /// A complete tool invocation requested by the model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolCall {
     /// The vendor's id, or a generated `call_<uuid>` when the vendor sends none.
     pub id: String,
     pub name: String,
     /// The parsed arguments: always a JSON object (`{}` when the model sent none).
+    #[schema(value_type = Object)]
     pub arguments: Value,
 }
 

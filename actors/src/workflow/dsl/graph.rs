@@ -84,6 +84,63 @@ impl DependencyGraph {
         seen
     }
 
+    /// Every step's transitive dependencies at once, as bit sets: linear in the edges times
+    /// a word per 64 steps, where asking [`transitive_dependencies`](Self::transitive_dependencies)
+    /// of each step would cost time quadratic in a chain's length.
+    pub fn ancestry(&self) -> Ancestry {
+        let words = self.len().div_ceil(64);
+        let mut ancestry = Ancestry {
+            words,
+            bits: vec![0; words * self.len()],
+        };
+        let order = self.dependency_order();
+        let cyclic = !self.cycles().is_empty();
+        // One pass in dependency order is enough without cycles; each further pass carries
+        // what a cycle hides one more step around it (cyclic workflows are refused anyway).
+        let mut changed = true;
+        let mut passes = 0;
+        while changed && passes <= self.len() {
+            changed = false;
+            passes += 1;
+            for &step in &order {
+                for &dependency in &self.dependencies[step] {
+                    changed |= ancestry.absorb(step, dependency);
+                }
+            }
+            if !cyclic {
+                break;
+            }
+        }
+        ancestry
+    }
+
+    /// The steps, each after the steps it depends on (as far as cycles allow): a depth-first
+    /// post-order.
+    fn dependency_order(&self) -> Vec<usize> {
+        let mut order = Vec::with_capacity(self.len());
+        let mut visited = vec![false; self.len()];
+        for root in 0..self.len() {
+            if visited[root] {
+                continue;
+            }
+            visited[root] = true;
+            let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+            while let Some((node, edge)) = path.last_mut() {
+                if let Some(&dependency) = self.dependencies[*node].get(*edge) {
+                    *edge += 1;
+                    if !visited[dependency] {
+                        visited[dependency] = true;
+                        path.push((dependency, 0));
+                    }
+                } else {
+                    order.push(*node);
+                    path.pop();
+                }
+            }
+        }
+        order
+    }
+
     /// One cycle per strongly connected group of steps, each as the list of step indices in
     /// dependency order (each depends on the next; the last depends on the first). Self
     /// dependencies are cycles of one.
@@ -131,6 +188,38 @@ impl DependencyGraph {
     }
 }
 
+/// Which steps each step waits for, directly or indirectly; from [`DependencyGraph::ancestry`].
+#[derive(Debug, Clone)]
+pub struct Ancestry {
+    /// Words per step.
+    words: usize,
+    /// Step `i`'s set is `bits[i * words..(i + 1) * words]`.
+    bits: Vec<u64>,
+}
+
+impl Ancestry {
+    /// Whether `step` waits for `dependency`, directly or indirectly.
+    pub fn waits_for(&self, step: usize, dependency: usize) -> bool {
+        self.bits[step * self.words + dependency / 64] & (1 << (dependency % 64)) != 0
+    }
+
+    /// Adds `dependency` and everything it waits for to `step`'s set; whether that grew.
+    fn absorb(&mut self, step: usize, dependency: usize) -> bool {
+        let words = self.words;
+        let mut changed = false;
+        for word in 0..words {
+            let mut incoming = self.bits[dependency * words + word];
+            if word == dependency / 64 {
+                incoming |= 1 << (dependency % 64);
+            }
+            let own = &mut self.bits[step * words + word];
+            changed |= *own | incoming != *own;
+            *own |= incoming;
+        }
+        changed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +246,39 @@ mod tests {
         assert_eq!(graph.dependencies_of(0), &[1]);
         assert_eq!(graph.dependencies_of(1), &[] as &[usize]);
         assert_eq!(graph.transitive_dependencies(0), HashSet::from([1]));
+    }
+
+    #[test]
+    fn ancestry_is_every_step_waited_for_cycles_included() {
+        let graph = graph(json!({"name":"w","type":"graph","steps":[
+            {"name":"a","command":"x"},
+            {"name":"b","command":"x","depends":["a"]},
+            {"name":"c","command":"x","depends":["b","e"]},
+            {"name":"d","command":"x","depends":["c"]},
+            {"name":"e","command":"x","depends":["d"]},
+            {"name":"f","command":"x"}]}));
+        let ancestry = graph.ancestry();
+        for step in 0..graph.len() {
+            for other in 0..graph.len() {
+                assert_eq!(
+                    ancestry.waits_for(step, other),
+                    graph.transitive_dependencies(step).contains(&other),
+                    "step {step}, other {other}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ancestry_of_a_long_chain() {
+        let steps: Vec<_> = (0..200)
+            .map(|i| json!({"name": format!("s{i}"), "command": "x"}))
+            .collect();
+        let ancestry = graph(json!({"name": "w", "steps": steps})).ancestry();
+        assert!(ancestry.waits_for(199, 0));
+        assert!(ancestry.waits_for(130, 64));
+        assert!(!ancestry.waits_for(64, 130));
+        assert!(!ancestry.waits_for(0, 0));
     }
 
     #[test]

@@ -19,12 +19,27 @@ use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
 use super::error::ValidationError;
-use super::graph::DependencyGraph;
+use super::graph::{Ancestry, DependencyGraph};
 use super::model::{Depends, EnvVars, ExecutorKind, Precondition, Step, Workflow, WorkflowKind};
 use super::shape::{check_shape, type_name};
 use super::template::{
     WELL_KNOWN_VARS, is_var_name, json_strings, references, shell_assigned_names,
 };
+
+/// The most steps a workflow may have. Validation is near-linear in the steps, but it keeps,
+/// for every step, which steps it waits for (a bit per step), and it reports every problem:
+/// without a bound a megabyte of `- x` lines would hold a thread and hundreds of megabytes.
+pub const MAX_STEPS: usize = 1000;
+
+/// The error for a workflow with more than [`MAX_STEPS`] steps, if this is one.
+fn too_many_steps(steps: usize) -> Option<ValidationError> {
+    (steps > MAX_STEPS).then(|| {
+        ValidationError::new(
+            "steps",
+            format!("a workflow may have at most {MAX_STEPS} steps; this one has {steps}"),
+        )
+    })
+}
 
 /// Parses a JSON or YAML document and validates it.
 pub fn validate_text(text: &str) -> Result<Workflow, Vec<ValidationError>> {
@@ -45,6 +60,14 @@ pub fn validate_value(value: &Value) -> Result<Workflow, Vec<ValidationError>> {
             ),
         )]);
     };
+    // Counted before anything else looks at (or copies) the steps.
+    let steps = root
+        .get("steps")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if let Some(error) = too_many_steps(steps) {
+        return Err(vec![error]);
+    }
     let mut cleaned = root.clone();
     let mut errors = check_shape(&mut cleaned);
     match Workflow::from_value(Value::Object(cleaned)) {
@@ -75,6 +98,9 @@ const OTHER_KNOWN_EXECUTORS: &[&str] = &["local", "mail", "dag"];
 
 /// The semantic checks on a parsed workflow.
 pub fn validate(workflow: &Workflow) -> Vec<ValidationError> {
+    if let Some(error) = too_many_steps(workflow.steps.len()) {
+        return vec![error];
+    }
     let mut errors = Vec::new();
     if workflow.name.trim().is_empty() {
         errors.push(ValidationError::new(
@@ -468,7 +494,8 @@ fn check_tool_services(tool_def: &Value, path: &str, errors: &mut Vec<Validation
 /// Checks `${NAME}` references against what is in scope where they appear.
 struct ReferenceCheck<'a> {
     workflow: &'a Workflow,
-    graph: &'a DependencyGraph,
+    /// Which steps each step waits for: whose outputs it sees.
+    ancestry: Ancestry,
     /// Params and workflow env: in scope everywhere.
     global: HashSet<&'a str>,
     /// Output variable name → steps that produce it.
@@ -476,8 +503,16 @@ struct ReferenceCheck<'a> {
     errors: Vec<ValidationError>,
 }
 
+/// What one step sees beyond the workflow's params and env: its own names, and the outputs of
+/// the steps it waits for (of every step, for a handler). Asked name by name, so that nothing
+/// proportional to the workflow is copied for each step.
+struct Scope<'a> {
+    own: HashSet<&'a str>,
+    step: Option<usize>,
+}
+
 impl<'a> ReferenceCheck<'a> {
-    fn new(workflow: &'a Workflow, graph: &'a DependencyGraph) -> Self {
+    fn new(workflow: &'a Workflow, graph: &DependencyGraph) -> Self {
         let mut global: HashSet<&str> = WELL_KNOWN_VARS.iter().copied().collect();
         if let Some(params) = &workflow.params {
             global.extend(params.keys().map(String::as_str));
@@ -490,7 +525,7 @@ impl<'a> ReferenceCheck<'a> {
         }
         Self {
             workflow,
-            graph,
+            ancestry: graph.ancestry(),
             global,
             producers,
             errors: Vec::new(),
@@ -501,65 +536,76 @@ impl<'a> ReferenceCheck<'a> {
         let workflow = self.workflow;
         // Workflow env values see params and the env vars declared before them.
         if let Some(env) = &workflow.env {
-            let mut visible = self.global.clone();
+            let mut scope = Scope {
+                own: HashSet::new(),
+                step: None,
+            };
             for (name, value) in env.pairs() {
-                self.report_unknown(&value, &format!("env.{name}"), &visible, None);
-                visible.insert(name);
+                self.report_unknown(&value, &format!("env.{name}"), &scope, false);
+                scope.own.insert(name);
             }
-            self.global
-                .extend(env.pairs().into_iter().map(|(name, _)| name));
+            self.global.extend(scope.own);
         }
         for (index, step) in workflow.steps.iter().enumerate() {
-            let mut visible = self.global.clone();
-            for dependency in self.graph.transitive_dependencies(index) {
-                if let Some(output) = &self.workflow.steps[dependency].output {
-                    visible.insert(output);
-                }
-            }
-            self.check_step(step, &format!("steps[{index}]"), visible, Some(index));
+            let scope = Scope {
+                own: HashSet::new(),
+                step: Some(index),
+            };
+            self.check_step(step, &format!("steps[{index}]"), scope);
         }
         if let Some(handlers) = &workflow.handler_on {
-            let mut visible = self.global.clone();
-            visible.extend(self.producers.keys().copied());
             for (event, handler) in handler_steps(handlers) {
-                self.check_step(
-                    handler,
-                    &format!("handlerOn.{event}"),
-                    visible.clone(),
-                    None,
-                );
+                let scope = Scope {
+                    own: HashSet::new(),
+                    step: None,
+                };
+                self.check_step(handler, &format!("handlerOn.{event}"), scope);
             }
         }
         self.errors
     }
 
-    fn check_step(
-        &mut self,
-        step: &'a Step,
-        path: &str,
-        mut visible: HashSet<&'a str>,
-        index: Option<usize>,
-    ) {
+    /// Whether `name` is in scope; handlers (no step) see every step's output, workflow env
+    /// values (`outputs` false) none.
+    fn visible(&self, name: &str, scope: &Scope<'_>, outputs: bool) -> bool {
+        if self.global.contains(name) || scope.own.contains(name) {
+            return true;
+        }
+        let Some(producers) = self.producers.get(name) else {
+            return false;
+        };
+        match scope.step {
+            None => outputs,
+            Some(step) => producers
+                .iter()
+                .any(|&producer| self.ancestry.waits_for(step, producer)),
+        }
+    }
+
+    fn check_step(&mut self, step: &'a Step, path: &str, mut scope: Scope<'a>) {
         if step.parallel.is_some() {
-            visible.insert(super::model::PARALLEL_ITEM);
+            scope.own.insert(super::model::PARALLEL_ITEM);
         }
         if let Some(env) = &step.env {
             for (name, value) in env.pairs() {
-                self.report_unknown(&value, &format!("{path}.env.{name}"), &visible, index);
-                visible.insert(name);
+                self.report_unknown(&value, &format!("{path}.env.{name}"), &scope, true);
+                scope.own.insert(name);
             }
         }
-        let mut shell_visible = visible.clone();
+        let mut shell_scope = Scope {
+            own: scope.own.clone(),
+            step: scope.step,
+        };
         for text in [&step.command, &step.script].into_iter().flatten() {
-            shell_visible.extend(shell_assigned_names(text));
+            shell_scope.own.extend(shell_assigned_names(text));
         }
         for (field, text) in [("command", &step.command), ("script", &step.script)] {
             if let Some(text) = text {
-                self.report_unknown(text, &format!("{path}.{field}"), &shell_visible, index);
+                self.report_unknown(text, &format!("{path}.{field}"), &shell_scope, true);
             }
         }
         if let Some(dir) = &step.dir {
-            self.report_unknown(dir, &format!("{path}.dir"), &visible, index);
+            self.report_unknown(dir, &format!("{path}.dir"), &scope, true);
         }
         if let Some(config) = step
             .executor
@@ -574,8 +620,8 @@ impl<'a> ReferenceCheck<'a> {
                 self.report_unknown(
                     text,
                     &format!("{path}.executor.config{suffix}"),
-                    &visible,
-                    index,
+                    &scope,
+                    true,
                 );
             }
         }
@@ -583,21 +629,21 @@ impl<'a> ReferenceCheck<'a> {
             let precondition_path = format!("{path}.preconditions[{nth}]");
             match precondition {
                 Precondition::Command(command) => {
-                    self.report_unknown(command, &precondition_path, &visible, index);
+                    self.report_unknown(command, &precondition_path, &scope, true);
                 }
                 Precondition::Check(check) => {
                     self.report_unknown(
                         &check.condition,
                         &format!("{precondition_path}.condition"),
-                        &visible,
-                        index,
+                        &scope,
+                        true,
                     );
                     if let Some(expected) = &check.expected {
                         self.report_unknown(
                             &expected.to_text(),
                             &format!("{precondition_path}.expected"),
-                            &visible,
-                            index,
+                            &scope,
+                            true,
                         );
                     }
                 }
@@ -605,20 +651,14 @@ impl<'a> ReferenceCheck<'a> {
         }
     }
 
-    fn report_unknown(
-        &mut self,
-        text: &str,
-        path: &str,
-        visible: &HashSet<&str>,
-        step: Option<usize>,
-    ) {
+    fn report_unknown(&mut self, text: &str, path: &str, scope: &Scope<'_>, outputs: bool) {
         let mut seen = HashSet::new();
         for reference in references(text) {
             let name = reference.name;
-            if visible.contains(name) || !seen.insert(name) {
+            if self.visible(name, scope, outputs) || !seen.insert(name) {
                 continue;
             }
-            let message = self.explain_unknown(name, step);
+            let message = self.explain_unknown(name, scope.step);
             self.errors.push(ValidationError::new(path, message));
         }
     }

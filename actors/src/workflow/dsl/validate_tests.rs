@@ -335,3 +335,58 @@ fn normalising_makes_chain_dependencies_explicit() {
     );
     assert_eq!(validate(&normal), Vec::new());
 }
+
+/// A chain of `steps` steps, each capturing an output and reading the previous step's and
+/// the first step's.
+fn long_chain(steps: usize) -> Value {
+    let steps: Vec<Value> = (0..steps)
+        .map(|index| {
+            let command = if index == 0 {
+                "echo first".to_owned()
+            } else {
+                format!("echo ${{OUT_{}}} ${{OUT_0}}", index - 1)
+            };
+            json!({"name": format!("s{index}"), "command": command, "output": format!("OUT_{index}")})
+        })
+        .collect();
+    json!({"name": "long", "steps": steps})
+}
+
+#[test]
+fn a_chain_at_the_step_limit_is_checked_in_full() {
+    let mut document = long_chain(super::validate::MAX_STEPS);
+    assert!(errors_of(document.clone()).is_empty());
+    // A step reading the output of a later one, deep in the chain, is still caught.
+    document["steps"][700]["command"] = json!("echo ${OUT_900}");
+    let errors = errors_of(document);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        error_at(&errors, "steps[700].command")
+            .contains("is the output of step 's900', but step 's700' does not depend on it")
+    );
+}
+
+#[test]
+fn workflows_over_the_step_limit_get_one_clear_error() {
+    let document = long_chain(50_000);
+    let errors = errors_of(document.clone());
+    assert_eq!(errors.len(), 1, "{:?}", &errors[..errors.len().min(3)]);
+    assert_eq!(
+        error_at(&errors, "steps"),
+        "a workflow may have at most 1000 steps; this one has 50000"
+    );
+    // Through the agent's `validate_workflow` tool, and for an already parsed workflow.
+    let answer = crate::tools::validate_workflow(&json!({"workflow": document}));
+    assert_eq!(answer["valid"], false);
+    assert_eq!(
+        answer["errors"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        answer["errors"]
+    );
+    assert_eq!(answer["errors"][0]["path"], "steps");
+    let parsed = Workflow::from_value(long_chain(1001)).expect("parses");
+    let errors = validate(&parsed);
+    assert_eq!(errors.len(), 1);
+    assert!(error_at(&errors, "steps").contains("at most 1000 steps"));
+}
