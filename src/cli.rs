@@ -101,6 +101,28 @@ pub struct ClientArgs {
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
 
+    /// OAuth client id for a remote server that asks for authorization (client credentials
+    /// grant); may be `${VAR}`
+    #[arg(long, value_name = "ID")]
+    pub oauth_client_id: Option<String>,
+
+    /// The OAuth client's secret; pass it as `${VAR}` to keep it off the command line
+    #[arg(long, value_name = "SECRET", requires = "oauth_client_id")]
+    pub oauth_client_secret: Option<String>,
+
+    /// Scopes to ask for (space-separated); by default those the server names
+    #[arg(long, value_name = "SCOPES", requires = "oauth_client_id")]
+    pub oauth_scope: Option<String>,
+
+    /// The only authorization server the credentials may be sent to
+    #[arg(long, value_name = "URL", requires = "oauth_client_id")]
+    pub oauth_issuer: Option<String>,
+
+    /// Answer the server's questions (elicitation) with the form's defaults instead of
+    /// declining them
+    #[arg(long)]
+    pub accept_elicitation_defaults: bool,
+
     /// A tool to call once the server runs
     #[arg(long, value_name = "TOOL")]
     pub call: Option<String>,

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use actix::Actor;
 use kubiya_actors::mcp::{
-    CallTool, ListTools, McpAccess, McpServerConfig, McpSettings, McpSupervisor, ServerState,
-    ServerStatuses, Shutdown,
+    CallTool, ElicitationPolicy, ListTools, McpAccess, McpOAuthConfig, McpServerConfig,
+    McpSettings, McpSupervisor, ServerState, ServerStatuses, Shutdown,
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -82,6 +82,18 @@ fn server_config(args: &ClientArgs) -> Result<McpServerConfig, String> {
             .headers
             .insert(name.trim().to_owned(), value.trim().to_owned());
     }
+    if args.accept_elicitation_defaults {
+        config.elicitation = ElicitationPolicy::AcceptDefaults;
+    }
+    config.oauth = args
+        .oauth_client_id
+        .as_ref()
+        .map(|client_id| McpOAuthConfig {
+            client_id: client_id.clone(),
+            client_secret: args.oauth_client_secret.clone(),
+            scope: args.oauth_scope.clone(),
+            issuer: args.oauth_issuer.clone(),
+        });
     let servers = BTreeMap::from([(SERVER.to_owned(), config.clone())]);
     kubiya_actors::mcp::check_servers(&servers).map_err(|error| error.to_string())?;
     Ok(config)

@@ -36,8 +36,6 @@ const SESSION_HEADER: &str = "mcp-session-id";
 /// 2026-07-28: a header that disagrees with the body it travels with.
 const HEADER_MISMATCH: i64 = -32020;
 const MISSING_CLIENT_CAPABILITY: i64 = -32021;
-/// Messages a session's GET stream holds for a slow reader before dropping more.
-const UNSOLICITED_BUFFER: usize = 256;
 
 #[utoipa::path(post, path = "/mcp", tag = "mcp",
     request_body(content = Object, description = "One JSON-RPC message of the Model Context Protocol (either era)", content_type = "application/json"),
@@ -187,17 +185,9 @@ pub async fn get(
     let Some(session) = endpoint.session(id, &tenant_id(tenant)) else {
         return unknown_session(None);
     };
-    // The connection's sender never waits; what a slow reader cannot take is dropped past a
-    // small buffer (resource updates only say "read it again"), so memory stays bounded.
-    let (out, mut incoming) = outbound();
-    let (forward, messages) = mpsc::channel::<Value>(UNSOLICITED_BUFFER);
-    actix_web::rt::spawn(async move {
-        while let Some(message) = incoming.recv().await {
-            if let Err(mpsc::error::TrySendError::Closed(_)) = forward.try_send(message) {
-                break;
-            }
-        }
-    });
+    // The connection's sender never waits: what a slow reader cannot take is dropped (resource
+    // updates only say "read it again"), so memory stays bounded.
+    let (out, messages) = outbound();
     session.connection.set_unsolicited(Some(out));
     let closed = session.connection.closed_token();
     let stream = stream::unfold((messages, closed), |(mut messages, closed)| async move {
@@ -362,10 +352,7 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
         .is_some_and(|accept| accept.contains("text/event-stream"))
 }
 
-async fn wait_for_response(
-    replies: &mut mpsc::UnboundedReceiver<Value>,
-    id: &RequestId,
-) -> Option<Value> {
+async fn wait_for_response(replies: &mut mpsc::Receiver<Value>, id: &RequestId) -> Option<Value> {
     while let Some(message) = replies.recv().await {
         if is_response_to(&message, id) {
             return Some(message);
@@ -415,7 +402,7 @@ impl Drop for Pending {
 /// The request's messages as SSE, ending with its response.
 fn event_stream(
     early: Vec<Value>,
-    replies: mpsc::UnboundedReceiver<Value>,
+    replies: mpsc::Receiver<Value>,
     pending: Pending,
 ) -> HttpResponse {
     let early = stream::iter(

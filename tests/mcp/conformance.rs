@@ -270,13 +270,19 @@ async fn mcp_on_the_agent_needs_a_key_and_keeps_sessions_and_executions_per_tena
 /// Runs one client scenario of the suite: the suite starts its test server and runs
 /// `kubiya mcp client` (our supervisor) against it.
 fn run_client_scenario(scenario: &str, spec_version: &str, client_args: &str) {
+    let command = format!("{} mcp client {client_args}", env!("CARGO_BIN_EXE_kubiya"));
+    run_client_command(scenario, spec_version, &command);
+}
+
+/// Runs one client scenario with `command` as the client (the suite appends the URL).
+fn run_client_command(scenario: &str, spec_version: &str, command: &str) {
     let dir = suite_dir();
     let results = std::env::temp_dir().join(format!("kubiya-conformance-{}", uuid::Uuid::new_v4()));
-    let command = format!("{} mcp client {client_args}", env!("CARGO_BIN_EXE_kubiya"));
     let output = Command::new(node22())
         .arg(dir.join("node_modules/@modelcontextprotocol/conformance/dist/index.js"))
-        .args(["client", "--command", &command, "--scenario", scenario])
-        .args(["--spec-version", spec_version])
+        .args(["client", "--command", command, "--scenario", scenario])
+        // Extension scenarios (client credentials) are not on the dated timeline.
+        .args(["--spec-version", spec_version, "--force"])
         .arg("-o")
         .arg(&results)
         .output()
@@ -295,13 +301,34 @@ fn run_client_scenario(scenario: &str, spec_version: &str, client_args: &str) {
 }
 
 #[test]
-fn our_client_passes_the_suites_initialize_tools_call_and_request_metadata_scenarios() {
+fn our_client_passes_the_suites_initialize_tools_call_request_metadata_elicitation_and_sse_retry_scenarios()
+ {
     run_client_scenario("initialize", "2025-11-25", "");
     let call = r#"--call add_numbers --arguments '{"a":2,"b":3}'"#;
     run_client_scenario("tools_call", "2025-11-25", call);
     run_client_scenario("tools_call", "2026-07-28", call);
     // Per-request _meta and headers, and a retry after a refused version.
     run_client_scenario("request-metadata", "2026-07-28", "");
+    // A server configured to have its questions answered with the form's defaults.
+    run_client_scenario(
+        "elicitation-sep1034-client-defaults",
+        "2025-11-25",
+        "--accept-elicitation-defaults --call test_client_elicitation_defaults",
+    );
+    // A call's stream that ends early is resumed with GET, Last-Event-ID, after `retry:`.
+    run_client_scenario("sse-retry", "2025-11-25", "--call test_reconnection");
+}
+
+#[test]
+fn our_client_gets_an_oauth_token_with_client_credentials_in_both_eras() {
+    // The script hands `kubiya mcp client` the credentials the suite gives its client.
+    let command = format!(
+        "sh {}/oauth-client.sh {}",
+        suite_dir().display(),
+        env!("CARGO_BIN_EXE_kubiya")
+    );
+    run_client_command("auth/client-credentials-basic", "2025-11-25", &command);
+    run_client_command("auth/client-credentials-basic", "2026-07-28", &command);
 }
 
 #[actix_rt::test]

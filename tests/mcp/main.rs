@@ -20,6 +20,7 @@ mod agent;
 mod calls;
 mod conformance;
 mod http;
+mod oauth;
 mod our_server;
 mod peers;
 mod processes;

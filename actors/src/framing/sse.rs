@@ -9,6 +9,10 @@
 //! line ends, `:` comments, multi-line `data:`, one optional space after the colon, a
 //! leading byte-order mark. Unlike a browser it also delivers an event left unterminated at
 //! the end of the body (see [`SseDecoder::finish`]), because real captures end that way.
+//! It keeps the stream's last event id and `retry:` for a caller that resumes streams (the
+//! MCP client's streamable HTTP transport).
+
+use std::time::Duration;
 
 use super::lines::LineBuffer;
 
@@ -31,6 +35,8 @@ pub struct SseDecoder {
     event: Option<String>,
     data: String,
     has_data: bool,
+    last_event_id: Option<String>,
+    retry: Option<Duration>,
 }
 
 impl SseDecoder {
@@ -41,6 +47,16 @@ impl SseDecoder {
     /// Appends a chunk of the body; it may end anywhere, even inside a character.
     pub fn feed(&mut self, bytes: &[u8]) {
         self.lines.feed(bytes);
+    }
+
+    /// The last `id:` the stream set (what `Last-Event-ID` carries on a reconnection).
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.last_event_id.as_deref()
+    }
+
+    /// The last `retry:` the stream set: how long to wait before reconnecting.
+    pub fn retry(&self) -> Option<Duration> {
+        self.retry
     }
 
     /// Marks the end of the body: a last line without terminator and an event without its
@@ -97,7 +113,17 @@ impl SseDecoder {
                     push_utf8(&mut name, value);
                     self.event = Some(name);
                 }
-                // `id` and `retry` steer browser reconnection, which we never do.
+                // An id with NUL is ignored, as the WHATWG rules say.
+                b"id" if !value.contains(&0) => {
+                    let mut id = String::new();
+                    push_utf8(&mut id, value);
+                    self.last_event_id = Some(id);
+                }
+                b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                    if let Ok(millis) = std::str::from_utf8(value).unwrap_or_default().parse() {
+                        self.retry = Some(Duration::from_millis(millis));
+                    }
+                }
                 _ => {}
             }
         }
@@ -160,6 +186,30 @@ mod tests {
     fn fields_comments_and_multi_line_data() {
         let body = b": keep-alive\n\nevent: delta\ndata: one\ndata:two\ndata\nid: 7\nretry: 10\n\n";
         assert_eq!(decode(&[body]), [event(Some("delta"), "one\ntwo\n")]);
+    }
+
+    #[test]
+    fn the_last_event_id_and_retry_are_kept_for_reconnection() {
+        let mut decoder = SseDecoder::new();
+        decoder.feed(
+            b"id: event-1\nretry: 500\ndata: \n\nid: bad\0id\nretry: 5s\ndata: {}\n\nid: event-2\n",
+        );
+        assert_eq!(decoder.next_event(), Some(event(None, "")));
+        assert_eq!(decoder.last_event_id(), Some("event-1"));
+        assert_eq!(decoder.retry(), Some(Duration::from_millis(500)));
+        assert_eq!(decoder.next_event(), Some(event(None, "{}")));
+        assert_eq!(
+            decoder.last_event_id(),
+            Some("event-1"),
+            "an id with NUL is ignored"
+        );
+        assert_eq!(
+            decoder.retry(),
+            Some(Duration::from_millis(500)),
+            "only digits"
+        );
+        assert_eq!(decoder.next_event(), None);
+        assert_eq!(decoder.last_event_id(), Some("event-2"));
     }
 
     #[test]

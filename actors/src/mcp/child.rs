@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::catalog::{CatalogChanges, ServerCatalog};
 use super::config::expand_env;
 use super::config::{McpServerConfig, McpSettings};
-use super::connection::{Connection, RequestLimits};
+use super::connection::{ClientOffer, Connection, RequestLimits};
 use super::http_client::HttpTarget;
+use super::oauth::{OAuth, OAuthCredentials, TokenCache};
 use super::process::spawn_server;
 use super::sampling::Sampler;
 
@@ -122,6 +123,7 @@ impl ServerChild {
                 state: state.clone(),
                 stop: stop.clone(),
                 changes,
+                tokens: Arc::default(),
             };
             tokio::spawn(lifecycle.run())
         });
@@ -183,6 +185,8 @@ struct Lifecycle {
     state: Arc<Mutex<ChildState>>,
     stop: CancellationToken,
     changes: CatalogChanges,
+    /// A remote server's OAuth tokens, kept across reconnects.
+    tokens: Arc<TokenCache>,
 }
 
 /// How one run of the server ended.
@@ -245,6 +249,13 @@ impl Lifecycle {
         self.changes.bump();
     }
 
+    fn offer(&self) -> ClientOffer {
+        ClientOffer {
+            sampler: self.sampler.clone(),
+            elicitation: self.config.elicitation,
+        }
+    }
+
     /// Spawns a local server, or opens the transport to a remote one.
     fn connect(&self) -> Result<Connection, String> {
         let lookup = |name: &str| std::env::var(name).ok();
@@ -260,19 +271,40 @@ impl Lifecycle {
                             .map_err(|problem| format!("header {name} {problem}"))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                let oauth = match &self.config.oauth {
+                    Some(oauth) => {
+                        let expand = |field: &str, value: &str| {
+                            expand_env(value, lookup)
+                                .map_err(|problem| format!("oauth.{field} {problem}"))
+                        };
+                        let credentials = OAuthCredentials {
+                            client_id: expand("client_id", &oauth.client_id)?,
+                            client_secret: oauth
+                                .client_secret
+                                .as_deref()
+                                .map(|secret| expand("client_secret", secret))
+                                .transpose()?,
+                            scope: oauth.scope.clone(),
+                            issuer: oauth.issuer.clone(),
+                        };
+                        Some(OAuth {
+                            credentials,
+                            cache: self.tokens.clone(),
+                            server_url: url.clone(),
+                        })
+                    }
+                    None => None,
+                };
                 let target = HttpTarget {
                     url: url.clone(),
                     headers,
+                    oauth,
                 };
-                Ok(Connection::start_http(
-                    &self.name,
-                    target,
-                    self.sampler.clone(),
-                ))
+                Ok(Connection::start_http(&self.name, target, self.offer()))
             }
             None => {
                 let spawned = spawn_server(&self.config, lookup)?;
-                Ok(Connection::start(&self.name, spawned, self.sampler.clone()))
+                Ok(Connection::start(&self.name, spawned, self.offer()))
             }
         }
     }

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::elicitation::ElicitationPolicy;
+
 /// How to reach one MCP server: a program to start (stdio) or a `url` (streamable HTTP).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +47,41 @@ pub struct McpServerConfig {
     /// Desktop hosts write `"type": "stdio"`, or `"http"` / `"streamable-http"` for a `url`.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub transport: Option<String>,
+    /// OAuth client credentials for a remote server that asks for authorization (401).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<McpOAuthConfig>,
+    /// How the server's questions to the user are answered (declined unless set).
+    #[serde(default)]
+    pub elicitation: ElicitationPolicy,
+}
+
+/// A remote server's OAuth client, registered beforehand with its authorization server: the
+/// client credentials grant gets the tokens. Values may reference our environment as `${VAR}`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpOAuthConfig {
+    pub client_id: String,
+    /// Absent for a public client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// Scopes to ask for (space-separated); by default those the server names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The only authorization server the credentials are sent to. Without it, the one the
+    /// server names first is used, and kept for the life of the process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
+
+// The client id and secret may be literal secrets: never shown.
+impl fmt::Debug for McpOAuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("McpOAuthConfig")
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "…"))
+            .field("scope", &self.scope)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
 }
 
 // Env values may be literal secrets: only their names are ever shown.
@@ -59,6 +96,8 @@ impl fmt::Debug for McpServerConfig {
             .field("cwd", &self.cwd)
             .field("timeout_secs", &self.timeout_secs)
             .field("enabled", &self.enabled)
+            .field("oauth", &self.oauth)
+            .field("elicitation", &self.elicitation)
             .finish()
     }
 }
@@ -79,6 +118,8 @@ impl McpServerConfig {
             timeout_secs: None,
             enabled: None,
             transport: None,
+            oauth: None,
+            elicitation: ElicitationPolicy::default(),
         }
     }
 
@@ -225,6 +266,33 @@ pub fn check_servers(servers: &BTreeMap<String, McpServerConfig>) -> Result<(), 
                 return Err(error(&format!(".headers.{key}"), problem));
             }
         }
+        if let Some(oauth) = &config.oauth {
+            if config.url.is_none() {
+                return Err(error(
+                    ".oauth",
+                    "OAuth is for a remote server (`url`)".to_owned(),
+                ));
+            }
+            let values = [
+                ("client_id", Some(&oauth.client_id)),
+                ("client_secret", oauth.client_secret.as_ref()),
+            ];
+            for (field, value) in values {
+                if let Some(value) = value
+                    && let Err(problem) = check_references(value)
+                {
+                    return Err(error(&format!(".oauth.{field}"), problem));
+                }
+            }
+            if let Some(issuer) = &oauth.issuer
+                && !(issuer.starts_with("https://") || issuer.starts_with("http://"))
+            {
+                return Err(error(
+                    ".oauth.issuer",
+                    format!("`{issuer}` is not an http:// or https:// URL"),
+                ));
+            }
+        }
         for (key, value) in &config.env {
             if let Err(problem) = check_references(value) {
                 return Err(error(&format!(".env.{key}"), problem));
@@ -305,9 +373,17 @@ mod tests {
     fn env_values_never_show_in_debug_output() {
         let mut config = McpServerConfig::new("node", ["x"]);
         config.env.insert("TOKEN".into(), "sk-literal".into());
+        config.oauth = Some(McpOAuthConfig {
+            client_id: "client-literal".into(),
+            client_secret: Some("sk-literal".into()),
+            scope: None,
+            issuer: None,
+        });
         let shown = format!("{config:?}");
         assert!(
-            shown.contains("TOKEN") && !shown.contains("sk-literal"),
+            shown.contains("TOKEN")
+                && !shown.contains("sk-literal")
+                && !shown.contains("client-literal"),
             "{shown}"
         );
     }

@@ -23,6 +23,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use super::elicitation::{self, ElicitationPolicy};
 use super::http_client::{self, HttpTarget, HttpTransport, Router};
 use super::jsonrpc::{
     self, INTERNAL_ERROR, Incoming, LEGACY_VERSION, LEGACY_VERSIONS, META_CLIENT_CAPABILITIES,
@@ -135,6 +136,7 @@ struct Shared {
     server: String,
     /// Answers the server's sampling requests, when the agent offers sampling.
     sampler: Option<Sampler>,
+    elicitation: ElicitationPolicy,
     pending: Mutex<HashMap<i64, Pending>>,
     /// Set once the process is gone or going; new requests fail at once.
     closed: Mutex<Option<String>>,
@@ -142,10 +144,11 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(server: &str, sampler: Option<Sampler>) -> Arc<Self> {
+    fn new(server: &str, offer: ClientOffer) -> Arc<Self> {
         Arc::new(Self {
             server: server.to_owned(),
-            sampler,
+            sampler: offer.sampler,
+            elicitation: offer.elicitation,
             pending: Mutex::new(HashMap::new()),
             closed: Mutex::new(None),
             list_changed: Notify::new(),
@@ -172,6 +175,14 @@ impl Shared {
     }
 }
 
+/// What the client answers a server's own requests with.
+#[derive(Clone, Default)]
+pub(crate) struct ClientOffer {
+    /// Answers sampling requests, when the agent offers sampling.
+    pub sampler: Option<Sampler>,
+    pub elicitation: ElicitationPolicy,
+}
+
 /// A handle to one running server process; cheap to share behind an `Arc`.
 pub(crate) struct Connection {
     shared: Arc<Shared>,
@@ -188,7 +199,7 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// Takes over a spawned process and starts its tasks (on the current tokio runtime).
-    pub(crate) fn start(server: &str, spawned: SpawnedServer, sampler: Option<Sampler>) -> Self {
+    pub(crate) fn start(server: &str, spawned: SpawnedServer, offer: ClientOffer) -> Self {
         let SpawnedServer {
             mut child,
             pid,
@@ -196,7 +207,7 @@ impl Connection {
             stdout,
             stderr,
         } = spawned;
-        let shared = Shared::new(server, sampler);
+        let shared = Shared::new(server, offer);
         let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
         let (exited_tx, exited) = watch::channel(None);
         let stderr_tail = Arc::new(Mutex::new(StderrTail::default()));
@@ -229,8 +240,8 @@ impl Connection {
 
     /// Takes over a remote server at `target` (streamable HTTP). Must be called inside a
     /// running actix system.
-    pub(crate) fn start_http(server: &str, target: HttpTarget, sampler: Option<Sampler>) -> Self {
-        let shared = Shared::new(server, sampler);
+    pub(crate) fn start_http(server: &str, target: HttpTarget, offer: ClientOffer) -> Self {
+        let shared = Shared::new(server, offer);
         let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
         let (ended_tx, exited) = watch::channel(None);
         let router_shared = shared.clone();
@@ -582,9 +593,9 @@ impl Drop for Connection {
     }
 }
 
-/// What we offer servers: form elicitation, which we decline for now (no user can answer a
-/// supervised server's question yet), so a server can go on without the answer instead of
-/// failing; sampling when the agent's model answers it. No roots.
+/// What we offer servers: form elicitation, answered by [`elicitation::answer`] (declined
+/// unless the server is configured to get the form's defaults), so a server can go on without
+/// the answer instead of failing; sampling when the agent's model answers it. No roots.
 fn client_capabilities(sampling: bool) -> Value {
     let mut capabilities = json!({"elicitation": {"form": {}}});
     if sampling {
@@ -724,8 +735,9 @@ fn route(shared: &Shared, outgoing: &mpsc::UnboundedSender<Outgoing>, incoming: 
                     return;
                 }
                 "elicitation/create" => {
-                    tracing::info!(server = %shared.server, "MCP server asked the user a question; declined");
-                    jsonrpc::response(&id, json!({"action": "decline"}))
+                    let answer = elicitation::answer(shared.elicitation, &params);
+                    tracing::info!(server = %shared.server, action = %answer["action"], "MCP server asked the user a question");
+                    jsonrpc::response(&id, answer)
                 }
                 _ => jsonrpc::error_response(
                     Some(&id),

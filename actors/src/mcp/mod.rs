@@ -6,7 +6,8 @@
 //! task ([`child`]) that spawns it in its own process group ([`process`]) or opens its HTTP
 //! transport ([`http_client`]), negotiates the protocol era, lists its tools, watches it and
 //! restarts (reconnects) it with capped backoff; [`connection`] is the JSON-RPC client over
-//! either; [`catalog`] namespaces tools as `server__tool` and renders results for the model;
+//! either, [`oauth`] gets a remote server's tokens when it asks for authorization, and
+//! [`elicitation`] answers a server's questions for the user; [`catalog`] namespaces tools as `server__tool` and renders results for the model;
 //! [`sampling`] answers a server's sampling requests with the agent's model. The agent loop
 //! sends [`ListTools`] for the catalog and [`CallTool`] to run one (both filtered by the
 //! caller's [`McpAccess`]), and gets a [`ToolOutput`] or an [`McpError`].
@@ -34,11 +35,13 @@ pub mod catalog;
 pub mod child;
 pub mod config;
 pub mod connection;
+pub mod elicitation;
 pub mod error;
 pub mod features;
 pub mod http_client;
 pub mod jsonrpc;
 pub mod notify;
+pub mod oauth;
 pub mod process;
 pub mod sampling;
 pub mod server;
@@ -53,7 +56,10 @@ mod server_tests;
 pub use access::McpAccess;
 pub use catalog::{CatalogChanges, ToolOutput, namespaced_name};
 pub use child::{McpServerStatus, ServerState};
-pub use config::{DesktopHostConfig, McpConfigError, McpServerConfig, McpSettings, check_servers};
+pub use config::{
+    DesktopHostConfig, McpConfigError, McpOAuthConfig, McpServerConfig, McpSettings, check_servers,
+};
+pub use elicitation::ElicitationPolicy;
 pub use error::McpError;
 pub use features::ServerFeatures;
 pub use sampling::Sampler;

@@ -10,9 +10,41 @@ use tokio_util::sync::CancellationToken;
 
 use super::jsonrpc;
 
-/// Where a request's messages go; unbounded because a request sends a bounded number of
-/// them (one per workflow step event, itself capped) and the writer never waits on a client.
-pub type Outbound = mpsc::UnboundedSender<Value>;
+/// How many messages wait for a slow reader (a client not reading its SSE stream, a stalled
+/// stdout) before notifications are dropped.
+const OUTBOUND_CAPACITY: usize = 256;
+/// Room kept free for responses: notifications stop while less than this is left.
+const RESPONSE_ROOM: usize = 16;
+
+/// Where a request's messages go: a bounded channel to the writer, which never waits on a
+/// client. Notifications (progress, logs, resource updates) are dropped while the reader is
+/// behind, as the specification allows; a response is never dropped (it waits for room in a
+/// task of its own, so memory grows with requests in flight, not with what they report).
+#[derive(Clone, Debug)]
+pub struct Outbound(mpsc::Sender<Value>);
+
+impl Outbound {
+    /// A channel and its receiving end.
+    pub fn channel() -> (Self, mpsc::Receiver<Value>) {
+        let (sender, receiver) = mpsc::channel(OUTBOUND_CAPACITY);
+        (Self(sender), receiver)
+    }
+
+    /// Sends a notification unless the reader is behind; false when it was dropped.
+    pub fn notify(&self, message: Value) -> bool {
+        self.0.capacity() > RESPONSE_ROOM && self.0.try_send(message).is_ok()
+    }
+
+    /// Sends a response (or anything else that must arrive), waiting for room if need be.
+    pub fn respond(&self, message: Value) {
+        if let Err(mpsc::error::TrySendError::Full(message)) = self.0.try_send(message) {
+            let sender = self.0.clone();
+            tokio::spawn(async move {
+                let _ = sender.send(message).await;
+            });
+        }
+    }
+}
 
 /// What a tool call gets besides its arguments.
 pub struct CallContext {
@@ -48,7 +80,7 @@ impl ProgressReporter {
             return;
         }
         self.sent += 1;
-        let _ = self.output.send(jsonrpc::notification(
+        self.output.notify(jsonrpc::notification(
             "notifications/progress",
             json!({"progressToken": self.token, "progress": self.sent, "message": message}),
         ));
@@ -117,9 +149,33 @@ impl Logger {
         if level < self.minimum || self.cancel.is_cancelled() {
             return;
         }
-        let _ = self.output.send(jsonrpc::notification(
+        self.output.notify(jsonrpc::notification(
             "notifications/message",
             json!({"level": level.name(), "logger": logger, "data": data}),
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_reader_that_falls_behind_loses_notifications_but_never_a_response() {
+        let (out, mut reader) = Outbound::channel();
+        let sent = (0..1000)
+            .filter(|n| out.notify(json!({"method": "notifications/progress", "n": n})))
+            .count();
+        assert_eq!(sent, OUTBOUND_CAPACITY - RESPONSE_ROOM, "bounded");
+        for id in 0..(RESPONSE_ROOM + 10) {
+            out.respond(json!({"id": id, "result": {}}));
+        }
+        let mut responses = 0;
+        while let Ok(Some(message)) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), reader.recv()).await
+        {
+            responses += usize::from(message.get("id").is_some());
+        }
+        assert_eq!(responses, RESPONSE_ROOM + 10, "every response arrives");
     }
 }

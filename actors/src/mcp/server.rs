@@ -113,7 +113,7 @@ impl Connection {
         if let Ok(current) = self.unsolicited.lock()
             && let Some(output) = current.as_ref()
         {
-            let _ = output.send(message);
+            output.notify(message);
         }
     }
 
@@ -181,7 +181,7 @@ impl McpServer {
             // We send no requests, so responses have nobody to go to.
             Incoming::Response { .. } => Handled::Accepted,
             Incoming::Invalid { id } => {
-                let _ = out.send(jsonrpc::error_response(
+                out.respond(jsonrpc::error_response(
                     id.as_ref(),
                     &RpcError::new(INVALID_REQUEST, "not a JSON-RPC 2.0 request"),
                 ));
@@ -235,11 +235,11 @@ impl Dispatch<'_> {
         if self.connection.era() == Some(Era::Modern) {
             decorate_modern(&mut result, self.server.server_info());
         }
-        let _ = self.out.send(jsonrpc::response(id, result));
+        self.out.respond(jsonrpc::response(id, result));
     }
 
     fn fail(&self, id: &RequestId, error: &RpcError) {
-        let _ = self.out.send(jsonrpc::error_response(Some(id), error));
+        self.out.respond(jsonrpc::error_response(Some(id), error));
     }
 
     fn request(&self, id: &RequestId, method: &str, params: Value) {
@@ -447,7 +447,7 @@ impl Dispatch<'_> {
                 }
                 Err(error) => jsonrpc::error_response(Some(&id), &error),
             };
-            let _ = out.send(message);
+            out.respond(message);
         });
     }
 
@@ -633,6 +633,6 @@ fn decorate_modern(result: &mut Value, server_info: Value) {
 }
 
 /// An outbound channel and its receiving end.
-pub fn outbound() -> (Outbound, mpsc::UnboundedReceiver<Value>) {
-    mpsc::unbounded_channel()
+pub fn outbound() -> (Outbound, mpsc::Receiver<Value>) {
+    Outbound::channel()
 }

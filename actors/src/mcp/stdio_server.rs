@@ -35,7 +35,7 @@ where
             LineRead::Eof => break,
             LineRead::TooLong(bytes) => {
                 tracing::warn!(bytes, "dropped a request line over the size limit");
-                let _ = out.send(jsonrpc::error_response(
+                out.respond(jsonrpc::error_response(
                     None,
                     &RpcError::new(INVALID_REQUEST, "message too large"),
                 ));
@@ -49,7 +49,7 @@ where
                         server.handle(&connection, message, &out);
                     }
                     Err(error) => {
-                        let _ = out.send(jsonrpc::error_response(
+                        out.respond(jsonrpc::error_response(
                             None,
                             &RpcError::new(PARSE_ERROR, format!("parse error: {error}")),
                         ));
@@ -73,7 +73,7 @@ where
 
 async fn write_messages<W: AsyncWrite + Unpin>(
     mut output: W,
-    mut messages: mpsc::UnboundedReceiver<Value>,
+    mut messages: mpsc::Receiver<Value>,
 ) -> io::Result<()> {
     while let Some(message) = messages.recv().await {
         output
