@@ -7,7 +7,7 @@
 //! the `ExecutionWatcher` actor the execution routes talk to, and the MCP supervisor with the
 //! configured servers, which it stops once the HTTP side has drained.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 
 use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -84,7 +84,7 @@ impl Application {
         } else {
             tracing::info!(host = %exposure.host, "{}", exposure.reason);
         }
-        let listener = TcpListener::bind((exposure.host.as_str(), settings.server.port))?;
+        let listener = bind_listener(exposure.host.as_str(), settings.server.port)?;
         let own_address = listener.local_addr()?;
         let port = own_address.port();
         let providers = ProviderPool::start(provider.upstreams.clone(), settings.provider.actors);
@@ -244,4 +244,40 @@ async fn stop_mcp_servers(state: &AppState) {
     if let Some(supervisor) = &state.mcp {
         let _ = supervisor.send(mcp::Shutdown).await;
     }
+}
+
+/// Connections the kernel holds for the server before it accepts them. The standard
+/// library's 128 dropped the connection attempts of a burst of clients beyond it, and each
+/// retried a second later; the kernel caps this at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// The server's listening socket on the first of `host`'s addresses that binds.
+fn bind_listener(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let mut last_error = None;
+    for address in (host, port).to_socket_addrs()? {
+        match listen_on(address) {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{host} has no address"),
+        )
+    }))
+}
+
+fn listen_on(address: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    // As the standard library does: a restarted server binds while old connections linger.
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }

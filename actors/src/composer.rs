@@ -4,7 +4,9 @@
 //! supervised MCP servers. Sessions ask it with [`ComposeTurn`]; it never does I/O on their
 //! behalf. One runs on each HTTP worker ([`PerThread`]), next to the sessions it serves, and
 //! keeps its copy of the MCP catalog until the supervisor's catalog changes, so composing a
-//! request crosses no thread.
+//! request crosses no thread. The system prompts and tool catalogs it hands out are built
+//! once (per MCP catalog version and access list) and shared, so their JSON is encoded once
+//! too ([`crate::provider::prefix`]).
 //!
 //! [`PerThread`]: crate::per_thread::PerThread
 
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::mcp::{CatalogChanges, ListTools, McpAccess, McpSupervisor};
-use crate::provider::{ChatMessage, ChatRequest, ToolSpec};
+use crate::provider::{ChatMessage, ChatRequest, SystemPrompt, ToolCatalog, ToolSpec};
 use crate::tools;
 
 /// Builds the model request for the next step of a turn.
@@ -47,21 +49,73 @@ pub struct McpTools {
 }
 
 pub struct Composer {
-    system_prompt: String,
-    catalog: Vec<ToolSpec>,
+    /// The prefix of every request, built once: shared by the requests and encoded once.
+    chat: Prefix,
+    compose: Prefix,
     mcp: Option<McpTools>,
     /// The MCP tools as listed at a count of catalog changes.
     listed: Option<(u64, Arc<[ToolSpec]>)>,
+    /// The chat catalogs with the MCP tools each key may use, for `listed`: rebuilt only
+    /// when the MCP catalog changes.
+    chat_with_mcp: Vec<(McpAccess, ToolCatalog)>,
 }
+
+/// The system prompt and tools of one purpose.
+struct Prefix {
+    system: SystemPrompt,
+    tools: ToolCatalog,
+}
+
+/// Distinct MCP access lists whose chat catalogs are kept; the keys of one deployment
+/// rarely have more, and past it the kept ones are dropped and rebuilt as used.
+const MAX_KEPT_CATALOGS: usize = 32;
 
 impl Composer {
     pub fn new(mcp: Option<McpTools>) -> Self {
+        let builtin = tools::builtin_catalog();
+        let compose_tools = builtin
+            .iter()
+            .filter(|tool| tool.name == tools::VALIDATE_WORKFLOW)
+            .cloned()
+            .collect();
         Self {
-            system_prompt: SYSTEM_PROMPT.to_owned(),
-            catalog: tools::builtin_catalog(),
+            chat: Prefix {
+                system: SystemPrompt::new(SYSTEM_PROMPT),
+                tools: builtin.into(),
+            },
+            compose: Prefix {
+                system: SystemPrompt::new(format!("{SYSTEM_PROMPT}{COMPOSE_INSTRUCTIONS}")),
+                tools: compose_tools,
+            },
             mcp,
             listed: None,
+            chat_with_mcp: Vec::new(),
         }
+    }
+
+    /// The chat catalog with the listed MCP tools `access` allows, built once per catalog
+    /// version and access list.
+    fn chat_tools_with(&mut self, listed: &[ToolSpec], access: &McpAccess) -> ToolCatalog {
+        if let Some((_, catalog)) = self.chat_with_mcp.iter().find(|(kept, _)| kept == access) {
+            return catalog.clone();
+        }
+        if self.chat_with_mcp.len() >= MAX_KEPT_CATALOGS {
+            self.chat_with_mcp.clear();
+        }
+        let catalog: ToolCatalog = self
+            .chat
+            .tools
+            .iter()
+            .cloned()
+            .chain(
+                listed
+                    .iter()
+                    .filter(|tool| access.allows(&tool.name))
+                    .cloned(),
+            )
+            .collect();
+        self.chat_with_mcp.push((access.clone(), catalog.clone()));
+        catalog
     }
 }
 
@@ -73,28 +127,23 @@ impl Handler<ComposeTurn> for Composer {
     type Result = ResponseActFuture<Self, ChatRequest>;
 
     fn handle(&mut self, turn: ComposeTurn, _: &mut Context<Self>) -> Self::Result {
-        let mut system = self.system_prompt.clone();
-        if turn.purpose == Purpose::Compose {
-            system.push_str(COMPOSE_INSTRUCTIONS);
-        }
-        if let Some(extra) = &turn.instructions {
-            system.push_str("\n\nInstructions from the user's application:\n");
-            system.push_str(extra);
-        }
-        let tools = match turn.purpose {
-            Purpose::Chat => self.catalog.clone(),
-            Purpose::Compose => self
-                .catalog
-                .iter()
-                .filter(|tool| tool.name == tools::VALIDATE_WORKFLOW)
-                .cloned()
-                .collect(),
+        let prefix = match turn.purpose {
+            Purpose::Chat => &self.chat,
+            Purpose::Compose => &self.compose,
+        };
+        let system = match &turn.instructions {
+            // The application's own instructions make this turn's prompt its own.
+            Some(extra) => SystemPrompt::new(format!(
+                "{}\n\nInstructions from the user's application:\n{extra}",
+                prefix.system.as_str()
+            )),
+            None => prefix.system.clone(),
         };
         let request = ChatRequest {
             model: turn.model.unwrap_or_default(),
             system: Some(system),
             messages: turn.transcript,
-            tools,
+            tools: prefix.tools.clone(),
             max_tokens: None,
             temperature: None,
             // Always streamed upstream, whatever the client asked: the same decode path,
@@ -111,8 +160,9 @@ impl Handler<ComposeTurn> for Composer {
         if let Some((listed_at, listed)) = &self.listed
             && *listed_at == changes
         {
+            let listed = listed.clone();
             let mut request = request;
-            extend_allowed(&mut request.tools, listed, &access);
+            request.tools = self.chat_tools_with(&listed, &access);
             return Box::pin(fut::ready(request));
         }
         let listing = ListTools {
@@ -127,23 +177,14 @@ impl Handler<ComposeTurn> for Composer {
                     // still work.
                     if let Ok(listed) = listed {
                         let listed: Arc<[ToolSpec]> = listed.into();
-                        extend_allowed(&mut request.tools, &listed, &access);
-                        composer.listed = Some((changes, listed));
+                        composer.listed = Some((changes, listed.clone()));
+                        composer.chat_with_mcp.clear();
+                        request.tools = composer.chat_tools_with(&listed, &access);
                     }
                     request
                 }),
         )
     }
-}
-
-/// Adds the MCP tools of `listed` that `access` allows.
-fn extend_allowed(tools: &mut Vec<ToolSpec>, listed: &[ToolSpec], access: &McpAccess) {
-    tools.extend(
-        listed
-            .iter()
-            .filter(|tool| access.allows(&tool.name))
-            .cloned(),
-    );
 }
 
 const SYSTEM_PROMPT: &str = r#"You are the Kubiya workflow agent. You turn requests in plain language into workflows, validate them, and run them when the user asks.

@@ -8,7 +8,8 @@
 //! to 10,000): none lost, none stalled, their time to first token and the memory they take.
 //! It prints each figure next to its goal. Then the memory soak ([`soak`]): resident memory of
 //! a fresh server after 300 chats of 1 MB and a workflow printing 200 MB. `cargo test` only
-//! builds it; `cargo bench` runs it (`cargo bench --bench gateway -- soak`: the soak alone).
+//! builds it; `cargo bench` runs it (`cargo bench --bench gateway -- soak`: the soak alone);
+//! `KUBIYA_BENCH_BIN` names another build of the server to measure instead.
 
 #![expect(
     clippy::unwrap_used,
@@ -80,6 +81,8 @@ struct Mock {
 struct MockState {
     first: Bytes,
     rest: Bytes,
+    /// `first` and `rest` in one piece.
+    whole_stream: Bytes,
     requests: Arc<AtomicU64>,
     released: watch::Receiver<bool>,
 }
@@ -101,11 +104,10 @@ async fn mock(body: Bytes, state: web::Data<MockState>) -> HttpResponse {
             .streaming(held);
     }
     if text.contains("\"stream\":true") {
-        let (first, rest) = (state.first.clone(), state.rest.clone());
-        let chunks = futures_util::stream::iter([Ok::<_, actix_web::Error>(first), Ok(rest)]);
+        // The whole stream in one write: nothing to build per request.
         return HttpResponse::Ok()
             .content_type("text/event-stream")
-            .streaming(chunks);
+            .body(state.whole_stream.clone());
     }
     HttpResponse::Ok()
         .content_type("application/json")
@@ -113,22 +115,23 @@ async fn mock(body: Bytes, state: web::Data<MockState>) -> HttpResponse {
 }
 
 fn start_mock() -> Mock {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let connections = Arc::new(AtomicU64::new(0));
     let requests = Arc::new(AtomicU64::new(0));
     let (release, released) = watch::channel(false);
     let (counted, answered) = (connections.clone(), requests.clone());
+    let (bound, port) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
             let (first, rest) = stream_body();
+            let whole_stream = Bytes::from([first.as_ref(), rest.as_ref()].concat());
             let state = web::Data::new(MockState {
                 first,
                 rest,
+                whole_stream,
                 requests: answered,
                 released,
             });
-            HttpServer::new(move || {
+            let server = HttpServer::new(move || {
                 App::new()
                     .app_data(state.clone())
                     .default_service(web::to(mock))
@@ -136,19 +139,22 @@ fn start_mock() -> Mock {
             .on_connect(move |_, _| {
                 counted.fetch_add(1, Ordering::Relaxed);
             })
-            .workers(1)
+            // As many workers as cores, and a listen backlog that takes a burst of thousands
+            // of connections at once: a std listener's 128 made the kernel drop the SYNs of
+            // a burst, each retried a second later, which was the mock's own p99.
+            .workers(num_cpus())
             .backlog(16_384)
             .max_connections(50_000)
+            .tcp_nodelay(true)
             .disable_signals()
-            .listen(listener)
-            .unwrap()
-            .run()
-            .await
+            .bind(("127.0.0.1", 0))
             .unwrap();
+            bound.send(server.addrs()[0].port()).unwrap();
+            server.run().await.unwrap();
         });
     });
     Mock {
-        port,
+        port: port.recv().expect("the mock starts"),
         connections,
         requests,
         release,
@@ -188,7 +194,10 @@ fn launch(configure: impl FnOnce(&mut std::process::Command)) -> Server {
         .local_addr()
         .unwrap()
         .port();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kubiya"));
+    // Another build of the server can be measured with the same bench and mock.
+    let binary =
+        std::env::var_os("KUBIYA_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_kubiya").into());
+    let mut command = std::process::Command::new(binary);
     command
         .args([
             "mcp",

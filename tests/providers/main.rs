@@ -79,7 +79,8 @@ fn request(stream: bool) -> ChatRequest {
             name: "get_weather".into(),
             description: "Weather in a city".into(),
             parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
-        }],
+        }]
+        .into(),
         max_tokens: None,
         temperature: None,
         stream,
@@ -626,7 +627,7 @@ async fn the_offline_provider_needs_no_network() {
     let config = upstream(ProviderKind::Offline, Protocol::Offline, String::new());
     let pool = ProviderPool::start(vec![config], 1);
     let mut offline = request(true);
-    offline.tools.clear();
+    offline.tools = Default::default();
     let events = call(&pool, offline).await;
     assert!(text_of(&events).contains("not a language model"));
     assert_eq!(

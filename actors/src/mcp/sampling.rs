@@ -143,9 +143,9 @@ fn chat_request(params: &Value) -> Result<ChatRequest, RpcError> {
         system: params
             .get("systemPrompt")
             .and_then(Value::as_str)
-            .map(str::to_owned),
+            .map(Into::into),
         messages: chat,
-        tools: Vec::new(),
+        tools: Default::default(),
         max_tokens: Some(requested.clamp(1, MAX_TOKENS)),
         temperature: params
             .get("temperature")

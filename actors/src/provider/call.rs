@@ -133,7 +133,7 @@ async fn attempt_all(
             return Ok(());
         }
         let body = codec::encode_request(upstream.config.protocol, &request)
-            .map(|value| Bytes::from(serde_json::to_vec(&value).unwrap_or_default()))
+            .map(Bytes::from)
             .unwrap_or_default();
         let retry = upstream.config.retry;
         for attempt in 0..=retry.max_retries {

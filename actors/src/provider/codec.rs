@@ -5,8 +5,6 @@
 //! Both yield the same [`LlmEvent`] sequence. The offline planner has no wire format, so
 //! every entry point answers `None` for [`Protocol::Offline`].
 
-use serde_json::Value;
-
 use super::anthropic::{self, AnthropicStreamDecoder};
 use super::event::LlmEvent;
 use super::message::ChatRequest;
@@ -28,13 +26,14 @@ pub fn chat_path(protocol: Protocol) -> Option<&'static str> {
 }
 
 /// The JSON body for `request` in `protocol`'s shape.
-pub fn encode_request(protocol: Protocol, request: &ChatRequest) -> Option<Value> {
-    match protocol {
-        Protocol::OpenAiChat => Some(openai::encode_request(request)),
-        Protocol::AnthropicMessages => Some(anthropic::encode_request(request)),
-        Protocol::OllamaChat => Some(ollama::encode_request(request)),
-        Protocol::Offline => None,
-    }
+pub fn encode_request(protocol: Protocol, request: &ChatRequest) -> Option<Vec<u8>> {
+    let value = match protocol {
+        Protocol::OpenAiChat => return Some(openai::encode_request(request)),
+        Protocol::AnthropicMessages => anthropic::encode_request(request),
+        Protocol::OllamaChat => ollama::encode_request(request),
+        Protocol::Offline => return None,
+    };
+    Some(serde_json::to_vec(&value).unwrap_or_default())
 }
 
 /// The events of a non-streamed (2xx) response body.

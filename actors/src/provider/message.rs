@@ -8,17 +8,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::event::ProviderError;
+use super::prefix::{SystemPrompt, ToolCatalog};
 
-/// One call to a chat model: the whole conversation so far plus the tools it may call.
+/// One call to a chat model: the whole conversation so far plus the tools it may call. The
+/// system prompt and the tools are shared with the other requests that send them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
     pub model: String,
     /// Instructions that frame the conversation; each protocol places them its own way.
     #[serde(default)]
-    pub system: Option<String>,
+    pub system: Option<SystemPrompt>,
     pub messages: Vec<ChatMessage>,
     #[serde(default)]
-    pub tools: Vec<ToolSpec>,
+    pub tools: ToolCatalog,
     #[serde(default)]
     pub max_tokens: Option<u32>,
     #[serde(default)]

@@ -10,7 +10,8 @@
 //! [`offline`] is the built-in planner that needs no network.
 //!
 //! The rest is pure code the provider actor calls around its HTTP requests:
-//! [`message`] holds the normalised request ([`ChatRequest`]), [`event`] the normalised
+//! [`message`] holds the normalised request ([`ChatRequest`]), [`prefix`] its shared system
+//! prompt and tool catalog, encoded once, [`event`] the normalised
 //! output ([`LlmEvent`]) and error taxonomy ([`ProviderError`]); [`openai`], [`anthropic`]
 //! and [`ollama`] translate between those and each protocol, over the SSE and NDJSON
 //! framings of [`crate::framing`]; [`codec`] picks the right one for a [`Protocol`].
@@ -24,6 +25,7 @@ pub mod message;
 pub mod offline;
 pub mod ollama;
 pub mod openai;
+pub mod prefix;
 pub mod preset;
 pub mod upstream;
 
@@ -34,5 +36,6 @@ pub use actor::{LlmProvider, ProviderPool, StartCompletion, TokenAccounting};
 pub use codec::{StreamDecoder, chat_path, encode_request, parse_response};
 pub use event::{FinishReason, LlmEvent, ProviderError, TimeoutPhase, Usage};
 pub use message::{ChatMessage, ChatRequest, ToolCall, ToolSpec};
+pub use prefix::{SystemPrompt, ToolCatalog};
 pub use preset::{Protocol, ProviderKind};
 pub use upstream::{RetryPolicy, Timeouts, UpstreamConfig};

@@ -20,7 +20,7 @@ use super::openai::{encode_tools, tool_result_text};
 /// Builds the `/api/chat` body.
 pub fn encode_request(request: &ChatRequest) -> Value {
     let mut messages = Vec::with_capacity(request.messages.len() + 1);
-    if let Some(system) = &request.system {
+    if let Some(system) = request.system.as_deref() {
         messages.push(json!({"role": "system", "content": system}));
     }
     for message in &request.messages {
@@ -63,7 +63,7 @@ pub fn encode_request(request: &ChatRequest) -> Value {
         "stream": request.stream,
     });
     if !request.tools.is_empty() {
-        body["tools"] = encode_tools(request);
+        body["tools"] = encode_tools(&request.tools);
     }
     let mut options = Map::new();
     if let Some(max_tokens) = request.max_tokens {

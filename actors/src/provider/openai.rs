@@ -9,7 +9,9 @@
 //! choice, reasoning in `reasoning_content` or `reasoning`, refusals as text, and only
 //! choice 0 of an `n > 1` stream.
 
-use serde::Deserialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::event::{
@@ -17,73 +19,149 @@ use super::event::{
     settle_finish_reason,
 };
 use super::message::{
-    ChatMessage, ChatRequest, ToolCall, generated_call_id, object_arguments, parse_tool_arguments,
-    temperature_json,
+    ChatMessage, ChatRequest, ToolCall, ToolSpec, generated_call_id, object_arguments,
+    parse_tool_arguments, temperature_json,
 };
 use crate::framing::sse::SseEvent;
 
 /// Builds the `/chat/completions` body: system first, assistant tool-call arguments as
-/// JSON strings, tool results as `tool` messages, and usage requested for streams.
-pub fn encode_request(request: &ChatRequest) -> Value {
-    let mut messages = Vec::with_capacity(request.messages.len() + 1);
-    if let Some(system) = &request.system {
-        messages.push(json!({"role": "system", "content": system}));
+/// JSON strings, tool results as `tool` messages, and usage requested for streams. Written
+/// straight into bytes; the system prompt and the tools arrive already encoded
+/// ([`super::prefix`]), so only the conversation is encoded per call.
+pub fn encode_request(request: &ChatRequest) -> Vec<u8> {
+    let tools = if request.tools.is_empty() {
+        &[][..]
+    } else {
+        request.tools.openai_json()
+    };
+    let system = request
+        .system
+        .as_ref()
+        .map_or(&[][..], |system| system.json());
+    let mut body =
+        Vec::with_capacity(192 + system.len() + tools.len() + 128 * request.messages.len());
+    body.extend_from_slice(b"{\"model\":");
+    write_json(&mut body, &request.model);
+    body.extend_from_slice(b",\"messages\":[");
+    if !system.is_empty() {
+        body.extend_from_slice(b"{\"role\":\"system\",\"content\":");
+        body.extend_from_slice(system);
+        body.push(b'}');
     }
-    for message in &request.messages {
-        messages.push(match message {
-            ChatMessage::User { content } => json!({"role": "user", "content": content}),
+    for (index, message) in request.messages.iter().enumerate() {
+        if index > 0 || !system.is_empty() {
+            body.push(b',');
+        }
+        write_json(&mut body, &MessageWire::from(message));
+    }
+    body.extend_from_slice(b"],\"stream\":");
+    body.extend_from_slice(if request.stream { b"true" } else { b"false" });
+    if request.stream {
+        // Without it OpenAI (and some Together models) send no usage at all in streams.
+        body.extend_from_slice(b",\"stream_options\":{\"include_usage\":true}");
+    }
+    if !tools.is_empty() {
+        body.extend_from_slice(b",\"tools\":");
+        body.extend_from_slice(tools);
+    }
+    if let Some(max_tokens) = request.max_tokens {
+        // `max_tokens` rather than `max_completion_tokens`: every compatible server knows it.
+        body.extend_from_slice(b",\"max_tokens\":");
+        write_json(&mut body, &max_tokens);
+    }
+    if let Some(temperature) = request.temperature.map(temperature_json)
+        && !temperature.is_null()
+    {
+        body.extend_from_slice(b",\"temperature\":");
+        write_json(&mut body, &temperature);
+    }
+    body.push(b'}');
+    body
+}
+
+/// Appends `value`'s JSON; serialising our own wire types into a `Vec` cannot fail.
+fn write_json(body: &mut Vec<u8>, value: &impl Serialize) {
+    let _ = serde_json::to_writer(body, value);
+}
+
+/// One conversation message in the `/chat/completions` shape, borrowed from the transcript.
+#[derive(Serialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+enum MessageWire<'a> {
+    User {
+        content: &'a str,
+    },
+    Assistant {
+        /// An assistant turn needs content or tool calls; never send neither.
+        content: Option<&'a str>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<ToolCallWire<'a>>,
+    },
+    Tool {
+        tool_call_id: &'a str,
+        content: Cow<'a, str>,
+    },
+}
+
+impl<'a> From<&'a ChatMessage> for MessageWire<'a> {
+    fn from(message: &'a ChatMessage) -> Self {
+        match message {
+            ChatMessage::User { content } => MessageWire::User { content },
             ChatMessage::Assistant {
                 content,
                 tool_calls,
-            } => {
-                if tool_calls.is_empty() {
-                    // An assistant turn needs content or tool calls; never send neither.
-                    json!({"role": "assistant", "content": content.as_deref().unwrap_or("")})
-                } else {
-                    let calls: Vec<Value> = tool_calls.iter().map(encode_tool_call).collect();
-                    json!({"role": "assistant", "content": content, "tool_calls": calls})
-                }
-            }
+            } => MessageWire::Assistant {
+                content: match (content.as_deref(), tool_calls.is_empty()) {
+                    (None, true) => Some(""),
+                    (content, _) => content,
+                },
+                tool_calls: tool_calls.iter().map(ToolCallWire::from).collect(),
+            },
             ChatMessage::Tool {
                 tool_call_id,
                 content,
                 is_error,
                 ..
-            } => json!({
-                "role": "tool",
-                "tool_call_id": tool_call_id,
-                "content": tool_result_text(content, *is_error),
-            }),
-        });
+            } => MessageWire::Tool {
+                tool_call_id,
+                content: tool_result_text(content, *is_error),
+            },
+        }
     }
-    let mut body = json!({
-        "model": request.model,
-        "messages": messages,
-        "stream": request.stream,
-    });
-    if request.stream {
-        // Without it OpenAI (and some Together models) send no usage at all in streams.
-        body["stream_options"] = json!({"include_usage": true});
-    }
-    if !request.tools.is_empty() {
-        body["tools"] = encode_tools(request);
-    }
-    if let Some(max_tokens) = request.max_tokens {
-        // `max_tokens` rather than `max_completion_tokens`: every compatible server knows it.
-        body["max_tokens"] = max_tokens.into();
-    }
-    if let Some(temperature) = request.temperature.map(temperature_json)
-        && !temperature.is_null()
-    {
-        body["temperature"] = temperature;
-    }
-    body
 }
 
-/// Tools in the OpenAI function shape, shared with Ollama's native API.
-pub(crate) fn encode_tools(request: &ChatRequest) -> Value {
-    request
-        .tools
+#[derive(Serialize)]
+struct ToolCallWire<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionCallWire<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionCallWire<'a> {
+    name: &'a str,
+    /// A JSON string, per the spec.
+    arguments: String,
+}
+
+impl<'a> From<&'a ToolCall> for ToolCallWire<'a> {
+    fn from(call: &'a ToolCall) -> Self {
+        ToolCallWire {
+            id: &call.id,
+            kind: "function",
+            function: FunctionCallWire {
+                name: &call.name,
+                arguments: call.arguments.to_string(),
+            },
+        }
+    }
+}
+
+/// Tools in the OpenAI function shape, shared with Ollama's native API; encoded once per
+/// catalog ([`super::prefix::ToolCatalog`]).
+pub(crate) fn encode_tools(tools: &[ToolSpec]) -> Value {
+    tools
         .iter()
         .map(|tool| {
             json!({
@@ -98,20 +176,12 @@ pub(crate) fn encode_tools(request: &ChatRequest) -> Value {
         .collect()
 }
 
-fn encode_tool_call(call: &ToolCall) -> Value {
-    json!({
-        "id": call.id,
-        "type": "function",
-        "function": {"name": call.name, "arguments": call.arguments.to_string()},
-    })
-}
-
 /// Protocols without an error flag on tool results learn about failures from the text.
-pub(crate) fn tool_result_text(content: &str, is_error: bool) -> String {
+pub(crate) fn tool_result_text(content: &str, is_error: bool) -> Cow<'_, str> {
     if is_error {
-        format!("Error: {content}")
+        Cow::Owned(format!("Error: {content}"))
     } else {
-        content.to_owned()
+        Cow::Borrowed(content)
     }
 }
 

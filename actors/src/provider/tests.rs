@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::codec::{StreamDecoder, encode_request, parse_response};
 use super::event::{FinishReason, LlmEvent, ProviderError, Usage};
 use super::message::{ChatMessage, ChatRequest, ToolCall, ToolSpec};
+use super::prefix::ToolCatalog;
 use super::preset::Protocol;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/protocols/");
@@ -907,11 +908,17 @@ fn conversation(stream: bool) -> ChatRequest {
                 description: String::new(),
                 parameters: Value::Null,
             },
-        ],
+        ]
+        .into(),
         max_tokens: Some(256),
         temperature: Some(0.2),
         stream,
     }
+}
+
+/// The body `protocol` sends for `request`, as JSON.
+fn encoded(protocol: Protocol, request: &ChatRequest) -> Value {
+    serde_json::from_slice(&encode_request(protocol, request).unwrap()).unwrap()
 }
 
 fn weather_schema() -> Value {
@@ -938,7 +945,7 @@ fn requests_survive_serde_unchanged() {
 
 #[test]
 fn openai_request_encoding() {
-    let body = encode_request(Protocol::OpenAiChat, &conversation(true)).unwrap();
+    let body = encoded(Protocol::OpenAiChat, &conversation(true));
     assert_eq!(
         body,
         json!({
@@ -979,12 +986,12 @@ fn openai_request_encoding() {
         content: None,
         tool_calls: vec![],
     }];
-    request.tools.clear();
+    request.tools = ToolCatalog::default();
     request.system = None;
     request.max_tokens = None;
     request.temperature = None;
     assert_eq!(
-        encode_request(Protocol::OpenAiChat, &request).unwrap(),
+        encoded(Protocol::OpenAiChat, &request),
         json!({
             "model": "some-model",
             "messages": [{"role": "assistant", "content": ""}],
@@ -995,7 +1002,7 @@ fn openai_request_encoding() {
 
 #[test]
 fn anthropic_request_encoding() {
-    let body = encode_request(Protocol::AnthropicMessages, &conversation(true)).unwrap();
+    let body = encoded(Protocol::AnthropicMessages, &conversation(true));
     assert_eq!(
         body,
         json!({
@@ -1039,7 +1046,7 @@ fn anthropic_request_encoding() {
     request.system = None;
     // A tool result followed by the user's next words still makes one user turn.
     request.messages.remove(4);
-    let body = encode_request(Protocol::AnthropicMessages, &request).unwrap();
+    let body = encoded(Protocol::AnthropicMessages, &request);
     assert_eq!(body["max_tokens"], 4096);
     assert!(body.get("system").is_none());
     let roles: Vec<&str> = body["messages"]
@@ -1057,7 +1064,7 @@ fn anthropic_request_encoding() {
 
 #[test]
 fn ollama_request_encoding() {
-    let body = encode_request(Protocol::OllamaChat, &conversation(true)).unwrap();
+    let body = encoded(Protocol::OllamaChat, &conversation(true));
     assert_eq!(
         body,
         json!({

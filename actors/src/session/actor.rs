@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::approval::{self, ApprovalAnswer, PendingApproval};
 use super::event::{TurnError, TurnErrorKind, TurnEvent};
+use super::follow::Follow;
 use super::outbox::{Outbox, Pushed};
 use super::spans::TurnSpans;
 use super::store::{SessionKey, SessionRecord, SessionStore, TurnLease};
@@ -38,7 +39,7 @@ use crate::store::StoreError;
 use crate::tools::{self, ValidationReport};
 use crate::workflow::{
     ExecutionEvent, ExecutionSnapshot, ExecutionStatus, ExecutionWatcher, GetExecution,
-    StartExecution, Subscribe, Subscription, ValidationError, Workflow,
+    StartExecution, Subscription, ValidationError, Workflow,
 };
 
 /// What the HTTP layer extracted from the request.
@@ -150,10 +151,7 @@ enum Phase {
     /// One tool call of the last model step runs; the rest wait in `pending_tools`.
     RunningTool,
     /// `execute_workflow` started this execution; the tool's result comes when it ends.
-    Following {
-        call: ToolCall,
-        execution_id: String,
-    },
+    Following { call: ToolCall, follow: Follow },
     /// The transcript is being saved; `Finished` follows.
     Saving,
     /// The terminal event is out or the client left; queued events still leave.
@@ -289,6 +287,11 @@ impl Session {
                             session.flush(ctx);
                         } else if session.ended() {
                             ctx.stop();
+                        }
+                        if session.outbox.has_room()
+                            && matches!(&session.phase, Phase::Following { follow, .. } if follow.is_cut())
+                        {
+                            session.subscribe_to_execution(ctx);
                         }
                     }
                     Ok(Err(_)) => session.client_left(ctx),
@@ -654,33 +657,39 @@ impl Session {
             if let Some(record) = session.record.as_mut() {
                 record.executions.push(summary.execution_id.clone());
             }
-            let subscribe = Subscribe {
-                tenant: session.request.key.tenant.clone(),
-                execution_id: summary.execution_id.clone(),
-                after_seq: 0,
-                subscriber: ctx.address().recipient(),
-            };
             session.enter(Phase::Following {
                 call,
-                execution_id: summary.execution_id,
+                follow: Follow::new(summary.execution_id),
             });
-            let subscribing = session.deps.executions.send(subscribe);
-            session.spawn_step(ctx, subscribing, |session, subscribed, ctx| {
-                if !matches!(subscribed, Ok(Ok(Subscription::Following))) {
-                    session.execution_complete(ctx);
-                }
-            });
+            session.subscribe_to_execution(ctx);
+        });
+    }
+
+    /// Subscribes to the followed execution's events after the last one passed on: at the
+    /// start, and again once a client that fell behind has made room.
+    fn subscribe_to_execution(&mut self, ctx: &mut Context<Self>) {
+        let tenant = self.request.key.tenant.clone();
+        let session = ctx.address().recipient();
+        let Phase::Following { follow, .. } = &mut self.phase else {
+            return;
+        };
+        let subscribing = self.deps.executions.send(follow.subscribe(tenant, session));
+        self.spawn_step(ctx, subscribing, |session, subscribed, ctx| {
+            if !matches!(subscribed, Ok(Ok(Subscription::Following))) {
+                session.execution_complete(ctx);
+            }
         });
     }
 
     /// The followed execution ended: its final state is the tool's result.
     fn execution_complete(&mut self, ctx: &mut Context<Self>) {
-        let Phase::Following { call, execution_id } =
+        let Phase::Following { call, follow } =
             std::mem::replace(&mut self.phase, Phase::RunningTool)
         else {
             return;
         };
         self.enter(Phase::RunningTool);
+        let execution_id = follow.execution_id.clone();
         self.fetch_execution(execution_id, ctx, move |session, snapshot, ctx| {
             let succeeded = snapshot
                 .as_ref()
@@ -1151,13 +1160,22 @@ impl Handler<ExecutionEvent> for Session {
     type Result = ();
 
     fn handle(&mut self, event: ExecutionEvent, ctx: &mut Context<Self>) {
-        if self.ended() {
+        let Phase::Following { follow, .. } = &mut self.phase else {
+            return;
+        };
+        if !follow.is_next(&event) {
             return;
         }
         let last = event.is_final();
-        let followed = matches!(&self.phase, Phase::Following { execution_id, .. } if *execution_id == event.execution_id);
+        if !last && !self.outbox.has_room() {
+            // The client reads slower than the run goes: the rest stays in the execution's
+            // log until it has made room (see `follow`).
+            follow.cut();
+            return;
+        }
+        follow.passed(&event);
         self.emit(TurnEvent::Execution(Box::new(event)), ctx);
-        if last && followed {
+        if last {
             self.execution_complete(ctx);
         }
     }

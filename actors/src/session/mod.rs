@@ -1,11 +1,13 @@
 //! Conversations: the per-request [`Session`] actor that runs one agent turn, the
-//! [`TurnEvent`]s it emits, the [`approval`] gate before a run, (wire-independent; the HTTP layer encodes them), and the
+//! [`TurnEvent`]s it emits, the [`approval`] gate before a run, (wire-independent; the HTTP layer encodes them), how it
+//! follows a run's events with backpressure (`follow`), and the
 //! [`store`] that keeps transcripts between turns (in memory, or in Redis with
 //! [`redis_store`] when replicas share them), and the trace spans of a turn (`spans`).
 
 mod actor;
 pub mod approval;
 mod event;
+mod follow;
 mod outbox;
 pub mod redis_store;
 mod spans;

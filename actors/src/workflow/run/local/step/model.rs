@@ -171,9 +171,9 @@ fn request(model: &StepModel, executor: &Executor, scope: &Scope) -> Result<Chat
         .map(|temperature| temperature.clamp(0.0, 2.0) as f32);
     Ok(ChatRequest {
         model: model.model.clone(),
-        system,
+        system: system.map(Into::into),
         messages,
-        tools: Vec::new(),
+        tools: Default::default(),
         max_tokens: Some(max_tokens),
         temperature,
         stream: true,
