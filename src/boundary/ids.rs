@@ -4,30 +4,18 @@
 //! keys; anything else is a 400 naming the field. An empty value counts as absent, so two
 //! unrelated clients sending `""` do not share one session.
 
-use crate::error::ApiError;
+use kubiya_actors::store::check_id;
+pub use kubiya_actors::store::MAX_ID_LEN;
 
-pub const MAX_ID_LEN: usize = 128;
+use crate::error::ApiError;
 
 /// `value` checked as the field `param`: `Ok(None)` when absent or empty.
 pub fn client_id(value: Option<String>, param: &str) -> Result<Option<String>, ApiError> {
     let Some(value) = value.filter(|value| !value.is_empty()) else {
         return Ok(None);
     };
-    if value.len() > MAX_ID_LEN {
-        return Err(ApiError::invalid_field(
-            param,
-            format!(
-                "`{param}` is {} characters long; at most {MAX_ID_LEN} are allowed.",
-                value.len()
-            ),
-        ));
-    }
-    if !value.bytes().all(is_id_byte) {
-        return Err(ApiError::invalid_field(
-            param,
-            format!("`{param}` may only contain letters, digits and - _ . : @"),
-        ));
-    }
+    check_id(&value)
+        .map_err(|error| ApiError::invalid_field(param, format!("`{param}` {error}")))?;
     Ok(Some(value))
 }
 
@@ -42,10 +30,6 @@ pub fn first_present<const N: usize>(
         }
     }
     Ok(None)
-}
-
-fn is_id_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b':' | b'@')
 }
 
 #[cfg(test)]
