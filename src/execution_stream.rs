@@ -75,12 +75,13 @@ impl Handler<ExecutionEvent> for ExecutionEventStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kubiya_actors::store::ExecutionId;
     use kubiya_actors::workflow::StepEvent;
 
     #[test]
     fn events_are_one_sse_event_each_with_the_seq_as_id() {
         let event = ExecutionEvent {
-            execution_id: "exec_1".to_owned(),
+            execution_id: ExecutionId::parse("exec_1").unwrap(),
             seq: 7,
             event: StepEvent::StepRunning {
                 step: "build".to_owned(),

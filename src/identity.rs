@@ -9,6 +9,7 @@ use actix_web::http::header::HeaderName;
 use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::{Ready, ready};
 use kubiya_actors::session::SessionKey;
+use kubiya_actors::store::SessionId;
 
 use crate::boundary::ids;
 use crate::error::ApiError;
@@ -32,25 +33,29 @@ pub struct Identity {
 impl Identity {
     /// The user: the request's own `field` when present, else `X-User-Id`, else the default.
     pub fn user(&self, field: Option<String>, param: &str) -> Result<String, ApiError> {
-        Ok(
-            ids::first_present([(field, param), (self.user_header.clone(), "X-User-Id")])?
-                .unwrap_or_else(|| DEFAULT_USER.to_owned()),
-        )
+        Ok(ids::first_present(
+            [(field, param), (self.user_header.clone(), "X-User-Id")],
+            ids::plain,
+        )?
+        .unwrap_or_else(|| DEFAULT_USER.to_owned()))
     }
 
     /// The session to continue: the request's `session_id` when present, else
     /// `X-Session-Id`; `None` starts a new one.
-    pub fn session_id(&self, field: Option<String>) -> Result<Option<String>, ApiError> {
-        ids::first_present([
-            (field, "session_id"),
-            (self.session_header.clone(), "X-Session-Id"),
-        ])
+    pub fn session_id(&self, field: Option<String>) -> Result<Option<SessionId>, ApiError> {
+        ids::first_present(
+            [
+                (field, "session_id"),
+                (self.session_header.clone(), "X-Session-Id"),
+            ],
+            SessionId::parse,
+        )
     }
 
     /// The key a session of this tenant is stored under.
-    pub fn session_key(&self, user: String, id: String) -> SessionKey {
+    pub fn session_key(&self, user: String, id: SessionId) -> SessionKey {
         SessionKey {
-            tenant: self.tenant.id.to_string(),
+            tenant: self.tenant.id.clone(),
             user,
             id,
         }
@@ -66,7 +71,7 @@ impl Identity {
         let user = self.user(user, "user_id")?;
         let named = self.session_id(session_id)?;
         let continuing = named.is_some();
-        let id = named.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let id = named.unwrap_or_else(SessionId::generate);
         Ok((self.session_key(user, id), continuing))
     }
 }

@@ -18,6 +18,7 @@ use kubiya_actors::limits::RateLimiter;
 use kubiya_actors::mcp::{
     Connection, McpServer, ServerFeatures, ServerIdentity, WorkflowTools, WorkflowToolsParts,
 };
+use kubiya_actors::store::TenantId;
 use kubiya_actors::workflow::{ExecutionWatcher, LocalRunner};
 
 use crate::boundary::origin::OriginPolicy;
@@ -34,7 +35,7 @@ pub type FeaturesFactory = Box<dyn Fn(&Tenant) -> Arc<dyn ServerFeatures> + Send
 pub struct McpEndpoint {
     identity: ServerIdentity,
     make_features: FeaturesFactory,
-    servers: DashMap<Arc<str>, McpServer>,
+    servers: DashMap<TenantId, McpServer>,
     sessions: DashMap<String, Arc<HttpSession>>,
     /// Listening on loopback only: requests must be addressed to a loopback name.
     loopback_only: bool,
@@ -46,7 +47,7 @@ pub struct McpEndpoint {
 
 /// One legacy-era session.
 pub struct HttpSession {
-    pub tenant: Arc<str>,
+    pub tenant: TenantId,
     pub connection: Arc<Connection>,
     last_used: Mutex<Instant>,
 }
@@ -104,7 +105,7 @@ pub fn workflow_features(setup: WorkflowToolsSetup) -> FeaturesFactory {
             runner: setup.runner.clone(),
             kubiya_configured: setup.kubiya_configured,
             executions: setup.executions.clone(),
-            tenant: tenant.id.to_string(),
+            tenant: tenant.id.clone(),
             limiter: setup.limiter.clone(),
             limits,
         }))
@@ -160,7 +161,7 @@ impl McpEndpoint {
     }
 
     /// Opens a legacy session for `tenant`; returns its id.
-    pub fn open_session(&self, tenant: Arc<str>, connection: Arc<Connection>) -> String {
+    pub fn open_session(&self, tenant: TenantId, connection: Arc<Connection>) -> String {
         self.sessions
             .retain(|_, session| session.idle() < SESSION_IDLE || session.connection.running() > 0);
         if self.sessions.len() >= MAX_SESSIONS
@@ -331,7 +332,7 @@ mod tests {
     #[test]
     fn a_session_belongs_to_the_tenant_that_opened_it() {
         let endpoint = endpoint("127.0.0.1");
-        let id = endpoint.open_session("a".into(), Connection::new());
+        let id = endpoint.open_session(TenantId::parse("a").unwrap(), Connection::new());
         assert!(endpoint.session(&id, "a").is_some());
         assert!(endpoint.session(&id, "b").is_none());
         assert!(!endpoint.close_session(&id, "b"));

@@ -12,17 +12,18 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::{Ready, ready};
 use kubiya_actors::limits::{RateLimiter, StreamPermit, TenantLimits};
 use kubiya_actors::mcp::McpAccess;
+use kubiya_actors::store::TenantId;
 use subtle::ConstantTimeEq;
 
 use crate::config::AuthSettings;
 use crate::error::ApiError;
 
-pub const DEFAULT_TENANT: &str = "default";
+pub use kubiya_actors::store::DEFAULT_TENANT;
 
 /// The tenant a request runs as, with its limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
-    pub id: Arc<str>,
+    pub id: TenantId,
     pub limits: TenantLimits,
     /// The MCP tools this key may see and call.
     pub mcp_access: McpAccess,
@@ -31,7 +32,7 @@ pub struct Tenant {
 impl Tenant {
     pub fn default_tenant() -> Self {
         Self {
-            id: DEFAULT_TENANT.into(),
+            id: TenantId::default_tenant(),
             limits: TenantLimits::default(),
             mcp_access: McpAccess::All,
         }
@@ -79,8 +80,10 @@ impl Tenants {
                 if entry.key.is_empty() {
                     return Err(format!("auth.api_keys[{index}] has no key"));
                 }
+                let id = TenantId::parse(entry.tenant.as_str())
+                    .map_err(|why| format!("auth.api_keys[{index}].tenant {why}"))?;
                 let tenant = Tenant {
-                    id: entry.tenant.as_str().into(),
+                    id,
                     limits: TenantLimits {
                         requests_per_minute: entry.requests_per_minute,
                         max_concurrent_streams: entry.max_concurrent_streams,

@@ -11,6 +11,7 @@ use actix::Actor;
 use actix_web::HttpResponse;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use kubiya_actors::session::{BeginTurn, Session, TurnEvent, TurnRequest, event_channel};
+use kubiya_actors::store::SessionId;
 use tokio::sync::mpsc::{Receiver, WeakSender};
 
 use crate::error::ApiError;
@@ -24,7 +25,7 @@ use crate::wire::{StreamEncoder, StreamFormat};
 
 /// A turn that holds its session and has produced its first event.
 pub struct StartedTurn {
-    pub session_id: String,
+    pub session_id: SessionId,
     first: TurnEvent,
     events: Receiver<TurnEvent>,
     /// The Session's end of the channel, gone once the Session has ended.

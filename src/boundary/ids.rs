@@ -4,32 +4,52 @@
 //! keys; anything else is a 400 naming the field. An empty value counts as absent, so two
 //! unrelated clients sending `""` do not share one session.
 
-use kubiya_actors::store::check_id;
 pub use kubiya_actors::store::MAX_ID_LEN;
+use kubiya_actors::store::{InvalidId, SessionId, check_id};
 
 use crate::error::ApiError;
 
 /// `value` checked as the field `param`: `Ok(None)` when absent or empty.
 pub fn client_id(value: Option<String>, param: &str) -> Result<Option<String>, ApiError> {
-    let Some(value) = value.filter(|value| !value.is_empty()) else {
-        return Ok(None);
-    };
-    check_id(&value)
-        .map_err(|error| ApiError::invalid_field(param, format!("`{param}` {error}")))?;
-    Ok(Some(value))
+    checked(value, param, plain)
 }
 
-/// The first of `candidates` (value, field) that is present, each checked as its field:
-/// e.g. a body's `session_id`, then the `X-Session-Id` header.
-pub fn first_present<const N: usize>(
+/// A session id the client named in the field `param`: `Ok(None)` when absent or empty.
+pub fn session_id(value: Option<String>, param: &str) -> Result<Option<SessionId>, ApiError> {
+    checked(value, param, SessionId::parse)
+}
+
+/// The first of `candidates` (value, field) that is present, each checked as its field
+/// and built by `parse` (e.g. [`SessionId::parse`]): e.g. a body's `session_id`, then the
+/// `X-Session-Id` header.
+pub fn first_present<T, const N: usize>(
     candidates: [(Option<String>, &str); N],
-) -> Result<Option<String>, ApiError> {
+    parse: impl Fn(String) -> Result<T, InvalidId>,
+) -> Result<Option<T>, ApiError> {
     for (value, param) in candidates {
-        if let Some(id) = client_id(value, param)? {
+        if let Some(id) = checked(value, param, &parse)? {
             return Ok(Some(id));
         }
     }
     Ok(None)
+}
+
+/// An id with no type of its own (a user id): the string, once it follows the id rule.
+pub fn plain(value: String) -> Result<String, InvalidId> {
+    check_id(&value).map(|()| value)
+}
+
+fn checked<T>(
+    value: Option<String>,
+    param: &str,
+    parse: impl Fn(String) -> Result<T, InvalidId>,
+) -> Result<Option<T>, ApiError> {
+    let Some(value) = value.filter(|value| !value.is_empty()) else {
+        return Ok(None);
+    };
+    parse(value)
+        .map(Some)
+        .map_err(|error| ApiError::invalid_field(param, format!("`{param}` {error}")))
 }
 
 #[cfg(test)]

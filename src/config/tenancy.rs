@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use kubiya_actors::store::redact_url;
-use kubiya_actors::store::{RedisEndpoint, RedisTls};
+use kubiya_actors::store::{RedisEndpoint, RedisTls, TenantId};
 
 use serde::{Deserialize, Serialize};
 
@@ -110,6 +110,10 @@ impl AuthSettings {
             }
             if entry.tenant.trim().is_empty() {
                 return Err(invalid("`tenant` must not be empty".into()));
+            }
+            // The tenant names store keys and stream permits, so it follows the id rule.
+            if let Err(why) = TenantId::parse(entry.tenant.as_str()) {
+                return Err(invalid(format!("`tenant` {why}")));
             }
             if entry.requests_per_minute == Some(0)
                 || entry.max_concurrent_streams == Some(0)

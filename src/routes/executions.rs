@@ -7,6 +7,7 @@
 use actix::{Addr, MailboxError};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use kubiya_actors::store::ExecutionId;
 use kubiya_actors::workflow::{
     CancelExecution, ExecutionError, ExecutionSnapshot, ExecutionStatus, ExecutionWatcher,
     GetExecution, StartExecution, Subscribe, Subscription,
@@ -41,7 +42,8 @@ pub struct StartRequest {
 /// `POST /v1/executions`' answer: where to follow the execution.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExecutionStarted {
-    execution_id: String,
+    #[schema(value_type = String)]
+    execution_id: ExecutionId,
     status: ExecutionStatus,
     /// The workflow's name.
     workflow: String,
@@ -53,7 +55,8 @@ pub struct ExecutionStarted {
 /// `DELETE /v1/executions/{id}`'s answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CancelAnswer {
-    execution_id: String,
+    #[schema(value_type = String)]
+    execution_id: ExecutionId,
     /// The status when the cancel was asked for.
     status: ExecutionStatus,
     /// False when the execution had already finished.
@@ -76,7 +79,7 @@ pub async fn start(
     let permit = state.tenants.open_execution(&identity.tenant).await?;
     let summary = watcher
         .send(StartExecution {
-            tenant: identity.tenant.id.to_string(),
+            tenant: identity.tenant.id.clone(),
             workflow,
             params: request.params,
             runner: request.runner,
@@ -109,8 +112,8 @@ pub async fn retrieve(
 ) -> Result<HttpResponse, ApiError> {
     let snapshot = watcher
         .send(GetExecution {
-            tenant: identity.tenant.id.to_string(),
-            execution_id: id.into_inner(),
+            tenant: identity.tenant.id.clone(),
+            execution_id: ExecutionError::known_id(&id)?,
         })
         .await
         .map_err(watcher_gone)??;
@@ -125,10 +128,10 @@ pub async fn cancel(
     watcher: Watcher,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let execution_id = id.into_inner();
+    let execution_id = ExecutionError::known_id(&id)?;
     let status = watcher
         .send(CancelExecution {
-            tenant: identity.tenant.id.to_string(),
+            tenant: identity.tenant.id.clone(),
             execution_id: execution_id.clone(),
         })
         .await
@@ -163,8 +166,8 @@ pub async fn events(
     let (stream, chunks) = ExecutionEventStream::open();
     let subscription = watcher
         .send(Subscribe {
-            tenant: identity.tenant.id.to_string(),
-            execution_id: id.into_inner(),
+            tenant: identity.tenant.id.clone(),
+            execution_id: ExecutionError::known_id(&id)?,
             after_seq,
             subscriber: stream.recipient(),
         })

@@ -24,6 +24,7 @@ use kubiya_actors::mcp::jsonrpc::{
 };
 use kubiya_actors::mcp::server::outbound;
 use kubiya_actors::mcp::{Connection, Era, Handled};
+use kubiya_actors::store::TenantId;
 use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -232,7 +233,7 @@ pub async fn delete(
     }
 }
 
-fn tenant_id(tenant: Option<Tenant>) -> Arc<str> {
+fn tenant_id(tenant: Option<Tenant>) -> TenantId {
     tenant.map_or_else(|| Tenant::default_tenant().id, |tenant| tenant.id)
 }
 

@@ -11,6 +11,7 @@ use actix_web::{HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use kubiya_actors::provider::ChatMessage;
 use kubiya_actors::session::{SessionKey, TurnMode, TurnRequest};
+use kubiya_actors::store::SessionId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -78,7 +79,7 @@ struct InputItem {
 #[derive(Serialize, Deserialize)]
 struct StoredResponse {
     user: String,
-    session_id: String,
+    session_id: SessionId,
     response: ResponseObject,
 }
 
@@ -184,7 +185,7 @@ async fn validate(
                 })?;
             (stored.user, stored.session_id, true)
         }
-        None => (user, uuid::Uuid::new_v4().to_string(), false),
+        None => (user, SessionId::generate(), false),
     };
     if let Some(text) = body.instructions.clone() {
         instructions.insert(0, text);
@@ -195,7 +196,7 @@ async fn validate(
         instructions: body.instructions,
         previous_response_id: body.previous_response_id,
         store: body.store.unwrap_or(true),
-        session_id: session_id.clone(),
+        session_id: session_id.to_string(),
     };
     Ok(ValidResponse {
         turn: TurnRequest {

@@ -6,6 +6,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use kubiya_actors::provider::ChatMessage;
+use kubiya_actors::store::{ExecutionId, SessionId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -23,7 +24,8 @@ struct SessionQuery {
 /// A session as `GET /v1/sessions/{id}` shows it.
 #[derive(Serialize, ToSchema)]
 pub struct SessionView {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: SessionId,
     /// Always `session`.
     pub object: &'static str,
     pub user: String,
@@ -33,7 +35,8 @@ pub struct SessionView {
     #[schema(value_type = Vec<Object>)]
     pub workflows: Vec<Value>,
     /// The ids of the executions started in this session.
-    pub executions: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub executions: Vec<ExecutionId>,
     /// The run waiting for the user's answer, so a client that reloads can ask again.
     pub pending_approval: Option<PendingApprovalView>,
     /// Seconds since the Unix epoch.
@@ -62,7 +65,7 @@ pub async fn retrieve(
     let query = web::Query::<SessionQuery>::from_query(req.query_string())
         .map_err(|err| ApiError::invalid_field("user_id", err.to_string()))?;
     let user = identity.user(query.into_inner().user_id, "user_id")?;
-    let id = ids::client_id(Some(id.into_inner()), "id")?
+    let id = ids::session_id(Some(id.into_inner()), "id")?
         .ok_or_else(|| ApiError::invalid_field("id", "The session id is empty."))?;
     let key = identity.session_key(user, id);
     let record = state.store.load(&key).await?;

@@ -110,7 +110,7 @@ impl UiMessage {
 
 fn chat_key(identity: &Identity, user: Option<String>, id: String) -> Result<SessionKey, ApiError> {
     let user = identity.user(user, "user_id")?;
-    let id = ids::client_id(Some(id), "id")?
+    let id = ids::session_id(Some(id), "id")?
         .ok_or_else(|| ApiError::invalid_field("id", "`id` (the chat) must not be empty."))?;
     Ok(identity.session_key(user, id))
 }

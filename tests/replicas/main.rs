@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use kubiya_actors::store::RedisEndpoint;
+use kubiya_actors::store::{ExecutionId, RedisEndpoint, TenantId};
 use kubiya_actors::workflow::{
     CancelExecution, ExecutionError, ExecutionWatcher, GetExecution, LOST_REASON, RunOptions,
     SharedConfig, StartExecution, WatcherConfig, Workflow,
@@ -494,7 +494,7 @@ async fn another_tenant_finds_nothing_on_any_replica() {
     .expect("a workflow");
     let summary = owner
         .send(StartExecution {
-            tenant: "t1".to_owned(),
+            tenant: TenantId::parse("t1").unwrap(),
             workflow,
             params: Map::new(),
             runner: None,
@@ -507,26 +507,26 @@ async fn another_tenant_finds_nothing_on_any_replica() {
         .expect("starts");
     let id = summary.execution_id;
     let get = |tenant: &str| GetExecution {
-        tenant: tenant.to_owned(),
+        tenant: TenantId::parse(tenant).unwrap(),
         execution_id: id.clone(),
     };
     let found = other.send(get("t1")).await.expect("answers");
     assert_eq!(found.expect("found").execution_id, id);
     let hidden = other.send(get("t2")).await.expect("answers");
-    assert_eq!(hidden, Err(ExecutionError::NotFound(id.clone())));
+    assert_eq!(hidden, Err(ExecutionError::NotFound(id.to_string())));
     let cancel = other
         .send(CancelExecution {
-            tenant: "t2".to_owned(),
+            tenant: TenantId::parse("t2").unwrap(),
             execution_id: id.clone(),
         })
         .await
         .expect("answers");
-    assert_eq!(cancel, Err(ExecutionError::NotFound(id.clone())));
+    assert_eq!(cancel, Err(ExecutionError::NotFound(id.to_string())));
     // A crafted id cannot reach into another tenant's keys.
     let crafted = other
         .send(GetExecution {
-            tenant: "t2".to_owned(),
-            execution_id: format!("x:t1:{id}"),
+            tenant: TenantId::parse("t2").unwrap(),
+            execution_id: ExecutionId::parse(format!("x:t1:{id}")).unwrap(),
         })
         .await
         .expect("answers");

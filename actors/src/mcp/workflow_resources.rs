@@ -57,7 +57,7 @@ async fn summaries(tools: &WorkflowTools) -> Vec<ExecutionSummary> {
     tools
         .executions()
         .send(ListExecutions {
-            tenant: tools.tenant().to_owned(),
+            tenant: tools.tenant().clone(),
         })
         .await
         .unwrap_or_default()
@@ -101,16 +101,19 @@ pub(super) async fn read(tools: WorkflowTools, uri: String) -> Result<Vec<Value>
     let target = target(&uri).ok_or_else(|| not_found(&uri))?;
     let body = match target {
         Target::Execution(id) => tools.view(id, 0).await,
-        Target::Workflow(id) => tools
-            .executions()
-            .send(GetWorkflow {
-                tenant: tools.tenant().to_owned(),
-                execution_id: id.to_owned(),
-            })
-            .await
-            .map_err(|error| ExecutionError::Unavailable(format!("executions: {error}")))
-            .and_then(|workflow| workflow)
-            .map(|workflow| workflow.to_value()),
+        Target::Workflow(id) => match ExecutionError::known_id(id) {
+            Ok(execution_id) => tools
+                .executions()
+                .send(GetWorkflow {
+                    tenant: tools.tenant().clone(),
+                    execution_id,
+                })
+                .await
+                .map_err(|error| ExecutionError::Unavailable(format!("executions: {error}")))
+                .and_then(|workflow| workflow)
+                .map(|workflow| workflow.to_value()),
+            Err(error) => Err(error),
+        },
     }
     .map_err(|error| match error {
         ExecutionError::NotFound(_) => not_found(&uri),
@@ -131,7 +134,8 @@ pub(super) async fn watch(
     let Some(Target::Execution(id)) = target(&uri) else {
         return Err(not_found(&uri));
     };
-    let feed = follow(tools.executions(), tools.tenant(), id, 0)
+    let id = ExecutionError::known_id(id).map_err(|_| not_found(&uri))?;
+    let feed = follow(tools.executions(), tools.tenant(), &id, 0)
         .await
         .map_err(|_| not_found(&uri))?;
     let (changes, watching) = watch::channel(0);
@@ -260,7 +264,7 @@ pub(super) async fn complete(
     let mut ids: Vec<String> = summaries(&tools)
         .await
         .into_iter()
-        .map(|summary| summary.execution_id)
+        .map(|summary| summary.execution_id.to_string())
         .filter(|id| id.starts_with(&prefix))
         .collect();
     ids.sort();

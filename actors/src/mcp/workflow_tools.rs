@@ -20,6 +20,7 @@ use super::jsonrpc::{INVALID_PARAMS, RpcError};
 use super::notify::{CallContext, LogLevel};
 use super::workflow_resources;
 use crate::limits::{RateLimiter, TenantLimits};
+use crate::store::TenantId;
 use crate::tools::{BuiltinTool, ValidationReport, workflow_from_argument};
 use crate::workflow::{
     CancelExecution, ExecutionError, ExecutionEvent, ExecutionSnapshot, ExecutionStatus,
@@ -40,7 +41,7 @@ pub struct WorkflowToolsParts {
     pub kubiya_configured: bool,
     pub executions: Addr<ExecutionWatcher>,
     /// Whose executions these tools start and see.
-    pub tenant: String,
+    pub tenant: TenantId,
     /// Counts the tenant's running executions, against `limits`.
     pub limiter: Arc<RateLimiter>,
     pub limits: TenantLimits,
@@ -63,7 +64,7 @@ impl WorkflowTools {
         &self.parts.executions
     }
 
-    pub(super) fn tenant(&self) -> &str {
+    pub(super) fn tenant(&self) -> &TenantId {
         &self.parts.tenant
     }
 }
@@ -330,7 +331,7 @@ impl WorkflowTools {
             .executions
             .send(GetExecution {
                 tenant: self.parts.tenant.clone(),
-                execution_id: id.to_owned(),
+                execution_id: ExecutionError::known_id(id)?,
             })
             .await
             .map_err(|error| ExecutionError::Unavailable(format!("executions: {error}")))?
@@ -364,7 +365,13 @@ impl WorkflowTools {
         if last <= after {
             return Ok(events);
         }
-        let Some(mut feed) = follow(&self.parts.executions, &self.parts.tenant, id, after).await?
+        let Some(mut feed) = follow(
+            &self.parts.executions,
+            &self.parts.tenant,
+            &ExecutionError::known_id(id)?,
+            after,
+        )
+        .await?
         else {
             return Ok(events);
         };

@@ -35,11 +35,11 @@ use crate::per_thread::PerThread;
 use crate::provider::{
     ChatMessage, FinishReason, LlmEvent, ProviderPool, StartCompletion, ToolCall, Usage,
 };
-use crate::store::StoreError;
+use crate::store::{ExecutionId, SessionId, StoreError};
 use crate::tools::{self, ValidationReport};
 use crate::workflow::{
-    ExecutionEvent, ExecutionSnapshot, ExecutionStatus, ExecutionWatcher, GetExecution,
-    StartExecution, Subscription, ValidationError, Workflow,
+    ExecutionError, ExecutionEvent, ExecutionSnapshot, ExecutionStatus, ExecutionWatcher,
+    GetExecution, StartExecution, Subscription, ValidationError, Workflow,
 };
 
 /// What the HTTP layer extracted from the request.
@@ -133,7 +133,7 @@ pub struct BeginTurn;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TurnRejected {
     #[error("session {0} has a turn in progress; retry when it has finished")]
-    Busy(String),
+    Busy(SessionId),
     #[error("{0}")]
     StoreUnavailable(String),
 }
@@ -474,14 +474,19 @@ impl Session {
             }
             tools::EXECUTE_WORKFLOW => self.start_execution(call, ctx),
             tools::GET_EXECUTION => {
-                let execution_id = call.arguments["execution_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                self.fetch_execution(execution_id, ctx, move |session, snapshot, ctx| {
-                    let (result, is_error) = snapshot_result(snapshot);
-                    session.tool_finished(&call, result, is_error, ctx);
-                });
+                let named = call.arguments["execution_id"].as_str().unwrap_or_default();
+                match ExecutionError::known_id(named) {
+                    Ok(execution_id) => {
+                        self.fetch_execution(execution_id, ctx, move |session, snapshot, ctx| {
+                            let (result, is_error) = snapshot_result(snapshot);
+                            session.tool_finished(&call, result, is_error, ctx);
+                        });
+                    }
+                    Err(unknown) => {
+                        let (result, is_error) = snapshot_result(Err(unknown.to_string()));
+                        self.tool_finished(&call, result, is_error, ctx);
+                    }
+                }
             }
             name if name.contains("__") && self.deps.mcp.is_some() => self.call_mcp_tool(call, ctx),
             other => {
@@ -702,7 +707,7 @@ impl Session {
     /// Asks the watcher for an execution's state and hands the answer to `then`.
     fn fetch_execution(
         &mut self,
-        execution_id: String,
+        execution_id: ExecutionId,
         ctx: &mut Context<Self>,
         then: impl FnOnce(&mut Self, Result<ExecutionSnapshot, String>, &mut Context<Self>) + 'static,
     ) {

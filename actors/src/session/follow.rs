@@ -12,12 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::prelude::*;
 
+use crate::store::{ExecutionId, TenantId};
 use crate::workflow::{ExecutionEvent, Subscribe};
 
 /// The execution a turn follows and how far its events have been passed on.
 #[derive(Debug)]
 pub struct Follow {
-    pub execution_id: String,
+    pub execution_id: ExecutionId,
     /// The sequence number of the last event passed on to the client.
     passed: u64,
     /// Set to cut the current relay off; `None` while none is subscribed.
@@ -25,7 +26,7 @@ pub struct Follow {
 }
 
 impl Follow {
-    pub fn new(execution_id: String) -> Self {
+    pub fn new(execution_id: ExecutionId) -> Self {
         Self {
             execution_id,
             passed: 0,
@@ -35,7 +36,7 @@ impl Follow {
 
     /// A subscription through a new relay to `session`, for the events after the last one
     /// passed on; the previous relay, if any, is cut off.
-    pub fn subscribe(&mut self, tenant: String, session: Recipient<ExecutionEvent>) -> Subscribe {
+    pub fn subscribe(&mut self, tenant: TenantId, session: Recipient<ExecutionEvent>) -> Subscribe {
         self.cut();
         let cut = Arc::new(AtomicBool::new(false));
         self.relay = Some(cut.clone());

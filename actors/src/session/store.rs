@@ -21,14 +21,14 @@ use serde_json::Value;
 
 use crate::hold::Release;
 use crate::provider::ChatMessage;
-use crate::store::{StoreError, now_ms};
+use crate::store::{ExecutionId, SessionId, StoreError, TenantId, now_ms};
 
 /// A session is addressed by tenant, user and id; ids of other tenants do not exist.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SessionKey {
-    pub tenant: String,
+    pub tenant: TenantId,
     pub user: String,
-    pub id: String,
+    pub id: SessionId,
 }
 
 /// Everything kept about a conversation.
@@ -40,7 +40,7 @@ pub struct SessionRecord {
     /// Workflows the agent produced, newest last.
     pub workflows: Vec<Value>,
     /// Executions started in this session.
-    pub executions: Vec<String>,
+    pub executions: Vec<ExecutionId>,
     /// A run the agent wants to start, waiting for the user's approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_approval: Option<super::approval::PendingApproval>,
@@ -286,9 +286,9 @@ pub(crate) mod tests {
     /// A session of tenant `t` and user `u`, for tests of what keys sessions.
     pub(crate) fn key(id: &str) -> SessionKey {
         SessionKey {
-            tenant: "t".into(),
+            tenant: TenantId::parse("t").unwrap(),
             user: "u".into(),
-            id: id.into(),
+            id: SessionId::parse(id).unwrap(),
         }
     }
 
@@ -310,7 +310,7 @@ pub(crate) mod tests {
         let store = MemorySessionStore::new(Duration::from_secs(60), 100);
         store.save(SessionRecord::new(key("a"))).await.unwrap();
         let other_tenant = SessionKey {
-            tenant: "other".into(),
+            tenant: TenantId::parse("other").unwrap(),
             ..key("a")
         };
         assert!(store.load(&key("a")).await.unwrap().is_some());

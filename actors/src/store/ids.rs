@@ -28,7 +28,10 @@ impl fmt::Display for InvalidId {
         match self {
             Self::Empty => formatter.write_str("is empty"),
             Self::TooLong(len) => {
-                write!(formatter, "is {len} characters long; at most {MAX_ID_LEN} are allowed.")
+                write!(
+                    formatter,
+                    "is {len} characters long; at most {MAX_ID_LEN} are allowed."
+                )
             }
             Self::ForbiddenCharacter => {
                 formatter.write_str("may only contain letters, digits and - _ . : @")
@@ -153,12 +156,22 @@ id_type!(
 impl ExecutionId {
     /// A fresh, unguessable execution id.
     pub fn generate() -> Self {
-        Self(uuid::Uuid::new_v4().to_string().into())
+        Self(format!("exec_{}", uuid::Uuid::new_v4().simple()).into())
+    }
+}
+
+/// The tenant every request runs as when no API keys are configured.
+pub const DEFAULT_TENANT: &str = "default";
+
+impl TenantId {
+    /// The tenant of a server without API keys ([`DEFAULT_TENANT`]).
+    pub fn default_tenant() -> Self {
+        Self(DEFAULT_TENANT.into())
     }
 }
 
 impl SessionId {
-    /// A fresh session id for a client that named none.
+    /// A fresh session id, for a turn that names none.
     pub fn generate() -> Self {
         Self(uuid::Uuid::new_v4().to_string().into())
     }

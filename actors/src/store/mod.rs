@@ -13,5 +13,5 @@ mod keys;
 pub use clock::now_ms;
 pub use connection::{RedisConnection, RedisEndpoint, RedisTls, RenewedHold, redact_url};
 pub use error::StoreError;
-pub use ids::{ExecutionId, InvalidId, MAX_ID_LEN, SessionId, TenantId, check_id};
+pub use ids::{DEFAULT_TENANT, ExecutionId, InvalidId, MAX_ID_LEN, SessionId, TenantId, check_id};
 pub use keys::key_part;

@@ -153,6 +153,7 @@ impl Drop for TurnLogWriter {
 mod tests {
     use super::*;
     use crate::session::store::tests::key;
+    use crate::store::TenantId;
 
     #[actix_rt::test]
     async fn a_follower_reads_what_was_written_then_live_chunks_until_the_end() {
@@ -164,7 +165,7 @@ mod tests {
         let after_one = logs.follow(&key("a"), 1).await.unwrap().unwrap();
         assert!(logs.follow(&key("b"), 0).await.unwrap().is_none());
         let other_tenant = SessionKey {
-            tenant: "other".into(),
+            tenant: TenantId::parse("other").unwrap(),
             ..key("a")
         };
         assert!(logs.follow(&other_tenant, 0).await.unwrap().is_none());

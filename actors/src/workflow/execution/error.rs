@@ -2,6 +2,7 @@
 //! HTTP layer maps each kind to its error code.
 
 use super::shared::SharedError;
+use crate::store::ExecutionId;
 use crate::workflow::dsl::error::ValidationError;
 
 /// Why an execution request was refused.
@@ -21,6 +22,13 @@ pub enum ExecutionError {
     /// The shared store, where executions of other replicas are, cannot be reached.
     #[error("executions shared between replicas cannot be read right now: {0}")]
     Unavailable(String),
+}
+
+impl ExecutionError {
+    /// The execution a client named by `id`: one that breaks the id rule names none.
+    pub fn known_id(id: &str) -> Result<ExecutionId, Self> {
+        ExecutionId::parse(id).map_err(|_| Self::NotFound(id.to_owned()))
+    }
 }
 
 impl From<SharedError> for ExecutionError {

@@ -3,6 +3,8 @@
 //! `ExecutionWatcher` on its arbiter, subscribes on their behalf and forwards each event; it
 //! stops after the final one, or at the next event once the [`EventFeed`] is dropped.
 
+use crate::store::{ExecutionId, TenantId};
+
 use actix::prelude::*;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -29,14 +31,14 @@ impl EventFeed {
 /// ended and nothing follows `after_seq`. Callable from any task.
 pub async fn follow(
     watcher: &Addr<ExecutionWatcher>,
-    tenant: &str,
-    execution_id: &str,
+    tenant: &TenantId,
+    execution_id: &ExecutionId,
     after_seq: u64,
 ) -> Result<Option<EventFeed>, ExecutionError> {
     watcher
         .send(Follow {
-            tenant: tenant.to_owned(),
-            execution_id: execution_id.to_owned(),
+            tenant: tenant.clone(),
+            execution_id: execution_id.clone(),
             after_seq,
         })
         .await
@@ -48,8 +50,8 @@ pub async fn follow(
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Option<EventFeed>, ExecutionError>")]
 pub(super) struct Follow {
-    pub(super) tenant: String,
-    pub(super) execution_id: String,
+    pub(super) tenant: TenantId,
+    pub(super) execution_id: ExecutionId,
     pub(super) after_seq: u64,
 }
 

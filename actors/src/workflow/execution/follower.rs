@@ -11,6 +11,8 @@
 //! the `workflow_complete {status: "lost"}` it (or another reader) appends is then read like
 //! any other event.
 
+use crate::store::ExecutionId;
+
 use std::time::Duration;
 
 use actix::Recipient;
@@ -28,7 +30,7 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 pub(crate) struct RemoteSubscribe {
     pub shared: SharedExecutions,
     pub keys: ExecutionKeys,
-    pub execution_id: String,
+    pub execution_id: ExecutionId,
     pub after_seq: u64,
     pub subscriber: Recipient<ExecutionEvent>,
     /// Fires when the watcher drains or stops.
@@ -43,7 +45,7 @@ pub(crate) async fn subscribe(request: RemoteSubscribe) -> Result<Subscription, 
         .snapshot(&request.keys)
         .await
         .map_err(unavailable)?
-        .ok_or_else(|| ExecutionError::NotFound(request.execution_id.clone()))?;
+        .ok_or_else(|| ExecutionError::NotFound(request.execution_id.to_string()))?;
     if snapshot.status.is_finished() {
         let events = request
             .shared

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::error::ExecutionError;
 use super::state::{ExecutionEvent, ExecutionSnapshot, ExecutionSummary, Subscription};
 use crate::limits::StreamPermit;
+use crate::store::{ExecutionId, TenantId};
 use crate::workflow::dsl::model::Workflow;
 use crate::workflow::run::event::StepEvent;
 use crate::workflow::run::outcome::RunOutcome;
@@ -21,7 +22,7 @@ use crate::workflow::run::status::ExecutionStatus;
 #[derive(Debug, Message)]
 #[rtype(result = "Result<ExecutionSummary, ExecutionError>")]
 pub struct StartExecution {
-    pub tenant: String,
+    pub tenant: TenantId,
     pub workflow: Workflow,
     pub params: Map<String, Value>,
     /// Overrides the workflow's `runner`; `local` or a Kubiya runner name.
@@ -39,8 +40,8 @@ pub struct StartExecution {
 #[derive(Message)]
 #[rtype(result = "Result<Subscription, ExecutionError>")]
 pub struct Subscribe {
-    pub tenant: String,
-    pub execution_id: String,
+    pub tenant: TenantId,
+    pub execution_id: ExecutionId,
     pub after_seq: u64,
     pub subscriber: Recipient<ExecutionEvent>,
 }
@@ -49,23 +50,23 @@ pub struct Subscribe {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<ExecutionSnapshot, ExecutionError>")]
 pub struct GetExecution {
-    pub tenant: String,
-    pub execution_id: String,
+    pub tenant: TenantId,
+    pub execution_id: ExecutionId,
 }
 
 /// The executions of a tenant this replica runs or remembers, newest first.
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<ExecutionSummary>")]
 pub struct ListExecutions {
-    pub tenant: String,
+    pub tenant: TenantId,
 }
 
 /// The workflow an execution of this replica ran, normalised.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Workflow, ExecutionError>")]
 pub struct GetWorkflow {
-    pub tenant: String,
-    pub execution_id: String,
+    pub tenant: TenantId,
+    pub execution_id: ExecutionId,
 }
 
 /// Asks an execution to stop; answers with its status at that moment (a finished one is
@@ -73,8 +74,8 @@ pub struct GetWorkflow {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<ExecutionStatus, ExecutionError>")]
 pub struct CancelExecution {
-    pub tenant: String,
-    pub execution_id: String,
+    pub tenant: TenantId,
+    pub execution_id: ExecutionId,
 }
 
 /// Cancels every running execution and answers when all runs have ended, or after `within`.
@@ -89,14 +90,14 @@ pub struct DrainExecutions {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(super) struct RunStarted {
-    pub(super) execution_id: String,
+    pub(super) execution_id: ExecutionId,
 }
 
 /// A run emitted an event.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(super) struct RunProgressed {
-    pub(super) execution_id: String,
+    pub(super) execution_id: ExecutionId,
     pub(super) event: StepEvent,
 }
 
@@ -105,7 +106,7 @@ pub(super) struct RunProgressed {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(super) struct RunFinished {
-    pub(super) execution_id: String,
+    pub(super) execution_id: ExecutionId,
     pub(super) outcome: Option<RunOutcome>,
     pub(super) last: Option<StepEvent>,
 }
@@ -114,5 +115,5 @@ pub(super) struct RunFinished {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct ExecutionTakenOver {
-    pub execution_id: String,
+    pub execution_id: ExecutionId,
 }

@@ -11,6 +11,8 @@
 //! (this one was cut off from Redis for longer than `lost_after`), the task tells the watcher
 //! and stops. Closing the publisher lets the task flush what is queued and end.
 
+use crate::store::ExecutionId;
+
 use std::time::{Duration, Instant};
 
 use actix::Addr;
@@ -32,7 +34,7 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 pub(crate) struct PublisherParts {
     pub shared: SharedExecutions,
     pub keys: ExecutionKeys,
-    pub execution_id: String,
+    pub execution_id: ExecutionId,
     /// The run's cancellation, for cancel requests from other replicas.
     pub cancel: CancellationToken,
     pub watcher: Addr<ExecutionWatcher>,

@@ -505,6 +505,7 @@ fn millis(duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ExecutionId;
 
     fn shared() -> SharedExecutions {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -549,7 +550,7 @@ mod tests {
     #[test]
     fn stream_entries_parse_back_into_events() {
         let event = ExecutionEvent {
-            execution_id: "exec_1".to_owned(),
+            execution_id: ExecutionId::parse("exec_1").unwrap(),
             seq: 3,
             event: crate::workflow::run::event::StepEvent::StepRunning {
                 step: "a".to_owned(),

@@ -16,6 +16,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::store::{ExecutionId, TenantId};
 use crate::workflow::dsl::model::Workflow;
 use crate::workflow::dsl::validate::normalised;
 use crate::workflow::run::event::{StepEvent, duration_millis, format_duration, now_millis};
@@ -26,7 +27,7 @@ use crate::workflow::run::status::{ExecutionStatus, StepStatus};
 /// Serialized flat: `{"execution_id":…,"seq":3,"type":"step_complete","step":…,…}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionEvent {
-    pub execution_id: String,
+    pub execution_id: ExecutionId,
     pub seq: u64,
     #[serde(flatten)]
     pub event: StepEvent,
@@ -91,7 +92,8 @@ impl StepSnapshot {
 /// An execution's state at one moment, as `GET /v1/executions/{id}` returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecutionSnapshot {
-    pub execution_id: String,
+    #[schema(value_type = String)]
+    pub execution_id: ExecutionId,
     /// The workflow's name.
     pub workflow: String,
     /// `local`, or the Kubiya runner the platform ran it on.
@@ -151,7 +153,7 @@ impl ExecutionSnapshot {
 /// What `StartExecution` answers: enough to follow the execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutionSummary {
-    pub execution_id: String,
+    pub execution_id: ExecutionId,
     pub workflow: String,
     pub runner: String,
     pub status: ExecutionStatus,
@@ -160,8 +162,8 @@ pub struct ExecutionSummary {
 /// Who started an execution and how it is run; fixed for its life.
 #[derive(Debug, Clone)]
 pub(crate) struct ExecutionIdentity {
-    pub id: String,
-    pub tenant: String,
+    pub id: ExecutionId,
+    pub tenant: TenantId,
     pub workflow: String,
     pub runner: String,
 }
@@ -643,8 +645,8 @@ mod tests {
     fn execution() -> Execution {
         Execution::new(
             ExecutionIdentity {
-                id: "exec_1".to_owned(),
-                tenant: "t".to_owned(),
+                id: ExecutionId::parse("exec_1").unwrap(),
+                tenant: TenantId::parse("t").unwrap(),
                 workflow: "w".to_owned(),
                 runner: "local".to_owned(),
             },
@@ -756,7 +758,7 @@ mod tests {
     #[test]
     fn events_serialize_flat_with_execution_id_and_seq() {
         let event = ExecutionEvent {
-            execution_id: "exec_1".to_owned(),
+            execution_id: ExecutionId::parse("exec_1").unwrap(),
             seq: 1,
             event: running("a"),
         };

@@ -37,6 +37,7 @@ use super::state::{
     DEFAULT_LOG_BUDGET, Execution, ExecutionIdentity, ExecutionSnapshot, ExecutionSummary,
     Subscription,
 };
+use crate::store::ExecutionId;
 use crate::workflow::dsl::error::ValidationError;
 use crate::workflow::dsl::graph::DependencyGraph;
 use crate::workflow::dsl::model::Workflow;
@@ -85,9 +86,9 @@ impl Default for WatcherConfig {
 pub struct ExecutionWatcher {
     config: WatcherConfig,
     runners: Runners,
-    executions: HashMap<String, Execution>,
+    executions: HashMap<ExecutionId, Execution>,
     /// Finished executions, oldest first, for retention: id, when, and bytes kept.
-    finished: VecDeque<(String, Instant, usize)>,
+    finished: VecDeque<(ExecutionId, Instant, usize)>,
     /// What the finished executions keep together.
     finished_bytes: usize,
     /// Runs whose future has not returned yet.
@@ -97,7 +98,7 @@ pub struct ExecutionWatcher {
     /// The shared store, when configured.
     shared: Option<SharedExecutions>,
     /// Publishers of the running executions, by id.
-    publishers: HashMap<String, ExecutionPublisher>,
+    publishers: HashMap<ExecutionId, ExecutionPublisher>,
     /// Publishers closed after their run ended, still writing what was queued.
     flushing: Vec<JoinHandle<()>>,
     /// Fires at drain: followers of other replicas' executions end.
@@ -173,7 +174,7 @@ impl ExecutionWatcher {
         runner: Runner,
         ctx: &mut Context<Self>,
     ) -> Launched {
-        let id = format!("exec_{}", uuid::Uuid::new_v4().simple());
+        let id = ExecutionId::generate();
         let identity = ExecutionIdentity {
             id: id.clone(),
             tenant: start.tenant,
@@ -460,7 +461,7 @@ impl Handler<GetExecution> for ExecutionWatcher {
             shared
                 .snapshot(&keys)
                 .await?
-                .ok_or(ExecutionError::NotFound(get.execution_id))
+                .ok_or_else(|| ExecutionError::NotFound(get.execution_id.to_string()))
         })
     }
 }
@@ -490,7 +491,7 @@ impl Handler<GetWorkflow> for ExecutionWatcher {
         self.find(&get.tenant, &get.execution_id)?
             .workflow()
             .cloned()
-            .ok_or(ExecutionError::NotFound(get.execution_id))
+            .ok_or_else(|| ExecutionError::NotFound(get.execution_id.to_string()))
     }
 }
 
@@ -512,7 +513,7 @@ impl Handler<CancelExecution> for ExecutionWatcher {
             let snapshot = shared
                 .snapshot(&keys)
                 .await?
-                .ok_or_else(|| ExecutionError::NotFound(cancel.execution_id.clone()))?;
+                .ok_or_else(|| ExecutionError::NotFound(cancel.execution_id.to_string()))?;
             if !snapshot.status.is_finished() {
                 tracing::info!(execution = %cancel.execution_id, "execution cancel requested for its replica");
                 shared.request_cancel(&keys).await?;
@@ -650,6 +651,7 @@ impl Handler<ExecutionTakenOver> for ExecutionWatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::TenantId;
     use crate::workflow::execution::state::ExecutionEvent;
     use serde_json::json;
     use std::sync::{Arc, Mutex};
@@ -693,7 +695,7 @@ mod tests {
     ) -> Result<ExecutionSummary, ExecutionError> {
         watcher
             .send(StartExecution {
-                tenant: tenant.to_owned(),
+                tenant: TenantId::parse(tenant).unwrap(),
                 workflow: workflow(value),
                 params: Map::new(),
                 runner: None,
@@ -713,8 +715,8 @@ mod tests {
         for _ in 0..400 {
             let snapshot = watcher
                 .send(GetExecution {
-                    tenant: tenant.to_owned(),
-                    execution_id: id.to_owned(),
+                    tenant: TenantId::parse(tenant).unwrap(),
+                    execution_id: ExecutionId::parse(id).unwrap(),
                 })
                 .await
                 .expect("answers")
@@ -754,7 +756,7 @@ mod tests {
         .start();
         let subscribed = watcher
             .send(Subscribe {
-                tenant: "t1".to_owned(),
+                tenant: TenantId::parse("t1").unwrap(),
                 execution_id: summary.execution_id.clone(),
                 after_seq: 2,
                 subscriber: collector.recipient(),
@@ -770,14 +772,14 @@ mod tests {
 
         let other = watcher
             .send(GetExecution {
-                tenant: "t2".to_owned(),
+                tenant: TenantId::parse("t2").unwrap(),
                 execution_id: summary.execution_id.clone(),
             })
             .await
             .expect("answers");
         assert_eq!(
             other,
-            Err(ExecutionError::NotFound(summary.execution_id.clone()))
+            Err(ExecutionError::NotFound(summary.execution_id.to_string()))
         );
     }
 
@@ -794,7 +796,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let status = watcher
             .send(CancelExecution {
-                tenant: "t".to_owned(),
+                tenant: TenantId::parse("t").unwrap(),
                 execution_id: summary.execution_id.clone(),
             })
             .await
@@ -866,12 +868,15 @@ mod tests {
         assert_eq!(snapshot.status, ExecutionStatus::Success);
         let gone = watcher
             .send(GetExecution {
-                tenant: "t".to_owned(),
+                tenant: TenantId::parse("t").unwrap(),
                 execution_id: first.execution_id.clone(),
             })
             .await
             .expect("answers");
-        assert_eq!(gone, Err(ExecutionError::NotFound(first.execution_id)));
+        assert_eq!(
+            gone,
+            Err(ExecutionError::NotFound(first.execution_id.to_string()))
+        );
     }
 
     #[actix_rt::test]
@@ -893,7 +898,7 @@ mod tests {
             .expect("answers");
         let snapshot = watcher
             .send(GetExecution {
-                tenant: "t".to_owned(),
+                tenant: TenantId::parse("t").unwrap(),
                 execution_id: summary.execution_id,
             })
             .await
