@@ -12,18 +12,18 @@ use futures_util::future::{BoxFuture, FutureExt};
 use super::window::{self, Decision, WindowCounts};
 use super::{LimitError, REQUEST_WINDOW_MS, Slot, StreamPermit};
 use crate::hold::Release;
-use crate::store::now_ms;
+use crate::store::{TenantId, now_ms};
 
 #[derive(Default)]
 pub struct LocalLimiter {
-    requests: DashMap<String, WindowCounts>,
+    requests: DashMap<TenantId, WindowCounts>,
     /// Open slots by kind and tenant.
-    slots: DashMap<(&'static str, String), Arc<AtomicU32>>,
+    slots: DashMap<(&'static str, TenantId), Arc<AtomicU32>>,
 }
 
 impl LocalLimiter {
-    pub fn admit_request(&self, tenant: &str, per_minute: u32) -> Result<(), LimitError> {
-        let mut counts = self.requests.entry(tenant.to_owned()).or_default();
+    pub fn admit_request(&self, tenant: &TenantId, per_minute: u32) -> Result<(), LimitError> {
+        let mut counts = self.requests.entry(tenant.clone()).or_default();
         match window::admit(
             &mut counts,
             now_ms(),
@@ -38,19 +38,19 @@ impl LocalLimiter {
         }
     }
 
-    pub fn open_stream(&self, tenant: &str, max: u32) -> Result<StreamPermit, LimitError> {
+    pub fn open_stream(&self, tenant: &TenantId, max: u32) -> Result<StreamPermit, LimitError> {
         self.open_slot(Slot::Stream, tenant, max)
     }
 
     pub fn open_slot(
         &self,
         slot: Slot,
-        tenant: &str,
+        tenant: &TenantId,
         max: u32,
     ) -> Result<StreamPermit, LimitError> {
         let open = self
             .slots
-            .entry((slot.key(), tenant.to_owned()))
+            .entry((slot.key(), tenant.clone()))
             .or_default()
             .value()
             .clone();
@@ -82,41 +82,48 @@ impl Drop for LocalSlot {
 mod tests {
     use super::*;
 
+    fn tenant(name: &str) -> TenantId {
+        TenantId::parse(name).unwrap()
+    }
+
     #[test]
     fn streams_are_counted_per_tenant_until_their_permit_drops() {
         let limiter = LocalLimiter::default();
-        let first = limiter.open_stream("a", 2).unwrap();
-        let _second = limiter.open_stream("a", 2).unwrap();
+        let first = limiter.open_stream(&tenant("a"), 2).unwrap();
+        let _second = limiter.open_stream(&tenant("a"), 2).unwrap();
         assert_eq!(
-            limiter.open_stream("a", 2).err(),
+            limiter.open_stream(&tenant("a"), 2).err(),
             Some(LimitError::Streams { limit: 2 })
         );
-        assert!(limiter.open_stream("b", 2).is_ok(), "tenants are separate");
+        assert!(
+            limiter.open_stream(&tenant("b"), 2).is_ok(),
+            "tenants are separate"
+        );
         let _execution = limiter
-            .open_slot(Slot::Execution, "a", 1)
+            .open_slot(Slot::Execution, &tenant("a"), 1)
             .expect("executions are counted apart from streams");
         assert_eq!(
-            limiter.open_slot(Slot::Execution, "a", 1).err(),
+            limiter.open_slot(Slot::Execution, &tenant("a"), 1).err(),
             Some(LimitError::Executions { limit: 1 })
         );
         drop(first);
-        assert!(limiter.open_stream("a", 2).is_ok());
+        assert!(limiter.open_stream(&tenant("a"), 2).is_ok());
     }
 
     #[test]
     fn requests_beyond_the_rate_are_refused_with_a_retry_time() {
         let limiter = LocalLimiter::default();
-        assert!(limiter.admit_request("a", 2).is_ok());
-        assert!(limiter.admit_request("a", 2).is_ok());
+        assert!(limiter.admit_request(&tenant("a"), 2).is_ok());
+        assert!(limiter.admit_request(&tenant("a"), 2).is_ok());
         let Err(LimitError::RequestRate {
             limit,
             retry_after_ms,
-        }) = limiter.admit_request("a", 2)
+        }) = limiter.admit_request(&tenant("a"), 2)
         else {
             panic!("a third request in the same instant was admitted");
         };
         assert_eq!(limit, 2);
         assert!((1..=90_000).contains(&retry_after_ms), "{retry_after_ms}");
-        assert!(limiter.admit_request("b", 2).is_ok());
+        assert!(limiter.admit_request(&tenant("b"), 2).is_ok());
     }
 }

@@ -15,6 +15,7 @@ use local::LocalLimiter;
 use shared::RedisLimiter;
 
 use crate::hold::Release;
+use crate::store::TenantId;
 
 /// Requests per minute are counted over a minute.
 pub const REQUEST_WINDOW_MS: u64 = 60_000;
@@ -127,7 +128,7 @@ impl RateLimiter {
     /// Counts one request of `tenant` against its per-minute limit, if it has one.
     pub async fn admit_request(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         limits: TenantLimits,
     ) -> Result<(), LimitError> {
         let Some(per_minute) = limits.requests_per_minute else {
@@ -142,7 +143,7 @@ impl RateLimiter {
     /// A slot for one more concurrent stream of `tenant`, if it has a limit.
     pub async fn open_stream(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         limits: TenantLimits,
     ) -> Result<StreamPermit, LimitError> {
         self.open_slot(Slot::Stream, tenant, limits.max_concurrent_streams)
@@ -152,7 +153,7 @@ impl RateLimiter {
     /// A slot for one more running execution of `tenant`, if it has a limit.
     pub async fn open_execution(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         limits: TenantLimits,
     ) -> Result<StreamPermit, LimitError> {
         self.open_slot(Slot::Execution, tenant, limits.max_concurrent_executions)
@@ -162,7 +163,7 @@ impl RateLimiter {
     async fn open_slot(
         &self,
         slot: Slot,
-        tenant: &str,
+        tenant: &TenantId,
         max: Option<u32>,
     ) -> Result<StreamPermit, LimitError> {
         let Some(max) = max else {

@@ -19,7 +19,7 @@ use redis::Script;
 
 use super::local::LocalLimiter;
 use super::{LimitError, REQUEST_WINDOW_MS, Slot, StreamPermit};
-use crate::store::{RedisConnection, StoreError, key_part};
+use crate::store::{RedisConnection, StoreError, TenantId, key_part};
 
 /// Redis's clock in milliseconds, as every script computes it.
 const NOW_MS: &str = "local clock = redis.call('TIME')
@@ -113,11 +113,15 @@ impl RedisLimiter {
         }
     }
 
-    fn key(&self, kind: &str, tenant: &str) -> String {
+    fn key(&self, kind: &str, tenant: &TenantId) -> String {
         format!("{}:{kind}:{}", self.key_prefix, key_part(tenant))
     }
 
-    pub async fn admit_request(&self, tenant: &str, per_minute: u32) -> Result<(), LimitError> {
+    pub async fn admit_request(
+        &self,
+        tenant: &TenantId,
+        per_minute: u32,
+    ) -> Result<(), LimitError> {
         let mut admit = ADMIT_REQUEST.prepare_invoke();
         admit
             .key(self.key("rate", tenant))
@@ -132,14 +136,18 @@ impl RedisLimiter {
         }
     }
 
-    pub async fn open_stream(&self, tenant: &str, max: u32) -> Result<StreamPermit, LimitError> {
+    pub async fn open_stream(
+        &self,
+        tenant: &TenantId,
+        max: u32,
+    ) -> Result<StreamPermit, LimitError> {
         self.open_slot(Slot::Stream, tenant, max).await
     }
 
     pub async fn open_slot(
         &self,
         slot: Slot,
-        tenant: &str,
+        tenant: &TenantId,
         max: u32,
     ) -> Result<StreamPermit, LimitError> {
         let key = self.key(slot.key(), tenant);
