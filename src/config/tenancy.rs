@@ -219,6 +219,12 @@ mod tests {
             (entry("k", "ALSO", "a"), "not both"),
             (entry("", "", "a"), "required"),
             (entry("k", "", " "), "tenant"),
+            // A tenant names store keys: it follows the id rule, like session ids.
+            (entry("k", "", "team a"), "`tenant` may only contain"),
+            (
+                entry("k", "", &"t".repeat(129)),
+                "`tenant` is 129 characters long",
+            ),
         ];
         for (bad, expected) in cases {
             let mut auth = AuthSettings {
