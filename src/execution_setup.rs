@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kubiya_actors::provider::ProviderPool;
-use kubiya_actors::workflow::run::local::model_step::StepModel;
+use kubiya_actors::workflow::run::local::StepModel;
 use kubiya_actors::workflow::{
     AwcStepClient, EgressPolicy, HostIds, HttpStepClient, KubiyaConfig, LOCAL_RUNNER, RunOptions,
     SharedConfig, StepLimits, WatcherConfig, WorkflowLimits, run::local::secrets::SecretSource,

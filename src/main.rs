@@ -11,16 +11,24 @@ use kubiya::boundary::origin::OriginPolicy;
 use kubiya::cli::{AgentArgs, Cli, Command, McpCommand, McpTransport, ServerArgs};
 use kubiya::config::{FlagOverrides, Settings};
 use kubiya::mcp_http::{
-    McpEndpoint, serve_standalone, workflow_features, workflow_server_identity,
+    McpEndpoint, WorkflowToolsSetup, serve_standalone, workflow_features, workflow_server_identity,
 };
 use kubiya::startup::Application;
+use kubiya::tenant::Tenant;
 use kubiya::{execution_setup, provider_setup, telemetry};
 use kubiya::{mcp_client_cli, workflow_cli};
-use kubiya_actors::mcp::{McpServer, WorkflowTools, serve};
-use kubiya_actors::workflow::{LocalRunner, PlainHttpClient, RunOptions};
+use kubiya_actors::limits::RateLimiter;
+use kubiya_actors::limits::local::LocalLimiter;
+use kubiya_actors::mcp::{McpServer, serve};
+use kubiya_actors::workflow::{
+    DrainExecutions, ExecutionWatcher, LocalRunner, PlainHttpClient, RunOptions,
+};
 
 /// Exit status for bad usage or configuration, as clap uses for bad flags.
 const USAGE_ERROR: u8 = 2;
+
+/// How long `kubiya mcp server` gives the runs still going to stop when it ends.
+const MCP_SERVER_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A configuration problem, said in one line on stderr before logging is set up.
 #[expect(
@@ -63,7 +71,8 @@ fn run_mcp_server(args: &ServerArgs) -> ExitCode {
     };
     let _log_guard = telemetry::init(&settings.log);
     let local = &settings.runner.local;
-    let runner = LocalRunner::new(RunOptions {
+    let mut watcher_config = execution_setup::watcher_config(&settings.runner, None);
+    watcher_config.local = RunOptions {
         allow_network: args.allow_network || local.allow_network,
         allow_unsandboxed: args.allow_unsandboxed || local.allow_unsandboxed,
         http_client: Some(Arc::new(PlainHttpClient {
@@ -71,55 +80,47 @@ fn run_mcp_server(args: &ServerArgs) -> ExitCode {
             ..PlainHttpClient::default()
         })),
         ..execution_setup::sandboxed_run_options(local)
-    });
-    let kubiya_configured = std::env::var("KUBIYA_API_KEY").is_ok_and(|key| !key.is_empty());
-    if args.transport == McpTransport::Http {
-        let endpoint = McpEndpoint::new(
-            workflow_server_identity(),
-            workflow_features(
-                runner,
-                kubiya_configured,
-                settings.runner.max_concurrent_executions,
-            ),
-            &args.host,
-            OriginPolicy::default(),
-            settings.server.max_body_bytes,
-        );
-        let served = actix_web::rt::System::new()
-            .block_on(serve_standalone(endpoint, &args.host, args.port));
-        return match served {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                tracing::error!(error = %err, "MCP server failed");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    let tools = Arc::new(
-        WorkflowTools::new(runner, kubiya_configured).with_max_running(
-            usize::try_from(settings.runner.max_concurrent_executions).unwrap_or(usize::MAX),
-        ),
-    );
-    let identity = workflow_server_identity();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot start the runtime");
-            return ExitCode::FAILURE;
-        }
     };
-    tracing::info!("serving MCP on stdio");
-    let served = runtime.block_on(serve(
-        tokio::io::stdin(),
-        tokio::io::stdout(),
-        McpServer::new(identity, tools),
-    ));
-    // Runs still going (started with wait=false) are dropped with the runtime, which kills
-    // their processes.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    watcher_config.shared = execution_setup::shared_executions(&settings.store, &settings.runner);
+    let runner = LocalRunner::new(watcher_config.local.clone());
+    let kubiya_configured = watcher_config.kubiya.is_some();
+    let served = actix_web::rt::System::new().block_on(async move {
+        // Runs go through the one execution registry, as in the agent server.
+        let executions = ExecutionWatcher::start_on_own_arbiter(watcher_config);
+        let features = workflow_features(WorkflowToolsSetup {
+            runner,
+            kubiya_configured,
+            executions: executions.clone(),
+            // One process: its executions are counted here.
+            limiter: Arc::new(RateLimiter::Local(LocalLimiter::default())),
+            default_max_running: settings.runner.max_concurrent_executions,
+        });
+        let served = if args.transport == McpTransport::Http {
+            let endpoint = McpEndpoint::new(
+                workflow_server_identity(),
+                features,
+                &args.host,
+                OriginPolicy::default(),
+                settings.server.max_body_bytes,
+            );
+            serve_standalone(endpoint, &args.host, args.port).await
+        } else {
+            tracing::info!("serving MCP on stdio");
+            let server = McpServer::new(
+                workflow_server_identity(),
+                features(&Tenant::default_tenant()),
+            );
+            serve(tokio::io::stdin(), tokio::io::stdout(), server).await
+        };
+        // Runs still going (started with wait: false) end with the server: cancelled, and
+        // their processes stopped.
+        let _ = executions
+            .send(DrainExecutions {
+                within: MCP_SERVER_DRAIN,
+            })
+            .await;
+        served
+    });
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -1,6 +1,6 @@
 //! Our MCP server over streamable HTTP: what `/mcp` needs besides the protocol itself
 //! ([`kubiya_actors::mcp::McpServer`]). [`McpEndpoint`] holds the server each tenant talks to
-//! (its own workflow tools, so one tenant never sees another's executions), the legacy era's
+//! (workflow tools that see only the tenant's executions), the legacy era's
 //! sessions (`Mcp-Session-Id`, issued at `initialize`, bound to the tenant that opened them,
 //! ended by `DELETE` or after an hour unused), and the checks against DNS rebinding: a page
 //! of another origin is refused, and a server listening on loopback only answers requests
@@ -11,11 +11,14 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use actix::Addr;
 use actix_web::{App, HttpServer, web};
 use dashmap::DashMap;
-use kubiya_actors::limits::TenantLimits;
-use kubiya_actors::mcp::{Connection, McpServer, ServerFeatures, ServerIdentity, WorkflowTools};
-use kubiya_actors::workflow::LocalRunner;
+use kubiya_actors::limits::RateLimiter;
+use kubiya_actors::mcp::{
+    Connection, McpServer, ServerFeatures, ServerIdentity, WorkflowTools, WorkflowToolsParts,
+};
+use kubiya_actors::workflow::{ExecutionWatcher, LocalRunner};
 
 use crate::boundary::origin::OriginPolicy;
 use crate::tenant::Tenant;
@@ -25,8 +28,8 @@ const MAX_SESSIONS: usize = 1024;
 /// A session unused this long is forgotten.
 const SESSION_IDLE: Duration = Duration::from_secs(3600);
 
-/// Makes the features one tenant is served, given its limits.
-pub type FeaturesFactory = Box<dyn Fn(&TenantLimits) -> Arc<dyn ServerFeatures> + Send + Sync>;
+/// Makes the features one tenant is served.
+pub type FeaturesFactory = Box<dyn Fn(&Tenant) -> Arc<dyn ServerFeatures> + Send + Sync>;
 
 pub struct McpEndpoint {
     identity: ServerIdentity,
@@ -76,22 +79,35 @@ pub fn workflow_server_identity() -> ServerIdentity {
     }
 }
 
-/// Workflow tools on `runner`, a separate set (and so separate executions) per tenant, each
-/// running at most the tenant's concurrent executions (else `default_max_running`; 0: no
-/// limit) in this process.
-pub fn workflow_features(
-    runner: LocalRunner,
-    kubiya_configured: bool,
-    default_max_running: u32,
-) -> FeaturesFactory {
-    Box::new(move |limits| {
-        let max_running = limits
+/// What every tenant's workflow tools share.
+pub struct WorkflowToolsSetup {
+    /// Checks workflows against this host; runs go to `executions`.
+    pub runner: LocalRunner,
+    pub kubiya_configured: bool,
+    /// The server's one execution registry.
+    pub executions: Addr<ExecutionWatcher>,
+    /// Counts each tenant's running executions.
+    pub limiter: Arc<RateLimiter>,
+    /// Executions at once for a tenant without a limit of its own (0: no limit).
+    pub default_max_running: u32,
+}
+
+/// Workflow tools for each tenant: its executions among the watcher's, at most its concurrent
+/// executions running at once (else `default_max_running`).
+pub fn workflow_features(setup: WorkflowToolsSetup) -> FeaturesFactory {
+    Box::new(move |tenant| {
+        let mut limits = tenant.limits;
+        limits.max_concurrent_executions = limits
             .max_concurrent_executions
-            .unwrap_or(default_max_running);
-        Arc::new(
-            WorkflowTools::new(runner.clone(), kubiya_configured)
-                .with_max_running(usize::try_from(max_running).unwrap_or(usize::MAX)),
-        )
+            .or((setup.default_max_running > 0).then_some(setup.default_max_running));
+        Arc::new(WorkflowTools::new(WorkflowToolsParts {
+            runner: setup.runner.clone(),
+            kubiya_configured: setup.kubiya_configured,
+            executions: setup.executions.clone(),
+            tenant: tenant.id.to_string(),
+            limiter: setup.limiter.clone(),
+            limits,
+        }))
     })
 }
 
@@ -139,9 +155,7 @@ impl McpEndpoint {
     pub fn server_for(&self, tenant: &Tenant) -> McpServer {
         self.servers
             .entry(tenant.id.clone())
-            .or_insert_with(|| {
-                McpServer::new(self.identity.clone(), (self.make_features)(&tenant.limits))
-            })
+            .or_insert_with(|| McpServer::new(self.identity.clone(), (self.make_features)(tenant)))
             .clone()
     }
 

@@ -33,7 +33,9 @@ use crate::config::Settings;
 use crate::execution_setup;
 use crate::extract::BodyLimit;
 use crate::http_server::{self, ServerOptions};
-use crate::mcp_http::{McpEndpoint, workflow_features, workflow_server_identity};
+use crate::mcp_http::{
+    McpEndpoint, WorkflowToolsSetup, workflow_features, workflow_server_identity,
+};
 use crate::middleware::observe;
 use crate::provider_setup::ProviderSetup;
 use crate::routes;
@@ -101,9 +103,10 @@ impl Application {
             execution_setup::step_model(&settings.runner.local, &providers);
         watcher_config.shared =
             execution_setup::shared_executions(&settings.store, &settings.runner);
-        // `/mcp` runs workflows with the same local runner options (sandbox, egress, limits).
+        // `/mcp` checks workflows against this host as the watcher's local runner would.
         let mcp_runner = LocalRunner::new(watcher_config.local.clone());
         let executions = ExecutionWatcher::start_on_own_arbiter(watcher_config);
+        let limiter = tenancy.tenants.limiter();
         let state = web::Data::new(AppState::new(AppParts {
             providers,
             composer: PerThread::new(move || Composer::new(Some(mcp_tools.clone()))),
@@ -123,11 +126,13 @@ impl Application {
         });
         let mcp_endpoint = web::Data::new(McpEndpoint::new(
             workflow_server_identity(),
-            workflow_features(
-                mcp_runner,
-                !settings.runner.kubiya.api_key.trim().is_empty(),
-                settings.runner.max_concurrent_executions,
-            ),
+            workflow_features(WorkflowToolsSetup {
+                runner: mcp_runner,
+                kubiya_configured: !settings.runner.kubiya.api_key.trim().is_empty(),
+                executions: executions.clone(),
+                limiter,
+                default_max_running: settings.runner.max_concurrent_executions,
+            }),
             &exposure.host,
             OriginPolicy::new(&settings.server.cors),
             settings.server.max_body_bytes,

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use kubiya_actors::workflow::{
-    LocalRunner, RunOutcome, RunRequest, RunStatus, StepEvent, StepStatus, ValidationError,
+    ExecutionStatus, LocalRunner, RunOutcome, RunRequest, StepEvent, StepStatus, ValidationError,
     Workflow, validate_text,
 };
 use serde_json::{Map, Value};
@@ -134,7 +134,7 @@ fn run_file(args: &RunArgs) -> ExitCode {
     let outcome =
         actix_web::rt::System::new().block_on(run_locally(workflow.clone(), params, &local));
     report(&workflow, &outcome);
-    if outcome.status == RunStatus::Success {
+    if outcome.status == ExecutionStatus::Success {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(FAILED)
@@ -247,12 +247,16 @@ fn report(workflow: &Workflow, outcome: &RunOutcome) {
     let duration = format!("{:.1}s", outcome.duration.as_secs_f64());
     let name = &workflow.name;
     match outcome.status {
-        RunStatus::Success => println!("✓ workflow {name} succeeded in {duration}"),
-        // A local run is never lost; the arm only keeps the match whole.
-        RunStatus::Failed | RunStatus::Lost => println!(
+        ExecutionStatus::Success => println!("✓ workflow {name} succeeded in {duration}"),
+        // A local run is never lost, nor still going once it returned; the arm only keeps
+        // the match whole.
+        ExecutionStatus::Failed
+        | ExecutionStatus::Lost
+        | ExecutionStatus::Queued
+        | ExecutionStatus::Running => println!(
             "✗ workflow {name} failed after {duration}: {}",
             outcome.error.as_deref().unwrap_or("unknown error")
         ),
-        RunStatus::Cancelled => println!("■ workflow {name} cancelled after {duration}"),
+        ExecutionStatus::Cancelled => println!("■ workflow {name} cancelled after {duration}"),
     }
 }

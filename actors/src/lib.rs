@@ -8,7 +8,9 @@
 //!   agent loop, or the refinement loop), the events it emits, and the session stores.
 //! - [`composer`]: the `Composer` actor that builds each model request: system prompt,
 //!   history, and the tool catalog.
-//! - [`tools`]: the built-in workflow tools offered to the model.
+//! - [`tools`]: the built-in workflow tools: their one catalog (the model, our MCP server and
+//!   the offline planner use it), reading a workflow out of a call, and the validation
+//!   report.
 //! - [`provider`]: the LLM vendors (presets), the wire protocols' codecs, and the
 //!   `LlmProvider` actors that call them with retries, fallbacks and cancellation.
 //! - [`workflow`]: in three rooms, the language ([`workflow::dsl`]: model, validation,

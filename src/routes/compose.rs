@@ -259,7 +259,7 @@ async fn whole(
         .collect(|event| match event {
             TurnEvent::Workflow(data) => {
                 iterations += 1;
-                workflow = data;
+                workflow = data.to_value();
             }
             TurnEvent::ValidationFailed { .. } => iterations += 1,
             TurnEvent::ToolResult { name, result, .. } if name == tools::EXECUTE_WORKFLOW => {

@@ -113,6 +113,10 @@ pub async fn post(
             (Connection::modern(), false)
         }
     };
+    // Only a tool call has anything to say before its answer (progress, logs): another
+    // request answered later (reading executions) is waited for and answered as JSON, with
+    // its status.
+    let may_stream = message.get("method").and_then(Value::as_str) == Some("tools/call");
     let (out, mut replies) = outbound();
     let handled = server.handle(&connection, message, &out);
     drop(out);
@@ -131,7 +135,7 @@ pub async fn post(
     }
     let mut answer = match response {
         Some(response) => json_answer(&connection, &response),
-        None if accepts_event_stream(req.headers()) => event_stream(
+        None if may_stream && accepts_event_stream(req.headers()) => event_stream(
             early,
             replies,
             Pending {

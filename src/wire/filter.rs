@@ -7,6 +7,7 @@
 
 use bytes::BytesMut;
 use kubiya_actors::session::TurnEvent;
+use kubiya_actors::workflow::StepEvent;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -55,10 +56,12 @@ pub fn importance(event: &TurnEvent) -> Option<Importance> {
         }
         TurnEvent::Text(_) | TurnEvent::ValidationFailed { .. } => Importance::Medium,
         TurnEvent::Workflow(_) | TurnEvent::ApprovalRequested { .. } => Importance::High,
-        TurnEvent::Execution(event) => match event["type"].as_str().unwrap_or("") {
-            "step_running" | "step_output" => Importance::Low,
-            "step_failed" if event["will_retry"] != true => Importance::High,
-            "workflow_complete" => Importance::High,
+        TurnEvent::Execution(event) => match &event.event {
+            StepEvent::StepRunning { .. } | StepEvent::StepOutput { .. } => Importance::Low,
+            StepEvent::StepFailed {
+                will_retry: false, ..
+            }
+            | StepEvent::WorkflowComplete { .. } => Importance::High,
             _ => Importance::Medium,
         },
         TurnEvent::StepFinished { .. } | TurnEvent::Finished { .. } | TurnEvent::Failed(_) => {
@@ -112,7 +115,9 @@ mod tests {
     use serde_json::json;
 
     fn step(kind: &str, will_retry: bool) -> TurnEvent {
-        TurnEvent::Execution(json!({"type": kind, "step": "s", "will_retry": will_retry}))
+        super::super::test_execution_event(
+            json!({"type": kind, "step": "s", "will_retry": will_retry}),
+        )
     }
 
     #[test]
@@ -146,7 +151,7 @@ mod tests {
             Some(Importance::High)
         );
         assert_eq!(
-            importance(&TurnEvent::Workflow(json!({}))),
+            importance(&TurnEvent::Workflow(Box::default())),
             Some(Importance::High)
         );
     }

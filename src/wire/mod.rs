@@ -68,7 +68,7 @@ pub fn event_json(event: &TurnEvent) -> Option<Value> {
         TurnEvent::ValidationFailed { errors, attempt } => {
             json!({"type": "validation_error", "errors": errors, "attempt": attempt})
         }
-        TurnEvent::Execution(event) => event.clone(),
+        TurnEvent::Execution(event) => serde_json::to_value(event).unwrap_or_default(),
         TurnEvent::ApprovalRequested {
             approval_id,
             tool_call_id,
@@ -81,4 +81,33 @@ pub fn event_json(event: &TurnEvent) -> Option<Value> {
         }
         TurnEvent::StepFinished { .. } | TurnEvent::Finished { .. } => return None,
     })
+}
+
+/// An execution event for the encoders' tests, from its flat JSON; the numbers a test does
+/// not care about (sequence, timestamps, milliseconds) default to 0.
+#[cfg(test)]
+pub(crate) fn test_execution_event(mut flat: Value) -> TurnEvent {
+    for (field, default) in [
+        ("execution_id", json!("exec_test")),
+        ("seq", json!(1)),
+        ("timestamp", json!(0)),
+        ("duration_ms", json!(0)),
+        ("duration", json!("0.0s")),
+        ("output", json!("")),
+        ("reason", json!("")),
+        ("will_retry", json!(false)),
+        ("message", json!("")),
+        ("stream", json!("stdout")),
+        ("text", json!("")),
+        ("workflow", json!("w")),
+    ] {
+        if flat.get(field).is_none() {
+            flat[field] = default;
+        }
+    }
+    if flat["type"] == "step_failed" && flat.get("error").is_none() {
+        flat["error"] = json!("");
+    }
+    let event = serde_json::from_value(flat).expect("an execution event");
+    TurnEvent::Execution(Box::new(event))
 }

@@ -4,6 +4,7 @@
 //! [`WorkflowEcho`]) the workflow itself when the model's answer did not show it.
 
 use kubiya_actors::session::TurnEvent;
+use kubiya_actors::workflow::StepEvent;
 use kubiya_actors::workflow::yaml_document;
 use serde_json::Value;
 
@@ -17,7 +18,9 @@ const OUTPUT_LINE_CHARS: usize = 200;
 /// be shown twice and kept in the conversation).
 pub fn line(event: &TurnEvent) -> Option<String> {
     Some(match event {
-        TurnEvent::Execution(event) if event["type"] == "step_output" => return None,
+        TurnEvent::Execution(event) if matches!(event.event, StepEvent::StepOutput { .. }) => {
+            return None;
+        }
         TurnEvent::ToolCall { name, .. } => tool_call(name),
         TurnEvent::ToolResult {
             name,
@@ -25,15 +28,14 @@ pub fn line(event: &TurnEvent) -> Option<String> {
             is_error,
             ..
         } => tool_result(name, result, *is_error),
-        TurnEvent::Execution(event) => execution_event(event),
-        TurnEvent::Workflow(data) => format!(
-            "[Workflow {} is valid]\n",
-            data["name"].as_str().unwrap_or("?")
-        ),
+        TurnEvent::Execution(event) => {
+            execution_event(&serde_json::to_value(event).unwrap_or_default())
+        }
+        TurnEvent::Workflow(workflow) => format!("[Workflow {} is valid]\n", workflow.name),
         TurnEvent::ApprovalRequested { workflow, .. } => approval_question(workflow),
         TurnEvent::ValidationFailed { errors, attempt } => format!(
             "[Validation failed on attempt {attempt}: {} error(s)]\n",
-            errors.as_array().map_or(0, Vec::len)
+            errors.len()
         ),
         _ => return None,
     })
@@ -54,7 +56,7 @@ impl WorkflowEcho {
     pub fn observe(&mut self, event: &TurnEvent) {
         match event {
             TurnEvent::Text(text) => self.observe_text(text),
-            TurnEvent::Workflow(workflow) => self.workflow = Some(workflow.clone()),
+            TurnEvent::Workflow(workflow) => self.workflow = Some(workflow.to_value()),
             TurnEvent::ToolResult {
                 result,
                 is_error: false,
@@ -200,7 +202,7 @@ mod tests {
     use serde_json::json;
 
     fn execution(event: Value) -> String {
-        line(&TurnEvent::Execution(event)).expect("a line")
+        line(&super::super::test_execution_event(event)).expect("a line")
     }
 
     #[test]
@@ -232,7 +234,7 @@ mod tests {
     #[test]
     fn live_output_is_not_a_line() {
         let chunk = json!({"type": "step_output", "step": "s", "stream": "stdout", "text": "hi\n"});
-        assert_eq!(line(&TurnEvent::Execution(chunk)), None);
+        assert_eq!(line(&super::super::test_execution_event(chunk)), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::io::Write;
 
 use bytes::{BufMut, BytesMut};
 use kubiya_actors::session::TurnEvent;
+use kubiya_actors::workflow::StepEvent;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -128,12 +129,12 @@ struct WorkflowPart {
     /// `cancelled` or `lost`.
     status: String,
     execution_id: Option<String>,
-    steps: Vec<StepState>,
+    steps: Vec<StepStatus>,
     definition: Value,
 }
 
 #[derive(Serialize)]
-struct StepState {
+struct StepStatus {
     name: String,
     /// `pending`, `running`, `complete`, `failed` or `skipped`.
     status: &'static str,
@@ -153,7 +154,7 @@ impl WorkflowPart {
             .into_iter()
             .flatten()
             .filter_map(|step| step["name"].as_str())
-            .map(|name| StepState {
+            .map(|name| StepStatus {
                 name: name.to_owned(),
                 status: "pending",
                 output: None,
@@ -188,7 +189,7 @@ impl WorkflowPart {
         let index = match self.steps.iter().position(|step| step.name == name) {
             Some(index) => index,
             None => {
-                self.steps.push(StepState {
+                self.steps.push(StepStatus {
                     name: name.to_owned(),
                     status: "pending",
                     output: None,
@@ -354,9 +355,11 @@ impl UiMessageEncoder {
                     };
                     self.chunk(out, &chunk);
                 }
-                let definition = kubiya_actors::tools::workflow_argument(arguments);
-                if name == kubiya_actors::tools::EXECUTE_WORKFLOW && definition.is_object() {
-                    self.show_workflow(definition, "running");
+                if name == kubiya_actors::tools::EXECUTE_WORKFLOW
+                    && let Ok(definition) = kubiya_actors::tools::workflow_from_argument(arguments)
+                    && definition.is_object()
+                {
+                    self.show_workflow(&definition, "running");
                     self.send_workflow(out);
                 }
             }
@@ -389,10 +392,13 @@ impl UiMessageEncoder {
                 }
             }
             TurnEvent::Workflow(definition) => {
-                self.show_workflow(definition, "valid");
+                self.show_workflow(&definition.to_value(), "valid");
                 self.send_workflow(out);
             }
-            TurnEvent::Execution(execution) if execution["type"] == "step_output" => {
+            TurnEvent::Execution(execution)
+                if matches!(execution.event, StepEvent::StepOutput { .. }) =>
+            {
+                let execution = serde_json::to_value(execution).unwrap_or_default();
                 let output = DataPart {
                     kind: "data-step-output",
                     id: None,
@@ -403,6 +409,7 @@ impl UiMessageEncoder {
                 self.chunk(out, &output);
             }
             TurnEvent::Execution(execution) => {
+                let execution = &serde_json::to_value(execution).unwrap_or_default();
                 if let Some(line) = readable::line(event) {
                     let log = DataPart {
                         kind: "data-step-log",

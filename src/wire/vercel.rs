@@ -72,7 +72,9 @@ impl StreamEncoder for VercelEncoder {
             TurnEvent::ToolResult { id, result, .. } => {
                 line(out, "a", &json!({"toolCallId": id, "result": result}))
             }
-            TurnEvent::Execution(event) => data_part(out, event),
+            TurnEvent::Execution(event) => {
+                data_part(out, &serde_json::to_value(event).unwrap_or_default());
+            }
             TurnEvent::ApprovalRequested { workflow, .. } => {
                 line(
                     out,

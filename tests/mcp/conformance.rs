@@ -65,9 +65,8 @@ fn standalone() -> (Running, String) {
     (server, format!("http://127.0.0.1:{port}/mcp"))
 }
 
-fn agent(env: &[(&str, &str)], config: Option<&str>) -> (Running, String) {
-    let port = free_port();
-    let port_text = port.to_string();
+/// `kubiya mcp agent` on loopback with the offline provider, on `port`, with `config`.
+fn agent_args<'a>(port: &'a str, config: Option<&'a str>) -> Vec<&'a str> {
     let mut args = vec![
         "mcp",
         "agent",
@@ -76,12 +75,64 @@ fn agent(env: &[(&str, &str)], config: Option<&str>) -> (Running, String) {
         "--provider",
         "offline",
         "--port",
-        &port_text,
+        port,
     ];
     if let Some(config) = config {
         args.extend(["--config", config]);
     }
-    let server = start(&args, env, port);
+    args
+}
+
+pub(crate) fn agent(env: &[(&str, &str)], config: Option<&str>) -> (Running, String) {
+    let port = free_port();
+    let port_text = port.to_string();
+    let server = start(&agent_args(&port_text, config), env, port);
+    (server, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// The agent server (offline provider) as a process the caller may signal; killed when
+/// dropped.
+pub(crate) struct AgentProcess(std::process::Child);
+
+impl std::ops::Deref for AgentProcess {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AgentProcess {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the agent server with `config` and waits until it listens; answers its `/mcp` URL.
+pub(crate) fn agent_process(config: Option<&str>) -> (AgentProcess, String) {
+    let port = free_port();
+    let port_text = port.to_string();
+    let mut command = kubiya_command();
+    command.args(agent_args(&port_text, config));
+    let child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the server starts");
+    let server = AgentProcess(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     (server, format!("http://127.0.0.1:{port}/mcp"))
 }
 
@@ -125,7 +176,7 @@ fn the_agent_servers_mcp_endpoint_passes_the_conformance_suite_in_both_eras() {
 
 /// One JSON-RPC exchange over HTTP: status, session header and the response message (the
 /// last `data:` line of an SSE answer, or the JSON body).
-async fn exchange(
+pub(crate) async fn exchange(
     client: &awc::Client,
     url: &str,
     headers: &[(&str, &str)],
@@ -156,7 +207,7 @@ async fn exchange(
     (response.status().as_u16(), session, message)
 }
 
-fn modern(method: &str, id: u64, params: Value) -> Value {
+pub(crate) fn modern(method: &str, id: u64, params: Value) -> Value {
     let mut params = params;
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -167,16 +218,7 @@ fn modern(method: &str, id: u64, params: Value) -> Value {
 
 #[actix_rt::test]
 async fn mcp_on_the_agent_needs_a_key_and_keeps_sessions_and_executions_per_tenant() {
-    let dir = std::env::temp_dir().join(format!("kubiya-mcp-keys-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("kubiya.toml");
-    std::fs::write(
-        &config,
-        "[[auth.api_keys]]\nkey = \"sk-alpha\"\ntenant = \"alpha\"\nmax_concurrent_executions = 1\n\
-         [[auth.api_keys]]\nkey = \"sk-beta\"\ntenant = \"beta\"\n\
-         [runner.local]\nallow_unsandboxed = true\n",
-    )
-    .unwrap();
+    let config = crate::executions::keys_config();
     let (_server, url) = agent(&[], Some(config.to_str().unwrap()));
     let client = awc::Client::default();
     let alpha = ("Authorization", "Bearer sk-alpha");
@@ -264,7 +306,7 @@ async fn mcp_on_the_agent_needs_a_key_and_keeps_sessions_and_executions_per_tena
     let (_, _, second) = exchange(&client, &url, &headers, slow(7)).await;
     assert_eq!(second["result"]["isError"], true, "{second}");
     assert!(second.to_string().contains("running"), "{second}");
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(config.parent().unwrap()).unwrap();
 }
 
 /// Runs one client scenario of the suite: the suite starts its test server and runs

@@ -1,7 +1,7 @@
 //! Black-box tests of MCP: the supervisor against real third-party servers (the reference
 //! `everything` and `filesystem` servers, the dual-era Python `mcp-server-time`) and small
 //! script servers, process-tree cleanup, the `/v1/mcp/servers` endpoint, and `kubiya mcp
-//! server` driven by the Python SDK client. The peers are installed into `tests/mcp-peers/` by
+//! server` driven by the Python SDK client, and runs over MCP as the server's executions. The peers are installed into `tests/mcp-peers/` by
 //! `make deps`; a test that finds them missing fails and says so.
 
 #![expect(
@@ -19,6 +19,7 @@ mod support;
 mod agent;
 mod calls;
 mod conformance;
+mod executions;
 mod http;
 mod oauth;
 mod our_server;

@@ -4,7 +4,7 @@
 //! a Redis outage reach it in order once it is back, while a replica without Redis still
 //! runs its own executions; and when the replica running an execution is killed, the others
 //! end it as `lost` once its heartbeat lapses. A tenant's running executions are counted
-//! across replicas. Replicas are the app in-process
+//! across replicas, and a run started over MCP is found and followed on another replica. Replicas are the app in-process
 //! (`helpers::spawn_app_with`, shared with the API tests) or the real binary.
 
 #![expect(
@@ -124,6 +124,37 @@ impl TestApp {
         let mut response = request.send().await.expect("request sent");
         assert_eq!(response.status().as_u16(), 200);
         read_sse(&mut response, |_| false).await
+    }
+}
+
+impl TestApp {
+    /// Calls one of the workflow tools at `/mcp` (a modern, stateless request); answers the
+    /// tool's result.
+    async fn mcp_tool(&self, name: &str, arguments: Value) -> Value {
+        let message = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": name, "arguments": arguments, "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {}}}});
+        let mut response = self
+            .client
+            .post(self.url("/mcp"))
+            .insert_header(("Accept", "application/json, text/event-stream"))
+            .insert_header(("Mcp-Method", "tools/call"))
+            .insert_header(("Mcp-Name", name))
+            .send_json(&message)
+            .await
+            .expect("request sent");
+        assert_eq!(response.status().as_u16(), 200);
+        let body = response.body().limit(1 << 22).await.expect("body read");
+        let text = String::from_utf8_lossy(&body);
+        // One JSON answer, or an SSE stream whose last event is the answer.
+        let answer = text
+            .lines()
+            .rev()
+            .find_map(|line| line.strip_prefix("data: "))
+            .unwrap_or(&text);
+        let answer: Value = serde_json::from_str(answer).expect("a JSON-RPC answer");
+        answer["result"].clone()
     }
 }
 
@@ -303,6 +334,56 @@ async fn a_tenants_running_executions_are_counted_across_replicas() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[actix_rt::test]
+async fn a_run_over_mcp_on_one_replica_is_found_and_followed_on_another() {
+    let redis = RedisServer::start();
+    let owner = replica(&redis).await;
+    let other = replica(&redis).await;
+    let started = owner
+        .mcp_tool(
+            "execute_workflow",
+            json!({"wait": false, "workflow": slow_chain()}),
+        )
+        .await;
+    assert_eq!(started["isError"], false, "{started}");
+    let id = started["structuredContent"]["execution_id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+
+    let finished = other
+        .wait_for(&id, |execution| execution["status"] == "success")
+        .await;
+    let followed = other
+        .mcp_tool("get_execution", json!({"execution_id": id}))
+        .await;
+    assert_eq!(followed["isError"], false, "{followed}");
+    let view = &followed["structuredContent"];
+    assert_eq!(view["status"], "success", "{view}");
+    assert_eq!(view["event_count"], finished["last_seq"], "{view}");
+    assert_eq!(
+        kinds_of_events(&view["events"]),
+        kinds_of_events(&json!(
+            other
+                .read_events(&id, None)
+                .await
+                .iter()
+                .map(|event| event.data.clone())
+                .collect::<Vec<_>>()
+        )),
+        "the same events on both paths"
+    );
+}
+
+fn kinds_of_events(events: &Value) -> Vec<String> {
+    events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|event| format!("{} {}", event["seq"], event["type"]))
+        .collect()
 }
 
 /// Sends `method path` with `key` as bearer; returns status and JSON body.

@@ -1,7 +1,8 @@
 //! What our MCP server offers, apart from the protocol: [`ServerFeatures`] is implemented by
 //! the workflow tools ([`super::workflow_tools`]) and read by the dispatcher
 //! ([`super::server`]), whatever the transport. Tools are required; resources, prompts and
-//! completions have empty defaults, so a tools-only implementation stays small.
+//! completions have empty defaults, so a tools-only implementation stays small. What reads
+//! executions answers later (a future): they live in the `ExecutionWatcher`.
 
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
@@ -25,8 +26,8 @@ pub trait ServerFeatures: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Value, RpcError>>;
 
     /// Concrete resources (`uri`, `name`, `mimeType`, ...).
-    fn resources(&self) -> Vec<Value> {
-        Vec::new()
+    fn resources(&self) -> BoxFuture<'static, Vec<Value>> {
+        Box::pin(async { Vec::new() })
     }
 
     /// URI templates (RFC 6570) for resources that are not listed one by one.
@@ -35,13 +36,18 @@ pub trait ServerFeatures: Send + Sync + 'static {
     }
 
     /// The `contents` of one resource.
-    fn read_resource(&self, uri: &str) -> Result<Vec<Value>, RpcError> {
-        Err(not_found(uri))
+    fn read_resource(&self, uri: &str) -> BoxFuture<'static, Result<Vec<Value>, RpcError>> {
+        let error = not_found(uri);
+        Box::pin(async move { Err(error) })
     }
 
     /// A counter that rises whenever the resource changes, for `resources/subscribe`.
-    fn watch_resource(&self, uri: &str) -> Result<watch::Receiver<u64>, RpcError> {
-        Err(not_found(uri))
+    fn watch_resource(
+        &self,
+        uri: &str,
+    ) -> BoxFuture<'static, Result<watch::Receiver<u64>, RpcError>> {
+        let error = not_found(uri);
+        Box::pin(async move { Err(error) })
     }
 
     fn prompts(&self) -> Vec<Value> {
@@ -49,17 +55,24 @@ pub trait ServerFeatures: Send + Sync + 'static {
     }
 
     /// A `GetPromptResult` (`description`, `messages`).
-    fn get_prompt(&self, name: &str, _arguments: &Map<String, Value>) -> Result<Value, RpcError> {
-        Err(RpcError::new(
-            INVALID_PARAMS,
-            format!("Unknown prompt: {name}"),
-        ))
+    fn get_prompt(
+        &self,
+        name: &str,
+        _arguments: &Map<String, Value>,
+    ) -> BoxFuture<'static, Result<Value, RpcError>> {
+        let error = RpcError::new(INVALID_PARAMS, format!("Unknown prompt: {name}"));
+        Box::pin(async move { Err(error) })
     }
 
     /// Values for one argument of a prompt or a resource template (`reference` is the
     /// request's `ref`), best first.
-    fn complete(&self, _reference: &Value, _argument: &str, _prefix: &str) -> Vec<String> {
-        Vec::new()
+    fn complete(
+        &self,
+        _reference: &Value,
+        _argument: &str,
+        _prefix: &str,
+    ) -> BoxFuture<'static, Vec<String>> {
+        Box::pin(async { Vec::new() })
     }
 }
 

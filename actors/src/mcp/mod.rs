@@ -66,4 +66,4 @@ pub use sampling::Sampler;
 pub use server::{Connection, Era, Handled, McpServer, ServerIdentity};
 pub use stdio_server::serve;
 pub use supervisor::{CallTool, ListTools, McpSupervisor, ServerStatuses, Shutdown};
-pub use workflow_tools::WorkflowTools;
+pub use workflow_tools::{WorkflowTools, WorkflowToolsParts};

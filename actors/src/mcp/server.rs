@@ -231,6 +231,22 @@ const LEGACY_ONLY_METHODS: [&str; 5] = [
 ];
 
 impl Dispatch<'_> {
+    /// Replies with what `answer` comes to, from a task of its own: what the features read
+    /// from elsewhere (executions) never holds up the connection's other requests.
+    fn answer_later(
+        &self,
+        id: &RequestId,
+        answer: impl Future<Output = Result<Value, RpcError>> + Send + 'static,
+    ) {
+        let out = self.out.clone();
+        let connection = self.connection.clone();
+        let server_info = self.server.server_info();
+        let id = id.clone();
+        tokio::spawn(async move {
+            out.respond(answer_message(&id, answer.await, &connection, server_info));
+        });
+    }
+
     fn reply(&self, id: &RequestId, mut result: Value) {
         if self.connection.era() == Some(Era::Modern) {
             decorate_modern(&mut result, self.server.server_info());
@@ -294,7 +310,12 @@ impl Dispatch<'_> {
             "logging/setLevel" => self.set_level(id, &params),
             "tools/list" => self.reply(id, listing("tools", features.tools(), modern)),
             "tools/call" => self.call_tool(id, &params),
-            "resources/list" => self.reply(id, listing("resources", features.resources(), modern)),
+            "resources/list" => {
+                let resources = features.resources();
+                self.answer_later(id, async move {
+                    Ok(listing("resources", resources.await, modern))
+                });
+            }
             "resources/templates/list" => self.reply(
                 id,
                 listing("resourceTemplates", features.resource_templates(), modern),
@@ -438,16 +459,7 @@ impl Dispatch<'_> {
             if cancel.is_cancelled() {
                 return;
             }
-            let message = match outcome {
-                Ok(mut result) => {
-                    if connection.era() == Some(Era::Modern) {
-                        decorate_modern(&mut result, server_info);
-                    }
-                    jsonrpc::response(&id, result)
-                }
-                Err(error) => jsonrpc::error_response(Some(&id), &error),
-            };
-            out.respond(message);
+            out.respond(answer_message(&id, outcome, &connection, server_info));
         });
     }
 
@@ -455,18 +467,17 @@ impl Dispatch<'_> {
         let Some(uri) = params.get("uri").and_then(Value::as_str) else {
             return self.fail(id, &RpcError::new(INVALID_PARAMS, "params.uri is required"));
         };
-        match self.server.features.read_resource(uri) {
-            Ok(contents) => {
-                let mut result = json!({ "contents": contents });
-                if self.connection.era() == Some(Era::Modern) {
-                    // Executions change as they run: nothing is worth caching.
-                    result["ttlMs"] = json!(0);
-                    result["cacheScope"] = json!("private");
-                }
-                self.reply(id, result);
+        let reading = self.server.features.read_resource(uri);
+        let modern = self.connection.era() == Some(Era::Modern);
+        self.answer_later(id, async move {
+            let mut result = json!({ "contents": reading.await? });
+            if modern {
+                // Executions change as they run: nothing is worth caching.
+                result["ttlMs"] = json!(0);
+                result["cacheScope"] = json!("private");
             }
-            Err(error) => self.fail(id, &error),
-        }
+            Ok(result)
+        });
     }
 
     fn subscribe(&self, id: &RequestId, params: &Value) {
@@ -493,10 +504,11 @@ impl Dispatch<'_> {
         drop(subscriptions);
         // A resource that does not exist yet has nothing to report; the subscription is
         // still accepted, as the specification only asks us to track it.
-        if let Ok(mut changes) = self.server.features.watch_resource(uri) {
-            let connection = self.connection.clone();
-            let uri = uri.to_owned();
-            tokio::spawn(async move {
+        let watching = self.server.features.watch_resource(uri);
+        let connection = self.connection.clone();
+        let uri = uri.to_owned();
+        tokio::spawn(async move {
+            if let Ok(mut changes) = watching.await {
                 loop {
                     tokio::select! {
                         () = stop.cancelled() => break,
@@ -511,8 +523,8 @@ impl Dispatch<'_> {
                         }
                     }
                 }
-            });
-        }
+            }
+        });
         self.reply(id, json!({}));
     }
 
@@ -543,10 +555,8 @@ impl Dispatch<'_> {
                 );
             }
         };
-        match self.server.features.get_prompt(name, &arguments) {
-            Ok(prompt) => self.reply(id, prompt),
-            Err(error) => self.fail(id, &error),
-        }
+        let prompt = self.server.features.get_prompt(name, &arguments);
+        self.answer_later(id, prompt);
     }
 
     fn complete(&self, id: &RequestId, params: &Value) {
@@ -561,14 +571,32 @@ impl Dispatch<'_> {
         };
         let name = argument.get("name").and_then(Value::as_str).unwrap_or("");
         let prefix = argument.get("value").and_then(Value::as_str).unwrap_or("");
-        let mut values = self.server.features.complete(reference, name, prefix);
-        let total = values.len();
-        // The specification caps a completion at 100 values.
-        values.truncate(100);
-        self.reply(
-            id,
-            json!({"completion": {"values": values, "total": total, "hasMore": total > 100}}),
-        );
+        let completing = self.server.features.complete(reference, name, prefix);
+        self.answer_later(id, async move {
+            let mut values = completing.await;
+            let total = values.len();
+            // The specification caps a completion at 100 values.
+            values.truncate(100);
+            Ok(json!({"completion": {"values": values, "total": total, "hasMore": total > 100}}))
+        });
+    }
+}
+
+/// The response to request `id`: its result (decorated for the modern era) or its error.
+fn answer_message(
+    id: &RequestId,
+    outcome: Result<Value, RpcError>,
+    connection: &Connection,
+    server_info: Value,
+) -> Value {
+    match outcome {
+        Ok(mut result) => {
+            if connection.era() == Some(Era::Modern) {
+                decorate_modern(&mut result, server_info);
+            }
+            jsonrpc::response(id, result)
+        }
+        Err(error) => jsonrpc::error_response(Some(id), &error),
     }
 }
 

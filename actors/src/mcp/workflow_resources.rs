@@ -1,22 +1,22 @@
 //! The resources, prompts and completions our MCP server offers beside the workflow tools
-//! ([`super::workflow_tools`], whose execution table they read).
+//! ([`super::workflow_tools`], through which they ask the `ExecutionWatcher`).
 //!
-//! - Resources: every execution this server remembers as `kubiya://executions/{id}` (status,
-//!   step events, result; subscribers hear of every change) and the workflow it ran as
-//!   `kubiya://executions/{id}/workflow`, both also given as URI templates.
+//! - Resources: every execution of the tenant this replica runs or remembers as
+//!   `kubiya://executions/{id}` (status, step events, result; subscribers hear of every
+//!   change) and the workflow it ran as `kubiya://executions/{id}/workflow`, both also given
+//!   as URI templates (an execution another replica runs is read and followed through them).
 //! - Prompts: `create_workflow` (a workflow for a task described in plain words) and
 //!   `explain_execution` (an execution, embedded, to explain).
 //! - Completions: runner names and execution ids for those prompts' arguments and the
 //!   templates' `{execution_id}`.
-
-use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 use super::features::not_found;
 use super::jsonrpc::{INVALID_PARAMS, RpcError};
-use super::workflow_tools::Executions;
+use super::workflow_tools::WorkflowTools;
+use crate::workflow::{ExecutionError, ExecutionSummary, GetWorkflow, ListExecutions, follow};
 
 const EXECUTION_PREFIX: &str = "kubiya://executions/";
 const WORKFLOW_SUFFIX: &str = "/workflow";
@@ -25,35 +25,42 @@ const JSON: &str = "application/json";
 const RUNNERS: [&str; 2] = ["local", "kubiya"];
 
 /// The listed resources: two per execution, newest first.
-pub(super) fn list(executions: &Mutex<Executions>) -> Vec<Value> {
-    let Ok(executions) = executions.lock() else {
-        return Vec::new();
-    };
-    let mut records: Vec<_> = executions.records.iter().collect();
-    records.sort_by(|(a_id, a), (b_id, b)| {
-        b.started_at.cmp(&a.started_at).then_with(|| a_id.cmp(b_id))
-    });
-    records
+pub(super) async fn list(tools: WorkflowTools) -> Vec<Value> {
+    summaries(&tools)
+        .await
         .into_iter()
-        .flat_map(|(id, record)| {
+        .flat_map(|summary| {
+            let id = &summary.execution_id;
+            let workflow = &summary.workflow;
             [
                 json!({
                     "uri": format!("{EXECUTION_PREFIX}{id}"),
                     "name": format!("execution {id}"),
-                    "title": format!("Run of {}", record.workflow),
-                    "description": format!("Status, step events and result of a run of workflow `{}`.", record.workflow),
+                    "title": format!("Run of {workflow}"),
+                    "description": format!("Status, step events and result of a run of workflow `{workflow}`."),
                     "mimeType": JSON,
                 }),
                 json!({
                     "uri": format!("{EXECUTION_PREFIX}{id}{WORKFLOW_SUFFIX}"),
                     "name": format!("workflow of {id}"),
-                    "title": format!("Workflow {}", record.workflow),
-                    "description": format!("The workflow `{}` as execution {id} ran it (normalised).", record.workflow),
+                    "title": format!("Workflow {workflow}"),
+                    "description": format!("The workflow `{workflow}` as execution {id} ran it (normalised)."),
                     "mimeType": JSON,
                 }),
             ]
         })
         .collect()
+}
+
+/// The tenant's executions this replica knows, newest first.
+async fn summaries(tools: &WorkflowTools) -> Vec<ExecutionSummary> {
+    tools
+        .executions()
+        .send(ListExecutions {
+            tenant: tools.tenant().to_owned(),
+        })
+        .await
+        .unwrap_or_default()
 }
 
 pub(super) fn templates() -> Vec<Value> {
@@ -90,19 +97,25 @@ fn target(uri: &str) -> Option<Target<'_>> {
     }
 }
 
-pub(super) fn read(executions: &Mutex<Executions>, uri: &str) -> Result<Vec<Value>, RpcError> {
-    let target = target(uri).ok_or_else(|| not_found(uri))?;
-    let executions = executions
-        .lock()
-        .map_err(|_| RpcError::new(INVALID_PARAMS, "the execution table is unavailable"))?;
+pub(super) async fn read(tools: WorkflowTools, uri: String) -> Result<Vec<Value>, RpcError> {
+    let target = target(&uri).ok_or_else(|| not_found(&uri))?;
     let body = match target {
-        Target::Execution(id) => executions.records.get(id).map(|record| record.view(id, 0)),
-        Target::Workflow(id) => executions
-            .records
-            .get(id)
-            .map(|record| record.document.clone()),
+        Target::Execution(id) => tools.view(id, 0).await,
+        Target::Workflow(id) => tools
+            .executions()
+            .send(GetWorkflow {
+                tenant: tools.tenant().to_owned(),
+                execution_id: id.to_owned(),
+            })
+            .await
+            .map_err(|error| ExecutionError::Unavailable(format!("executions: {error}")))
+            .and_then(|workflow| workflow)
+            .map(|workflow| workflow.to_value()),
     }
-    .ok_or_else(|| not_found(uri))?;
+    .map_err(|error| match error {
+        ExecutionError::NotFound(_) => not_found(&uri),
+        other => RpcError::new(INVALID_PARAMS, other.to_string()),
+    })?;
     Ok(vec![json!({
         "uri": uri,
         "mimeType": JSON,
@@ -110,23 +123,29 @@ pub(super) fn read(executions: &Mutex<Executions>, uri: &str) -> Result<Vec<Valu
     })])
 }
 
-pub(super) fn watch(
-    executions: &Mutex<Executions>,
-    uri: &str,
+/// A counter that rises with every event of the execution `uri` names, until its end.
+pub(super) async fn watch(
+    tools: WorkflowTools,
+    uri: String,
 ) -> Result<watch::Receiver<u64>, RpcError> {
-    let Some(Target::Execution(id)) = target(uri) else {
-        return Err(not_found(uri));
+    let Some(Target::Execution(id)) = target(&uri) else {
+        return Err(not_found(&uri));
     };
-    executions
-        .lock()
-        .ok()
-        .and_then(|executions| {
-            executions
-                .records
-                .get(id)
-                .map(|record| record.changes.subscribe())
-        })
-        .ok_or_else(|| not_found(uri))
+    let feed = follow(tools.executions(), tools.tenant(), id, 0)
+        .await
+        .map_err(|_| not_found(&uri))?;
+    let (changes, watching) = watch::channel(0);
+    if let Some(mut feed) = feed {
+        tokio::spawn(async move {
+            while let Some(event) = feed.next().await {
+                changes.send_modify(|count| *count += 1);
+                if event.is_final() || changes.is_closed() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok(watching)
 }
 
 pub(super) fn prompts() -> Vec<Value> {
@@ -151,10 +170,10 @@ pub(super) fn prompts() -> Vec<Value> {
     ]
 }
 
-pub(super) fn get_prompt(
-    executions: &Mutex<Executions>,
-    name: &str,
-    arguments: &Map<String, Value>,
+pub(super) async fn get_prompt(
+    tools: WorkflowTools,
+    name: String,
+    arguments: Map<String, Value>,
 ) -> Result<Value, RpcError> {
     let argument = |key: &str| {
         arguments
@@ -169,7 +188,7 @@ pub(super) fn get_prompt(
             format!("prompt `{name}` needs the argument `{key}`"),
         )
     };
-    match name {
+    match name.as_str() {
         "create_workflow" => {
             let task = argument("task").ok_or_else(|| missing("task"))?;
             let runner = argument("runner").unwrap_or("local");
@@ -192,7 +211,7 @@ pub(super) fn get_prompt(
         "explain_execution" => {
             let id = argument("execution_id").ok_or_else(|| missing("execution_id"))?;
             let uri = format!("{EXECUTION_PREFIX}{id}");
-            let contents = read(executions, &uri)?;
+            let contents = read(tools, uri).await?;
             let resource = contents.into_iter().next().unwrap_or(Value::Null);
             Ok(json!({
                 "description": format!("Explain execution {id}"),
@@ -211,11 +230,11 @@ pub(super) fn get_prompt(
     }
 }
 
-pub(super) fn complete(
-    executions: &Mutex<Executions>,
-    reference: &Value,
-    argument: &str,
-    prefix: &str,
+pub(super) async fn complete(
+    tools: WorkflowTools,
+    reference: Value,
+    argument: String,
+    prefix: String,
 ) -> Vec<String> {
     let kind = reference.get("type").and_then(Value::as_str);
     let name = reference
@@ -231,21 +250,19 @@ pub(super) fn complete(
     if kind == Some("ref/prompt") && name == "create_workflow" && argument == "runner" {
         return RUNNERS
             .iter()
-            .filter(|runner| runner.starts_with(prefix))
+            .filter(|runner| runner.starts_with(prefix.as_str()))
             .map(|runner| (*runner).to_owned())
             .collect();
     }
     if !wants_execution {
         return Vec::new();
     }
-    let Ok(executions) = executions.lock() else {
-        return Vec::new();
-    };
-    let mut ids: Vec<&String> = executions
-        .records
-        .keys()
-        .filter(|id| id.starts_with(prefix))
+    let mut ids: Vec<String> = summaries(&tools)
+        .await
+        .into_iter()
+        .map(|summary| summary.execution_id)
+        .filter(|id| id.starts_with(&prefix))
         .collect();
     ids.sort();
-    ids.into_iter().cloned().collect()
+    ids
 }

@@ -9,8 +9,7 @@ use serde_json::{Value, json};
 use super::event::{FinishReason, LlmEvent, Usage};
 use super::message::{ChatMessage, ChatRequest, ToolCall};
 
-const VALIDATE: &str = "validate_workflow";
-const EXECUTE: &str = "execute_workflow";
+use crate::tools::{EXECUTE_WORKFLOW as EXECUTE, VALIDATE_WORKFLOW as VALIDATE};
 
 struct CatalogEntry {
     title: &'static str,

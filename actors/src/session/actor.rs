@@ -36,10 +36,10 @@ use crate::provider::{
     ChatMessage, FinishReason, LlmEvent, ProviderPool, StartCompletion, ToolCall, Usage,
 };
 use crate::store::StoreError;
-use crate::tools;
+use crate::tools::{self, ValidationReport};
 use crate::workflow::{
     ExecutionEvent, ExecutionSnapshot, ExecutionStatus, ExecutionWatcher, GetExecution,
-    StartExecution, Subscription, Workflow,
+    StartExecution, Subscription, ValidationError, Workflow,
 };
 
 /// What the HTTP layer extracted from the request.
@@ -457,14 +457,13 @@ impl Session {
         self.spans.tool_call_started(&call);
         match call.name.as_str() {
             tools::VALIDATE_WORKFLOW => {
-                let result = tools::validate_workflow(&call.arguments);
-                if result["valid"] == true {
-                    let workflow = result["workflow"].clone();
-                    if let Some(record) = self.record.as_mut() {
-                        record.workflows.push(workflow);
-                    }
+                let report = ValidationReport::of_arguments(&call.arguments);
+                if let (Some(workflow), Some(record)) =
+                    (report.valid_workflow(), self.record.as_mut())
+                {
+                    record.workflows.push(workflow.to_value());
                 }
-                self.tool_finished(&call, result, false, ctx);
+                self.tool_finished(&call, report.to_value(), false, ctx);
             }
             tools::LIST_RUNNERS => self.tool_finished(&call, tools::runners(), false, ctx),
             tools::EXECUTE_WORKFLOW
@@ -532,10 +531,10 @@ impl Session {
     /// after it are not run either (the model sees why).
     fn request_approval(&mut self, call: ToolCall, ctx: &mut Context<Self>) {
         let approval_id = format!("approval_{}", uuid::Uuid::new_v4().simple());
-        let workflow = tools::workflow_argument(&call.arguments)["name"]
-            .as_str()
-            .unwrap_or("the workflow")
-            .to_owned();
+        let workflow = tools::workflow_from_argument(&call.arguments)
+            .ok()
+            .and_then(|workflow| workflow["name"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "the workflow".to_owned());
         self.emit(
             TurnEvent::ApprovalRequested {
                 approval_id: approval_id.clone(),
@@ -597,10 +596,15 @@ impl Session {
     /// `execute_workflow`: start the run, then follow it; the tool result comes when it ends.
     fn start_execution(&mut self, call: ToolCall, ctx: &mut Context<Self>) {
         let arguments = &call.arguments;
-        let workflow = match Workflow::from_value(tools::workflow_argument(arguments).clone()) {
+        let read = tools::workflow_from_argument(arguments).and_then(|document| {
+            Workflow::from_value(document)
+                .map_err(|err| vec![ValidationError::new("", err.to_string())])
+        });
+        let workflow = match read {
             Ok(workflow) => workflow,
-            Err(err) => {
-                let result = json!({"error": format!("the workflow could not be read: {err}; validate it first")});
+            Err(errors) => {
+                let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                let result = json!({"error": format!("the workflow could not be read: {}; validate it first", problems.join("; "))});
                 self.execution_ended(&call, result, true, ctx);
                 return;
             }
@@ -851,14 +855,22 @@ impl Session {
         let proposed = calls
             .iter()
             .rev()
-            .map(|call| tools::workflow_argument(&call.arguments).clone())
+            .map(|call| {
+                call.arguments
+                    .get("workflow")
+                    .unwrap_or(&call.arguments)
+                    .clone()
+            })
             .next()
             .or_else(|| tools::workflow_in_text(&text));
-        let result = match &proposed {
-            Some(workflow) => tools::validate_workflow(&json!({ "workflow": workflow })),
-            None => json!({"valid": false, "errors": [{"path": "$", "message":
-                "no workflow found: call validate_workflow with the complete workflow JSON"}]}),
+        let report = match &proposed {
+            Some(workflow) => ValidationReport::of_field(workflow),
+            None => ValidationReport::refused(ValidationError::new(
+                "$",
+                "no workflow found: call validate_workflow with the complete workflow JSON",
+            )),
         };
+        let result = report.to_value();
         for call in &calls {
             self.emit_tool_call(call, ctx);
             self.emit(
@@ -881,23 +893,23 @@ impl Session {
                 .push(ChatMessage::tool_result(call, feedback.clone(), false));
         }
         self.emit_step_finished(ctx);
-        if result["valid"] == true {
-            let workflow = result["workflow"].clone();
+        if let Some(workflow) = report.valid_workflow() {
+            let document = workflow.to_value();
             if let Some(record) = self.record.as_mut() {
-                record.workflows.push(workflow.clone());
+                record.workflows.push(document.clone());
             }
-            self.emit(TurnEvent::Workflow(workflow.clone()), ctx);
+            self.emit(TurnEvent::Workflow(Box::new(workflow.clone())), ctx);
             if options.act {
-                self.run_workflow(workflow, options, ctx);
+                self.run_workflow(document, options, ctx);
             } else {
                 self.finish(FinishReason::Stop, ctx);
             }
             return;
         }
-        let errors = result["errors"].clone();
+        let errors = serde_json::to_value(&report.errors).unwrap_or_default();
         self.emit(
             TurnEvent::ValidationFailed {
-                errors: errors.clone(),
+                errors: report.errors,
                 attempt: self.attempts,
             },
             ctx,
@@ -1162,10 +1174,7 @@ impl Handler<ExecutionEvent> for Session {
             return;
         }
         follow.passed(&event);
-        self.emit(
-            TurnEvent::Execution(serde_json::to_value(&event).unwrap_or_default()),
-            ctx,
-        );
+        self.emit(TurnEvent::Execution(Box::new(event)), ctx);
         if last {
             self.execution_complete(ctx);
         }

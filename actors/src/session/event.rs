@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::provider::{FinishReason, ProviderError, Usage};
+use crate::workflow::{ExecutionEvent, ValidationError, Workflow};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TurnEvent {
@@ -21,17 +22,18 @@ pub enum TurnEvent {
         result: Value,
         is_error: bool,
     },
-    /// A validated workflow, normalised (the Compose API's result).
-    Workflow(Value),
-    /// A proposed workflow did not validate; `errors` is `[{path, message}]`, `attempt`
-    /// counts from 1. The errors go back to the model for the next attempt.
+    /// A validated workflow, normalised (the Compose API's result); boxed, as it is much
+    /// larger than the other events.
+    Workflow(Box<Workflow>),
+    /// A proposed workflow did not validate; `attempt` counts from 1. The errors go back to
+    /// the model for the next attempt.
     ValidationFailed {
-        errors: Value,
+        errors: Vec<ValidationError>,
         attempt: u32,
     },
-    /// A workflow execution event, flat as the original's documents show it
-    /// (`{"type":"step_running","step":..,"execution_id":..,"seq":..}`).
-    Execution(Value),
+    /// A workflow execution event; the wire encoders write it flat, as the original's
+    /// documents show it (`{"type":"step_running","step":..,"execution_id":..,"seq":..}`).
+    Execution(Box<ExecutionEvent>),
     /// The agent wants to run a workflow and waits for the user: the `execute_workflow` call
     /// `tool_call_id` (already sent as a `ToolCall`) runs once the next turn approves it.
     ApprovalRequested {

@@ -20,16 +20,17 @@ pub use dsl::error::ValidationError;
 pub use dsl::model::{Workflow, WorkflowKind, WorkflowParseError, yaml_document};
 pub use dsl::validate::{normalised, validate, validate_text, validate_value};
 pub use execution::error::ExecutionError;
+pub use execution::feed::{EventFeed, follow};
 pub use execution::messages::{
-    CancelExecution, DrainExecutions, GetExecution, StartExecution, Subscribe,
+    CancelExecution, DrainExecutions, GetExecution, GetWorkflow, ListExecutions, StartExecution,
+    Subscribe,
 };
 pub use execution::shared::{LOST_REASON, SharedConfig};
 pub use execution::state::{
-    ExecutionEvent, ExecutionSnapshot, ExecutionStatus, ExecutionSummary, StepSnapshot, StepState,
-    Subscription,
+    ExecutionEvent, ExecutionSnapshot, ExecutionSummary, StepSnapshot, Subscription,
 };
 pub use execution::watcher::{ExecutionWatcher, WatcherConfig};
-pub use run::event::{OutputStream, RunStatus, StepEvent};
+pub use run::event::{OutputStream, StepEvent};
 pub use run::http::awc::AwcStepClient;
 pub use run::http::egress::EgressPolicy;
 pub use run::http::{HttpStepClient, HttpStepRequest, HttpStepResponse, PlainHttpClient};
@@ -38,6 +39,7 @@ pub use run::local::host::HostCapabilities;
 pub use run::local::limits::{StepLimits, WorkflowLimits};
 pub use run::local::runnable::check_runnable_locally;
 pub use run::local::scheduler::{LocalRunner, RunOptions, RunRequest};
-pub use run::outcome::{RunOutcome, StepOutcome, StepStatus};
+pub use run::outcome::{RunOutcome, StepOutcome};
 pub use run::runner::LOCAL_RUNNER;
 pub use run::sandbox::confinement::HostIds;
+pub use run::status::{ExecutionStatus, StepStatus};

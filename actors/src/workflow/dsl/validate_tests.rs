@@ -376,15 +376,14 @@ fn workflows_over_the_step_limit_get_one_clear_error() {
         "a workflow may have at most 1000 steps; this one has 50000"
     );
     // Through the agent's `validate_workflow` tool, and for an already parsed workflow.
-    let answer = crate::tools::validate_workflow(&json!({"workflow": document}));
-    assert_eq!(answer["valid"], false);
-    assert_eq!(
-        answer["errors"].as_array().map(Vec::len),
-        Some(1),
-        "{}",
-        answer["errors"]
+    let report = crate::tools::ValidationReport::of_arguments(&json!({"workflow": document}));
+    assert!(!report.valid);
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    assert_eq!(report.errors[0].path, "steps");
+    assert!(
+        report.workflow.is_none(),
+        "a workflow over the limit is not read"
     );
-    assert_eq!(answer["errors"][0]["path"], "steps");
     let parsed = Workflow::from_value(long_chain(1001)).expect("parses");
     let errors = validate(&parsed);
     assert_eq!(errors.len(), 1);

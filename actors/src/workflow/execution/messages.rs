@@ -1,6 +1,6 @@
 //! The messages the `ExecutionWatcher` answers: from HTTP handlers, sessions, the MCP server
 //! and the CLI ([`StartExecution`], [`Subscribe`], [`GetExecution`], [`CancelExecution`],
-//! [`DrainExecutions`]); from its own runs, in order ([`RunStarted`], [`RunProgressed`]…,
+//! [`DrainExecutions`], [`ListExecutions`], [`GetWorkflow`]); from its own runs, in order ([`RunStarted`], [`RunProgressed`]…,
 //! [`RunFinished`]); and from an execution's publisher ([`ExecutionTakenOver`]).
 
 use std::time::Duration;
@@ -9,13 +9,12 @@ use actix::{Message, Recipient};
 use serde_json::{Map, Value};
 
 use super::error::ExecutionError;
-use super::state::{
-    ExecutionEvent, ExecutionSnapshot, ExecutionStatus, ExecutionSummary, Subscription,
-};
+use super::state::{ExecutionEvent, ExecutionSnapshot, ExecutionSummary, Subscription};
 use crate::limits::StreamPermit;
 use crate::workflow::dsl::model::Workflow;
 use crate::workflow::run::event::StepEvent;
 use crate::workflow::run::outcome::RunOutcome;
+use crate::workflow::run::status::ExecutionStatus;
 
 /// Starts an execution. Validates first (for `local`, also that this host can run every
 /// step); the run then proceeds on its own and this answers at once with status `queued`.
@@ -54,6 +53,21 @@ pub struct GetExecution {
     pub execution_id: String,
 }
 
+/// The executions of a tenant this replica runs or remembers, newest first.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<ExecutionSummary>")]
+pub struct ListExecutions {
+    pub tenant: String,
+}
+
+/// The workflow an execution of this replica ran, normalised.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Workflow, ExecutionError>")]
+pub struct GetWorkflow {
+    pub tenant: String,
+    pub execution_id: String,
+}
+
 /// Asks an execution to stop; answers with its status at that moment (a finished one is
 /// left as it is). The run then ends with status `cancelled`.
 #[derive(Debug, Message)]
@@ -86,12 +100,14 @@ pub(super) struct RunProgressed {
     pub(super) event: StepEvent,
 }
 
-/// A run's future returned; the local runner's outcome has each step's final state.
+/// A run's future returned; the local runner's outcome has each step's final state. The
+/// run's `workflow_complete` comes with it, recorded after the outcome.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(super) struct RunFinished {
     pub(super) execution_id: String,
     pub(super) outcome: Option<RunOutcome>,
+    pub(super) last: Option<StepEvent>,
 }
 
 /// The publisher of an execution found that another replica declared it lost.

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use tracing::Span;
 use tracing::field::Empty;
 
-use crate::workflow::run::event::{RunStatus, StepEvent};
+use crate::workflow::run::event::StepEvent;
 
 pub struct ExecutionSpans {
     execution: Span,
@@ -49,13 +49,8 @@ impl ExecutionSpans {
             }
             StepEvent::StepSkipped { step, .. } => self.step_ended(step, "skipped", None),
             StepEvent::WorkflowComplete { status, error, .. } => {
-                let status = match status {
-                    RunStatus::Success => "success",
-                    RunStatus::Failed => "failed",
-                    RunStatus::Cancelled => "cancelled",
-                    RunStatus::Lost => "lost",
-                };
-                self.execution.record("kubiya.workflow.status", status);
+                self.execution
+                    .record("kubiya.workflow.status", status.as_str());
                 if let Some(error) = error {
                     self.execution.record("otel.status_code", "ERROR");
                     self.execution.record("error.type", error.as_str());

@@ -16,10 +16,11 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::workflow::run::event::{
-    RunStatus, StepEvent, duration_millis, format_duration, now_millis,
-};
-use crate::workflow::run::outcome::{RunOutcome, StepOutcome, StepStatus};
+use crate::workflow::dsl::model::Workflow;
+use crate::workflow::dsl::validate::normalised;
+use crate::workflow::run::event::{StepEvent, duration_millis, format_duration, now_millis};
+use crate::workflow::run::outcome::{RunOutcome, StepOutcome};
+use crate::workflow::run::status::{ExecutionStatus, StepStatus};
 
 /// A runner's event, numbered within its execution (from 1) and tagged with the execution.
 /// Serialized flat: `{"execution_id":…,"seq":3,"type":"step_complete","step":…,…}`.
@@ -42,75 +43,6 @@ impl ExecutionEvent {
     }
 }
 
-/// Where an execution is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ExecutionStatus {
-    /// Accepted; the runner has not started yet.
-    Queued,
-    Running,
-    Success,
-    Failed,
-    Cancelled,
-    /// The replica running it stopped before it ended (see [`RunStatus::Lost`]).
-    Lost,
-}
-
-impl ExecutionStatus {
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            Self::Success | Self::Failed | Self::Cancelled | Self::Lost
-        )
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Success => "success",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-            Self::Lost => "lost",
-        }
-    }
-}
-
-impl From<RunStatus> for ExecutionStatus {
-    fn from(status: RunStatus) -> Self {
-        match status {
-            RunStatus::Success => Self::Success,
-            RunStatus::Failed => Self::Failed,
-            RunStatus::Cancelled => Self::Cancelled,
-            RunStatus::Lost => Self::Lost,
-        }
-    }
-}
-
-/// Where a step is, as the events and the final outcome tell it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum StepState {
-    Pending,
-    Running,
-    Success,
-    Failed,
-    Skipped,
-    Cancelled,
-}
-
-impl From<StepStatus> for StepState {
-    fn from(status: StepStatus) -> Self {
-        match status {
-            StepStatus::Pending => Self::Pending,
-            StepStatus::Success => Self::Success,
-            StepStatus::Failed => Self::Failed,
-            StepStatus::Skipped => Self::Skipped,
-            StepStatus::Cancelled => Self::Cancelled,
-        }
-    }
-}
-
 /// A step in an [`ExecutionSnapshot`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepSnapshot {
@@ -118,7 +50,7 @@ pub struct StepSnapshot {
     /// The steps it waits for: its `depends`, or in a chain the step declared before it.
     #[serde(default)]
     pub depends: Vec<String>,
-    pub status: StepState,
+    pub status: StepStatus,
     /// Captured stdout (trimmed, size-capped); absent until the step ends.
     pub output: Option<String>,
     /// Why it failed, was skipped or stopped.
@@ -139,7 +71,7 @@ impl StepSnapshot {
         Self {
             name,
             depends,
-            status: StepState::Pending,
+            status: StepStatus::Pending,
             output: None,
             error: None,
             exit_code: None,
@@ -152,7 +84,7 @@ impl StepSnapshot {
     }
 
     fn is_settled(&self) -> bool {
-        !matches!(self.status, StepState::Pending | StepState::Running)
+        !matches!(self.status, StepStatus::Pending | StepStatus::Running)
     }
 }
 
@@ -177,6 +109,10 @@ pub struct ExecutionSnapshot {
     pub last_seq: u64,
     /// Every step, in declaration order, then any the runner reported beyond them.
     pub steps: Vec<StepSnapshot>,
+    /// The `output` variables the steps of a finished local run captured, by name.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub outputs: IndexMap<String, String>,
 }
 
 impl ExecutionSnapshot {
@@ -190,8 +126,8 @@ impl ExecutionSnapshot {
         self.duration = Some(format_duration(std::time::Duration::from_millis(elapsed)));
         self.error = Some(reason.to_owned());
         for step in &mut self.steps {
-            if step.status == StepState::Running {
-                step.status = StepState::Failed;
+            if step.status == StepStatus::Running {
+                step.status = StepStatus::Failed;
                 step.error = Some(reason.to_owned());
                 step.finished_at = Some(now);
             }
@@ -202,7 +138,7 @@ impl ExecutionSnapshot {
             seq: self.last_seq,
             event: StepEvent::WorkflowComplete {
                 workflow: self.workflow.clone(),
-                status: RunStatus::Lost,
+                status: ExecutionStatus::Lost,
                 duration: format_duration(std::time::Duration::from_millis(elapsed)),
                 duration_ms: elapsed,
                 error: Some(reason.to_owned()),
@@ -240,6 +176,10 @@ pub(crate) struct Execution {
     duration_ms: Option<u64>,
     error: Option<String>,
     steps: IndexMap<String, StepSnapshot>,
+    /// The run's `output` variables, once a local run has ended.
+    outputs: IndexMap<String, String>,
+    /// The workflow it runs, normalised (counted against the log budget).
+    workflow: Option<Workflow>,
     log: Vec<ExecutionEvent>,
     subscribers: Vec<Recipient<ExecutionEvent>>,
     /// Bytes the log and snapshots may take, and what they take so far.
@@ -286,6 +226,8 @@ impl Execution {
             steps: steps
                 .map(|(name, depends)| (name.clone(), StepSnapshot::pending(name, depends)))
                 .collect(),
+            outputs: IndexMap::new(),
+            workflow: None,
             log: Vec::new(),
             subscribers: Vec::new(),
             log_budget: DEFAULT_LOG_BUDGET,
@@ -301,6 +243,24 @@ impl Execution {
     pub fn with_log_budget(mut self, bytes: usize) -> Self {
         self.log_budget = bytes;
         self
+    }
+
+    /// Keeps the workflow it runs (normalised), counted against the budget.
+    pub fn with_workflow(mut self, workflow: &Workflow) -> Self {
+        let normal = normalised(workflow);
+        self.kept_bytes += serde_json::to_vec(&normal).map_or(0, |bytes| bytes.len());
+        self.workflow = Some(normal);
+        self
+    }
+
+    /// The workflow it runs, normalised.
+    pub fn workflow(&self) -> Option<&Workflow> {
+        self.workflow.as_ref()
+    }
+
+    /// When it was created (Unix milliseconds).
+    pub fn created_at(&self) -> u64 {
+        self.created_at
     }
 
     /// What the log and snapshots take, as counted against the budget.
@@ -499,6 +459,11 @@ impl Execution {
         if self.error.is_none() {
             self.error.clone_from(&outcome.error);
         }
+        for (name, value) in &outcome.outputs {
+            let mut value = value.clone();
+            self.fit(&mut value, 1);
+            self.outputs.insert(name.clone(), value);
+        }
     }
 
     /// Makes sure the execution ended with one final event, even when its runner died.
@@ -510,9 +475,9 @@ impl Execution {
             .started_at
             .map_or(0, |started| now_millis().saturating_sub(started));
         let status = if self.cancel.is_cancelled() {
-            RunStatus::Cancelled
+            ExecutionStatus::Cancelled
         } else {
-            RunStatus::Failed
+            ExecutionStatus::Failed
         };
         self.record(StepEvent::WorkflowComplete {
             workflow: self.identity.workflow.clone(),
@@ -540,6 +505,7 @@ impl Execution {
             error: self.error.clone(),
             last_seq: self.log.len() as u64,
             steps: self.steps.values().cloned().collect(),
+            outputs: self.outputs.clone(),
         }
     }
 
@@ -557,7 +523,7 @@ impl Execution {
                 step, timestamp, ..
             } => {
                 let snapshot = self.step_mut(step);
-                snapshot.status = StepState::Running;
+                snapshot.status = StepStatus::Running;
                 snapshot.attempts += 1;
                 snapshot.started_at.get_or_insert(*timestamp);
                 snapshot.finished_at = None;
@@ -570,7 +536,7 @@ impl Execution {
                 timestamp,
             } => {
                 let snapshot = self.step_mut(step);
-                snapshot.status = StepState::Success;
+                snapshot.status = StepStatus::Success;
                 snapshot.output = Some(output.clone());
                 snapshot.error = None;
                 snapshot.duration = Some(duration.clone());
@@ -587,7 +553,7 @@ impl Execution {
                 let snapshot = self.step_mut(step);
                 snapshot.error = Some(error.clone());
                 if !will_retry {
-                    snapshot.status = StepState::Failed;
+                    snapshot.status = StepStatus::Failed;
                     snapshot.finished_at = Some(*timestamp);
                     set_measured_duration(snapshot);
                 }
@@ -598,7 +564,7 @@ impl Execution {
                 timestamp,
             } => {
                 let snapshot = self.step_mut(step);
-                snapshot.status = StepState::Skipped;
+                snapshot.status = StepStatus::Skipped;
                 snapshot.error = Some(reason.clone());
                 snapshot.finished_at = Some(*timestamp);
             }
@@ -609,18 +575,25 @@ impl Execution {
                 timestamp,
                 ..
             } => {
-                self.status = (*status).into();
+                self.status = *status;
                 self.finished_at = Some(*timestamp);
                 self.duration_ms = Some(*duration_ms);
-                self.error.clone_from(error);
+                // The local runner's outcome, applied just before, may already have said why.
+                if error.is_some() {
+                    self.error.clone_from(error);
+                }
                 // A step still running when the run ended went the run's way.
                 let settled = match status {
-                    RunStatus::Success => StepState::Success,
-                    RunStatus::Failed | RunStatus::Lost => StepState::Failed,
-                    RunStatus::Cancelled => StepState::Cancelled,
+                    ExecutionStatus::Success => StepStatus::Success,
+                    ExecutionStatus::Cancelled => StepStatus::Cancelled,
+                    // A run that ends saying it has not ended is a failed one.
+                    ExecutionStatus::Failed
+                    | ExecutionStatus::Lost
+                    | ExecutionStatus::Queued
+                    | ExecutionStatus::Running => StepStatus::Failed,
                 };
                 for snapshot in self.steps.values_mut() {
-                    if snapshot.status == StepState::Running {
+                    if snapshot.status == StepStatus::Running {
                         snapshot.status = settled;
                         snapshot.finished_at = Some(*timestamp);
                     }
@@ -646,7 +619,7 @@ fn merge_outcome(
     output: Option<String>,
     error: Option<String>,
 ) {
-    snapshot.status = step.status.into();
+    snapshot.status = step.status;
     if snapshot.is_settled()
         && step.status != StepStatus::Skipped
         && let Some(output) = output
@@ -691,7 +664,7 @@ mod tests {
         }
     }
 
-    fn complete(status: RunStatus) -> StepEvent {
+    fn complete(status: ExecutionStatus) -> StepEvent {
         StepEvent::WorkflowComplete {
             workflow: "w".to_owned(),
             status,
@@ -715,7 +688,7 @@ mod tests {
                 timestamp: 11 + index as u64,
             });
         }
-        execution.record(complete(RunStatus::Success));
+        execution.record(complete(ExecutionStatus::Success));
         assert!(
             execution.kept_bytes() < 12_000,
             "{}",
@@ -799,13 +772,13 @@ mod tests {
         assert_eq!(execution.status(), ExecutionStatus::Queued);
         execution.record(running("a"));
         assert_eq!(execution.status(), ExecutionStatus::Running);
-        execution.record(complete(RunStatus::Cancelled));
+        execution.record(complete(ExecutionStatus::Cancelled));
         execution.record(running("b"));
         let snapshot = execution.snapshot();
         assert_eq!(snapshot.last_seq, 2);
         assert_eq!(snapshot.status, ExecutionStatus::Cancelled);
-        assert_eq!(snapshot.steps[0].status, StepState::Cancelled);
-        assert_eq!(snapshot.steps[1].status, StepState::Pending);
+        assert_eq!(snapshot.steps[0].status, StepStatus::Cancelled);
+        assert_eq!(snapshot.steps[1].status, StepStatus::Pending);
         assert_eq!(snapshot.duration.as_deref(), Some("0.0s"));
     }
 
@@ -819,7 +792,7 @@ mod tests {
             will_retry: true,
             timestamp: 11,
         });
-        assert_eq!(execution.snapshot().steps[0].status, StepState::Running);
+        assert_eq!(execution.snapshot().steps[0].status, StepStatus::Running);
         execution.record(running("a"));
         execution.record(StepEvent::StepFailed {
             step: "a".to_owned(),
@@ -828,7 +801,7 @@ mod tests {
             timestamp: 15,
         });
         let step = &execution.snapshot().steps[0];
-        assert_eq!(step.status, StepState::Failed);
+        assert_eq!(step.status, StepStatus::Failed);
         assert_eq!(step.attempts, 2);
         assert_eq!(step.error.as_deref(), Some("exit status 2"));
         assert_eq!(step.duration_ms, Some(5));
@@ -848,8 +821,8 @@ mod tests {
         );
         assert_eq!(snapshot.status, ExecutionStatus::Lost);
         assert!(snapshot.status.is_finished());
-        assert_eq!(snapshot.steps[0].status, StepState::Failed);
-        assert_eq!(snapshot.steps[1].status, StepState::Pending);
+        assert_eq!(snapshot.steps[0].status, StepStatus::Failed);
+        assert_eq!(snapshot.steps[1].status, StepStatus::Pending);
         assert_eq!(
             snapshot.error.as_deref(),
             Some("the replica running it stopped")

@@ -27,24 +27,25 @@ use tokio_util::sync::CancellationToken;
 use super::error::ExecutionError;
 use super::follower::{self, RemoteSubscribe};
 use super::messages::{
-    CancelExecution, DrainExecutions, ExecutionTakenOver, GetExecution, RunFinished, RunProgressed,
-    RunStarted, StartExecution, Subscribe,
+    CancelExecution, DrainExecutions, ExecutionTakenOver, GetExecution, GetWorkflow,
+    ListExecutions, RunFinished, RunProgressed, RunStarted, StartExecution, Subscribe,
 };
 use super::publisher::{ExecutionPublisher, PublisherParts};
 use super::shared::{ExecutionKeys, LOST_REASON, SharedConfig, SharedExecutions};
 use super::spans::ExecutionSpans;
 use super::state::{
-    DEFAULT_LOG_BUDGET, Execution, ExecutionIdentity, ExecutionSnapshot, ExecutionStatus,
-    ExecutionSummary, Subscription,
+    DEFAULT_LOG_BUDGET, Execution, ExecutionIdentity, ExecutionSnapshot, ExecutionSummary,
+    Subscription,
 };
 use crate::workflow::dsl::error::ValidationError;
 use crate::workflow::dsl::graph::DependencyGraph;
 use crate::workflow::dsl::model::Workflow;
 use crate::workflow::dsl::validate::validate;
-use crate::workflow::run::event::{RunStatus, StepEvent, format_duration, now_millis};
+use crate::workflow::run::event::{StepEvent, format_duration, now_millis};
 use crate::workflow::run::kubiya::KubiyaConfig;
 use crate::workflow::run::local::scheduler::RunOptions;
 use crate::workflow::run::runner::{LOCAL_RUNNER, Run, Runner, Runners};
+use crate::workflow::run::status::ExecutionStatus;
 
 /// How the watcher runs executions and how long it remembers them.
 #[derive(Debug, Clone)]
@@ -180,7 +181,8 @@ impl ExecutionWatcher {
             runner: runner.name().to_owned(),
         };
         let execution = Execution::new(identity, DependencyGraph::named_steps(&start.workflow))
-            .with_log_budget(self.config.max_log_bytes);
+            .with_log_budget(self.config.max_log_bytes)
+            .with_workflow(&start.workflow);
         let cancel = execution.cancel.clone();
         let summary = execution.summary();
         let registered = self.start_publisher(&execution, ctx);
@@ -207,17 +209,25 @@ impl ExecutionWatcher {
                 execution_id: id.clone(),
             });
             let mut run = std::pin::pin!(run);
-            // Forward events while the run goes on; the mailbox keeps them in order.
+            // Forward events while the run goes on; the mailbox keeps them in order. The
+            // final event waits for the run's outcome, so that whoever hears the run ended
+            // finds its final state.
+            let mut last = None;
+            let mut forward = |event: StepEvent| {
+                spans.observe(&event);
+                if matches!(event, StepEvent::WorkflowComplete { .. }) {
+                    last = Some(event);
+                } else {
+                    watcher.do_send(RunProgressed {
+                        execution_id: id.clone(),
+                        event,
+                    });
+                }
+            };
             let outcome = loop {
                 tokio::select! {
                     biased;
-                    Some(event) = received.recv() => {
-                        spans.observe(&event);
-                        watcher.do_send(RunProgressed {
-                            execution_id: id.clone(),
-                            event,
-                        });
-                    }
+                    Some(event) = received.recv() => forward(event),
                     outcome = &mut run => break outcome,
                 }
             };
@@ -225,15 +235,12 @@ impl ExecutionWatcher {
             drop(permit);
             received.close();
             while let Ok(event) = received.try_recv() {
-                spans.observe(&event);
-                watcher.do_send(RunProgressed {
-                    execution_id: id.clone(),
-                    event,
-                });
+                forward(event);
             }
             watcher.do_send(RunFinished {
                 execution_id: id,
                 outcome,
+                last,
             });
         }));
         Launched {
@@ -458,6 +465,35 @@ impl Handler<GetExecution> for ExecutionWatcher {
     }
 }
 
+impl Handler<ListExecutions> for ExecutionWatcher {
+    type Result = Vec<ExecutionSummary>;
+
+    fn handle(&mut self, list: ListExecutions, _: &mut Self::Context) -> Self::Result {
+        let mut mine: Vec<&Execution> = self
+            .executions
+            .values()
+            .filter(|execution| execution.identity.tenant == list.tenant)
+            .collect();
+        mine.sort_by(|a, b| {
+            b.created_at()
+                .cmp(&a.created_at())
+                .then_with(|| a.identity.id.cmp(&b.identity.id))
+        });
+        mine.into_iter().map(Execution::summary).collect()
+    }
+}
+
+impl Handler<GetWorkflow> for ExecutionWatcher {
+    type Result = Result<Workflow, ExecutionError>;
+
+    fn handle(&mut self, get: GetWorkflow, _: &mut Self::Context) -> Self::Result {
+        self.find(&get.tenant, &get.execution_id)?
+            .workflow()
+            .cloned()
+            .ok_or(ExecutionError::NotFound(get.execution_id))
+    }
+}
+
 impl Handler<CancelExecution> for ExecutionWatcher {
     type Result = ResponseFuture<Result<ExecutionStatus, ExecutionError>>;
 
@@ -556,7 +592,11 @@ impl Handler<RunFinished> for ExecutionWatcher {
             if let Some(outcome) = &finished.outcome {
                 execution.apply_outcome(outcome);
             }
-            execution.ensure_complete("the runner stopped without reporting the end of the run");
+            match finished.last {
+                Some(last) => execution.record(last),
+                None => execution
+                    .ensure_complete("the runner stopped without reporting the end of the run"),
+            }
             execution.run_done = true;
             let kept = execution.kept_bytes();
             tracing::info!(
@@ -598,7 +638,7 @@ impl Handler<ExecutionTakenOver> for ExecutionWatcher {
             .map_or(0, |started| now_millis().saturating_sub(started));
         execution.record(StepEvent::WorkflowComplete {
             workflow: execution.identity.workflow.clone(),
-            status: RunStatus::Lost,
+            status: ExecutionStatus::Lost,
             duration: format_duration(Duration::from_millis(elapsed)),
             duration_ms: elapsed,
             error: Some(LOST_REASON.to_owned()),

@@ -5,17 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How a workflow run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunStatus {
-    Success,
-    Failed,
-    Cancelled,
-    /// The replica running it stopped before it ended; another replica, sharing the execution
-    /// through Redis, said so once the owner's heartbeat lapsed. Runners never report it.
-    Lost,
-}
+use super::status::ExecutionStatus;
 
 /// Which of a step's output streams a [`StepEvent::StepOutput`] chunk was written to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -71,7 +61,7 @@ pub enum StepEvent {
     /// The run ended; always the last event, exactly once.
     WorkflowComplete {
         workflow: String,
-        status: RunStatus,
+        status: ExecutionStatus,
         duration: String,
         duration_ms: u64,
         /// Why the run failed or stopped, when it did not succeed.
@@ -156,7 +146,7 @@ mod tests {
         );
         let done = StepEvent::WorkflowComplete {
             workflow: "w".to_owned(),
-            status: RunStatus::Success,
+            status: ExecutionStatus::Success,
             duration: format_duration(Duration::from_millis(1200)),
             duration_ms: 1200,
             error: None,

@@ -21,10 +21,11 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use super::event::{RunStatus, StepEvent, duration_millis, format_duration, now_millis};
+use super::event::{StepEvent, duration_millis, format_duration, now_millis};
 use super::kubiya_stream::{Ending, PlatformStream};
 use crate::framing::sse::SseDecoder;
 use crate::workflow::dsl::model::Workflow;
+use crate::workflow::run::status::ExecutionStatus;
 
 /// How to reach the platform; the key stays out of `Debug`.
 #[derive(Clone)]
@@ -112,7 +113,7 @@ impl KubiyaRunner {
     }
 
     /// Runs the workflow to its end; always sends exactly one `workflow_complete` last.
-    pub async fn run(&self, run: PlatformRun) -> RunStatus {
+    pub async fn run(&self, run: PlatformRun) -> ExecutionStatus {
         let started = Instant::now();
         let mut stream = PlatformStream::new(&run.runner, self.config.max_output_bytes);
         let ending = tokio::select! {

@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::event::{
-    OutputStream, RunStatus, StepEvent, duration_millis, format_duration, now_millis,
-};
+use super::event::{OutputStream, StepEvent, duration_millis, format_duration, now_millis};
 use super::live_output::{LiveBudget, MAX_LINE_BYTES};
 use crate::framing::sse::{SseDecoder, SseEvent};
 use crate::workflow::dsl::model::Workflow;
+use crate::workflow::run::status::ExecutionStatus;
 
 /// How following the stream stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,11 +87,11 @@ impl PlatformStream {
     pub(super) fn unsettled(
         &self,
         workflow: &Workflow,
-        status: RunStatus,
+        status: ExecutionStatus,
         error: Option<&str>,
     ) -> Vec<StepEvent> {
         let why = match (status, error) {
-            (RunStatus::Cancelled, _) => "the run was cancelled".to_owned(),
+            (ExecutionStatus::Cancelled, _) => "the run was cancelled".to_owned(),
             (_, Some(error)) => format!("the run ended first: {error}"),
             (_, None) => "the Kubiya platform did not run it".to_owned(),
         };
@@ -110,7 +109,7 @@ impl PlatformStream {
                     reason: why.clone(),
                     timestamp: now_millis(),
                 });
-            } else if status == RunStatus::Failed {
+            } else if status == ExecutionStatus::Failed {
                 events.push(StepEvent::StepFailed {
                     step: step.name.clone(),
                     error: why.clone(),
@@ -389,7 +388,7 @@ impl PlatformStream {
     }
 
     /// The run's status and, unless it succeeded, why.
-    pub(super) fn verdict(&self, ending: Ending) -> (RunStatus, Option<String>) {
+    pub(super) fn verdict(&self, ending: Ending) -> (ExecutionStatus, Option<String>) {
         let failure = || {
             self.last_error.clone().or_else(|| {
                 self.failed_steps
@@ -398,38 +397,38 @@ impl PlatformStream {
             })
         };
         match ending {
-            Ending::Reported { success: true, .. } => (RunStatus::Success, None),
+            Ending::Reported { success: true, .. } => (ExecutionStatus::Success, None),
             Ending::Reported {
                 success: false,
                 error,
             } => {
                 (
-                    RunStatus::Failed,
+                    ExecutionStatus::Failed,
                     Some(error.or_else(failure).unwrap_or_else(|| {
                         "the workflow failed on the Kubiya platform".to_owned()
                     })),
                 )
             }
             Ending::Marker => match failure() {
-                Some(error) => (RunStatus::Failed, Some(error)),
-                None => (RunStatus::Success, None),
+                Some(error) => (ExecutionStatus::Failed, Some(error)),
+                None => (ExecutionStatus::Success, None),
             },
             Ending::BodyEnded => (
-                RunStatus::Failed,
+                ExecutionStatus::Failed,
                 Some(self.last_error.clone().unwrap_or_else(|| {
                     "the Kubiya platform's event stream ended before the workflow completed"
                         .to_owned()
                 })),
             ),
             Ending::Failed(error) => (
-                RunStatus::Failed,
+                ExecutionStatus::Failed,
                 Some(match &self.last_error {
                     Some(said) => format!("{said} ({error})"),
                     None => error,
                 }),
             ),
             Ending::Cancelled => (
-                RunStatus::Cancelled,
+                ExecutionStatus::Cancelled,
                 Some("the run was cancelled; the Kubiya platform may still finish it".to_owned()),
             ),
         }
@@ -669,7 +668,7 @@ mod tests {
         assert_eq!(
             stream.verdict(ending),
             (
-                RunStatus::Failed,
+                ExecutionStatus::Failed,
                 Some("step 'test' failed on the Kubiya platform".to_owned())
             )
         );
@@ -717,7 +716,7 @@ mod tests {
         );
         assert_eq!(
             stream.verdict(ending.expect("ended")),
-            (RunStatus::Failed, Some("runner offline".to_owned()))
+            (ExecutionStatus::Failed, Some("runner offline".to_owned()))
         );
     }
 

@@ -7,20 +7,8 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
-use super::event::RunStatus;
 use crate::workflow::dsl::error::ValidationError;
-
-/// How a step ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StepStatus {
-    /// Never started (the run stopped or failed before it).
-    Pending,
-    Success,
-    Failed,
-    Skipped,
-    Cancelled,
-}
+use crate::workflow::run::status::{ExecutionStatus, StepStatus};
 
 /// A step's final state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +49,7 @@ impl StepOutcome {
 /// What a run ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOutcome {
-    pub status: RunStatus,
+    pub status: ExecutionStatus,
     /// Why it did not succeed.
     pub error: Option<String>,
     /// Problems found before anything ran (invalid workflow, unrunnable steps).

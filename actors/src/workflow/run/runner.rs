@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use super::event::{RunStatus, StepEvent, format_duration, now_millis};
+use super::event::{StepEvent, format_duration, now_millis};
 use super::kubiya::{KubiyaConfig, KubiyaRunner, PlatformRun};
 use super::local::limits::check_workflow_limits;
 use super::local::runnable::check_runnable_locally;
@@ -20,6 +20,7 @@ use super::local::scheduler::{LocalRunner, RunOptions, RunRequest};
 use super::outcome::RunOutcome;
 use crate::workflow::dsl::error::ValidationError;
 use crate::workflow::dsl::model::Workflow;
+use crate::workflow::run::status::ExecutionStatus;
 
 /// The runner name that means "this host".
 pub const LOCAL_RUNNER: &str = "local";
@@ -137,7 +138,7 @@ impl Runners {
                     return Box::pin(async move {
                         let _ = run.events.send(StepEvent::WorkflowComplete {
                             workflow: run.workflow.name,
-                            status: RunStatus::Failed,
+                            status: ExecutionStatus::Failed,
                             duration: format_duration(Duration::ZERO),
                             duration_ms: 0,
                             error: Some(format!(

@@ -5,8 +5,8 @@
 use serde_json::json;
 
 use super::tests::{options, require_bubblewrap, run_json};
-use crate::workflow::run::event::{OutputStream, RunStatus, StepEvent};
-use crate::workflow::run::outcome::StepStatus;
+use crate::workflow::run::event::{OutputStream, StepEvent};
+use crate::workflow::run::status::{ExecutionStatus, StepStatus};
 
 /// Runs `workflow`, which must fail with an error containing `expected`; the error.
 async fn fails_with(
@@ -15,7 +15,7 @@ async fn fails_with(
     expected: &str,
 ) -> String {
     let finished = run_json(workflow, options.clone()).await;
-    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Failed);
     let error = finished.outcome.error.clone().unwrap_or_default();
     assert!(error.contains(expected), "{error}");
     error
@@ -91,7 +91,7 @@ async fn repeat_limits_are_validation_errors() {
         options(),
     )
     .await;
-    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Failed);
     assert_eq!(
         finished.outcome.validation_errors[0].path,
         "steps[0].repeatPolicy.limit"
@@ -130,7 +130,7 @@ async fn files_are_written_into_the_work_directory_and_cannot_escape_it() {
             options(),
         )
         .await;
-        assert_eq!(finished.outcome.status, RunStatus::Failed, "{name}");
+        assert_eq!(finished.outcome.status, ExecutionStatus::Failed, "{name}");
         assert_eq!(
             finished.outcome.validation_errors[0].path,
             format!("files.{name}")
@@ -197,7 +197,7 @@ async fn a_failing_item_fails_the_parallel_step_and_limits_hold() {
         options(),
     )
     .await;
-    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Failed);
     assert_eq!(finished.status_of("check"), StepStatus::Failed);
     assert_eq!(finished.status_of("after"), StepStatus::Skipped);
     let error = finished.outcome.steps["check"].error.clone().unwrap();
@@ -229,7 +229,7 @@ async fn a_failing_item_fails_the_parallel_step_and_limits_hold() {
         options(),
     )
     .await;
-    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Failed);
     assert!(
         finished.outcome.steps["s"]
             .error
@@ -495,7 +495,7 @@ async fn docker_steps_are_refused_with_a_clear_message_when_no_engine_answers() 
         },
     )
     .await;
-    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Failed);
     let problem = &finished.outcome.validation_errors[0];
     assert_eq!(problem.path, "steps[0].executor.type");
     assert!(

@@ -16,7 +16,8 @@ use super::context::RunContext;
 use super::step::{StepJob, run_single_step};
 use crate::workflow::dsl::model::{PARALLEL_ITEM, Parallel, ParallelItems, Step, item_text};
 use crate::workflow::dsl::template::Scope;
-use crate::workflow::run::outcome::{StepOutcome, StepStatus};
+use crate::workflow::run::outcome::StepOutcome;
+use crate::workflow::run::status::StepStatus;
 
 /// Runs every item of a `parallel` step; the parent's outcome.
 pub(crate) async fn fan_out(

@@ -28,22 +28,21 @@ use tokio_util::sync::CancellationToken;
 use super::context::{Emitter, RunContext};
 use super::host::{HostCapabilities, docker_engine_reachable};
 use super::limits::{StepLimits, WorkflowLimits, check_workflow_limits};
-use super::model_step::StepModel;
 use super::runnable::check_runnable_locally;
 use super::secrets::{SecretSource, secret_names};
+use super::step::model::StepModel;
 use super::step::{StepJob, run_step};
 use crate::workflow::dsl::graph::DependencyGraph;
 use crate::workflow::dsl::model::{ExecutorKind, Step, Workflow};
 use crate::workflow::dsl::template::{Scope, is_var_name};
 use crate::workflow::dsl::validate::{handler_steps, validate};
-use crate::workflow::run::event::{
-    RunStatus, StepEvent, duration_millis, format_duration, now_millis,
-};
+use crate::workflow::run::event::{StepEvent, duration_millis, format_duration, now_millis};
 use crate::workflow::run::http::HttpStepClient;
-use crate::workflow::run::outcome::{RunOutcome, StepOutcome, StepStatus};
+use crate::workflow::run::outcome::{RunOutcome, StepOutcome};
 use crate::workflow::run::sandbox::confinement::{HostIds, IdLease, running_as_root};
 use crate::workflow::run::sandbox::view::FsView;
 use crate::workflow::run::sandbox::{Bubblewrap, Sandbox, StepIds};
+use crate::workflow::run::status::{ExecutionStatus, StepStatus};
 
 /// How the local runner runs workflows; [`RunOptions::default`] is the safe configuration.
 #[derive(Clone)]
@@ -226,7 +225,7 @@ impl LocalRunner {
         );
         let emitter = Emitter::new(events, masked);
         let mut outcome = RunOutcome {
-            status: RunStatus::Failed,
+            status: ExecutionStatus::Failed,
             error: None,
             validation_errors: Vec::new(),
             steps: workflow
@@ -253,7 +252,7 @@ impl LocalRunner {
             None => self.run_prepared(&job, &mut outcome).await,
         };
         if let Err(error) = prepared {
-            outcome.status = RunStatus::Failed;
+            outcome.status = ExecutionStatus::Failed;
             outcome.error = Some(error);
         }
         outcome.duration = started.elapsed();
@@ -347,19 +346,19 @@ impl LocalRunner {
         let stop = schedule(&context, &base_scope, cancel, outcome).await;
         let (status, error) = match stop {
             Some(Stop::Cancelled) => (
-                RunStatus::Cancelled,
+                ExecutionStatus::Cancelled,
                 Some("the run was cancelled".to_owned()),
             ),
             Some(Stop::TimedOut(limit)) => (
-                RunStatus::Failed,
+                ExecutionStatus::Failed,
                 Some(format!(
                     "the workflow timed out after {}",
                     format_duration(limit)
                 )),
             ),
             None => match first_failure(outcome) {
-                Some(error) => (RunStatus::Failed, Some(error)),
-                None => (RunStatus::Success, None),
+                Some(error) => (ExecutionStatus::Failed, Some(error)),
+                None => (ExecutionStatus::Success, None),
             },
         };
         outcome.status = status;
@@ -796,7 +795,7 @@ fn blocking_reason(dependency: &Step, outcome: Option<&StepOutcome>) -> Option<S
                 continue_on.is_some_and(|continue_on| continue_on.skipped == Some(true));
             (!tolerated).then(|| format!("dependency '{}' was skipped", dependency.name))
         }
-        StepStatus::Cancelled | StepStatus::Pending => {
+        StepStatus::Cancelled | StepStatus::Pending | StepStatus::Running => {
             Some(format!("dependency '{}' did not finish", dependency.name))
         }
     }
@@ -840,10 +839,14 @@ async fn run_handlers(context: &RunContext<'_>, base_scope: &Scope, outcome: &mu
         return;
     };
     let chosen = match outcome.status {
-        RunStatus::Success => "success",
-        // A local run is never lost: only another replica can say so of a run it reads.
-        RunStatus::Failed | RunStatus::Lost => "failure",
-        RunStatus::Cancelled => "cancel",
+        ExecutionStatus::Success => "success",
+        ExecutionStatus::Cancelled => "cancel",
+        // A local run is never lost (only another replica can say so of a run it reads), and
+        // handlers run once it has ended.
+        ExecutionStatus::Failed
+        | ExecutionStatus::Lost
+        | ExecutionStatus::Queued
+        | ExecutionStatus::Running => "failure",
     };
     let mut scope = base_scope.clone();
     for (variable, value) in &outcome.outputs {
@@ -882,8 +885,10 @@ async fn run_handlers(context: &RunContext<'_>, base_scope: &Scope, outcome: &mu
                     timed_out
                 }
             };
-        if handler_outcome.status == StepStatus::Failed && outcome.status == RunStatus::Success {
-            outcome.status = RunStatus::Failed;
+        if handler_outcome.status == StepStatus::Failed
+            && outcome.status == ExecutionStatus::Success
+        {
+            outcome.status = ExecutionStatus::Failed;
             outcome.error = Some(format!(
                 "the {event} handler failed: {}",
                 handler_outcome.error.as_deref().unwrap_or("unknown error")

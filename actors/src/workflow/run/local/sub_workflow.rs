@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::scheduler::{LocalRunner, RunOptions, RunRequest};
 use crate::workflow::dsl::model::Workflow;
 use crate::workflow::dsl::template::Scope;
-use crate::workflow::run::event::{RunStatus, StepEvent};
+use crate::workflow::run::event::StepEvent;
 use crate::workflow::run::outcome::RunOutcome;
+use crate::workflow::run::status::ExecutionStatus;
 
 /// Levels of sub-workflows below the top workflow.
 pub const MAX_DEPTH: u32 = 3;
@@ -82,7 +83,7 @@ pub(crate) async fn run(
     };
     let (outcome, ()) = tokio::join!(run_boxed(LocalRunner::new(nested), request), forward);
     match outcome.status {
-        RunStatus::Success => Ok(Value::Object(
+        ExecutionStatus::Success => Ok(Value::Object(
             outcome
                 .outputs
                 .into_iter()
@@ -94,7 +95,7 @@ pub(crate) async fn run(
             "sub-workflow {:?} {}: {}",
             call.name,
             match outcome.status {
-                RunStatus::Cancelled => "was cancelled",
+                ExecutionStatus::Cancelled => "was cancelled",
                 _ => "failed",
             },
             outcome.error.as_deref().unwrap_or("unknown error")

@@ -12,10 +12,11 @@ use tokio_util::sync::CancellationToken;
 use super::limits::WorkflowLimits;
 use super::scheduler::{LocalRunner, RunOptions, RunRequest};
 use crate::workflow::dsl::model::Workflow;
-use crate::workflow::run::event::{OutputStream, RunStatus, StepEvent};
+use crate::workflow::run::event::{OutputStream, StepEvent};
 use crate::workflow::run::http::PlainHttpClient;
-use crate::workflow::run::outcome::{RunOutcome, StepStatus};
+use crate::workflow::run::outcome::RunOutcome;
 use crate::workflow::run::process::group_exists;
+use crate::workflow::run::status::{ExecutionStatus, StepStatus};
 
 /// Options for tests: sandboxed when bubblewrap works, quick to retry and to kill.
 pub(super) fn options() -> RunOptions {
@@ -85,7 +86,7 @@ impl Finished {
     pub(super) fn assert_succeeded(&self) {
         assert_eq!(
             self.outcome.status,
-            RunStatus::Success,
+            ExecutionStatus::Success,
             "{:#?}",
             self.events
         );
@@ -185,7 +186,7 @@ async fn diamond_runs_its_middle_steps_in_parallel() {
     .await;
     assert_eq!(
         finished.outcome.status,
-        RunStatus::Success,
+        ExecutionStatus::Success,
         "{:#?}",
         finished.events
     );
@@ -218,7 +219,7 @@ async fn max_active_steps_limits_parallelism() {
         options(),
     )
     .await;
-    assert_eq!(finished.outcome.status, RunStatus::Success);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Success);
     let kinds: Vec<(&str, &str)> = finished
         .events
         .iter()
@@ -249,7 +250,7 @@ async fn outputs_params_and_env_reach_later_steps() {
     let finished = run_workflow(workflow, options(), json!({"EXTRA":"given"})).await;
     assert_eq!(
         finished.outcome.status,
-        RunStatus::Success,
+        ExecutionStatus::Success,
         "{:#?}",
         finished.events
     );
@@ -272,7 +273,7 @@ async fn run_time_params_override_defaults_and_required_ones_are_enforced() {
         "params":{"WHO":{"default":"nobody"},"TOKEN":{"required":true}}});
     let workflow = Workflow::from_value(document).expect("parses");
     let finished = run_workflow(workflow.clone(), options(), json!({})).await;
-    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Failed);
     assert_eq!(
         finished.outcome.error.as_deref(),
         Some("missing required param: TOKEN")
@@ -312,7 +313,7 @@ async fn a_failing_step_is_retried_with_backoff_until_it_succeeds() {
     .await;
     assert_eq!(
         finished.outcome.status,
-        RunStatus::Success,
+        ExecutionStatus::Success,
         "{:#?}",
         finished.events
     );
@@ -350,7 +351,7 @@ async fn retries_run_out_and_the_run_fails() {
         options(),
     )
     .await;
-    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Failed);
     assert_eq!(
         finished.outcome.error.as_deref(),
         Some("step 'broken' failed: exit status 3: oops")
@@ -383,7 +384,7 @@ async fn failures_skip_dependents_unless_continue_on_tolerates_them() {
         options(),
     )
     .await;
-    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Failed);
     assert_eq!(finished.status_of("after-bad"), StepStatus::Skipped);
     let StepEvent::StepSkipped { reason, .. } = finished.first("after-bad", "step_skipped") else {
         unreachable!()
@@ -400,7 +401,7 @@ async fn failures_skip_dependents_unless_continue_on_tolerates_them() {
         options(),
     )
     .await;
-    assert_eq!(finished.outcome.status, RunStatus::Success);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Success);
     assert_eq!(finished.status_of("soft"), StepStatus::Success);
     assert_eq!(finished.kinds_of("soft"), ["step_running", "step_complete"]);
     assert_eq!(finished.output_of("next"), "next");
@@ -426,7 +427,7 @@ async fn unmet_preconditions_skip_the_step_and_its_dependents() {
     .await;
     assert_eq!(
         finished.outcome.status,
-        RunStatus::Success,
+        ExecutionStatus::Success,
         "{:#?}",
         finished.events
     );
@@ -451,7 +452,7 @@ async fn a_step_timeout_fails_the_step() {
         options(),
     )
     .await;
-    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Failed);
     let step = &finished.outcome.steps["slow"];
     assert_eq!(step.status, StepStatus::Failed);
     assert_eq!(step.error.as_deref(), Some("timed out after 1.0s"));
@@ -466,7 +467,7 @@ async fn a_workflow_timeout_stops_everything() {
         options(),
     )
     .await;
-    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Failed);
     assert_eq!(
         finished.outcome.error.as_deref(),
         Some("the workflow timed out after 1.0s")
@@ -529,7 +530,7 @@ async fn cancellation_kills_the_whole_process_group() {
     assert!(group_exists(pgid));
     cancel.cancel();
     let outcome = run.await.expect("run finished");
-    assert_eq!(outcome.status, RunStatus::Cancelled);
+    assert_eq!(outcome.status, ExecutionStatus::Cancelled);
     assert_eq!(outcome.steps["sleepy"].status, StepStatus::Cancelled);
     assert!(
         !group_exists(pgid),
@@ -539,7 +540,7 @@ async fn cancellation_kills_the_whole_process_group() {
     assert!(matches!(
         events.last(),
         Some(StepEvent::WorkflowComplete {
-            status: RunStatus::Cancelled,
+            status: ExecutionStatus::Cancelled,
             ..
         })
     ));
@@ -631,7 +632,7 @@ async fn cancellation_inside_the_sandbox_leaves_no_process_behind() {
     .await;
     cancel.cancel();
     let outcome = run.await.expect("run finished");
-    assert_eq!(outcome.status, RunStatus::Cancelled);
+    assert_eq!(outcome.status, ExecutionStatus::Cancelled);
     assert!(outcome.sandboxed);
     // The sandbox's pid namespace is torn down with it; give the kernel a moment to reap.
     eventually("no sleep is left", async || {
@@ -745,7 +746,7 @@ async fn without_bubblewrap_a_run_fails_unless_unsandboxed_runs_are_allowed() {
         ..unsandboxed_options()
     };
     let finished = run_json(document.clone(), strict).await;
-    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Failed);
     assert_eq!(finished.events.len(), 1);
     let StepEvent::WorkflowComplete { error, .. } = &finished.events[0] else {
         unreachable!()
@@ -757,7 +758,7 @@ async fn without_bubblewrap_a_run_fails_unless_unsandboxed_runs_are_allowed() {
         )
     );
     let finished = run_json(document, unsandboxed_options()).await;
-    assert_eq!(finished.outcome.status, RunStatus::Success);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Success);
     assert!(!finished.outcome.sandboxed);
     let StepEvent::StepRunning { message, .. } = &finished.events[0] else {
         panic!("first event: {:?}", finished.events[0]);
@@ -773,7 +774,7 @@ async fn invalid_or_unrunnable_workflows_fail_before_running() {
         options(),
     )
     .await;
-    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Failed);
     assert_eq!(finished.events.len(), 1);
     assert_eq!(finished.outcome.validation_errors.len(), 1);
     assert!(
@@ -810,7 +811,7 @@ async fn scripts_run_with_their_interpreter() {
     .await;
     assert_eq!(
         finished.outcome.status,
-        RunStatus::Success,
+        ExecutionStatus::Success,
         "{:#?}",
         finished.events
     );
@@ -860,7 +861,7 @@ async fn http_steps_go_through_the_client() {
     let finished = run_workflow(workflow.clone(), with_client, json!({"BASE": base})).await;
     assert_eq!(
         finished.outcome.status,
-        RunStatus::Success,
+        ExecutionStatus::Success,
         "{:#?}",
         finished.events
     );
@@ -888,7 +889,7 @@ async fn handlers_run_by_outcome() {
         options(),
     )
     .await;
-    assert_eq!(finished.outcome.status, RunStatus::Success);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Success);
     assert_eq!(
         finished.outcome.handlers.keys().collect::<Vec<_>>(),
         ["success", "exit"]
@@ -905,7 +906,7 @@ async fn handlers_run_by_outcome() {
         options(),
     )
     .await;
-    assert_eq!(finished.outcome.status, RunStatus::Failed);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Failed);
     assert_eq!(finished.outcome.handlers["failure"].output, "fail");
 }
 
@@ -928,7 +929,7 @@ steps:
     let finished = run_workflow(workflow, options(), json!({})).await;
     assert_eq!(
         finished.outcome.status,
-        RunStatus::Success,
+        ExecutionStatus::Success,
         "{:#?}",
         finished.events
     );
@@ -940,7 +941,7 @@ async fn example_a_runs_locally() {
     let workflow =
         Workflow::from_value(crate::workflow::dsl::model::tests::example_a()).expect("parses");
     let finished = run_workflow(workflow, options(), json!({"NAME":"Kubiya"})).await;
-    assert_eq!(finished.outcome.status, RunStatus::Success);
+    assert_eq!(finished.outcome.status, ExecutionStatus::Success);
     assert_eq!(finished.output_of("print-hello"), "Hello Kubiya");
     let StepEvent::WorkflowComplete {
         workflow, duration, ..
@@ -969,7 +970,7 @@ async fn a_run_cancelled_before_it_starts_runs_nothing() {
             library: Vec::new(),
         })
         .await;
-    assert_eq!(outcome.status, RunStatus::Cancelled);
+    assert_eq!(outcome.status, ExecutionStatus::Cancelled);
     let kinds: Vec<&str> = collect(receiver).iter().map(StepEvent::kind).collect();
     assert_eq!(kinds, ["step_skipped", "workflow_complete"]);
 }

@@ -3,12 +3,19 @@
 //! as often as its retry settings allow, with backoff between attempts, emitting
 //! `step_running`, `step_output` (as a process writes), `step_complete`, `step_failed` and
 //! `step_skipped` events as it goes. The `scheduler` decides when a step starts; this file
-//! decides how.
+//! decides how, and each executor's file what one attempt runs: [`command`] (and steps
+//! without an executor), [`docker`], [`http`] and [`model`] (`llm_completion` and `agent`);
+//! `run` steps call a sub-workflow and `get_secret` steps read a secret.
 //!
 //! Values reach shell text as environment variables (see `shell_env`); only the `http`
 //! executor's config, the interpreter line and scripts for interpreters other than a shell
 //! get values substituted as text. Each sandboxed process runs as a host uid of its own while
 //! the server is root, leased for as long as the process lives.
+
+mod command;
+mod docker;
+mod http;
+pub mod model;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,21 +27,19 @@ use tokio_util::sync::CancellationToken;
 use super::context::RunContext;
 use super::shell_env;
 use crate::workflow::dsl::model::{
-    Backoff, ExecutorKind, ExitCodes, GET_SECRET, Precondition, SCRIPT_DIR, Step, signal_number,
+    Backoff, Executor, ExecutorKind, ExitCodes, GET_SECRET, Precondition, SCRIPT_DIR, Step,
+    signal_number,
 };
 use crate::workflow::dsl::template::{Scope, is_var_name};
 use crate::workflow::run::event::{OutputStream, format_duration};
 use crate::workflow::run::http::HttpStepRequest;
 use crate::workflow::run::live_output::{LiveBudget, StreamTap};
-use crate::workflow::run::outcome::{StepOutcome, StepStatus};
+use crate::workflow::run::outcome::StepOutcome;
 use crate::workflow::run::process::{
-    CappedBuffer, OutputSinks, ProcessEnd, ProcessLimits, ProcessSpec, run_process,
-    run_process_live,
+    OutputSinks, ProcessEnd, ProcessLimits, ProcessSpec, run_process, run_process_live,
 };
 use crate::workflow::run::sandbox::confinement::IdLease;
-
-/// Interpreters that read shell text, into which values go as environment variables.
-const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh"];
+use crate::workflow::run::status::StepStatus;
 
 /// Longest wait between attempts, whatever the backoff says.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
@@ -603,6 +608,19 @@ impl Attempt<'_, '_> {
         env
     }
 
+    /// The step's executor and its config with `${VAR}`s filled in.
+    fn executor_config(&self) -> Result<(&Executor, Value), AttemptError> {
+        let executor = self
+            .step
+            .executor
+            .as_ref()
+            .ok_or_else(|| AttemptError::failed("no executor"))?;
+        let config = self
+            .scope
+            .substitute_json(&Value::Object(executor.config.clone().unwrap_or_default()));
+        Ok((executor, config))
+    }
+
     /// The step's `dir`, relative to the work directory unless absolute.
     fn cwd(&self) -> PathBuf {
         match &self.step.dir {
@@ -660,272 +678,16 @@ impl Attempt<'_, '_> {
                 .ok_or_else(|| AttemptError::failed(format!("secret {name} is not available")));
         }
         match step.executor_kind() {
-            None | Some(ExecutorKind::Command) => {}
-            Some(ExecutorKind::Docker) => return self.docker_plan().await,
-            Some(ExecutorKind::Http) => return self.http_plan().map(Work::Http),
+            None | Some(ExecutorKind::Command) => self.command_plan().await,
+            Some(ExecutorKind::Docker) => self.docker_plan().await,
+            Some(ExecutorKind::Http) => self.http_plan().map(Work::Http),
             Some(ExecutorKind::LlmCompletion | ExecutorKind::Agent) => {
-                return self.model_answer().await.map(Work::Value);
+                self.model_answer().await.map(Work::Value)
             }
-            Some(other) => {
-                return Err(AttemptError::failed(format!(
-                    "the local runner cannot run {other} steps"
-                )));
-            }
+            Some(other) => Err(AttemptError::failed(format!(
+                "the local runner cannot run {other} steps"
+            ))),
         }
-        let mut extra = Vec::new();
-        let mut words: Vec<String> = match (&step.command, &step.script) {
-            (Some(command), Some(script)) => {
-                // `command` names the interpreter for the script, e.g. `python`.
-                let mut words: Vec<String> = self
-                    .scope
-                    .substitute(command)
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect();
-                if words.first().is_some_and(|first| first == "python") {
-                    words[0] = "python3".to_owned();
-                }
-                let body = if words.first().is_some_and(|first| is_shell(first)) {
-                    let (body, more) = shell_env::prepare(script, self.scope);
-                    extra = more;
-                    body
-                } else {
-                    // Another language: values are pasted, and also in its environment.
-                    self.scope.substitute(script)
-                };
-                let path = self.write_script(&body).await?;
-                words.push(path.to_string_lossy().into_owned());
-                words
-            }
-            (Some(command), None) => {
-                let mut words = self.shell_words();
-                let (command, more) = shell_env::prepare(command, self.scope);
-                extra = more;
-                words.extend(["-c".to_owned(), command]);
-                words
-            }
-            (None, Some(script)) => {
-                let (body, more) = shell_env::prepare(script, self.scope);
-                extra = more;
-                let path = self.write_script(&body).await?;
-                let mut words = self.shell_words();
-                words.push(path.to_string_lossy().into_owned());
-                words
-            }
-            (None, None) => return Err(AttemptError::failed("the step has no command or script")),
-        };
-        if words.is_empty() {
-            return Err(AttemptError::failed("the step's command is empty"));
-        }
-        let program = words.remove(0);
-        let spec = ProcessSpec {
-            program,
-            args: words,
-            env: self.process_env(extra),
-            cwd: self.cwd(),
-            confinement: None,
-        };
-        let (spec, ids) = self.sandboxed(spec)?;
-        Ok(Work::Process {
-            spec,
-            container: None,
-            ids,
-        })
-    }
-
-    /// An `llm_completion` or `agent` step's answer from the server's provider.
-    async fn model_answer(&self) -> Result<String, AttemptError> {
-        let (Some(model), Some(executor)) = (&self.context.options.model, &self.step.executor)
-        else {
-            return Err(AttemptError::failed(
-                "this server has no model for workflow steps",
-            ));
-        };
-        let call = super::model_step::ModelCall {
-            executor,
-            scope: self.scope,
-            timeout: self.timeout(),
-            output_limit: self.context.options.output_limit,
-        };
-        super::model_step::answer(model, call, self.token)
-            .await
-            .map_err(AttemptError::failed)
-    }
-
-    /// `docker run` in the work directory (mounted at `/work`); Docker is the isolation here,
-    /// so the CLI itself runs outside bubblewrap (it must reach the engine's socket).
-    async fn docker_plan(&self) -> Result<Work, AttemptError> {
-        let executor = self
-            .step
-            .executor
-            .as_ref()
-            .ok_or_else(|| AttemptError::failed("no executor"))?;
-        let config = self
-            .scope
-            .substitute_json(&Value::Object(executor.config.clone().unwrap_or_default()));
-        let image = config
-            .get("image")
-            .and_then(Value::as_str)
-            .ok_or_else(|| AttemptError::failed("the docker executor needs config.image"))?;
-        check_image(image).map_err(AttemptError::failed)?;
-        let container = format!("kubiya-step-{}", uuid::Uuid::new_v4().simple());
-        let work = self.context.work_dir.to_string_lossy().into_owned();
-        let network = if self.context.options.allow_network {
-            "bridge"
-        } else {
-            "none"
-        };
-        let mut args: Vec<String> = [
-            "run",
-            "--rm",
-            "--name",
-            &container,
-            "--network",
-            network,
-            "-v",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-        args.extend([format!("{work}:/work"), "-w".to_owned(), "/work".to_owned()]);
-        // The container gets the bounds a sandboxed step gets.
-        let limits = &self.context.options.step_limits;
-        args.extend([
-            "--cap-drop=ALL".to_owned(),
-            "--security-opt=no-new-privileges".to_owned(),
-            format!("--pids-limit={}", limits.max_processes),
-            format!("--memory={}", limits.memory_bytes),
-        ]);
-        let command_text = self
-            .step
-            .command
-            .as_ref()
-            .map(|command| shell_env::prepare(command, self.scope));
-        let forwarded: Vec<(String, String)> = self
-            .scope
-            .iter()
-            .filter(|(name, _)| is_var_name(name) && !matches!(*name, "PATH" | "HOME"))
-            .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .chain(
-                command_text
-                    .iter()
-                    .flat_map(|(_, extra)| extra.iter().cloned()),
-            )
-            .collect();
-        for (name, _) in &forwarded {
-            // By name only: the value comes from the CLI's environment, not its command line.
-            args.extend(["-e".to_owned(), name.clone()]);
-        }
-        args.push(image.to_owned());
-        let content = config
-            .get("content")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| self.step.script.clone());
-        match (content, config.get("command")) {
-            (Some(content), _) => {
-                let path = self.write_script(&content).await?;
-                let name = path
-                    .file_name()
-                    .map(|name| name.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                args.extend(["sh".to_owned(), format!("/work/{SCRIPT_DIR}/{name}")]);
-            }
-            (None, Some(Value::String(command))) => {
-                args.extend(["sh".to_owned(), "-c".to_owned(), command.clone()])
-            }
-            (None, Some(Value::Array(words))) => args.extend(words.iter().map(|word| match word {
-                Value::String(word) => word.clone(),
-                other => other.to_string(),
-            })),
-            (None, _) => {
-                if let Some((command, _)) = command_text {
-                    args.extend(["sh".to_owned(), "-c".to_owned(), command]);
-                }
-            }
-        }
-        let mut env = forwarded;
-        env.push(("PATH".to_owned(), self.context.options.path_env.clone()));
-        for name in [
-            "HOME",
-            "DOCKER_HOST",
-            "DOCKER_CONFIG",
-            "DOCKER_CONTEXT",
-            "DOCKER_CERT_PATH",
-            "DOCKER_TLS_VERIFY",
-        ] {
-            if let Ok(value) = std::env::var(name) {
-                env.push((name.to_owned(), value));
-            }
-        }
-        Ok(Work::Process {
-            spec: ProcessSpec {
-                program: self.context.options.docker.to_string_lossy().into_owned(),
-                args,
-                env,
-                cwd: self.context.work_dir.clone(),
-                confinement: None,
-            },
-            container: Some(container),
-            ids: None,
-        })
-    }
-
-    fn http_plan(&self) -> Result<HttpStepRequest, AttemptError> {
-        let executor = self
-            .step
-            .executor
-            .as_ref()
-            .ok_or_else(|| AttemptError::failed("no executor"))?;
-        let config = self
-            .scope
-            .substitute_json(&Value::Object(executor.config.clone().unwrap_or_default()));
-        let url = executor
-            .config
-            .as_ref()
-            .and_then(|config| config.get("url"))
-            .and_then(Value::as_str)
-            .map(|url| self.scope.substitute_url(url))
-            .ok_or_else(|| AttemptError::failed("the http executor needs config.url"))?;
-        let mut headers: Vec<(String, String)> = config
-            .get("headers")
-            .and_then(Value::as_object)
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|(name, value)| (name.clone(), value_text(value)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let body = match config.get("body") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(body)) => Some(body.clone()),
-            Some(json) => {
-                if !headers
-                    .iter()
-                    .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-                {
-                    headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
-                }
-                Some(json.to_string())
-            }
-        };
-        let timeout = config
-            .get("timeout")
-            .and_then(Value::as_f64)
-            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-            .or_else(|| Some(self.timeout()));
-        Ok(HttpStepRequest {
-            method: config
-                .get("method")
-                .and_then(Value::as_str)
-                .unwrap_or("GET")
-                .to_owned(),
-            url,
-            headers,
-            body,
-            timeout,
-        })
     }
 
     async fn attempt(&self) -> Result<AttemptOutput, AttemptError> {
@@ -1010,75 +772,6 @@ impl Attempt<'_, '_> {
             other => format!("killed by signal {other}"),
         }
     }
-
-    /// Stopping the Docker CLI does not stop its container; remove it explicitly.
-    async fn remove_container(&self, container: &str) {
-        let mut command = tokio::process::Command::new(&self.context.options.docker);
-        command
-            .args(["rm", "-f", container])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
-        if let Err(error) = tokio::time::timeout(Duration::from_secs(30), command.status()).await {
-            tracing::warn!(%container, %error, "removing a stopped step's container timed out");
-        }
-    }
-
-    async fn send_http(&self, request: HttpStepRequest) -> Result<AttemptOutput, AttemptError> {
-        let client = self.context.options.http_client.clone().ok_or_else(|| {
-            AttemptError::failed(
-                "http steps need the server's HTTP client, which this run was not given",
-            )
-        })?;
-        let response = tokio::select! {
-            response = client.send(request) => response.map_err(AttemptError::failed)?,
-            () = self.token.cancelled() => return Err(AttemptError::Interrupted),
-        };
-        let mut body = CappedBuffer::new(self.context.options.output_limit);
-        body.push(response.body.as_bytes());
-        let body = body.into_text();
-        if response.status >= 400 {
-            let preview: String = body.chars().take(STDERR_IN_ERROR).collect();
-            return Err(AttemptError::Failed {
-                message: format!("HTTP {}: {preview}", response.status),
-                exit_code: None,
-                stdout: body,
-                stderr: String::new(),
-            });
-        }
-        Ok(AttemptOutput {
-            stdout: body,
-            stderr: String::new(),
-        })
-    }
-}
-
-/// An image reference may not pass for an option of `docker run` (`-v=/:/host`, `--privileged`).
-fn check_image(image: &str) -> Result<(), String> {
-    let valid = !image.is_empty()
-        && !image.starts_with('-')
-        && image
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!("{image:?} is not an image reference"))
-    }
-}
-
-/// Whether `program` (a path or a name) is a shell.
-fn is_shell(program: &str) -> bool {
-    let name = program.rsplit('/').next().unwrap_or(program);
-    SHELLS.contains(&name)
-}
-
-fn value_text(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// `message`, followed by the end of stderr when there is any.
@@ -1136,15 +829,6 @@ mod tests {
         assert!(plan.retries_on(Some(75)));
         assert!(!plan.retries_on(Some(1)));
         assert!(!plan.retries_on(None));
-    }
-
-    #[test]
-    fn an_image_cannot_be_an_option() {
-        assert!(check_image("python:3.11-slim").is_ok());
-        assert!(check_image("ghcr.io/org/tool@sha256:abc").is_ok());
-        for hostile in ["-v=/:/host", "--privileged", "alpine --privileged", ""] {
-            assert!(check_image(hostile).is_err(), "{hostile} accepted");
-        }
     }
 
     #[test]

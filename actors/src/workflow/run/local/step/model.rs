@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio_util::sync::CancellationToken;
 
+use super::{Attempt, AttemptError};
 use crate::provider::{ChatMessage, ChatRequest, LlmEvent, ProviderPool, StartCompletion};
 use crate::workflow::dsl::model::{Executor, ExecutorKind};
 use crate::workflow::dsl::template::Scope;
@@ -177,4 +178,25 @@ fn request(model: &StepModel, executor: &Executor, scope: &Scope) -> Result<Chat
         temperature,
         stream: true,
     })
+}
+
+impl Attempt<'_, '_> {
+    /// An `llm_completion` or `agent` step's answer from the server's provider.
+    pub(super) async fn model_answer(&self) -> Result<String, AttemptError> {
+        let (Some(model), Some(executor)) = (&self.context.options.model, &self.step.executor)
+        else {
+            return Err(AttemptError::failed(
+                "this server has no model for workflow steps",
+            ));
+        };
+        let call = ModelCall {
+            executor,
+            scope: self.scope,
+            timeout: self.timeout(),
+            output_limit: self.context.options.output_limit,
+        };
+        answer(model, call, self.token)
+            .await
+            .map_err(AttemptError::failed)
+    }
 }
