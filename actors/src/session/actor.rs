@@ -518,7 +518,7 @@ impl Session {
                 .find(|m| matches!(m, ChatMessage::User { .. }));
             messages = newest.into_iter().collect();
         }
-        let pending = record.pending_approval.take();
+        let pending = record.pending_approval.take().map(|pending| *pending);
         self.record = Some(record);
         let first = match pending {
             Some(pending) => match self.answer_approval(pending, &mut messages, ctx) {
@@ -555,7 +555,7 @@ impl Session {
             self.record_tool_result(&skipped, result, true, ctx);
         }
         if let Some(record) = self.record.as_mut() {
-            record.pending_approval = Some(PendingApproval { approval_id, call });
+            record.pending_approval = Some(Box::new(PendingApproval { approval_id, call }));
         }
         self.finish(FinishReason::Stop, ctx);
     }

@@ -4,9 +4,10 @@
 //! session runs one turn at a time.
 //!
 //! The memory store is bounded by count and by bytes: records idle longer than the TTL are
-//! dropped, and past the record cap or the byte budget (each record counted as its JSON
-//! size) the least recently updated go first, so stateless traffic, however large its
-//! messages, cannot grow memory without end. Every store also tells a record's size
+//! dropped, and past the record cap or the byte budget (each record counted as the memory it
+//! takes: its JSON size plus what the JSON leaves out, [`resident_bytes`]) the least
+//! recently updated go first, so stateless traffic, however large its messages, cannot grow
+//! memory without end. Every store also tells a record's size
 //! ([`SessionStore::stored_bytes`]) so the HTTP layer can refuse a turn that would take one
 //! session past its own cap before it runs.
 
@@ -41,9 +42,10 @@ pub struct SessionRecord {
     pub workflows: Vec<Value>,
     /// Executions started in this session.
     pub executions: Vec<ExecutionId>,
-    /// A run the agent wants to start, waiting for the user's approval.
+    /// A run the agent wants to start, waiting for the user's approval. Boxed: few sessions
+    /// have one, and inline it would widen every stored record by a hundred bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_approval: Option<super::approval::PendingApproval>,
+    pub pending_approval: Option<Box<super::approval::PendingApproval>>,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
 }
@@ -66,6 +68,23 @@ impl SessionRecord {
 /// A record's size as stored: its JSON, counted without building it.
 pub fn record_bytes(record: &SessionRecord) -> usize {
     json_bytes(record)
+}
+
+/// What a record takes in the memory store, at least: its JSON length (the text it holds)
+/// plus what the JSON leaves out, which for a one-line chat is three times the JSON: the map
+/// slot of the key and record (a hash table that has just grown has half its slots free), the
+/// map key's copy of the key's text, each message's fixed part and the allocator's header and
+/// rounding of every allocation.
+fn resident_bytes(record: &SessionRecord, json: usize) -> usize {
+    /// glibc malloc: an 8-byte header, chunks in steps of 16 bytes.
+    const ALLOCATION: usize = 16;
+    const SLOT: usize = size_of::<(SessionKey, StoredRecord)>();
+    let key = &record.key;
+    let key_text = key.tenant.len() + key.user.len() + key.id.len() + 3 * ALLOCATION;
+    // Each message owns at most a few strings (content, ids, a tool call's name).
+    let messages = record.transcript.capacity() * size_of::<ChatMessage>()
+        + 3 * ALLOCATION * record.transcript.len();
+    json + 2 * SLOT + key_text + messages + ALLOCATION
 }
 
 /// The length of `value`'s JSON, counted without building it.
@@ -125,7 +144,7 @@ pub trait SessionStore: Send + Sync + 'static {
 pub struct MemorySessionStore {
     records: Arc<DashMap<SessionKey, StoredRecord>>,
     leases: Arc<DashMap<SessionKey, ()>>,
-    /// The sum of the kept records' sizes.
+    /// The memory the kept records take together ([`resident_bytes`]).
     total_bytes: AtomicUsize,
     ttl: Duration,
     max_records: usize,
@@ -134,7 +153,10 @@ pub struct MemorySessionStore {
 
 struct StoredRecord {
     record: SessionRecord,
+    /// Its JSON size ([`record_bytes`]), what a session's own cap is measured in.
     bytes: usize,
+    /// The memory it takes ([`resident_bytes`]), what the store's budget is measured in.
+    resident: usize,
 }
 
 impl MemorySessionStore {
@@ -151,7 +173,7 @@ impl MemorySessionStore {
         }
     }
 
-    /// Keeps the records' sizes together within `max_bytes`.
+    /// Keeps the memory the records take together within `max_bytes`.
     pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
         self.max_bytes = max_bytes.max(1);
         self
@@ -165,7 +187,7 @@ impl MemorySessionStore {
         self.records.is_empty()
     }
 
-    /// What the kept records take together.
+    /// The memory the kept records take together, as counted by [`resident_bytes`].
     pub fn total_bytes(&self) -> usize {
         self.total_bytes.load(Ordering::Relaxed)
     }
@@ -182,30 +204,56 @@ impl MemorySessionStore {
         self.records.retain(|_, stored| {
             let fresh = stored.record.updated_at_ms >= oldest_kept;
             if !fresh {
-                self.total_bytes.fetch_sub(stored.bytes, Ordering::Relaxed);
+                self.total_bytes
+                    .fetch_sub(stored.resident, Ordering::Relaxed);
             }
             fresh
         });
         if !self.over_budget() {
             return;
         }
-        let mut ages: Vec<(u64, SessionKey)> = self
+        // What goes is decided on ages and sizes alone, so the scan copies no key: the oldest
+        // age that stays, and how many records of the newest age that goes go too (ages are
+        // in milliseconds, and many records share one).
+        let mut ages: Vec<(u64, usize)> = self
             .records
             .iter()
             .filter(|entry| entry.key() != keep)
-            .map(|entry| (entry.record.updated_at_ms, entry.key().clone()))
+            .map(|entry| (entry.record.updated_at_ms, entry.resident))
             .collect();
-        ages.sort_unstable_by_key(|(age, _)| *age);
+        ages.sort_unstable();
         let target_records = self.max_records - self.max_records / 10;
         let target_bytes = self.max_bytes - self.max_bytes / 10;
-        for (_, key) in ages {
-            if self.records.len() <= target_records && self.total_bytes() <= target_bytes {
+        let (mut records, mut bytes) = (self.records.len(), self.total_bytes());
+        let mut newest_gone: Option<(u64, usize)> = None;
+        for (age, resident) in ages {
+            if records <= target_records && bytes <= target_bytes {
                 break;
             }
-            if let Some((_, stored)) = self.records.remove(&key) {
-                self.total_bytes.fetch_sub(stored.bytes, Ordering::Relaxed);
-            }
+            records -= 1;
+            bytes = bytes.saturating_sub(resident);
+            newest_gone = match newest_gone {
+                Some((gone, count)) if gone == age => Some((gone, count + 1)),
+                _ => Some((age, 1)),
+            };
         }
+        let Some((cutoff, mut at_cutoff)) = newest_gone else {
+            return;
+        };
+        self.records.retain(|key, stored| {
+            let age = stored.record.updated_at_ms;
+            let goes = key != keep
+                && (age < cutoff
+                    || (age == cutoff && at_cutoff > 0 && {
+                        at_cutoff -= 1;
+                        true
+                    }));
+            if goes {
+                self.total_bytes
+                    .fetch_sub(stored.resident, Ordering::Relaxed);
+            }
+            !goes
+        });
     }
 }
 
@@ -225,15 +273,20 @@ impl SessionStore for MemorySessionStore {
 
     fn save(&self, mut record: SessionRecord) -> BoxFuture<'static, Result<(), StoreError>> {
         record.updated_at_ms = now_ms();
+        // A turn's pushes leave spare room the stored record would keep for its whole life.
+        record.transcript.shrink_to_fit();
         let bytes = record_bytes(&record);
+        let resident = resident_bytes(&record, bytes);
         let key = record.key.clone();
-        self.total_bytes.fetch_add(bytes, Ordering::Relaxed);
-        if let Some(replaced) = self
-            .records
-            .insert(key.clone(), StoredRecord { record, bytes })
-        {
+        self.total_bytes.fetch_add(resident, Ordering::Relaxed);
+        let stored = StoredRecord {
+            record,
+            bytes,
+            resident,
+        };
+        if let Some(replaced) = self.records.insert(key.clone(), stored) {
             self.total_bytes
-                .fetch_sub(replaced.bytes, Ordering::Relaxed);
+                .fetch_sub(replaced.resident, Ordering::Relaxed);
         }
         if self.over_budget() {
             self.evict(&key);
