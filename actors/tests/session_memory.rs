@@ -43,7 +43,7 @@ fn one_line_chat(id: usize) -> SessionRecord {
     let mut record = SessionRecord::new(SessionKey {
         tenant: TenantId::default_tenant(),
         user: "anonymous".into(),
-        id: SessionId::parse(format!("{:032x}-{id:08}", 0xfeed_u128)).unwrap(),
+        id: SessionId::parse(format!("{:032x}-{id:08}", 0xfeed_u128)).expect("an id"),
     });
     record.transcript.push(ChatMessage::user("hi"));
     record.transcript.push(ChatMessage::assistant_text("ok"));

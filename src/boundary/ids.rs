@@ -1,8 +1,9 @@
 //! Identifiers a client chooses that become store keys and response headers: session ids and
 //! user ids. Each is at most [`MAX_ID_LEN`] characters of letters, digits and `-_.:@`, so a
 //! client cannot make the server store or echo 100 KB of header, nor smuggle separators into
-//! keys; anything else is a 400 naming the field. An empty value counts as absent, so two
-//! unrelated clients sending `""` do not share one session.
+//! keys (the rule is the id types' own, `kubiya_actors::store::check_id`); anything else is a
+//! 400 naming the field. An empty value counts as absent, so two unrelated clients sending
+//! `""` do not share one session.
 
 pub use kubiya_actors::store::MAX_ID_LEN;
 use kubiya_actors::store::{InvalidId, SessionId, check_id};
