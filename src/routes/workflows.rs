@@ -1,7 +1,8 @@
 //! `POST /v1/workflows/validate`: checks a workflow without running it. The `workflow` field
 //! is a JSON object or a JSON/YAML document as a string; the answer lists every problem with
-//! its JSON path and, whenever the document could be read, the normalised workflow (chain
-//! dependencies made explicit). Validation is pure and cheap, so no actor is involved.
+//! its JSON path and, whenever every value has the type the model gives it, the normalised
+//! workflow (chain dependencies made explicit). Validation is pure and cheap, so no actor is
+//! involved.
 
 use actix_web::{HttpResponse, web};
 use kubiya_actors::tools::{ValidationReport, workflow_document};

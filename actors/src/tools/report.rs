@@ -5,18 +5,17 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::argument::workflow_document;
-use crate::workflow::dsl::validate::MAX_STEPS;
-use crate::workflow::{ValidationError, Workflow, normalised, validate_value};
+use crate::workflow::{Validated, ValidationError, Workflow, normalised, validate_document};
 
 /// The verdict on a workflow, every problem with its JSON path, and the workflow normalised
-/// (chain dependencies made explicit) whenever the document could be read.
+/// (chain dependencies made explicit) whenever its values have the model's types.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ValidationReport {
     pub valid: bool,
     /// Every problem, with its JSON path.
     pub errors: Vec<ValidationError>,
-    /// The normalised workflow, whenever the document could be read.
-    #[schema(value_type = Option<Object>)]
+    /// The normalised workflow, whenever every value in the document has the type this schema
+    /// gives it (even if the workflow means something wrong).
     pub workflow: Option<Workflow>,
     /// Whether the local runner can run it on this host, when that was checked (our MCP
     /// server checks it).
@@ -32,20 +31,10 @@ impl ValidationReport {
     pub fn of_field(field: &Value) -> Self {
         let (errors, workflow) = match workflow_document(field) {
             Err(errors) => (errors, None),
-            Ok(document) => match validate_value(&document) {
-                Ok(workflow) => (Vec::new(), Some(normalised(&workflow))),
-                Err(errors) => {
-                    // Shown when it reads, unless it is too long to read at all.
-                    let steps = document
-                        .get("steps")
-                        .and_then(Value::as_array)
-                        .map_or(0, Vec::len);
-                    let readable = (steps <= MAX_STEPS)
-                        .then(|| Workflow::from_value(document).ok())
-                        .flatten();
-                    (errors, readable.as_ref().map(normalised))
-                }
-            },
+            Ok(document) => {
+                let Validated { workflow, errors } = validate_document(&document);
+                (errors, workflow.as_ref().map(normalised))
+            }
         };
         Self {
             valid: errors.is_empty(),
@@ -109,5 +98,16 @@ mod tests {
         );
         let value = report.to_value();
         assert!(value.get("runnable_locally").is_none(), "{value}");
+    }
+
+    #[test]
+    fn a_workflow_with_a_value_of_the_wrong_type_is_not_shown() {
+        // The model could read a negative timeout, but it is not what the schema says a
+        // workflow is, so the answer does not show it as one.
+        let report = ValidationReport::of_field(&json!({"name": "w", "timeout": -1, "steps": [
+            {"name": "a", "command": "true"}]}));
+        assert!(!report.valid);
+        assert_eq!(report.errors[0].path, "timeout");
+        assert_eq!(report.workflow, None);
     }
 }

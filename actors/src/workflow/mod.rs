@@ -18,7 +18,9 @@ pub mod run;
 
 pub use dsl::error::ValidationError;
 pub use dsl::model::{Workflow, WorkflowKind, WorkflowParseError, yaml_document};
-pub use dsl::validate::{normalised, validate, validate_text, validate_value};
+pub use dsl::validate::{
+    Validated, normalised, validate, validate_document, validate_text, validate_value,
+};
 pub use execution::error::ExecutionError;
 pub use execution::feed::{EventFeed, follow};
 pub use execution::messages::{

@@ -6,17 +6,22 @@
 //! workflow still parses and can be validated as a whole, scalars keep their original JSON type,
 //! and unknown fields at every level survive a round trip in an `extra` map. Known fields
 //! serialize in the DSL's natural order (`name`, `steps` first) with the unknown ones after.
+//!
+//! The model is also the one description of the document's shape: its `ToSchema` derives,
+//! with the `#[schema(...)]` attributes on fields and types (minimums, titles that messages
+//! quote), give the schema that `/openapi.json` shows and that `shape` checks documents against.
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Number, Value};
 use std::time::Duration;
+use utoipa::ToSchema;
 
 /// Fields this model does not know, kept verbatim.
 pub type Extra = Map<String, Value>;
 
 /// A whole workflow document.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Workflow {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
@@ -36,6 +41,13 @@ pub struct Workflow {
     pub env: Option<EnvVars>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Seconds>,
+    /// The older spelling of `timeout`.
+    #[serde(
+        default,
+        rename = "timeoutSec",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout_sec: Option<Seconds>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,16 +59,19 @@ pub struct Workflow {
         rename = "maxActiveSteps",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(minimum = 1)]
     pub max_active_steps: Option<u32>,
     /// Files written into the work directory before any step runs: relative path → content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<IndexMap<String, String>>,
     #[serde(flatten)]
+    #[schema(value_type = HashMap<String, Value>)]
     pub extra: Extra,
 }
 
-/// How steps without `depends` are ordered.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How steps without "depends" are ordered: "chain" runs them in order, "graph" starts them
+/// together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkflowKind {
     /// Each step without `depends` depends on the step declared before it.
@@ -67,7 +82,7 @@ pub enum WorkflowKind {
 }
 
 /// One step of a workflow.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Step {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
@@ -113,6 +128,13 @@ pub struct Step {
     pub preconditions: Option<Vec<Precondition>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Seconds>,
+    /// The older spelling of `timeout`.
+    #[serde(
+        default,
+        rename = "timeoutSec",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout_sec: Option<Seconds>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
     /// `{items, maxConcurrent}` or a variable reference; kept as written.
@@ -132,17 +154,19 @@ pub struct Step {
     )]
     pub signal_on_stop: Option<String>,
     #[serde(flatten)]
+    #[schema(value_type = HashMap<String, Value>)]
     pub extra: Extra,
 }
 
 /// `executor: {type, config}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Executor {
     #[serde(rename = "type")]
     pub kind: ExecutorKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<Map<String, Value>>,
     #[serde(flatten)]
+    #[schema(value_type = HashMap<String, Value>)]
     pub extra: Extra,
 }
 
@@ -179,6 +203,20 @@ pub enum ExecutorKind {
 }
 
 impl ExecutorKind {
+    /// The known types, in the order messages list them.
+    pub const KNOWN: [Self; 10] = [
+        Self::Command,
+        Self::Docker,
+        Self::Http,
+        Self::Agent,
+        Self::Tool,
+        Self::Ssh,
+        Self::InlineAgent,
+        Self::LlmCompletion,
+        Self::Kubiya,
+        Self::Jq,
+    ];
+
     /// The name as it appears in the JSON.
     pub fn as_str(&self) -> &str {
         match self {
@@ -199,21 +237,24 @@ impl ExecutorKind {
 
 impl From<String> for ExecutorKind {
     fn from(name: String) -> Self {
-        match name.as_str() {
-            "command" => Self::Command,
-            "docker" => Self::Docker,
-            "tool" => Self::Tool,
-            "http" => Self::Http,
-            "ssh" => Self::Ssh,
-            "agent" => Self::Agent,
-            "inline_agent" => Self::InlineAgent,
-            "llm_completion" => Self::LlmCompletion,
-            "kubiya" => Self::Kubiya,
-            "jq" => Self::Jq,
-            _ => Self::Other(name),
-        }
+        Self::KNOWN
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .unwrap_or(Self::Other(name))
     }
 }
+
+/// A string; the known types are its examples (messages about a bad `type` list them).
+impl utoipa::PartialSchema for ExecutorKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .examples(Self::KNOWN.iter().map(Self::as_str))
+            .into()
+    }
+}
+
+impl ToSchema for ExecutorKind {}
 
 impl From<ExecutorKind> for String {
     fn from(kind: ExecutorKind) -> Self {
@@ -231,7 +272,7 @@ impl std::fmt::Display for ExecutorKind {
 }
 
 /// `depends`: one step name or a list of them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Depends {
     One(String),
@@ -248,7 +289,7 @@ impl Depends {
 }
 
 /// `tags`: the SDK writes a comma-joined string, other tools a list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Tags {
     Joined(String),
@@ -270,10 +311,12 @@ impl Tags {
 }
 
 /// A JSON scalar that keeps its type through a round trip but reads as text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
+#[schema(title = "a string, number or boolean")]
 pub enum Scalar {
     Text(String),
+    #[schema(value_type = f64)]
     Number(Number),
     Bool(bool),
 }
@@ -295,8 +338,9 @@ impl From<&str> for Scalar {
 }
 
 /// `env`: a map, or (as some DAGU files write it) a list of one-entry maps.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
+#[schema(title = "an object of NAME: value pairs")]
 pub enum EnvVars {
     Map(IndexMap<String, Scalar>),
     List(Vec<IndexMap<String, Scalar>>),
@@ -325,6 +369,18 @@ impl EnvVars {
 #[serde(transparent)]
 pub struct Seconds(pub Number);
 
+impl utoipa::PartialSchema for Seconds {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::Number)
+            .minimum(Some(0))
+            .title(Some("a number of seconds (0 or more)"))
+            .into()
+    }
+}
+
+impl ToSchema for Seconds {}
+
 impl Seconds {
     pub fn from_secs(secs: u64) -> Self {
         Self(Number::from(secs))
@@ -337,7 +393,8 @@ impl Seconds {
     }
 }
 
-/// A workflow parameter: a bare default value, or a spec object.
+/// A workflow parameter: a bare default value, or a spec object (an object with one of the
+/// spec's keys).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ParamValue {
@@ -346,7 +403,7 @@ pub enum ParamValue {
 }
 
 /// `{default, required, secret, description}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ParamSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
@@ -357,6 +414,7 @@ pub struct ParamSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(flatten)]
+    #[schema(value_type = HashMap<String, Value>)]
     pub extra: Extra,
 }
 
@@ -376,6 +434,33 @@ impl<'de> Deserialize<'de> for ParamValue {
         } else {
             Ok(Self::Value(value))
         }
+    }
+}
+
+/// `anyOf`, not the derive's `oneOf`: a spec object is also a value.
+impl utoipa::PartialSchema for ParamValue {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::AnyOfBuilder::new()
+            .item(utoipa::openapi::Ref::from_schema_name(ParamSpec::name()))
+            .item(utoipa::openapi::schema::Object::with_type(
+                utoipa::openapi::schema::SchemaType::AnyValue,
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ParamValue {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            ParamSpec::name().into_owned(),
+            <ParamSpec as utoipa::PartialSchema>::schema(),
+        ));
+        ParamSpec::schemas(schemas);
     }
 }
 
@@ -399,7 +484,7 @@ impl ParamValue {
 }
 
 /// `handlerOn`: steps run after the workflow, chosen by how it ended.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HandlerOn {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success: Option<Step>,
@@ -410,11 +495,12 @@ pub struct HandlerOn {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<Step>,
     #[serde(flatten)]
+    #[schema(value_type = HashMap<String, Value>)]
     pub extra: Extra,
 }
 
 /// `retryPolicy`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RetryPolicy {
     /// Retries after the first attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -436,6 +522,7 @@ pub struct RetryPolicy {
         rename = "exponentialBase",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<f64>)]
     pub exponential_base: Option<Number>,
     /// `true` (base 2) or a base.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -444,19 +531,22 @@ pub struct RetryPolicy {
     #[serde(default, rename = "exitCodes", skip_serializing_if = "Option::is_none")]
     pub exit_codes: Option<ExitCodes>,
     #[serde(flatten)]
+    #[schema(value_type = HashMap<String, Value>)]
     pub extra: Extra,
 }
 
 /// `retryPolicy.backoff`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
+#[schema(title = "true, false or a number")]
 pub enum Backoff {
     Enabled(bool),
+    #[schema(value_type = f64)]
     Base(Number),
 }
 
 /// `repeatPolicy`; the local runner does not repeat steps, the model keeps it for the platform.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RepeatPolicy {
     #[serde(
         default,
@@ -475,12 +565,14 @@ pub struct RepeatPolicy {
     #[serde(default, rename = "exitCode", skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<ExitCodes>,
     #[serde(flatten)]
+    #[schema(value_type = HashMap<String, Value>)]
     pub extra: Extra,
 }
 
 /// One exit code or a list of them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
+#[schema(title = "an exit code or a list of exit codes")]
 pub enum ExitCodes {
     One(i32),
     Many(Vec<i32>),
@@ -496,7 +588,7 @@ impl ExitCodes {
 }
 
 /// `continueOn`: what the workflow does when this step fails or is skipped.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ContinueOn {
     /// Dependents run even though this step failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -515,12 +607,14 @@ pub struct ContinueOn {
     )]
     pub mark_success: Option<bool>,
     #[serde(flatten)]
+    #[schema(value_type = HashMap<String, Value>)]
     pub extra: Extra,
 }
 
 /// A precondition: a shell command that must exit 0, or a value check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
+#[schema(title = "a command string or a {\"condition\", \"expected\"} object")]
 pub enum Precondition {
     Command(String),
     Check(PreconditionCheck),
@@ -528,12 +622,13 @@ pub enum Precondition {
 
 /// `{condition, expected}`: the condition after `${VAR}` substitution must equal `expected`;
 /// without `expected` the condition is run as a command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PreconditionCheck {
     pub condition: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<Scalar>,
     #[serde(flatten)]
+    #[schema(value_type = HashMap<String, Value>)]
     pub extra: Extra,
 }
 
@@ -587,8 +682,8 @@ impl Workflow {
     pub fn timeout_duration(&self) -> Option<Duration> {
         self.timeout
             .as_ref()
+            .or(self.timeout_sec.as_ref())
             .and_then(Seconds::duration)
-            .or_else(|| seconds_in(&self.extra, "timeoutSec"))
     }
 
     /// The `files` to write, in document order.
@@ -695,14 +790,9 @@ impl Step {
     pub fn timeout_duration(&self) -> Option<Duration> {
         self.timeout
             .as_ref()
+            .or(self.timeout_sec.as_ref())
             .and_then(Seconds::duration)
-            .or_else(|| seconds_in(&self.extra, "timeoutSec"))
     }
-}
-
-fn seconds_in(extra: &Extra, key: &str) -> Option<Duration> {
-    let secs = extra.get(key)?.as_f64()?;
-    Duration::try_from_secs_f64(secs).ok()
 }
 
 /// Parses a JSON or YAML document into a JSON value without interpreting it.

@@ -51,14 +51,37 @@ pub fn validate_text(text: &str) -> Result<Workflow, Vec<ValidationError>> {
 /// Checks a raw document's types, then its meaning. Returns the workflow only when there is no
 /// problem at all.
 pub fn validate_value(value: &Value) -> Result<Workflow, Vec<ValidationError>> {
+    let Validated { workflow, errors } = validate_document(value);
+    match workflow {
+        Some(workflow) if errors.is_empty() => Ok(workflow),
+        _ => Err(errors),
+    }
+}
+
+/// What validating a raw document found.
+#[derive(Debug)]
+pub struct Validated {
+    /// The workflow, whenever every value in the document has the type the model gives it
+    /// (what `/openapi.json` shows as a workflow), even if it means something wrong.
+    pub workflow: Option<Workflow>,
+    /// Every problem, with its path; none means the workflow is valid.
+    pub errors: Vec<ValidationError>,
+}
+
+/// Checks a raw document's types, then its meaning, keeping the workflow when it reads.
+pub fn validate_document(value: &Value) -> Validated {
+    let refused = |error| Validated {
+        workflow: None,
+        errors: vec![error],
+    };
     let Some(root) = value.as_object() else {
-        return Err(vec![ValidationError::new(
+        return refused(ValidationError::new(
             "",
             format!(
                 "a workflow must be a JSON object with \"name\" and \"steps\", not {}",
                 type_name(value)
             ),
-        )]);
+        ));
     };
     // Counted before anything else looks at (or copies) the steps.
     let steps = root
@@ -66,26 +89,34 @@ pub fn validate_value(value: &Value) -> Result<Workflow, Vec<ValidationError>> {
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
     if let Some(error) = too_many_steps(steps) {
-        return Err(vec![error]);
+        return refused(error);
     }
     let mut cleaned = root.clone();
     let mut errors = check_shape(&mut cleaned);
+    let well_typed = errors.is_empty();
     match Workflow::from_value(Value::Object(cleaned)) {
         Ok(workflow) => {
             let reported: Vec<String> = errors.iter().map(|error| error.path.clone()).collect();
-            // A field removed for a bad type must not also be reported as missing.
+            // A value replaced for a bad type must not also be reported for what it now says.
             errors.extend(validate(&workflow).into_iter().filter(|error| {
                 !reported
                     .iter()
                     .any(|path| error.path == *path || is_inside(&error.path, path))
             }));
-            if errors.is_empty() {
-                return Ok(workflow);
+            Validated {
+                workflow: well_typed.then_some(workflow),
+                errors,
             }
         }
-        Err(error) => errors.push(ValidationError::new("", error.to_string())),
+        // The shape check leaves only what the model reads; this is a gap between the two.
+        Err(error) => {
+            errors.push(ValidationError::new("", error.to_string()));
+            Validated {
+                workflow: None,
+                errors,
+            }
+        }
     }
-    Err(errors)
 }
 
 fn is_inside(path: &str, parent: &str) -> bool {
@@ -279,14 +310,20 @@ fn check_dependencies(workflow: &Workflow, errors: &mut Vec<ValidationError>) {
 
 fn known_names(workflow: &Workflow) -> String {
     const SHOWN: usize = 12;
-    let mut names: Vec<String> = workflow
-        .steps
-        .iter()
+    // Blank names are reported on their own and cannot be depended on.
+    let named = || {
+        workflow
+            .steps
+            .iter()
+            .filter(|step| !step.name.trim().is_empty())
+    };
+    let mut names: Vec<String> = named()
         .take(SHOWN)
         .map(|step| format!("'{}'", step.name))
         .collect();
-    if workflow.steps.len() > SHOWN {
-        names.push(format!("and {} more", workflow.steps.len() - SHOWN));
+    let count = named().count();
+    if count > SHOWN {
+        names.push(format!("and {} more", count - SHOWN));
     }
     if names.is_empty() {
         "none".to_owned()

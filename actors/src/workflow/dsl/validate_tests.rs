@@ -206,32 +206,59 @@ fn bad_types_are_reported_with_paths_alongside_other_problems() {
         {"name":"d","executor":{"config":{}}},
         {"name":"e","command":"true","depends":["ghost"],"continueOn":{"failure":"yes"}}
     ]}));
+    // In the model's order: the document's fields, each step's inside its place.
     assert_eq!(
         paths(&errors),
         [
             "name",
-            "timeout",
-            "tags",
-            "type",
-            "steps[0].timeout",
             "steps[0].retryPolicy.limit",
             "steps[0].retryPolicy.intervalSec",
+            "steps[0].timeout",
             "steps[1].depends",
             "steps[1].preconditions",
             "steps[2]",
             "steps[3].executor",
             "steps[4].executor.type",
             "steps[5].continueOn.failure",
+            "type",
             "env.A",
+            "timeout",
+            "tags[0]",
             // Semantic problems are still found next to the type errors.
             "steps[5].depends[0]",
         ]
     );
     assert_eq!(
-        errors[1].message,
-        "\"timeout\" must be a number of seconds (0 or more), not a string"
+        error_at(&errors, "timeout"),
+        "\"timeout\" must be a number of seconds (0 or more), not \"ten\""
     );
-    assert!(errors[3].message.contains("\"chain\""));
+    assert_eq!(
+        error_at(&errors, "steps[0].retryPolicy.intervalSec"),
+        "\"intervalSec\" must be a number of seconds (0 or more), not -1"
+    );
+    let message = error_at(&errors, "type");
+    assert!(
+        message.contains("\"chain\" or \"graph\" (how steps without \"depends\" are ordered")
+            && message.ends_with("not \"dag\""),
+        "{message}"
+    );
+    assert_eq!(
+        error_at(&errors, "steps[2]"),
+        "each item of \"steps\" must be an object, not \"not-a-step\""
+    );
+    assert_eq!(
+        error_at(&errors, "steps[4].executor.type"),
+        "\"type\" is missing; it must be a string such as \"command\", \"docker\", \"http\" or \"agent\""
+    );
+    assert_eq!(
+        error_at(&errors, "env.A"),
+        "\"A\" must be a string, number or boolean, not an object"
+    );
+    // A step whose value was unreadable is not also reported under a stand-in name.
+    assert!(
+        !error_at(&errors, "steps[5].depends[0]").contains("''"),
+        "{errors:#?}"
+    );
 }
 
 #[test]
