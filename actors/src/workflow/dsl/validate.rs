@@ -446,10 +446,15 @@ fn check_runnable(step: &Step, path: &str, errors: &mut Vec<ValidationError>) {
         ExecutorKind::Jq => {}
         ExecutorKind::Other(name) => {
             if !OTHER_KNOWN_EXECUTORS.contains(&name.as_str()) {
+                let known: Vec<&str> = ExecutorKind::KNOWN
+                    .iter()
+                    .map(ExecutorKind::as_str)
+                    .collect();
                 errors.push(ValidationError::new(
                     format!("{path}.executor.type"),
                     format!(
-                        "{label}: unknown executor type {name:?}; use one of command, docker, http, ssh, tool, agent, inline_agent, llm_completion, kubiya, jq"
+                        "{label}: unknown executor type {name:?}; use one of {}",
+                        known.join(", ")
                     ),
                 ));
             }

@@ -228,31 +228,35 @@ fn bad_types_are_reported_with_paths_alongside_other_problems() {
             "steps[5].depends[0]",
         ]
     );
-    assert_eq!(
-        error_at(&errors, "timeout"),
-        "\"timeout\" must be a number of seconds (0 or more), not \"ten\""
-    );
-    assert_eq!(
-        error_at(&errors, "steps[0].retryPolicy.intervalSec"),
-        "\"intervalSec\" must be a number of seconds (0 or more), not -1"
-    );
+    for (path, message) in [
+        (
+            "timeout",
+            "\"timeout\" must be a number of seconds (0 or more), not \"ten\"",
+        ),
+        (
+            "steps[0].retryPolicy.intervalSec",
+            "\"intervalSec\" must be a number of seconds (0 or more), not -1",
+        ),
+        (
+            "steps[2]",
+            "each item of \"steps\" must be an object, not \"not-a-step\"",
+        ),
+        (
+            "steps[4].executor.type",
+            "\"type\" is missing; it must be a string such as \"command\", \"docker\", \"http\" or \"agent\"",
+        ),
+        (
+            "env.A",
+            "\"A\" must be a string, number or boolean, not an object",
+        ),
+    ] {
+        assert_eq!(error_at(&errors, path), message);
+    }
     let message = error_at(&errors, "type");
     assert!(
         message.contains("\"chain\" or \"graph\" (how steps without \"depends\" are ordered")
             && message.ends_with("not \"dag\""),
         "{message}"
-    );
-    assert_eq!(
-        error_at(&errors, "steps[2]"),
-        "each item of \"steps\" must be an object, not \"not-a-step\""
-    );
-    assert_eq!(
-        error_at(&errors, "steps[4].executor.type"),
-        "\"type\" is missing; it must be a string such as \"command\", \"docker\", \"http\" or \"agent\""
-    );
-    assert_eq!(
-        error_at(&errors, "env.A"),
-        "\"A\" must be a string, number or boolean, not an object"
     );
     // A step whose value was unreadable is not also reported under a stand-in name.
     assert!(

@@ -80,55 +80,53 @@ fn wrong_values_of_every_kind_are_reported_in_one_answer() {
         ],
         "{found:#?}"
     );
-    let message = |path: &str| {
-        found
+    for (path, message) in [
+        ("name", "\"name\" must be a string, not a list"),
+        (
+            "maxActiveSteps",
+            "\"maxActiveSteps\" must be a whole number (1 or more), not 0",
+        ),
+        (
+            "steps[0].retries",
+            "\"retries\" must be a whole number (0 or more), not -1",
+        ),
+        (
+            "steps[0].repeatPolicy.limit",
+            "\"limit\" must be a whole number (0 or more), not 5000000000",
+        ),
+        (
+            "steps[0].retryPolicy.backoff",
+            "\"backoff\" must be true, false or a number, not \"yes\"",
+        ),
+        (
+            "steps[0].repeatPolicy.exitCode",
+            "\"exitCode\" must be an exit code or a list of exit codes, not 1.5",
+        ),
+        (
+            "steps[0].preconditions[1].expected",
+            "\"expected\" must be a string, number or boolean, not a list",
+        ),
+        (
+            "steps[0].preconditions[2].condition",
+            "\"condition\" is missing; it must be a string",
+        ),
+        (
+            "steps[0].preconditions[3]",
+            "each item of \"preconditions\" must be a command string or a {\"condition\", \"expected\"} object, not 3",
+        ),
+        (
+            "steps[0].env[1]",
+            "each item of \"env\" must be an object, not \"B=2\"",
+        ),
+        ("files.a.txt", "\"a.txt\" must be a string, not 5"),
+        ("handlerOn.exit", "\"exit\" must be an object, not \"echo\""),
+    ] {
+        let said = found
             .iter()
             .find(|(at, _)| at == path)
-            .map(|(_, message)| message.as_str())
-            .unwrap_or_default()
-    };
-    assert_eq!(message("name"), "\"name\" must be a string, not a list");
-    assert_eq!(
-        message("maxActiveSteps"),
-        "\"maxActiveSteps\" must be a whole number (1 or more), not 0"
-    );
-    assert_eq!(
-        message("steps[0].retries"),
-        "\"retries\" must be a whole number (0 or more), not -1"
-    );
-    assert_eq!(
-        message("steps[0].repeatPolicy.limit"),
-        "\"limit\" must be a whole number (0 or more), not 5000000000"
-    );
-    assert_eq!(
-        message("steps[0].retryPolicy.backoff"),
-        "\"backoff\" must be true, false or a number, not \"yes\""
-    );
-    assert_eq!(
-        message("steps[0].repeatPolicy.exitCode"),
-        "\"exitCode\" must be an exit code or a list of exit codes, not 1.5"
-    );
-    assert_eq!(
-        message("steps[0].preconditions[1].expected"),
-        "\"expected\" must be a string, number or boolean, not a list"
-    );
-    assert_eq!(
-        message("steps[0].preconditions[2].condition"),
-        "\"condition\" is missing; it must be a string"
-    );
-    assert_eq!(
-        message("steps[0].preconditions[3]"),
-        "each item of \"preconditions\" must be a command string or a {\"condition\", \"expected\"} object, not 3"
-    );
-    assert_eq!(
-        message("steps[0].env[1]"),
-        "each item of \"env\" must be an object, not \"B=2\""
-    );
-    assert_eq!(message("files.a.txt"), "\"a.txt\" must be a string, not 5");
-    assert_eq!(
-        message("handlerOn.exit"),
-        "\"exit\" must be an object, not \"echo\""
-    );
+            .map(|(_, said)| said.as_str());
+        assert_eq!(said, Some(message), "at {path}");
+    }
 }
 
 #[test]
