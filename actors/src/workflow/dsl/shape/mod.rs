@@ -10,6 +10,8 @@
 mod tests;
 mod tree;
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use self::tree::{Node, ShapeId, Tree, WORKFLOW};
@@ -46,11 +48,27 @@ enum Place<'a> {
 
 impl Place<'_> {
     fn path(&self) -> String {
+        let mut path = String::new();
+        self.write_path(&mut path);
+        path
+    }
+
+    fn write_path(&self, path: &mut String) {
         match self {
-            Self::Root => String::new(),
-            Self::Field(Self::Root, key) => (*key).to_owned(),
-            Self::Field(parent, key) => format!("{}.{key}", parent.path()),
-            Self::Item(parent, index) => format!("{}[{index}]", parent.path()),
+            Self::Root => {}
+            Self::Field(parent, key) => {
+                parent.write_path(path);
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Self::Item(parent, index) => {
+                parent.write_path(path);
+                path.push('[');
+                path.push_str(&index.to_string());
+                path.push(']');
+            }
         }
     }
 
@@ -189,18 +207,8 @@ impl ShapeCheck<'_> {
     /// Reports a value that is not what its shape says and puts the shape's emptiest value in
     /// its place: problems `validate` then finds at or inside this path are the same problem.
     fn mismatch(&mut self, value: &mut Value, id: ShapeId, place: &Place) {
-        let shape = self.tree.get(self.tree.base_id(id));
-        let why = match (&shape.node, &shape.description) {
-            (Node::Choice(_), Some(description)) => {
-                let description = description.trim_end_matches('.');
-                let mut letters = description.chars();
-                let first = letters.next().map(|first| first.to_lowercase().to_string());
-                format!(" ({}{})", first.unwrap_or_default(), letters.as_str())
-            }
-            _ => String::new(),
-        };
         let message = format!(
-            "{} must be {}{why}, not {}",
+            "{} must be {}, not {}",
             place.subject(),
             self.tree.describe(id),
             found(value)
@@ -220,13 +228,13 @@ enum Variant {
 }
 
 /// What a message says was found: numbers and short strings as they are, else their type.
-fn found(value: &Value) -> String {
+fn found(value: &Value) -> Cow<'static, str> {
     const SHOWN: usize = 40;
     match value {
-        Value::Number(number) => number.to_string(),
+        Value::Number(number) => Cow::Owned(number.to_string()),
         Value::String(text) if text.len() <= SHOWN && !text.contains('\n') => {
-            format!("{text:?}")
+            Cow::Owned(format!("{text:?}"))
         }
-        other => type_name(other).to_owned(),
+        other => Cow::Borrowed(type_name(other)),
     }
 }

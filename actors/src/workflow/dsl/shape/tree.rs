@@ -55,7 +55,7 @@ pub(super) struct Shape {
     pub node: Node,
     /// How messages name the shape, when the model gives it a `title`.
     pub title: Option<String>,
-    /// The type's own description, quoted when a value is not one of its [`Node::Choice`]s.
+    /// The type's own description, which messages quote for a [`Node::Choice`].
     pub description: Option<String>,
 }
 
@@ -68,6 +68,8 @@ pub(super) struct Field {
 /// Shapes by id; the document's own shape is [`Tree::ROOT`].
 pub(super) struct Tree {
     shapes: Vec<Shape>,
+    /// Each shape in words, for messages; worded once, when the tree is built.
+    phrases: Vec<String>,
 }
 
 /// The workflow document's shape, compiled on first use.
@@ -92,9 +94,12 @@ impl Tree {
             T::name(),
         )));
         debug_assert_eq!(root, Self::ROOT);
-        Self {
+        let mut tree = Self {
             shapes: compiler.shapes,
-        }
+            phrases: Vec::new(),
+        };
+        tree.phrases = (0..tree.shapes.len()).map(|id| tree.phrase(id)).collect();
+        tree
     }
 
     pub fn get(&self, id: ShapeId) -> &Shape {
@@ -114,14 +119,18 @@ impl Tree {
     }
 
     /// "a whole number (0 or more)", "a string or a list of strings", or the type's title.
-    pub fn describe(&self, id: ShapeId) -> String {
+    pub fn describe(&self, id: ShapeId) -> &str {
+        &self.phrases[id]
+    }
+
+    fn phrase(&self, id: ShapeId) -> String {
         let shape = &self.shapes[id];
         if let Some(title) = &shape.title {
             return title.clone();
         }
         match &shape.node {
             Node::Any => "any value".to_owned(),
-            Node::Nullable(inner) => self.describe(*inner),
+            Node::Nullable(inner) => self.phrase(*inner),
             Node::Text { examples } if examples.is_empty() => "a string".to_owned(),
             Node::Text { examples } => {
                 let shown: Vec<String> = examples
@@ -136,7 +145,21 @@ impl Tree {
                     .iter()
                     .map(|choice| format!("\"{choice}\""))
                     .collect();
-                either(&quoted)
+                match &shape.description {
+                    // The type's own words on what the choices mean.
+                    Some(description) => {
+                        let description = description.trim_end_matches('.');
+                        let mut letters = description.chars();
+                        let first = letters.next().map(|first| first.to_lowercase().to_string());
+                        format!(
+                            "{} ({}{})",
+                            either(&quoted),
+                            first.unwrap_or_default(),
+                            letters.as_str()
+                        )
+                    }
+                    None => either(&quoted),
+                }
             }
             Node::Bool => "true or false".to_owned(),
             Node::Integer { min, .. } if *min > i64::from(i32::MIN) => {
@@ -151,7 +174,7 @@ impl Tree {
             },
             Node::Object { .. } => "an object".to_owned(),
             Node::OneOf(variants) => {
-                let each: Vec<String> = variants.iter().map(|id| self.describe(*id)).collect();
+                let each: Vec<String> = variants.iter().map(|id| self.phrase(*id)).collect();
                 either(&each)
             }
         }
