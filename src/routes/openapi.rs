@@ -209,4 +209,32 @@ mod tests {
             "{message}"
         );
     }
+
+    /// The workflow in a validation answer is the schema the workflow model derives, the same
+    /// one validation checks documents against: its fields, their types and minimums.
+    #[test]
+    fn validation_answers_describe_their_workflow_with_the_models_schema() {
+        let document: serde_json::Value = serde_json::from_str(&DOCUMENT).unwrap();
+        let schemas = &document["components"]["schemas"];
+        let workflow = &schemas["ValidationReport"]["properties"]["workflow"]["oneOf"][1]["$ref"];
+        assert_eq!(workflow, "#/components/schemas/Workflow");
+        let steps = &schemas["Workflow"]["properties"]["steps"]["items"]["$ref"];
+        assert_eq!(steps, "#/components/schemas/Step");
+        let step = &schemas["Step"]["properties"];
+        assert_eq!(step["retries"]["minimum"], 0, "{step}");
+        assert_eq!(
+            step["timeout"]["oneOf"][1]["$ref"],
+            "#/components/schemas/Seconds"
+        );
+        assert_eq!(schemas["Seconds"]["minimum"], 0);
+        assert_eq!(
+            schemas["Workflow"]["properties"]["maxActiveSteps"]["minimum"],
+            1
+        );
+        assert_eq!(
+            schemas["WorkflowKind"]["enum"],
+            serde_json::json!(["chain", "graph"])
+        );
+        assert_eq!(schemas["Executor"]["required"], serde_json::json!(["type"]));
+    }
 }

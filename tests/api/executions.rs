@@ -125,6 +125,69 @@ async fn validation_reports_every_problem_with_its_path_and_normalises() {
 }
 
 #[actix_rt::test]
+async fn values_of_the_wrong_type_are_all_reported_with_the_rest_of_the_workflow_checked() {
+    let app = spawn_app().await;
+    let workflow = json!({
+    "name": "typed",
+    "timeout": "ten",
+    "maxActiveSteps": 0,
+    "env": {"LEVEL": ["info"]},
+    "steps": [
+        {"name": "a", "command": "true", "retries": "3", "depends": ["ghost", 7],
+         "retryPolicy": {"backoff": "yes"}, "continueOn": {"failure": "yes"}},
+        {"name": "b", "executor": {"config": {}}, "preconditions": [5]},
+        {"name": "c", "command": "echo ${NOPE}"}
+    ]});
+    let (status, body) = app
+        .send_json(
+            "POST",
+            "/v1/workflows/validate",
+            json!({ "workflow": workflow }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["valid"], false);
+    let errors: Vec<(&str, &str)> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|error| {
+            (
+                error["path"].as_str().unwrap(),
+                error["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let paths: Vec<&str> = errors.iter().map(|(path, _)| *path).collect();
+    assert_eq!(
+        paths,
+        [
+            "steps[0].depends[1]",
+            "steps[0].retryPolicy.backoff",
+            "steps[0].continueOn.failure",
+            "steps[0].retries",
+            "steps[1].executor.type",
+            "steps[1].preconditions[0]",
+            "env.LEVEL",
+            "timeout",
+            "maxActiveSteps",
+            // What the document means is still checked.
+            "steps[0].depends[0]",
+            "steps[2].command",
+        ],
+        "{body}"
+    );
+    assert_eq!(
+        errors[3].1,
+        "\"retries\" must be a whole number (0 or more), not \"3\""
+    );
+    assert!(errors[9].1.contains("unknown step 'ghost'"), "{body}");
+    assert!(errors[10].1.contains("${NOPE} is not defined"), "{body}");
+    // A workflow with values of the wrong type is not shown as one.
+    assert_eq!(body["workflow"], Value::Null);
+}
+
+#[actix_rt::test]
 async fn an_execution_streams_its_events_then_reports_its_steps() {
     let app = spawn_app().await;
     let started = app
