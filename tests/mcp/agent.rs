@@ -247,10 +247,10 @@ fn agent_in_process(
     (base, builder.finish())
 }
 
-/// The chat agent's `list_runners` and our MCP server's answer alike: the runners this server
-/// has and their state, from the one list the executions keep.
+/// The chat agent's `list_runners`, our MCP server's and `GET /v1/runners` answer alike: the
+/// runners this server has and their state, from the one list the executions keep.
 #[actix_rt::test]
-async fn the_chat_tool_and_the_mcp_tool_list_the_same_runners() {
+async fn the_chat_tool_the_mcp_tool_and_the_api_list_the_same_runners() {
     let mock = MockUpstream::start(vec![
         Reply::sse(openai_tool_call_stream(
             "call_runners",
@@ -283,6 +283,15 @@ async fn the_chat_tool_and_the_mcp_tool_list_the_same_runners() {
     let from_mcp = &answer["result"]["structuredContent"];
 
     assert_eq!(&from_chat, from_mcp);
+    let from_http: Value = client
+        .get(format!("{base}/v1/runners"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(from_http, from_chat);
     let runners = from_chat["runners"].as_array().unwrap();
     assert_eq!(runners.len(), 1, "no platform is configured: {from_chat}");
     let local = &runners[0];
