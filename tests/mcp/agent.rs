@@ -199,14 +199,7 @@ async fn agent_with_server(
     let (base, client) = agent_in_process(mock, settings, key);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let body: Value = client
-            .get(format!("{base}/v1/mcp/servers"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = get_json(&client, &format!("{base}/v1/mcp/servers")).await;
         if body["servers"][0]["state"] == "running" {
             break;
         }
@@ -283,14 +276,7 @@ async fn the_chat_tool_the_mcp_tool_and_the_api_list_the_same_runners() {
     let from_mcp = &answer["result"]["structuredContent"];
 
     assert_eq!(&from_chat, from_mcp);
-    let from_http: Value = client
-        .get(format!("{base}/v1/runners"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let from_http = get_json(&client, &format!("{base}/v1/runners")).await;
     assert_eq!(from_http, from_chat);
     let runners = from_chat["runners"].as_array().unwrap();
     assert_eq!(runners.len(), 1, "no platform is configured: {from_chat}");
@@ -308,6 +294,11 @@ async fn the_chat_tool_the_mcp_tool_and_the_api_list_the_same_runners() {
     let given: Value =
         serde_json::from_str(last_message(&sent[1].body)["content"].as_str().unwrap()).unwrap();
     assert_eq!(given, from_chat);
+}
+
+/// `GET url`'s JSON body.
+async fn get_json(client: &awc::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// Sends one chat turn and returns its whole answer once the turn has ended.
