@@ -96,15 +96,17 @@ pub enum RunnerState {
     Configured,
 }
 
-/// How long a sandbox probe's answer is reused: probing starts a process, and the answer
-/// changes only when the host does.
-const SANDBOX_PROBE_REUSED_FOR: Duration = Duration::from_secs(10);
+/// How old a sandbox probe's answer may be before a list probes again, on the side (that
+/// list still gets the answer at hand, so only the first list ever waits for a probe):
+/// probing starts a process, and the answer changes only when the host does.
+const SANDBOX_PROBE_FRESH_FOR: Duration = Duration::from_secs(10);
 
-/// A sandbox probe's answer and when it was given.
+/// A sandbox probe's answer, when it was given, and whether a newer one is on its way.
 #[derive(Debug, Clone)]
 struct SandboxProbe {
     at: Instant,
     answer: Result<(), String>,
+    refreshing: bool,
 }
 
 /// One run, whichever runner takes it.
@@ -190,18 +192,33 @@ impl Runners {
         RunnerList { runners }
     }
 
-    /// Whether steps can run sandboxed here, probed at most every
-    /// [`SANDBOX_PROBE_REUSED_FOR`].
+    /// Whether steps can run sandboxed here: the last probe's answer, probing again on the
+    /// side once it is older than [`SANDBOX_PROBE_FRESH_FOR`]; the first call waits for one.
     async fn probe_sandbox(&self) -> Result<(), String> {
-        if let Some(probe) = self.sandbox_probe.borrow().as_ref()
-            && probe.at.elapsed() < SANDBOX_PROBE_REUSED_FOR
-        {
-            return probe.answer.clone();
+        let known = self.sandbox_probe.borrow().clone();
+        let Some(known) = known else {
+            return self.probe_sandbox_now().await;
+        };
+        if known.at.elapsed() >= SANDBOX_PROBE_FRESH_FOR && !known.refreshing {
+            if let Some(probe) = self.sandbox_probe.borrow_mut().as_mut() {
+                probe.refreshing = true;
+            }
+            let runners = self.clone();
+            actix::spawn(async move {
+                // Kept for the next list.
+                let _ = runners.probe_sandbox_now().await;
+            });
         }
+        known.answer
+    }
+
+    /// Probes the sandbox now and keeps the answer.
+    async fn probe_sandbox_now(&self) -> Result<(), String> {
         let answer = self.local.probe_sandbox().await;
         *self.sandbox_probe.borrow_mut() = Some(SandboxProbe {
             at: Instant::now(),
             answer: answer.clone(),
+            refreshing: false,
         });
         answer
     }
@@ -310,6 +327,94 @@ pub async fn final_word(running: impl Future<Output = RunOutcome>) -> RunOutcome
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    /// Options of a host without bubblewrap that allows unsandboxed runs.
+    fn without_bubblewrap() -> RunOptions {
+        RunOptions {
+            bubblewrap: PathBuf::from("/nonexistent/bwrap"),
+            allow_unsandboxed: true,
+            ..RunOptions::default()
+        }
+    }
+
+    #[actix_rt::test]
+    async fn the_list_says_how_each_runner_runs_and_an_old_probe_is_renewed_on_the_side() {
+        let runners = Runners::new(without_bubblewrap(), None, LOCAL_RUNNER.to_owned());
+        let listed = runners.list().await;
+        assert_eq!(listed.runners.len(), 1, "{listed:?}");
+        let local = &listed.runners[0];
+        assert_eq!(
+            (local.name.as_str(), local.kind, local.status, local.default),
+            (
+                LOCAL_RUNNER,
+                RunnerKind::Local,
+                RunnerState::Available,
+                true
+            )
+        );
+        assert_eq!(
+            local.isolation.as_deref(),
+            Some("none (bubblewrap unavailable)")
+        );
+        assert_eq!(local.network, Some(false));
+
+        // An old answer is given at once, and a new probe replaces it on the side.
+        *runners.sandbox_probe.borrow_mut() = Some(SandboxProbe {
+            at: Instant::now()
+                .checked_sub(SANDBOX_PROBE_FRESH_FOR * 2)
+                .expect("the clock is past that"),
+            answer: Ok(()),
+            refreshing: false,
+        });
+        let isolation = |listed: RunnerList| listed.runners[0].isolation.clone();
+        assert_eq!(
+            isolation(runners.list().await).as_deref(),
+            Some("bubblewrap")
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while runners
+            .sandbox_probe
+            .borrow()
+            .as_ref()
+            .is_some_and(|probe| probe.refreshing)
+        {
+            assert!(Instant::now() < deadline, "the probe was never renewed");
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            isolation(runners.list().await).as_deref(),
+            Some("none (bubblewrap unavailable)")
+        );
+
+        let strict = RunOptions {
+            allow_unsandboxed: false,
+            ..without_bubblewrap()
+        };
+        let platform = KubiyaConfig::new("http://127.0.0.1:1", "uk-test");
+        let listed = Runners::new(strict, Some(platform), "k8s-runner".to_owned())
+            .list()
+            .await;
+        let states: Vec<_> = listed
+            .runners
+            .iter()
+            .map(|runner| (runner.kind, runner.status, runner.default))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (RunnerKind::Local, RunnerState::Unavailable, false),
+                (RunnerKind::KubiyaHosted, RunnerState::Configured, true)
+            ]
+        );
+        assert!(
+            listed.runners[0]
+                .isolation
+                .as_deref()
+                .is_some_and(|why| why.starts_with("bubblewrap unavailable: ")),
+            "{listed:?}"
+        );
+    }
 
     #[tokio::test]
     async fn a_runner_that_dies_ends_its_run_failed_saying_so() {
