@@ -102,7 +102,7 @@ impl Default for SessionSettings {
         Self {
             ttl_secs: 86_400,
             max_sessions: 100_000,
-            max_bytes: 64 * 1024 * 1024,
+            max_bytes: 32 * 1024 * 1024,
             max_transcript_bytes: 2 * 1024 * 1024,
         }
     }

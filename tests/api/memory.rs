@@ -1,5 +1,5 @@
 //! Memory under what clients can make it hold, measured on the real binary: 100 stateless
-//! chats of 1 MB each (more than the session store's 64 MiB budget), then one small request for a 100-step workflow whose steps each print
+//! chats of 1 MB each (three times the session store's 32 MiB budget), then one small request for a 100-step workflow whose steps each print
 //! 2 MB. The session store and the finished execution are bounded by bytes, so resident
 //! memory stays under the ceiling the README documents (a generous bound: this asserts the
 //! growth is bounded, not a timing). Prints the figures it measured.

@@ -45,12 +45,16 @@ fn main() {
     if !std::env::args().any(|arg| arg == "--bench") {
         return;
     }
-    let only_soak = std::env::args().any(|arg| arg == "soak");
+    let only = |phase: &str| std::env::args().any(|arg| arg == phase);
     actix_rt::System::new().block_on(async {
-        if !only_soak {
+        if only("streams") {
+            open_streams_only().await;
+        } else if only("soak") {
+            soak::run().await;
+        } else {
             run().await;
+            soak::run().await;
         }
-        soak::run().await;
     });
 }
 
@@ -540,27 +544,7 @@ async fn run() {
     let direct_512 = stream_figures(direct_ttft);
     let via_512 = stream_figures(via_ttft);
 
-    // As many concurrent open streams as the files allow: each holds a client and an
-    // upstream socket in the server, and in this process a client and a mock socket.
-    let open_streams = MAX_OPEN_STREAMS.min((open_files as usize).saturating_sub(300) / 2);
-    let (outcomes, _) = concurrent_streams(
-        &direct,
-        HOLD_REQUEST,
-        (open_streams, OPEN_BATCH),
-        &mock,
-        None,
-    )
-    .await;
-    let direct_open = stream_figures(outcomes);
-    let (outcomes, memory_open) = concurrent_streams(
-        &via,
-        HOLD_REQUEST,
-        (open_streams, OPEN_BATCH),
-        &mock,
-        Some(pid),
-    )
-    .await;
-    let via_open = stream_figures(outcomes);
+    let open = open_streams(&mock, &server, open_files).await;
 
     println!(
         "\nkubiya bench: the release binary in front of a mock upstream on loopback ({} cores, open files {open_files})\n",
@@ -607,6 +591,71 @@ async fn run() {
         "<= +0.5 ms",
         ttft_512 <= 0.5 && via_512.lost + via_512.stalled == 0,
     );
+    open_stream_rows(&open);
+}
+
+/// The open-streams phase alone, on a fresh server (`cargo bench --bench gateway -- streams`):
+/// its figures, and the server's resident memory before it.
+async fn open_streams_only() {
+    let open_files = raise_open_files_limit();
+    let mock = start_mock();
+    let server = start_server(mock.port);
+    let via = format!("http://127.0.0.1:{}/v1/chat/completions", server.port);
+    let client = client();
+    for _ in 0..500 {
+        post(&client, &via, REQUEST).await;
+    }
+    let before = rss_mb(server.child.id(), "VmRSS:");
+    let open = open_streams(&mock, &server, open_files).await;
+    println!("\nkubiya bench: open streams on a fresh server ({before:.1} MB before them)\n");
+    open_stream_rows(&open);
+}
+
+/// What the open-streams phase measured.
+struct OpenStreams {
+    count: usize,
+    open_files: u64,
+    direct: StreamFigures,
+    via: StreamFigures,
+    memory: f64,
+}
+
+/// As many concurrent open streams as the files allow, direct and through the server: each
+/// holds a client and an upstream socket in the server, and in this process a client and a
+/// mock socket.
+async fn open_streams(mock: &Mock, server: &Server, open_files: u64) -> OpenStreams {
+    let count = MAX_OPEN_STREAMS.min((open_files as usize).saturating_sub(300) / 2);
+    let direct = format!("http://127.0.0.1:{}/v1/chat/completions", mock.port);
+    let via = format!("http://127.0.0.1:{}/v1/chat/completions", server.port);
+    let (outcomes, _) =
+        concurrent_streams(&direct, HOLD_REQUEST, (count, OPEN_BATCH), mock, None).await;
+    let direct = stream_figures(outcomes);
+    let (outcomes, memory) = concurrent_streams(
+        &via,
+        HOLD_REQUEST,
+        (count, OPEN_BATCH),
+        mock,
+        Some(server.child.id()),
+    )
+    .await;
+    OpenStreams {
+        count,
+        open_files,
+        direct,
+        via: stream_figures(outcomes),
+        memory,
+    }
+}
+
+fn open_stream_rows(open: &OpenStreams) {
+    let OpenStreams {
+        count: open_streams,
+        open_files,
+        direct: direct_open,
+        via: via_open,
+        memory: memory_open,
+    } = open;
+    let (open_streams, memory_open) = (*open_streams, *memory_open);
     let ttft_open = added(via_open.first_token_p99, direct_open.first_token_p99);
     row(
         &format!("{open_streams} open streams: lost, stalled"),

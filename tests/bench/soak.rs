@@ -1,6 +1,6 @@
 //! The memory soak of `make bench`: what clients can make the release binary hold, as resident
 //! memory after each load. A fresh server (offline planner, local runner) gets 300 stateless
-//! chats of 1 MB each, four at a time (about five times the session store's 64 MiB byte
+//! chats of 1 MB each, four at a time (about ten times the session store's 32 MiB byte
 //! budget), then one small request for a 100-step workflow whose steps each print 2 MB. The
 //! session store and finished executions are bounded by bytes, so memory must level off under
 //! the README's ceiling. `make test` runs a shorter guard of the same (`tests/api/memory.rs`).

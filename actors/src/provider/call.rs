@@ -132,12 +132,15 @@ async fn attempt_all(
             }
             return Ok(());
         }
-        let body = codec::encode_request(upstream.config.protocol, &request)
-            .map(Bytes::from)
-            .unwrap_or_default();
         let retry = upstream.config.retry;
         for attempt in 0..=retry.max_retries {
-            let error = match attempt_once(upstream, body.clone(), request.stream, sink).await {
+            // Encoded for each attempt rather than kept for a retry: an open stream would
+            // otherwise hold its request body (a few KB, the tool catalog included) for as long
+            // as it streams, and retries are rare.
+            let body = codec::encode_request(upstream.config.protocol, &request)
+                .map(Bytes::from)
+                .unwrap_or_default();
+            let error = match attempt_once(upstream, body, request.stream, sink).await {
                 Ok(()) => return Ok(()),
                 Err(AttemptError::CallerGone) => return Err(AttemptError::CallerGone),
                 Err(AttemptError::Provider(error)) if sink.output_started => {
