@@ -15,14 +15,15 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::mcp::{CatalogChanges, ListTools, McpAccess, McpSupervisor};
-use crate::provider::{ChatMessage, ChatRequest, SystemPrompt, ToolCatalog, ToolSpec};
+use crate::provider::{ChatRequest, SystemPrompt, ToolCatalog, ToolSpec, Transcript};
 use crate::tools;
 
 /// Builds the model request for the next step of a turn.
 #[derive(Message)]
 #[rtype(result = "ChatRequest")]
 pub struct ComposeTurn {
-    pub transcript: Vec<ChatMessage>,
+    /// The session's conversation, shared with the request rather than copied into it.
+    pub transcript: Transcript,
     /// Instructions the client sent as system or developer messages.
     pub instructions: Option<String>,
     pub purpose: Purpose,

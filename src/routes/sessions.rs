@@ -5,7 +5,7 @@
 //! that never existed. The user is `?user_id=` or `X-User-Id`, as for chat turns.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use kubiya_actors::provider::ChatMessage;
+use kubiya_actors::provider::{ChatMessage, Transcript};
 use kubiya_actors::store::{ExecutionId, SessionId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -30,7 +30,8 @@ pub struct SessionView {
     pub object: &'static str,
     pub user: String,
     /// The whole conversation, tool calls and results the client never saw included.
-    pub transcript: Vec<ChatMessage>,
+    #[schema(value_type = Vec<ChatMessage>)]
+    pub transcript: Transcript,
     /// The workflows the agent produced, newest last (each a workflow document).
     #[schema(value_type = Vec<Object>)]
     pub workflows: Vec<Value>,

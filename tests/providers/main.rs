@@ -74,7 +74,7 @@ fn request(stream: bool) -> ChatRequest {
     ChatRequest {
         model: String::new(),
         system: Some("You write workflows.".into()),
-        messages: vec![ChatMessage::user("What's the weather?")],
+        messages: vec![ChatMessage::user("What's the weather?")].into(),
         tools: vec![ToolSpec {
             name: "get_weather".into(),
             description: "Weather in a city".into(),

@@ -144,7 +144,7 @@ fn chat_request(params: &Value) -> Result<ChatRequest, RpcError> {
             .get("systemPrompt")
             .and_then(Value::as_str)
             .map(Into::into),
-        messages: chat,
+        messages: chat.into(),
         tools: Default::default(),
         max_tokens: Some(requested.clamp(1, MAX_TOKENS)),
         temperature: params

@@ -7,13 +7,17 @@
 //! [`sse`](crate::framing::sse)) into [`LlmEvent`]s, dispatching on the JSON `type` of each payload;
 //! [`parse_response`] does the same for a non-streamed body. Terminated by `message_stop`.
 
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
 
+use super::body::{BodyWriter, write_json};
 use super::event::{FinishReason, LlmEvent, ProviderError, Usage, clip, settle_finish_reason};
 use super::message::{
-    ChatMessage, ChatRequest, ToolCall, object_arguments, parse_tool_arguments, temperature_json,
+    ChatMessage, ChatRequest, ParametersSchema, ToolCall, ToolSpec, object_arguments,
+    parse_tool_arguments, temperature_json,
 };
+use super::prefix::ToolShape;
 use crate::framing::sse::SseEvent;
 
 /// Messages requires `max_tokens`; this is what we send when the caller set none.
@@ -22,95 +26,169 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 /// The `anthropic-version` header every official SDK sends with this body shape.
 pub const API_VERSION: &str = "2023-06-01";
 
-/// Builds the `/v1/messages` body.
-pub fn encode_request(request: &ChatRequest) -> Value {
-    let mut turns: Vec<(&str, Vec<Value>)> = Vec::new();
-    for message in &request.messages {
-        let (role, blocks) = match message {
-            ChatMessage::User { content } => ("user", text_block(content).into_iter().collect()),
-            ChatMessage::Assistant {
-                content,
-                tool_calls,
-            } => {
-                let text = content.as_deref().and_then(text_block);
-                let calls = tool_calls.iter().map(|call| {
-                    let input = if call.arguments.is_object() {
-                        call.arguments.clone()
-                    } else {
-                        Value::Object(Map::new())
-                    };
-                    json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input})
-                });
-                ("assistant", text.into_iter().chain(calls).collect())
-            }
-            ChatMessage::Tool {
-                tool_call_id,
-                content,
-                is_error,
-                ..
-            } => {
-                let mut block = json!({
-                    "type": "tool_result",
-                    "tool_use_id": tool_call_id,
-                    "is_error": is_error,
-                });
-                if !content.is_empty() {
-                    block["content"] = content.as_str().into();
-                }
-                ("user", vec![block])
-            }
-        };
-        // Empty turns are rejected, and so are two turns in a row from the same role.
-        if blocks.is_empty() {
+/// Builds the `/v1/messages` body. Written straight into bytes from the request, like
+/// OpenAI's ([`super::openai::encode_request`]): the system prompt and the tools arrive
+/// already encoded ([`super::prefix`]), so only the conversation is encoded per call.
+pub fn encode_request(request: &ChatRequest) -> Vec<u8> {
+    let system = request
+        .system
+        .as_ref()
+        .filter(|system| !system.is_empty())
+        .map(|system| system.json());
+    let tools = request.tools.json(ToolShape::Anthropic);
+    let prefix = system.map_or(0, <[u8]>::len) + tools.map_or(0, <[u8]>::len);
+    let mut body = BodyWriter::for_request(request, prefix);
+    body.field("model", &request.model);
+    body.field(
+        "max_tokens",
+        &request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+    );
+    body.field_with("messages", |bytes| write_turns(bytes, &request.messages));
+    body.field("stream", &request.stream);
+    if let Some(system) = system {
+        body.encoded_field("system", system);
+    }
+    if let Some(tools) = tools {
+        body.encoded_field("tools", tools);
+    }
+    if let Some(temperature) = request.temperature.and_then(temperature_json) {
+        body.field("temperature", &temperature);
+    }
+    body.finish()
+}
+
+/// Writes the conversation as turns whose roles alternate: Messages rejects two turns in a
+/// row from one role, so a message's blocks join the turn before when the role is the same
+/// (tool results and the user's next words make one user turn), and rejects empty turns, so
+/// a message without blocks is left out.
+fn write_turns(body: &mut Vec<u8>, messages: &[ChatMessage]) {
+    body.push(b'[');
+    let mut open_role = None;
+    for message in messages {
+        let (role, first, calls) = blocks_of(message);
+        if first.is_none() && calls.is_empty() {
             continue;
         }
-        match turns.last_mut() {
-            Some((last_role, last_blocks)) if *last_role == role => last_blocks.extend(blocks),
-            _ => turns.push((role, blocks)),
+        if open_role == Some(role) {
+            body.push(b',');
+        } else {
+            if open_role.is_some() {
+                body.extend_from_slice(b"]},");
+            }
+            body.extend_from_slice(b"{\"role\":\"");
+            body.extend_from_slice(role.as_bytes());
+            body.extend_from_slice(b"\",\"content\":[");
+            open_role = Some(role);
+        }
+        let uses = calls.iter().map(|call| BlockWire::ToolUse {
+            id: &call.id,
+            name: &call.name,
+            input: &call.arguments,
+        });
+        for (index, block) in first.into_iter().chain(uses).enumerate() {
+            if index > 0 {
+                body.push(b',');
+            }
+            write_json(body, &block);
         }
     }
-    let messages: Vec<Value> = turns
-        .into_iter()
-        .map(|(role, blocks)| json!({"role": role, "content": blocks}))
-        .collect();
-    let mut body = json!({
-        "model": request.model,
-        "max_tokens": request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
-        "messages": messages,
-        "stream": request.stream,
-    });
-    if let Some(system) = request
-        .system
-        .as_deref()
-        .filter(|system| !system.is_empty())
-    {
-        body["system"] = system.into();
+    if open_role.is_some() {
+        body.extend_from_slice(b"]}");
     }
-    if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|tool| {
-                let mut spec = json!({"name": tool.name, "input_schema": tool.parameters_schema()});
-                if !tool.description.is_empty() {
-                    spec["description"] = tool.description.as_str().into();
-                }
-                spec
-            })
-            .collect();
-        body["tools"] = tools.into();
+    body.push(b']');
+}
+
+/// A message's role in Messages, its text or tool result block, and the tool calls that
+/// become `tool_use` blocks after it.
+fn blocks_of(message: &ChatMessage) -> (&'static str, Option<BlockWire<'_>>, &[ToolCall]) {
+    match message {
+        ChatMessage::User { content } => ("user", text_block(content), &[]),
+        ChatMessage::Assistant {
+            content,
+            tool_calls,
+        } => (
+            "assistant",
+            content.as_deref().and_then(text_block),
+            tool_calls,
+        ),
+        ChatMessage::Tool {
+            tool_call_id,
+            content,
+            is_error,
+            ..
+        } => (
+            "user",
+            Some(BlockWire::ToolResult {
+                tool_use_id: tool_call_id,
+                content,
+                is_error: *is_error,
+            }),
+            &[],
+        ),
     }
-    if let Some(temperature) = request.temperature.map(temperature_json)
-        && !temperature.is_null()
-    {
-        body["temperature"] = temperature;
-    }
-    body
 }
 
 /// Messages rejects empty text blocks, so empty text is left out.
-fn text_block(text: &str) -> Option<Value> {
-    (!text.is_empty()).then(|| json!({"type": "text", "text": text}))
+fn text_block(text: &str) -> Option<BlockWire<'_>> {
+    (!text.is_empty()).then_some(BlockWire::Text { text })
+}
+
+/// One content block of a request, borrowed from the transcript.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockWire<'a> {
+    Text {
+        text: &'a str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        #[serde(serialize_with = "object_or_empty")]
+        input: &'a Value,
+    },
+    ToolResult {
+        tool_use_id: &'a str,
+        /// Left out when empty: an empty text block is rejected.
+        #[serde(skip_serializing_if = "is_empty")]
+        content: &'a str,
+        is_error: bool,
+    },
+}
+
+/// A `tool_use` block's input must be an object; arguments are always one, but a stored
+/// transcript may hold anything.
+fn object_or_empty<S: Serializer>(input: &&Value, serializer: S) -> Result<S::Ok, S::Error> {
+    if input.is_object() {
+        input.serialize(serializer)
+    } else {
+        serializer.serialize_map(Some(0))?.end()
+    }
+}
+
+fn is_empty(text: &&str) -> bool {
+    text.is_empty()
+}
+
+/// Writes the `tools` array in Messages' shape, the description left out when empty; once
+/// per catalog ([`super::prefix::ToolCatalog`]).
+pub(crate) fn write_tools(tools: &[ToolSpec], body: &mut Vec<u8>) {
+    let tools: Vec<ToolWire<'_>> = tools
+        .iter()
+        .map(|tool| ToolWire {
+            name: &tool.name,
+            description: &tool.description,
+            input_schema: tool.parameters_schema(),
+        })
+        .collect();
+    write_json(body, &tools);
+}
+
+#[derive(Serialize)]
+struct ToolWire<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "is_empty")]
+    description: &'a str,
+    input_schema: ParametersSchema<'a>,
 }
 
 fn finish_reason(stop_reason: &str) -> FinishReason {

@@ -3,7 +3,10 @@
 //! next upstream; decode the streamed or whole body into [`LlmEvent`]s and forward them.
 //! Runs inside the `LlmProvider` actor's context; dropping the future drops the HTTP
 //! response, which closes the upstream connection. A response that ended well is read to its
-//! end after its terminal event went out, so its connection goes back to the pool.
+//! end after its terminal event went out, so its connection goes back to the pool. The
+//! `Finished` event goes out only once the request is dropped: the caller appends to the
+//! transcript the request shares ([`super::Transcript`]) as soon as it has it, and would copy
+//! it while the request still held it.
 
 use std::time::Duration;
 
@@ -14,7 +17,7 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use super::actor::{StartCompletion, TokenAccounting};
 use super::codec::{self, StreamDecoder};
-use super::event::{LlmEvent, ProviderError, TimeoutPhase};
+use super::event::{FinishReason, LlmEvent, ProviderError, TimeoutPhase};
 use super::message::ChatRequest;
 use super::offline;
 use super::preset::Protocol;
@@ -34,6 +37,8 @@ struct Sink<'a> {
     reply_to: &'a Recipient<LlmEvent>,
     accounting: &'a TokenAccounting,
     output_started: bool,
+    /// The call's `Finished`, held back until the request is dropped.
+    finished: Option<FinishReason>,
 }
 
 /// Why an attempt ended without a terminal event sent.
@@ -54,6 +59,10 @@ impl Sink<'_> {
     async fn deliver(&mut self, event: LlmEvent) -> Result<(), AttemptError> {
         match event {
             LlmEvent::Failed(error) => Err(AttemptError::Provider(error)),
+            LlmEvent::Finished { reason } => {
+                self.finished = Some(reason);
+                Ok(())
+            }
             event => {
                 if let LlmEvent::Usage(usage) = &event {
                     self.accounting.record(*usage);
@@ -93,6 +102,7 @@ pub(super) async fn complete(
         reply_to: &reply_to,
         accounting,
         output_started: false,
+        finished: None,
     };
     let deadline = Instant::now() + upstreams[0].config.timeouts.total;
     let outcome = tokio::select! {
@@ -100,8 +110,15 @@ pub(super) async fn complete(
         () = cancel.cancelled() => Err(AttemptError::CallerGone),
         () = sleep_until(deadline) => Err(AttemptError::Provider(ProviderError::Timeout { phase: TimeoutPhase::Total })),
     };
+    // The request is dropped by now: `attempt_all` owned it.
     match outcome {
-        Ok(()) => {}
+        Ok(()) => {
+            if let Some(reason) = sink.finished.take()
+                && !cancel.is_cancelled()
+            {
+                let _ = sink.send(LlmEvent::Finished { reason }).await;
+            }
+        }
         Err(AttemptError::CallerGone) => {
             tracing::debug!("model call cancelled: the caller went away")
         }

@@ -27,13 +27,12 @@ pub fn chat_path(protocol: Protocol) -> Option<&'static str> {
 
 /// The JSON body for `request` in `protocol`'s shape.
 pub fn encode_request(protocol: Protocol, request: &ChatRequest) -> Option<Vec<u8>> {
-    let value = match protocol {
-        Protocol::OpenAiChat => return Some(openai::encode_request(request)),
-        Protocol::AnthropicMessages => anthropic::encode_request(request),
-        Protocol::OllamaChat => ollama::encode_request(request),
-        Protocol::Offline => return None,
-    };
-    Some(serde_json::to_vec(&value).unwrap_or_default())
+    match protocol {
+        Protocol::OpenAiChat => Some(openai::encode_request(request)),
+        Protocol::AnthropicMessages => Some(anthropic::encode_request(request)),
+        Protocol::OllamaChat => Some(ollama::encode_request(request)),
+        Protocol::Offline => None,
+    }
 }
 
 /// The events of a non-streamed (2xx) response body.

@@ -4,21 +4,24 @@
 //! ([`super::openai`], [`super::anthropic`], [`super::ollama`]) translate a [`ChatRequest`]
 //! into each vendor's JSON body. Nothing here knows about HTTP.
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::event::ProviderError;
 use super::prefix::{SystemPrompt, ToolCatalog};
+use super::transcript::Transcript;
 
 /// One call to a chat model: the whole conversation so far plus the tools it may call. The
-/// system prompt and the tools are shared with the other requests that send them.
+/// system prompt and the tools are shared with the other requests that send them, the
+/// conversation with the session that keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
     pub model: String,
     /// Instructions that frame the conversation; each protocol places them its own way.
     #[serde(default)]
     pub system: Option<SystemPrompt>,
-    pub messages: Vec<ChatMessage>,
+    pub messages: Transcript,
     #[serde(default)]
     pub tools: ToolCatalog,
     #[serde(default)]
@@ -101,14 +104,25 @@ pub struct ToolSpec {
 }
 
 impl ToolSpec {
-    /// The schema to send: vendors require an object schema, so a missing one becomes the
-    /// schema of an empty object.
-    pub(crate) fn parameters_schema(&self) -> Value {
-        if self.parameters.is_null() {
-            serde_json::json!({"type": "object", "properties": {}})
-        } else {
-            self.parameters.clone()
+    /// The schema to send, borrowed: vendors require an object schema, so a missing one
+    /// becomes the schema of an empty object.
+    pub(crate) fn parameters_schema(&self) -> ParametersSchema<'_> {
+        ParametersSchema(&self.parameters)
+    }
+}
+
+/// A tool's arguments schema as the vendors take it (see [`ToolSpec::parameters_schema`]).
+pub(crate) struct ParametersSchema<'a>(&'a Value);
+
+impl Serialize for ParametersSchema<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if !self.0.is_null() {
+            return self.0.serialize(serializer);
         }
+        let mut schema = serializer.serialize_map(Some(2))?;
+        schema.serialize_entry("type", "object")?;
+        schema.serialize_entry("properties", &Map::new())?;
+        schema.end()
     }
 }
 
@@ -146,15 +160,14 @@ pub(crate) fn object_arguments(tool: &str, value: Value) -> Result<Value, Provid
     }
 }
 
-/// A sampling temperature as JSON; going through its shortest decimal form keeps `0.7`
-/// from becoming `0.699999988079071`.
-pub(crate) fn temperature_json(temperature: f32) -> Value {
+/// A sampling temperature as a JSON number, `None` when it is none (NaN, infinite); going
+/// through its shortest decimal form keeps `0.7` from becoming `0.699999988079071`.
+pub(crate) fn temperature_json(temperature: f32) -> Option<serde_json::Number> {
     temperature
         .to_string()
         .parse::<f64>()
         .ok()
         .and_then(serde_json::Number::from_f64)
-        .map_or(Value::Null, Value::Number)
 }
 
 #[cfg(test)]
@@ -217,9 +230,9 @@ mod tests {
 
     #[test]
     fn temperatures_keep_their_decimal_form() {
-        assert_eq!(temperature_json(0.7), json!(0.7));
-        assert_eq!(temperature_json(0.0), json!(0.0));
-        assert_eq!(temperature_json(f32::NAN), Value::Null);
+        assert_eq!(temperature_json(0.7).map(Value::Number), Some(json!(0.7)));
+        assert_eq!(temperature_json(0.0).map(Value::Number), Some(json!(0.0)));
+        assert_eq!(temperature_json(f32::NAN), None);
     }
 
     #[test]

@@ -11,13 +11,15 @@
 //!
 //! The rest is pure code the provider actor calls around its HTTP requests:
 //! [`message`] holds the normalised request ([`ChatRequest`]), [`prefix`] its shared system
-//! prompt and tool catalog, encoded once, [`event`] the normalised
+//! prompt and tool catalog, encoded once, [`body`] the bytes the encoders write them into, [`transcript`] the conversation it shares with the
+//! session that keeps it, [`event`] the normalised
 //! output ([`LlmEvent`]) and error taxonomy ([`ProviderError`]); [`openai`], [`anthropic`]
 //! and [`ollama`] translate between those and each protocol, over the SSE and NDJSON
 //! framings of [`crate::framing`]; [`codec`] picks the right one for a [`Protocol`].
 
 mod actor;
 pub mod anthropic;
+mod body;
 mod call;
 pub mod codec;
 pub mod event;
@@ -27,6 +29,7 @@ pub mod ollama;
 pub mod openai;
 pub mod prefix;
 pub mod preset;
+pub mod transcript;
 pub mod upstream;
 
 #[cfg(test)]
@@ -38,4 +41,5 @@ pub use event::{FinishReason, LlmEvent, ProviderError, TimeoutPhase, Usage};
 pub use message::{ChatMessage, ChatRequest, ToolCall, ToolSpec};
 pub use prefix::{SystemPrompt, ToolCatalog};
 pub use preset::{Protocol, ProviderKind};
+pub use transcript::Transcript;
 pub use upstream::{RetryPolicy, Timeouts, UpstreamConfig};

@@ -289,7 +289,7 @@ mod tests {
         ChatRequest {
             model: String::new(),
             system: None,
-            messages,
+            messages: messages.into(),
             tools: tools
                 .iter()
                 .map(|name| ToolSpec {

@@ -6,78 +6,127 @@
 //! that arrive whole with object arguments and no ids, and a final `done: true` line with
 //! the counts. [`parse_response`] handles the single object of a non-streamed answer.
 
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+
+use super::body::BodyWriter;
 use super::event::{
     LlmEvent, ProviderError, Usage, clip, finish_reason_from_openai, settle_finish_reason,
 };
 use super::message::{
     ChatMessage, ChatRequest, ToolCall, generated_call_id, object_arguments, temperature_json,
 };
-use super::openai::{encode_tools, tool_result_text};
+use super::openai::tool_result_text;
+use super::prefix::ToolShape;
 
-/// Builds the `/api/chat` body.
-pub fn encode_request(request: &ChatRequest) -> Value {
-    let mut messages = Vec::with_capacity(request.messages.len() + 1);
-    if let Some(system) = request.system.as_deref() {
-        messages.push(json!({"role": "system", "content": system}));
+/// Builds the `/api/chat` body. Written straight into bytes from the request, like
+/// OpenAI's ([`super::openai::encode_request`]): the system prompt and the tools arrive
+/// already encoded ([`super::prefix`]; the tools in OpenAI's function shape, which Ollama
+/// shares), so only the conversation is encoded per call.
+pub fn encode_request(request: &ChatRequest) -> Vec<u8> {
+    let system = request.system.as_ref().map(|system| system.json());
+    let tools = request.tools.json(ToolShape::Function);
+    let prefix = system.map_or(0, <[u8]>::len) + tools.map_or(0, <[u8]>::len);
+    let mut body = BodyWriter::for_request(request, prefix);
+    body.field("model", &request.model);
+    body.messages(system, request.messages.iter().map(MessageOutWire::from));
+    body.field("stream", &request.stream);
+    if let Some(tools) = tools {
+        body.encoded_field("tools", tools);
     }
-    for message in &request.messages {
-        messages.push(match message {
-            ChatMessage::User { content } => json!({"role": "user", "content": content}),
+    let options = OptionsWire {
+        num_predict: request.max_tokens,
+        temperature: request.temperature.and_then(temperature_json),
+    };
+    if options.num_predict.is_some() || options.temperature.is_some() {
+        body.field("options", &options);
+    }
+    body.finish()
+}
+
+/// One conversation message in the `/api/chat` shape, borrowed from the transcript. Tool
+/// results name their tool: Ollama matches them by name, not by call id.
+#[derive(Serialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+enum MessageOutWire<'a> {
+    User {
+        content: &'a str,
+    },
+    Assistant {
+        content: &'a str,
+        #[serde(skip_serializing_if = "ToolCallsWire::is_empty")]
+        tool_calls: ToolCallsWire<'a>,
+    },
+    Tool {
+        content: Cow<'a, str>,
+        tool_name: &'a str,
+    },
+}
+
+impl<'a> From<&'a ChatMessage> for MessageOutWire<'a> {
+    fn from(message: &'a ChatMessage) -> Self {
+        match message {
+            ChatMessage::User { content } => MessageOutWire::User { content },
             ChatMessage::Assistant {
                 content,
                 tool_calls,
-            } => {
-                let mut turn = json!({
-                    "role": "assistant",
-                    "content": content.as_deref().unwrap_or(""),
-                });
-                if !tool_calls.is_empty() {
-                    let calls: Vec<Value> = tool_calls
-                        .iter()
-                        .map(|call| {
-                            json!({"function": {"name": call.name, "arguments": call.arguments}})
-                        })
-                        .collect();
-                    turn["tool_calls"] = calls.into();
-                }
-                turn
-            }
+            } => MessageOutWire::Assistant {
+                content: content.as_deref().unwrap_or(""),
+                tool_calls: ToolCallsWire(tool_calls),
+            },
             ChatMessage::Tool {
                 name,
                 content,
                 is_error,
                 ..
-            } => json!({
-                "role": "tool",
-                "content": tool_result_text(content, *is_error),
-                "tool_name": name,
-            }),
-        });
+            } => MessageOutWire::Tool {
+                content: tool_result_text(content, *is_error),
+                tool_name: name,
+            },
+        }
     }
-    let mut body = json!({
-        "model": request.model,
-        "messages": messages,
-        "stream": request.stream,
-    });
-    if !request.tools.is_empty() {
-        body["tools"] = encode_tools(&request.tools);
+}
+
+/// An assistant turn's tool calls, with their arguments as objects and no ids.
+struct ToolCallsWire<'a>(&'a [ToolCall]);
+
+impl ToolCallsWire<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
-    let mut options = Map::new();
-    if let Some(max_tokens) = request.max_tokens {
-        options.insert("num_predict".into(), max_tokens.into());
+}
+
+impl Serialize for ToolCallsWire<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|call| ToolCallOutWire {
+            function: FunctionOutWire {
+                name: &call.name,
+                arguments: &call.arguments,
+            },
+        }))
     }
-    if let Some(temperature) = request.temperature.map(temperature_json)
-        && !temperature.is_null()
-    {
-        options.insert("temperature".into(), temperature);
-    }
-    if !options.is_empty() {
-        body["options"] = options.into();
-    }
-    body
+}
+
+#[derive(Serialize)]
+struct ToolCallOutWire<'a> {
+    function: FunctionOutWire<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionOutWire<'a> {
+    name: &'a str,
+    arguments: &'a Value,
+}
+
+/// Sampling settings go in `options`, under Ollama's own names.
+#[derive(Serialize)]
+struct OptionsWire {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    num_predict: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<serde_json::Number>,
 }
 
 #[derive(Deserialize)]

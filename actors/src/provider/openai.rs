@@ -12,16 +12,18 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::body::{BodyWriter, write_json};
 use super::event::{
     FinishReason, LlmEvent, ProviderError, Usage, clip, finish_reason_from_openai,
     settle_finish_reason,
 };
 use super::message::{
-    ChatMessage, ChatRequest, ToolCall, ToolSpec, generated_call_id, object_arguments,
-    parse_tool_arguments, temperature_json,
+    ChatMessage, ChatRequest, ParametersSchema, ToolCall, ToolSpec, generated_call_id,
+    object_arguments, parse_tool_arguments, temperature_json,
 };
+use super::prefix::ToolShape;
 use crate::framing::sse::SseEvent;
 
 /// Builds the `/chat/completions` body: system first, assistant tool-call arguments as
@@ -29,59 +31,28 @@ use crate::framing::sse::SseEvent;
 /// straight into bytes; the system prompt and the tools arrive already encoded
 /// ([`super::prefix`]), so only the conversation is encoded per call.
 pub fn encode_request(request: &ChatRequest) -> Vec<u8> {
-    let tools = if request.tools.is_empty() {
-        &[][..]
-    } else {
-        request.tools.openai_json()
-    };
-    let system = request
-        .system
-        .as_ref()
-        .map_or(&[][..], |system| system.json());
-    let mut body =
-        Vec::with_capacity(192 + system.len() + tools.len() + 128 * request.messages.len());
-    body.extend_from_slice(b"{\"model\":");
-    write_json(&mut body, &request.model);
-    body.extend_from_slice(b",\"messages\":[");
-    if !system.is_empty() {
-        body.extend_from_slice(b"{\"role\":\"system\",\"content\":");
-        body.extend_from_slice(system);
-        body.push(b'}');
-    }
-    for (index, message) in request.messages.iter().enumerate() {
-        if index > 0 || !system.is_empty() {
-            body.push(b',');
-        }
-        write_json(&mut body, &MessageWire::from(message));
-    }
-    body.extend_from_slice(b"],\"stream\":");
-    body.extend_from_slice(if request.stream { b"true" } else { b"false" });
+    let tools = request.tools.json(ToolShape::Function);
+    let system = request.system.as_ref().map(|system| system.json());
+    let prefix = system.map_or(0, <[u8]>::len) + tools.map_or(0, <[u8]>::len);
+    let mut body = BodyWriter::for_request(request, prefix);
+    body.field("model", &request.model);
+    body.messages(system, request.messages.iter().map(MessageWire::from));
+    body.field("stream", &request.stream);
     if request.stream {
         // Without it OpenAI (and some Together models) send no usage at all in streams.
-        body.extend_from_slice(b",\"stream_options\":{\"include_usage\":true}");
+        body.encoded_field("stream_options", b"{\"include_usage\":true}");
     }
-    if !tools.is_empty() {
-        body.extend_from_slice(b",\"tools\":");
-        body.extend_from_slice(tools);
+    if let Some(tools) = tools {
+        body.encoded_field("tools", tools);
     }
     if let Some(max_tokens) = request.max_tokens {
         // `max_tokens` rather than `max_completion_tokens`: every compatible server knows it.
-        body.extend_from_slice(b",\"max_tokens\":");
-        write_json(&mut body, &max_tokens);
+        body.field("max_tokens", &max_tokens);
     }
-    if let Some(temperature) = request.temperature.map(temperature_json)
-        && !temperature.is_null()
-    {
-        body.extend_from_slice(b",\"temperature\":");
-        write_json(&mut body, &temperature);
+    if let Some(temperature) = request.temperature.and_then(temperature_json) {
+        body.field("temperature", &temperature);
     }
-    body.push(b'}');
-    body
-}
-
-/// Appends `value`'s JSON; serialising our own wire types into a `Vec` cannot fail.
-fn write_json(body: &mut Vec<u8>, value: &impl Serialize) {
-    let _ = serde_json::to_writer(body, value);
+    body.finish()
 }
 
 /// One conversation message in the `/chat/completions` shape, borrowed from the transcript.
@@ -152,28 +123,42 @@ impl<'a> From<&'a ToolCall> for ToolCallWire<'a> {
             kind: "function",
             function: FunctionCallWire {
                 name: &call.name,
-                arguments: call.arguments.to_string(),
+                // Into a buffer of 128 bytes at once, where `to_string` would grow one from 8.
+                arguments: serde_json::to_string(&call.arguments).unwrap_or_default(),
             },
         }
     }
 }
 
-/// Tools in the OpenAI function shape, shared with Ollama's native API; encoded once per
-/// catalog ([`super::prefix::ToolCatalog`]).
-pub(crate) fn encode_tools(tools: &[ToolSpec]) -> Value {
-    tools
+/// Writes the `tools` array in the OpenAI function shape, shared with Ollama's native API;
+/// once per catalog ([`super::prefix::ToolCatalog`]).
+pub(crate) fn write_tools(tools: &[ToolSpec], body: &mut Vec<u8>) {
+    let tools: Vec<FunctionToolWire<'_>> = tools
         .iter()
-        .map(|tool| {
-            json!({
-                "type": "function",
-                "function": {
-                    "name": tool.name,
-                    "description": tool.description,
-                    "parameters": tool.parameters_schema(),
-                },
-            })
+        .map(|tool| FunctionToolWire {
+            kind: "function",
+            function: FunctionSpecWire {
+                name: &tool.name,
+                description: &tool.description,
+                parameters: tool.parameters_schema(),
+            },
         })
-        .collect()
+        .collect();
+    write_json(body, &tools);
+}
+
+#[derive(Serialize)]
+struct FunctionToolWire<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionSpecWire<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionSpecWire<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: ParametersSchema<'a>,
 }
 
 /// Protocols without an error flag on tool results learn about failures from the text.

@@ -1,9 +1,10 @@
 //! The request prefix every model call of a turn repeats: the system prompt and the tool
 //! catalog, kilobytes in front of a one-line question. The `Composer` builds each once per
-//! catalog version and every request shares it ([`Arc`]); the OpenAI-shaped JSON of each is
-//! encoded on first use and kept with it, so a model call encodes only its conversation.
-//! The protocol encoders ([`super::openai`], [`super::ollama`], [`super::anthropic`]) read
-//! these; nothing here knows about HTTP.
+//! catalog version and every request shares it ([`Arc`]); the JSON of each is encoded on
+//! first use and kept with it, the catalog once per [`ToolShape`] the protocols use, so a
+//! model call encodes only its conversation, whatever the protocol. The protocol encoders
+//! ([`super::openai`], [`super::ollama`], [`super::anthropic`]) read these and write the
+//! shapes; nothing here knows about HTTP.
 
 use std::fmt;
 use std::ops::Deref;
@@ -12,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::message::ToolSpec;
-use super::openai::encode_tools;
+use super::{anthropic, openai};
 
 /// Instructions that frame a conversation, shared by the requests that send them.
 #[derive(Clone)]
@@ -96,26 +97,51 @@ pub struct ToolCatalog(Arc<CatalogShared>);
 
 struct CatalogShared {
     specs: Vec<ToolSpec>,
-    /// The `tools` array in OpenAI's function shape (Ollama's too), encoded once.
-    openai_json: OnceLock<Box<[u8]>>,
+    /// The `tools` array in each shape, encoded when first asked for.
+    json: [OnceLock<Box<[u8]>>; ToolShape::COUNT],
+}
+
+/// The shapes a `tools` array takes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ToolShape {
+    /// `{"type": "function", "function": {name, description, parameters}}`: OpenAI's chat
+    /// completions and Ollama's native API.
+    Function,
+    /// `{name, description, input_schema}`: Anthropic Messages.
+    Anthropic,
+}
+
+impl ToolShape {
+    const COUNT: usize = 2;
+
+    fn write(self, specs: &[ToolSpec], body: &mut Vec<u8>) {
+        match self {
+            ToolShape::Function => openai::write_tools(specs, body),
+            ToolShape::Anthropic => anthropic::write_tools(specs, body),
+        }
+    }
 }
 
 impl ToolCatalog {
     pub fn new(specs: Vec<ToolSpec>) -> Self {
         Self(Arc::new(CatalogShared {
             specs,
-            openai_json: OnceLock::new(),
+            json: Default::default(),
         }))
     }
 
-    /// The catalog as the JSON array of OpenAI's `tools`, encoded once for every request
-    /// that shares it.
-    pub(crate) fn openai_json(&self) -> &[u8] {
-        self.0.openai_json.get_or_init(|| {
-            serde_json::to_vec(&encode_tools(&self.0.specs))
-                .unwrap_or_default()
-                .into_boxed_slice()
-        })
+    /// The catalog as a JSON `tools` array in `shape`, encoded once for every request that
+    /// shares it; `None` when it offers no tools, which the protocols then leave out.
+    pub(crate) fn json(&self, shape: ToolShape) -> Option<&[u8]> {
+        if self.is_empty() {
+            return None;
+        }
+        let json = self.0.json[shape as usize].get_or_init(|| {
+            let mut json = Vec::with_capacity(512 * self.0.specs.len());
+            shape.write(&self.0.specs, &mut json);
+            json.into_boxed_slice()
+        });
+        Some(json)
     }
 }
 
@@ -185,7 +211,8 @@ mod tests {
             description: "Weather by city".into(),
             parameters: Value::Null,
         }]);
-        let parsed: Value = serde_json::from_slice(catalog.openai_json()).unwrap();
+        let parsed: Value =
+            serde_json::from_slice(catalog.json(ToolShape::Function).unwrap()).unwrap();
         assert_eq!(
             parsed,
             json!([{"type": "function", "function": {
@@ -194,8 +221,28 @@ mod tests {
                 "parameters": {"type": "object", "properties": {}},
             }}])
         );
-        // Shared, not copied: a clone encodes nothing again.
+        let parsed: Value =
+            serde_json::from_slice(catalog.json(ToolShape::Anthropic).unwrap()).unwrap();
+        assert_eq!(
+            parsed,
+            json!([{
+                "name": "get_weather",
+                "description": "Weather by city",
+                "input_schema": {"type": "object", "properties": {}},
+            }])
+        );
+        // Shared, not copied: a clone encodes nothing again, in either shape.
         let shared = catalog.clone();
-        assert!(std::ptr::eq(shared.openai_json(), catalog.openai_json()));
+        for shape in [ToolShape::Function, ToolShape::Anthropic] {
+            assert!(std::ptr::eq(
+                shared.json(shape).unwrap(),
+                catalog.json(shape).unwrap()
+            ));
+        }
+        assert!(!std::ptr::eq(
+            catalog.json(ToolShape::Function).unwrap(),
+            catalog.json(ToolShape::Anthropic).unwrap()
+        ));
+        assert_eq!(ToolCatalog::default().json(ToolShape::Function), None);
     }
 }

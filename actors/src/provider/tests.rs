@@ -13,6 +13,7 @@ use super::event::{FinishReason, LlmEvent, ProviderError, Usage};
 use super::message::{ChatMessage, ChatRequest, ToolCall, ToolSpec};
 use super::prefix::ToolCatalog;
 use super::preset::Protocol;
+use super::transcript::Transcript;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/protocols/");
 
@@ -896,7 +897,8 @@ fn conversation(stream: bool) -> ChatRequest {
             ChatMessage::tool_result(&time, "clock unavailable", true),
             ChatMessage::assistant_text("18°C and sunny; the time is unknown."),
             ChatMessage::user("Thanks!"),
-        ],
+        ]
+        .into(),
         tools: vec![
             ToolSpec {
                 name: "get_weather".into(),
@@ -985,7 +987,8 @@ fn openai_request_encoding() {
     request.messages = vec![ChatMessage::Assistant {
         content: None,
         tool_calls: vec![],
-    }];
+    }]
+    .into();
     request.tools = ToolCatalog::default();
     request.system = None;
     request.max_tokens = None;
@@ -1045,7 +1048,9 @@ fn anthropic_request_encoding() {
     request.max_tokens = None;
     request.system = None;
     // A tool result followed by the user's next words still makes one user turn.
-    request.messages.remove(4);
+    let mut messages = request.messages.into_vec();
+    messages.remove(4);
+    request.messages = messages.into();
     let body = encoded(Protocol::AnthropicMessages, &request);
     assert_eq!(body["max_tokens"], 4096);
     assert!(body.get("system").is_none());
@@ -1095,4 +1100,116 @@ fn ollama_request_encoding() {
             "stream": true,
         })
     );
+}
+
+#[test]
+fn anthropic_bodies_leave_out_what_messages_rejects() {
+    let odd = ToolCall {
+        id: "toolu_1".into(),
+        name: "list_runners".into(),
+        // Arguments are objects when decoded; a stored transcript may still hold anything.
+        arguments: json!(["not", "an", "object"]),
+    };
+    let request = bare_request(
+        "claude",
+        "",
+        vec![
+            ChatMessage::user(""),
+            ChatMessage::user("Say \"hi\"\n\tthen list runners — ünïcode"),
+            ChatMessage::Assistant {
+                content: Some(String::new()),
+                tool_calls: Vec::new(),
+            },
+            ChatMessage::Assistant {
+                content: None,
+                tool_calls: vec![odd.clone()],
+            },
+            ChatMessage::tool_result(&odd, "", false),
+            ChatMessage::Assistant {
+                content: None,
+                tool_calls: Vec::new(),
+            },
+        ],
+    );
+    assert_eq!(
+        encoded(Protocol::AnthropicMessages, &request),
+        json!({
+            "model": "claude",
+            "max_tokens": 4096,
+            "messages": [
+                {"role": "user", "content": [
+                    {"type": "text", "text": "Say \"hi\"\n\tthen list runners — ünïcode"},
+                ]},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "toolu_1", "name": "list_runners", "input": {}},
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "is_error": false},
+                ]},
+            ],
+            "stream": false,
+        })
+    );
+
+    // Nothing to send is an empty conversation, still valid JSON.
+    let mut empty = request;
+    empty.messages = Transcript::new();
+    assert_eq!(
+        encoded(Protocol::AnthropicMessages, &empty)["messages"],
+        json!([])
+    );
+}
+
+#[test]
+fn ollama_bodies_without_limits_or_tools_have_no_options_or_tools() {
+    let call = ToolCall {
+        id: "call_9".into(),
+        name: "get_time".into(),
+        arguments: json!({}),
+    };
+    let request = bare_request(
+        "llama3.2",
+        "Line one\nline \"two\"",
+        vec![
+            ChatMessage::Assistant {
+                content: None,
+                tool_calls: vec![call.clone()],
+            },
+            ChatMessage::tool_result(&call, "12:00", false),
+        ],
+    );
+    assert_eq!(
+        encoded(Protocol::OllamaChat, &request),
+        json!({
+            "model": "llama3.2",
+            "messages": [
+                {"role": "system", "content": "Line one\nline \"two\""},
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"function": {"name": "get_time", "arguments": {}}},
+                ]},
+                {"role": "tool", "content": "12:00", "tool_name": "get_time"},
+            ],
+            "stream": false,
+        })
+    );
+
+    let mut only_temperature = request;
+    only_temperature.system = None;
+    only_temperature.temperature = Some(0.7);
+    let body = encoded(Protocol::OllamaChat, &only_temperature);
+    assert_eq!(body["options"], json!({"temperature": 0.7}));
+    assert_eq!(body["messages"][0]["role"], "assistant");
+}
+
+/// A request with no tools and no limits, not streamed.
+fn bare_request(model: &str, system: &str, messages: Vec<ChatMessage>) -> ChatRequest {
+    ChatRequest {
+        model: model.into(),
+        system: Some(system.into()),
+        messages: messages.into(),
+        tools: ToolCatalog::default(),
+        max_tokens: None,
+        temperature: None,
+        stream: false,
+    }
 }

@@ -33,7 +33,7 @@ use crate::limits::{LimitError, RateLimiter, TenantLimits};
 use crate::mcp::{CallTool, McpAccess, McpSupervisor};
 use crate::per_thread::PerThread;
 use crate::provider::{
-    ChatMessage, FinishReason, LlmEvent, ProviderPool, StartCompletion, ToolCall, Usage,
+    ChatMessage, FinishReason, LlmEvent, ProviderPool, StartCompletion, ToolCall, Transcript, Usage,
 };
 use crate::store::{ExecutionId, SessionId, StoreError};
 use crate::tools::{self, ValidationReport};
@@ -350,7 +350,7 @@ impl Session {
         self.fail(error, ctx);
     }
 
-    fn transcript(&mut self) -> &mut Vec<ChatMessage> {
+    fn transcript(&mut self) -> &mut Transcript {
         &mut self
             .record
             .as_mut()
@@ -376,6 +376,7 @@ impl Session {
             TurnMode::Compose(options) => (Purpose::Compose, options.model.clone()),
         };
         let compose = ComposeTurn {
+            // Shared, not copied: the provider lets go of it before the call's last event.
             transcript: self
                 .record
                 .as_ref()
@@ -989,7 +990,8 @@ impl Session {
     /// a kept turn, and the client may continue it at once, on any replica.
     fn finish(&mut self, reason: FinishReason, ctx: &mut Context<Self>) {
         self.emit_step_finished(ctx);
-        let Some(record) = self.record.clone() else {
+        // Nothing reads the record after this: the store gets it whole, copying nothing.
+        let Some(record) = self.record.take() else {
             return;
         };
         let usage = self.turn_usage;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::hold::Release;
-use crate::provider::ChatMessage;
+use crate::provider::{ChatMessage, Transcript};
 use crate::store::{ExecutionId, SessionId, StoreError, TenantId, now_ms};
 
 /// A session is addressed by tenant, user and id; ids of other tenants do not exist.
@@ -37,7 +37,7 @@ pub struct SessionKey {
 pub struct SessionRecord {
     pub key: SessionKey,
     /// The whole conversation, tool calls and results the client never saw included.
-    pub transcript: Vec<ChatMessage>,
+    pub transcript: Transcript,
     /// Workflows the agent produced, newest last.
     pub workflows: Vec<Value>,
     /// Executions started in this session.
@@ -55,7 +55,7 @@ impl SessionRecord {
         let now = now_ms();
         Self {
             key,
-            transcript: Vec::new(),
+            transcript: Transcript::new(),
             workflows: Vec::new(),
             executions: Vec::new(),
             pending_approval: None,
@@ -73,16 +73,20 @@ pub fn record_bytes(record: &SessionRecord) -> usize {
 /// What a record takes in the memory store, at least: its JSON length (the text it holds)
 /// plus what the JSON leaves out, which for a one-line chat is three times the JSON: the map
 /// slot of the key and record (a hash table that has just grown has half its slots free), the
-/// map key's copy of the key's text, each message's fixed part and the allocator's header and
-/// rounding of every allocation.
+/// map key's copy of the key's text, the transcript's shared head (its two reference counts and
+/// the `Vec` of messages), each message's fixed part and the allocator's header and rounding
+/// of every allocation.
 fn resident_bytes(record: &SessionRecord, json: usize) -> usize {
     /// glibc malloc: an 8-byte header, chunks in steps of 16 bytes.
     const ALLOCATION: usize = 16;
     const SLOT: usize = size_of::<(SessionKey, StoredRecord)>();
     let key = &record.key;
     let key_text = key.tenant.len() + key.user.len() + key.id.len() + 3 * ALLOCATION;
+    const TRANSCRIPT_HEAD: usize = 2 * size_of::<usize>() + size_of::<Vec<ChatMessage>>();
     // Each message owns at most a few strings (content, ids, a tool call's name).
-    let messages = record.transcript.capacity() * size_of::<ChatMessage>()
+    let messages = TRANSCRIPT_HEAD
+        + ALLOCATION
+        + record.transcript.capacity() * size_of::<ChatMessage>()
         + 3 * ALLOCATION * record.transcript.len();
     json + 2 * SLOT + key_text + messages + ALLOCATION
 }

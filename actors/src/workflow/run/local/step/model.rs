@@ -172,7 +172,7 @@ fn request(model: &StepModel, executor: &Executor, scope: &Scope) -> Result<Chat
     Ok(ChatRequest {
         model: model.model.clone(),
         system: system.map(Into::into),
-        messages,
+        messages: messages.into(),
         tools: Default::default(),
         max_tokens: Some(max_tokens),
         temperature,
