@@ -83,13 +83,11 @@ fn run_mcp_server(args: &ServerArgs) -> ExitCode {
     };
     watcher_config.shared = execution_setup::shared_executions(&settings.store, &settings.runner);
     let runner = LocalRunner::new(watcher_config.local.clone());
-    let kubiya_configured = watcher_config.kubiya.is_some();
     let served = actix_web::rt::System::new().block_on(async move {
         // Runs go through the one execution registry, as in the agent server.
         let executions = ExecutionWatcher::start_on_own_arbiter(watcher_config);
         let features = workflow_features(WorkflowToolsSetup {
             runner,
-            kubiya_configured,
             executions: executions.clone(),
             // One process: its executions are counted here.
             limiter: Arc::new(RateLimiter::Local(LocalLimiter::default())),

@@ -84,7 +84,6 @@ pub fn workflow_server_identity() -> ServerIdentity {
 pub struct WorkflowToolsSetup {
     /// Checks workflows against this host; runs go to `executions`.
     pub runner: LocalRunner,
-    pub kubiya_configured: bool,
     /// The server's one execution registry.
     pub executions: Addr<ExecutionWatcher>,
     /// Counts each tenant's running executions.
@@ -103,7 +102,6 @@ pub fn workflow_features(setup: WorkflowToolsSetup) -> FeaturesFactory {
             .or((setup.default_max_running > 0).then_some(setup.default_max_running));
         Arc::new(WorkflowTools::new(WorkflowToolsParts {
             runner: setup.runner.clone(),
-            kubiya_configured: setup.kubiya_configured,
             executions: setup.executions.clone(),
             tenant: tenant.id.clone(),
             limiter: setup.limiter.clone(),

@@ -128,7 +128,6 @@ impl Application {
             workflow_server_identity(),
             workflow_features(WorkflowToolsSetup {
                 runner: mcp_runner,
-                kubiya_configured: !settings.runner.kubiya.api_key.trim().is_empty(),
                 executions: executions.clone(),
                 limiter,
                 default_max_running: settings.runner.max_concurrent_executions,

@@ -328,12 +328,29 @@ mod tests {
 
     #[actix_rt::test]
     async fn an_idle_chunk_body_sends_the_heartbeat_comment() {
+        // Paused time: the default 15 s pass at once, to the timer's millisecond.
+        tokio::time::pause();
+        let near = |elapsed: Duration, expected: Duration| {
+            elapsed >= expected && elapsed <= expected + Duration::from_millis(2)
+        };
         let idle = futures_util::stream::pending().boxed();
-        let beat = Heartbeat::every(Duration::from_millis(10), Some(SSE_HEARTBEAT));
+        let every = Duration::from_secs(15);
+        let beat = Heartbeat::every(every, Some(SSE_HEARTBEAT));
         let mut body = ChunkBody::new(idle, beat);
+        let started = tokio::time::Instant::now();
         assert_eq!(
             body.next().await.map(Result::unwrap),
             Some(Bytes::from_static(SSE_HEARTBEAT))
+        );
+        assert!(near(started.elapsed(), every), "{:?}", started.elapsed());
+        assert_eq!(
+            body.next().await.map(Result::unwrap),
+            Some(Bytes::from_static(SSE_HEARTBEAT))
+        );
+        assert!(
+            near(started.elapsed(), every * 2),
+            "{:?}",
+            started.elapsed()
         );
         assert!(
             Heartbeat::every(Duration::ZERO, Some(SSE_HEARTBEAT)).is_none(),

@@ -206,6 +206,6 @@ fn resume_point(req: &HttpRequest) -> Result<u64, ApiError> {
     Ok(query.after.unwrap_or(0))
 }
 
-fn watcher_gone(error: MailboxError) -> ApiError {
+pub(super) fn watcher_gone(error: MailboxError) -> ApiError {
     ApiError::internal(format!("the execution watcher did not answer: {error}"))
 }

@@ -14,6 +14,7 @@ mod metrics;
 pub mod models;
 pub mod openapi;
 mod responses;
+mod runners;
 mod sessions;
 mod ui_chat;
 mod workflows;
@@ -46,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/models", &["GET"]).get(models::list))
         .service(resource("/v1/models/{id:.+}", &["GET"]).get(models::retrieve))
         .service(resource("/v1/workflows/validate", &["POST"]).post(workflows::validate))
+        .service(resource("/v1/runners", &["GET"]).get(runners::list))
         .service(resource("/v1/executions", &["POST"]).post(executions::start))
         .service(
             resource("/v1/executions/{id}", &["GET", "DELETE"])

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
     chat, compose, console, discover, executions, health, mcp, mcp_endpoint, metrics, models,
-    responses, sessions, ui_chat, workflows,
+    responses, runners, sessions, ui_chat, workflows,
 };
 
 #[derive(OpenApi)]
@@ -42,6 +42,7 @@ use super::{
         models::list,
         models::retrieve,
         workflows::validate,
+        runners::list,
         executions::start,
         executions::retrieve,
         executions::cancel,
@@ -149,6 +150,7 @@ mod tests {
             "/v1/models",
             "/v1/models/{id}",
             "/v1/workflows/validate",
+            "/v1/runners",
             "/v1/executions",
             "/v1/executions/{id}",
             "/v1/executions/{id}/events",
@@ -160,7 +162,7 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path} is missing");
         }
-        assert_eq!(paths.len(), 27, "a route is mounted but not listed here");
+        assert_eq!(paths.len(), 28, "a route is mounted but not listed here");
     }
 
     /// The names a choice is parsed by are the names the document lists.

@@ -79,6 +79,7 @@ fn a_client_that_stops_reading_holds_only_the_channel_bound_and_is_cut_off() {
     );
 
     // The model keeps talking for as long as it is read; the server must not keep reading.
+    // The wait is the scenario: time in which an unbounded server would keep buffering.
     std::thread::sleep(Duration::from_secs(2));
     let grown_mib = resident_kib(server.child.id()).saturating_sub(before) / 1024;
     assert!(

@@ -239,6 +239,7 @@ fn a_body_sent_a_byte_at_a_time_is_cut_off_with_408() {
     let writer = stream.try_clone().unwrap();
     let trickle = std::thread::spawn(move || {
         let mut writer = writer;
+        // The pauses are the scenario: a body trickled slower than the body timeout allows.
         for _ in 0..30 {
             std::thread::sleep(Duration::from_millis(500));
             if writer.write_all(b" ").is_err() {

@@ -39,11 +39,15 @@ fn content_of(chunks: &[Value]) -> String {
 async fn consecutive_turns_reuse_one_upstream_connection() {
     let mock = MockUpstream::start(vec![Reply::sse(openai_text_stream("Hello.")); 6]);
     let app = spawn_app_against(&mock.base(), |settings| settings.provider.actors = 0).await;
-    for _ in 0..6 {
+    for sent in 1..=6 {
         let (status, _, body) = app.post_raw(CHAT, &chat("hi", json!({})), &[]).await;
         assert_eq!(status, 200, "{body}");
-        // The body's end is read just after the answer went out; give it a moment.
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        // The body's end is read just after the answer went out: the next turn waits until
+        // the mock has sent it.
+        mock.wait_until("the stream's end sent", |mock| {
+            mock.finished_streams() == sent
+        })
+        .await;
     }
     assert_eq!(mock.requests().len(), 6);
     assert_eq!(mock.connections(), 1, "model calls opened new connections");

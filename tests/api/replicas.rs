@@ -141,6 +141,7 @@ async fn the_turn_lease_holds_across_replicas_and_frees_when_the_turn_ends() {
             mock.requests().len() == 1
         })
         .await;
+        // The wait is the scenario: longer than the lease's TTL, which only renewal survives.
         actix_rt::time::sleep(Duration::from_millis(1_500)).await;
         turn(&b, TEAM_A, &chat("second", session.clone())).await
     };

@@ -11,9 +11,13 @@ use kubiya::startup::Application;
 use kubiya_actors::mcp::McpServerConfig;
 use serde_json::{Value, json};
 
+use crate::conformance::{exchange, modern};
 use crate::mock_upstream::{MockUpstream, Reply, openai_text_stream, openai_tool_call_stream};
 
-use crate::support::{free_port, kubiya_command, peer_path, wait_group_gone};
+use crate::support::{
+    everything, free_port, kubiya_command, peer_path, recorded, sent_log, wait_for_line,
+    wait_group_gone,
+};
 
 #[actix_rt::test]
 async fn servers_from_a_desktop_config_file_run_and_stop_with_the_agent() {
@@ -179,7 +183,7 @@ async fn agent_with_everything(
     keys: Vec<ApiKeySettings>,
     key: Option<&str>,
 ) -> (String, awc::Client) {
-    agent_with_server(mock, crate::support::everything(), keys, key).await
+    agent_with_server(mock, everything(), keys, key).await
 }
 
 /// As [`agent_with_everything`], with the server named `everything` run by `server`.
@@ -190,11 +194,34 @@ async fn agent_with_server(
     key: Option<&str>,
 ) -> (String, awc::Client) {
     let mut settings = Settings::default();
+    settings.mcp_servers.insert("everything".into(), server);
+    settings.auth.api_keys = keys;
+    let (base, client) = agent_in_process(mock, settings, key);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = get_json(&client, &format!("{base}/v1/mcp/servers")).await;
+        if body["servers"][0]["state"] == "running" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the everything server never ran: {body}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    (base, client)
+}
+
+/// The agent in this process with `settings`, its model the `mock` (OpenAI wire); its base
+/// URL and a client (sending `key`).
+fn agent_in_process(
+    mock: &MockUpstream,
+    mut settings: Settings,
+    key: Option<&str>,
+) -> (String, awc::Client) {
     settings.server.host = "127.0.0.1".into();
     settings.server.port = 0;
     settings.server.workers = 1;
-    settings.mcp_servers.insert("everything".into(), server);
-    settings.auth.api_keys = keys;
     settings.provider.name = ProviderChoice::OpenAi;
     settings.provider.actors = 1;
     let flags = FlagOverrides {
@@ -210,27 +237,68 @@ async fn agent_with_server(
     if let Some(key) = key {
         builder = builder.bearer_auth(key);
     }
-    let client = builder.finish();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let body: Value = client
-            .get(format!("{base}/v1/mcp/servers"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if body["servers"][0]["state"] == "running" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the everything server never ran: {body}"
-        );
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    (base, client)
+    (base, builder.finish())
+}
+
+/// The chat agent's `list_runners`, our MCP server's and `GET /v1/runners` answer alike: the
+/// runners this server has and their state, from the one list the executions keep.
+#[actix_rt::test]
+async fn the_chat_tool_the_mcp_tool_and_the_api_list_the_same_runners() {
+    let mock = MockUpstream::start(vec![
+        Reply::sse(openai_tool_call_stream(
+            "call_runners",
+            "list_runners",
+            &json!({}),
+        )),
+        Reply::sse(openai_text_stream("Workflows run on this host.")),
+    ]);
+    let (base, client) = agent_in_process(&mock, Settings::default(), None);
+
+    let request = json!({"model": "kubiya-workflow-agent", "stream": true, "messages": [{"role": "user", "content": "where can workflows run?"}]});
+    let body = chat(&client, &base, &request).await;
+    let chunks = crate::sse::json_data(&body);
+    let from_chat = chunks
+        .iter()
+        .map(|chunk| &chunk["x_kubiya"])
+        .find(|extension| extension["type"] == "tool_result")
+        .unwrap_or_else(|| panic!("no tool result: {body}"))["result"]
+        .clone();
+
+    let message = modern(
+        "tools/call",
+        1,
+        json!({"name": "list_runners", "arguments": {}}),
+    );
+    let headers = [("Mcp-Method", "tools/call"), ("Mcp-Name", "list_runners")];
+    let (status, _, answer) = exchange(&client, &format!("{base}/mcp"), &headers, message).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    let from_mcp = &answer["result"]["structuredContent"];
+
+    assert_eq!(&from_chat, from_mcp);
+    let from_http = get_json(&client, &format!("{base}/v1/runners")).await;
+    assert_eq!(from_http, from_chat);
+    let runners = from_chat["runners"].as_array().unwrap();
+    assert_eq!(runners.len(), 1, "no platform is configured: {from_chat}");
+    let local = &runners[0];
+    assert_eq!(local["name"], "local");
+    assert_eq!(local["type"], "local");
+    assert_eq!(local["default"], true);
+    assert_eq!(local["network"], false);
+    assert!(
+        ["available", "unavailable"].contains(&local["status"].as_str().unwrap()),
+        "{local}"
+    );
+    // The model was given the same answer.
+    let sent = mock.requests();
+    let given: Value =
+        serde_json::from_str(last_message(&sent[1].body)["content"].as_str().unwrap()).unwrap();
+    assert_eq!(given, from_chat);
+}
+
+/// `GET url`'s JSON body.
+async fn get_json(client: &awc::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// Sends one chat turn and returns its whole answer once the turn has ended.
@@ -307,17 +375,8 @@ async fn a_servers_sampling_request_is_answered_by_the_agents_model_within_limit
 /// free for its next turn, both within 2 s of the client leaving.
 #[actix_rt::test]
 async fn a_client_leaving_during_a_hanging_tool_call_cancels_it_at_the_server() {
-    let log = std::env::temp_dir().join(format!("kubiya-mcp-sent-{}.jsonl", uuid::Uuid::new_v4()));
-    let recording = McpServerConfig::new(
-        "node",
-        [
-            peer_path("recording-proxy.js"),
-            log.to_string_lossy().into_owned(),
-            "node".to_owned(),
-            peer_path("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
-            "stdio".to_owned(),
-        ],
-    );
+    let log = sent_log();
+    let recording = recorded(everything(), &log);
     let mock = MockUpstream::start(vec![
         Reply::sse(openai_tool_call_stream(
             "call_long",
@@ -386,28 +445,4 @@ async fn a_client_leaving_during_a_hanging_tool_call_cancels_it_at_the_server() 
         left.elapsed()
     );
     let _ = std::fs::remove_file(&log);
-}
-
-/// Waits up to `within` for a JSON line in `log` that satisfies `wanted`.
-async fn wait_for_line(
-    log: &std::path::Path,
-    within: Duration,
-    wanted: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let sent = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(line) = sent
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .find(|line| wanted(line))
-        {
-            return line;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nothing of the kind reached the MCP server within {within:?}; it was sent:\n{sent}"
-        );
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -7,7 +7,10 @@ use kubiya_actors::mcp::{McpError, Shutdown};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{call, call_with, everything, start, test_settings, wait_for, wait_running};
+use crate::support::{
+    call, call_with, everything, recorded, sent_log, start, test_settings, wait_for, wait_for_line,
+    wait_running,
+};
 
 /// `trigger-long-running-operation` sleeps `duration / steps` seconds per step and reports
 /// progress after each.
@@ -64,12 +67,18 @@ async fn a_silent_call_times_out_and_is_cancelled_while_progress_keeps_one_alive
 
 #[actix_rt::test]
 async fn cancelling_the_callers_token_ends_the_call_at_once() {
-    let supervisor = start(vec![("everything", everything())], test_settings());
+    let log = sent_log();
+    let supervisor = start(
+        vec![("everything", recorded(everything(), &log))],
+        test_settings(),
+    );
     wait_running(&supervisor, "everything").await;
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
+    let sent = log.clone();
+    // Cancelled once the call has reached the server.
     actix_rt::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        wait_for_line(&sent, Duration::from_secs(10), is_long_operation_call).await;
         trigger.cancel();
     });
     let started = Instant::now();
@@ -87,6 +96,13 @@ async fn cancelling_the_callers_token_ends_the_call_at_once() {
         "{:?}",
         started.elapsed()
     );
+    // The server was told.
+    let call_id =
+        wait_for_line(&log, Duration::from_secs(2), is_long_operation_call).await["id"].clone();
+    wait_for_line(&log, Duration::from_secs(2), |line| {
+        line["method"] == "notifications/cancelled" && line["params"]["requestId"] == call_id
+    })
+    .await;
     let echo = call(
         &supervisor,
         "everything__echo",
@@ -96,18 +112,26 @@ async fn cancelling_the_callers_token_ends_the_call_at_once() {
     .unwrap();
     assert!(echo.content.contains("still here"));
     supervisor.send(Shutdown).await.unwrap();
+    let _ = std::fs::remove_file(&log);
 }
 
 #[actix_rt::test]
 async fn a_server_killed_mid_call_fails_the_call_fast_and_restarts() {
-    let supervisor = start(vec![("everything", everything())], test_settings());
+    let log = sent_log();
+    let supervisor = start(
+        vec![("everything", recorded(everything(), &log))],
+        test_settings(),
+    );
     let first = wait_running(&supervisor, "everything").await;
     let pid = first.pid.expect("a running server has a pid");
 
+    // Killed, the whole process group (the recording proxy and the server behind it), once
+    // the call has reached it.
+    let sent = log.clone();
     let killer = actix_rt::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        // SAFETY: signalling the server process this test started.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        wait_for_line(&sent, Duration::from_secs(10), is_long_operation_call).await;
+        // SAFETY: signalling the process group of the server this test started.
+        unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
         Instant::now()
     });
     let failed = call(
@@ -150,4 +174,10 @@ async fn a_server_killed_mid_call_fails_the_call_fast_and_restarts() {
     .unwrap();
     assert!(sum.content.contains("42"), "{}", sum.content);
     supervisor.send(Shutdown).await.unwrap();
+    let _ = std::fs::remove_file(&log);
+}
+
+/// The request that calls the long-running operation, as the server received it.
+fn is_long_operation_call(line: &serde_json::Value) -> bool {
+    line["method"] == "tools/call" && line["params"]["name"] == "trigger-long-running-operation"
 }

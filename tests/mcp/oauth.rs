@@ -179,6 +179,7 @@ async fn a_server_that_asks_for_oauth_gets_client_credentials_tokens_renewed_and
     }
 
     // Shortly before the token expires, the next call gets a new one first: no 401 on the way.
+    // The wait is the scenario: the realm's clock, in another process's sense, runs real time.
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let refused_before = realm.lock().unwrap().refused;
     let answer = call(&supervisor, "protected__whoami", json!({}))

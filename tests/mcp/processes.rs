@@ -8,16 +8,20 @@ use kubiya_actors::mcp::{McpServerConfig, ServerState, Shutdown};
 use serde_json::json;
 
 use crate::support::{
-    call, flood_server, group_members, peer_path, peers_dir, start, status_of, test_settings,
-    wait_for, wait_group_gone, wait_running,
+    call, flood_server, group_members, peer_path, peers_dir, recorded, sent_log, start, status_of,
+    test_settings, wait_for, wait_for_line, wait_group_gone, wait_running,
 };
 
 #[actix_rt::test]
 async fn an_npx_wrapper_tree_is_fully_killed_at_shutdown() {
-    // npx → sh -c mcp-server-everything → node: the real server is a grandchild.
+    // npx → sh -c mcp-server-everything → node: the real server is a grandchild (of the
+    // recording proxy, which shows when the call reached it).
     peer_path("node_modules/.bin/mcp-server-everything");
-    let mut config =
-        McpServerConfig::new("npx", ["--no-install", "mcp-server-everything", "stdio"]);
+    let log = sent_log();
+    let mut config = recorded(
+        McpServerConfig::new("npx", ["--no-install", "mcp-server-everything", "stdio"]),
+        &log,
+    );
     config.cwd = Some(peers_dir());
     let supervisor = start(vec![("wrapped", config)], test_settings());
     let status = wait_running(&supervisor, "wrapped").await;
@@ -40,7 +44,10 @@ async fn an_npx_wrapper_tree_is_fully_killed_at_shutdown() {
             .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_line(&log, Duration::from_secs(10), |line| {
+        line["method"] == "tools/call"
+    })
+    .await;
     let started = Instant::now();
     supervisor.send(Shutdown).await.unwrap();
     assert!(
@@ -55,6 +62,7 @@ async fn an_npx_wrapper_tree_is_fully_killed_at_shutdown() {
         status_of(&supervisor, "wrapped").await.state,
         ServerState::Stopped
     );
+    let _ = std::fs::remove_file(&log);
 }
 
 #[actix_rt::test]

@@ -40,6 +40,52 @@ pub fn everything() -> McpServerConfig {
     )
 }
 
+/// A fresh path for [`recorded`]'s log.
+pub fn sent_log() -> PathBuf {
+    std::env::temp_dir().join(format!("kubiya-mcp-sent-{}.jsonl", uuid::Uuid::new_v4()))
+}
+
+/// `server` behind the recording proxy, which appends every message its client sends it to
+/// `log` (one JSON line each), so a test can wait until a request has reached the server.
+pub fn recorded(server: McpServerConfig, log: &std::path::Path) -> McpServerConfig {
+    let mut args = vec![
+        peer_path("recording-proxy.js"),
+        log.to_string_lossy().into_owned(),
+        server.command,
+    ];
+    args.extend(server.args);
+    McpServerConfig {
+        command: "node".to_owned(),
+        args,
+        ..server
+    }
+}
+
+/// Waits up to `within` for a JSON line in `log` that satisfies `wanted`.
+pub async fn wait_for_line(
+    log: &std::path::Path,
+    within: Duration,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let sent = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = sent
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| wanted(line))
+        {
+            return line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing of the kind reached the MCP server within {within:?}; it was sent:\n{sent}"
+        );
+        // Polled: the proxy appends to a file, which nothing can wait on.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn filesystem(allowed: &std::path::Path) -> McpServerConfig {
     McpServerConfig::new(
         "node",

@@ -159,14 +159,18 @@ async fn consecutive_calls_reuse_one_upstream_connection() {
     let body = fixture("openai_chat_stream_text.sse");
     let mock = MockUpstream::start(vec![Reply::sse(body.clone()); 5]);
     let pool = ProviderPool::start(vec![openai(&mock)], 1);
-    for _ in 0..5 {
+    for sent in 1..=5 {
         let events = call(&pool, request(true)).await;
         assert!(
             matches!(events.last(), Some(LlmEvent::Finished { .. })),
             "{events:?}"
         );
-        // The body's end is read after the terminal event went out; give it a moment.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The body's end is read after the terminal event went out: the next call waits
+        // until the mock has sent it.
+        mock.wait_until("the stream's end sent", |mock| {
+            mock.finished_streams() == sent
+        })
+        .await;
     }
     assert_eq!(mock.requests().len(), 5);
     assert_eq!(

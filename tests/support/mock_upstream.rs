@@ -2,8 +2,8 @@
 //! each request with the next scripted [`Reply`] — real provider wire bytes (captured
 //! fixtures or streams built here), error statuses with headers, slow or hanging streams —
 //! records what it was sent, and counts streams the client abandoned mid-way, which is how
-//! tests see that a cancelled call really closed its connection, and the TCP connections it
-//! accepted, which is how they see that calls reuse them.
+//! tests see that a cancelled call really closed its connection, streams it sent to their
+//! end, and the TCP connections it accepted, which is how they see that calls reuse them.
 
 #![allow(
     dead_code,
@@ -121,6 +121,7 @@ struct MockState {
     script: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<Recorded>>,
     abandoned_streams: AtomicUsize,
+    finished_streams: AtomicUsize,
     connections: AtomicUsize,
 }
 
@@ -175,6 +176,11 @@ impl MockUpstream {
     /// Streams whose body the client stopped reading before it ended.
     pub fn abandoned_streams(&self) -> usize {
         self.state.abandoned_streams.load(Ordering::SeqCst)
+    }
+
+    /// Streams whose body was sent to its end.
+    pub fn finished_streams(&self) -> usize {
+        self.state.finished_streams.load(Ordering::SeqCst)
     }
 
     /// TCP connections accepted so far.
@@ -284,7 +290,10 @@ impl Stream for ScriptedBody {
             if this.hang {
                 return Poll::Pending;
             }
-            this.finished = true;
+            if !this.finished {
+                this.finished = true;
+                this.state.finished_streams.fetch_add(1, Ordering::SeqCst);
+            }
             return Poll::Ready(None);
         }
         if !this.delay.is_zero() {

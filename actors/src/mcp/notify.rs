@@ -160,7 +160,8 @@ impl Logger {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    // Paused time: the wait for "nothing more" ends as soon as nothing else can happen.
+    #[tokio::test(start_paused = true)]
     async fn a_reader_that_falls_behind_loses_notifications_but_never_a_response() {
         let (out, mut reader) = Outbound::channel();
         let sent = (0..1000)

@@ -16,10 +16,11 @@ use super::notify::CallContext;
 use super::server::{McpServer, ServerIdentity};
 use super::stdio_server::serve;
 
-/// `echo` returns its text; `slow` waits for cancellation (recording it); `steps` reports two
-/// progress notes first.
+/// `echo` returns its text; `slow` says it started, then waits for cancellation (recording
+/// it); `steps` reports two progress notes first.
 #[derive(Default)]
 struct TestTools {
+    slow_started: Arc<tokio::sync::Notify>,
     slow_cancelled: Arc<AtomicBool>,
 }
 
@@ -34,12 +35,14 @@ impl ServerFeatures for TestTools {
         arguments: Value,
         mut context: CallContext,
     ) -> BoxFuture<'static, Result<Value, RpcError>> {
+        let started = self.slow_started.clone();
         let cancelled = self.slow_cancelled.clone();
         let name = name.to_owned();
         Box::pin(async move {
             match name.as_str() {
                 "echo" => Ok(json!({"content": [{"type": "text", "text": arguments["text"]}]})),
                 "slow" => {
+                    started.notify_one();
                     context.cancel.cancelled().await;
                     cancelled.store(true, Ordering::SeqCst);
                     Ok(json!({"content": []}))
@@ -231,6 +234,7 @@ async fn progress_goes_out_before_the_reply_and_a_cancelled_call_gets_no_reply()
 #[tokio::test]
 async fn stdin_eof_cancels_running_calls_and_ends_the_session() {
     let tools = TestTools::default();
+    let started = tools.slow_started.clone();
     let cancelled = tools.slow_cancelled.clone();
     let mut peer = Peer::start(tools);
     peer.request(1, "initialize", json!({"protocolVersion": "2025-11-25"}))
@@ -239,7 +243,9 @@ async fn stdin_eof_cancels_running_calls_and_ends_the_session() {
         json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "slow"}}),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::timeout(Duration::from_secs(5), started.notified())
+        .await
+        .expect("the call is running");
     let Peer { input, server, .. } = peer;
     drop(input);
     let finished = tokio::time::timeout(Duration::from_secs(2), server)

@@ -24,8 +24,8 @@ use crate::store::TenantId;
 use crate::tools::{BuiltinTool, ValidationReport, workflow_from_argument};
 use crate::workflow::{
     CancelExecution, ExecutionError, ExecutionEvent, ExecutionSnapshot, ExecutionStatus,
-    ExecutionWatcher, GetExecution, LocalRunner, StartExecution, StepEvent, ValidationError,
-    Workflow, check_runnable_locally, follow, validate_value,
+    ExecutionWatcher, GetExecution, ListRunners, LocalRunner, StartExecution, StepEvent,
+    ValidationError, Workflow, check_runnable_locally, follow, validate_value,
 };
 
 /// Events one `get_execution` answer (or execution resource) carries at most; `after` pages
@@ -34,11 +34,9 @@ const EVENTS_PER_VIEW: usize = 2000;
 
 /// What the workflow tools of one tenant are made of.
 pub struct WorkflowToolsParts {
-    /// Checks workflows against this host (`validate_workflow`, `list_runners`); runs go to
-    /// `executions`.
+    /// Checks workflows against this host (`validate_workflow`); runs go to `executions`,
+    /// which also says which runners there are.
     pub runner: LocalRunner,
-    /// Whether a Kubiya platform key is configured (`KUBIYA_API_KEY`).
-    pub kubiya_configured: bool,
     pub executions: Addr<ExecutionWatcher>,
     /// Whose executions these tools start and see.
     pub tenant: TenantId,
@@ -88,9 +86,9 @@ impl ServerFeatures for WorkflowTools {
             Some(BuiltinTool::ValidateWorkflow) => {
                 Box::pin(async move { Ok(validate_tool(&tools.parts.runner, &arguments).await) })
             }
-            Some(BuiltinTool::ListRunners) => Box::pin(async move {
-                Ok(list_runners(&tools.parts.runner, tools.parts.kubiya_configured).await)
-            }),
+            Some(BuiltinTool::ListRunners) => {
+                Box::pin(async move { Ok(tools.list_runners().await) })
+            }
             Some(BuiltinTool::ExecuteWorkflow) => {
                 Box::pin(async move { Ok(tools.execute(arguments, context).await) })
             }
@@ -182,37 +180,15 @@ async fn validate_tool(runner: &LocalRunner, arguments: &Value) -> Value {
     result(report.to_value(), false)
 }
 
-async fn list_runners(runner: &LocalRunner, kubiya_configured: bool) -> Value {
-    let options = runner.options();
-    let sandbox = runner.probe_sandbox().await;
-    let (status, isolation) = match &sandbox {
-        Ok(()) => ("available", "bubblewrap".to_owned()),
-        Err(_) if options.allow_unsandboxed => {
-            ("available", "none (bubblewrap unavailable)".to_owned())
-        }
-        Err(reason) => ("unavailable", format!("bubblewrap unavailable: {reason}")),
-    };
-    let mut runners = vec![json!({
-        "name": "local",
-        "type": "local",
-        "status": status,
-        "description": "Runs command, script and plain-http steps on this host in a private work directory.",
-        "isolation": isolation,
-        "network": options.allow_network,
-    })];
-    if kubiya_configured {
-        runners.push(json!({
-            "name": "kubiya",
-            "type": "kubiya-hosted",
-            "status": "configured",
-            "description": "Kubiya platform runners (KUBIYA_API_KEY is set): name one as execute_workflow's runner.",
-            "executable_here": true,
-        }));
-    }
-    result(json!({"runners": runners}), false)
-}
-
 impl WorkflowTools {
+    /// The server's runners, as the chat agent's `list_runners` gives them.
+    async fn list_runners(&self) -> Value {
+        match self.parts.executions.send(ListRunners).await {
+            Ok(runners) => result(serde_json::to_value(runners).unwrap_or_default(), false),
+            Err(error) => tool_error(format!("executions are unavailable: {error}")),
+        }
+    }
+
     async fn execute(&self, arguments: Value, mut context: CallContext) -> Value {
         let workflow = match parse_workflow(&arguments) {
             Ok(workflow) => workflow,

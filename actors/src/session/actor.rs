@@ -39,7 +39,7 @@ use crate::store::{ExecutionId, SessionId, StoreError};
 use crate::tools::{self, ValidationReport};
 use crate::workflow::{
     ExecutionError, ExecutionEvent, ExecutionSnapshot, ExecutionStatus, ExecutionWatcher,
-    GetExecution, StartExecution, Subscription, ValidationError, Workflow,
+    GetExecution, ListRunners, RunnerList, StartExecution, Subscription, ValidationError, Workflow,
 };
 
 /// What the HTTP layer extracted from the request.
@@ -466,7 +466,13 @@ impl Session {
                 }
                 self.tool_finished(&call, report.to_value(), false, ctx);
             }
-            tools::LIST_RUNNERS => self.tool_finished(&call, tools::runners(), false, ctx),
+            tools::LIST_RUNNERS => {
+                let listing = self.deps.executions.send(ListRunners);
+                self.spawn_step(ctx, listing, move |session, answer, ctx| {
+                    let (result, is_error) = runners_result(answer);
+                    session.tool_finished(&call, result, is_error, ctx);
+                });
+            }
             tools::EXECUTE_WORKFLOW
                 if self.request.require_approval
                     && self.approved_call.as_deref() != Some(call.id.as_str()) =>
@@ -779,17 +785,18 @@ impl Session {
         });
     }
 
-    /// Compose: the context the model works with, shown as tool calls and results.
-    fn emit_context(&mut self, ctx: &mut Context<Self>) {
+    /// Compose: the context the model works with, shown as tool calls and results; `runners`
+    /// is what `list_runners` answered.
+    fn emit_context(&mut self, runners: (Value, bool), ctx: &mut Context<Self>) {
         let catalog: Vec<String> = tools::builtin_catalog()
             .into_iter()
             .map(|tool| tool.name)
             .collect();
         let context = [
-            (tools::LIST_RUNNERS, tools::runners()),
-            ("list_tools", json!({ "tools": catalog })),
+            (tools::LIST_RUNNERS, runners),
+            ("list_tools", (json!({ "tools": catalog }), false)),
         ];
-        for (name, result) in context {
+        for (name, (result, is_error)) in context {
             let id = format!("context_{name}");
             self.emit(
                 TurnEvent::ToolCall {
@@ -804,10 +811,22 @@ impl Session {
                     id,
                     name: name.to_owned(),
                     result,
-                    is_error: false,
+                    is_error,
                 },
                 ctx,
             );
+        }
+    }
+
+    /// Starts the turn's work once its history is in.
+    fn take_first_step(&mut self, first: FirstStep, ctx: &mut Context<Self>) {
+        match first {
+            FirstStep::Run(call) => {
+                self.pending_tools.push_back(call);
+                self.run_next_tool(ctx);
+            }
+            FirstStep::CallModel => self.next_model_call(ctx),
+            FirstStep::Nothing => self.finish(FinishReason::Stop, ctx),
         }
     }
 
@@ -1097,15 +1116,14 @@ impl Handler<BeginTurn> for Session {
                     record.unwrap_or_else(|| SessionRecord::new(session.request.key.clone()));
                 let first = session.take_history(record, ctx);
                 if matches!(session.request.mode, TurnMode::Compose(_)) {
-                    session.emit_context(ctx);
-                }
-                match first {
-                    FirstStep::Run(call) => {
-                        session.pending_tools.push_back(call);
-                        session.run_next_tool(ctx);
-                    }
-                    FirstStep::CallModel => session.next_model_call(ctx),
-                    FirstStep::Nothing => session.finish(FinishReason::Stop, ctx),
+                    // Compose shows the context first: the runners, then the tools.
+                    let listing = session.deps.executions.send(ListRunners);
+                    session.spawn_step(ctx, listing, move |session, runners, ctx| {
+                        session.emit_context(runners_result(runners), ctx);
+                        session.take_first_step(first, ctx);
+                    });
+                } else {
+                    session.take_first_step(first, ctx);
                 }
                 Ok(())
             }),
@@ -1152,6 +1170,17 @@ impl Handler<LlmEvent> for Session {
                 let _ = room.await;
             }),
         }
+    }
+}
+
+/// The watcher's runner list as `list_runners`' result, or the error the model should see.
+fn runners_result(answer: Result<RunnerList, MailboxError>) -> (Value, bool) {
+    match answer {
+        Ok(runners) => (serde_json::to_value(runners).unwrap_or_default(), false),
+        Err(err) => (
+            json!({"error": format!("executions are unavailable: {err}")}),
+            true,
+        ),
     }
 }
 

@@ -159,8 +159,16 @@ impl BuiltinTool {
                     "type": "object",
                     "properties": {"runners": {"type": "array", "items": {
                         "type": "object",
-                        "properties": {"name": {"type": "string"}, "type": {"type": "string"}, "status": {"type": "string"}, "description": {"type": "string"}},
-                        "required": ["name", "status"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "type": {"type": "string", "enum": ["local", "kubiya-hosted"]},
+                            "status": {"type": "string", "enum": ["available", "unavailable", "configured"]},
+                            "description": {"type": "string"},
+                            "default": {"type": "boolean", "description": "Runs that name no runner go to it."},
+                            "isolation": {"type": "string"},
+                            "network": {"type": "boolean"},
+                        },
+                        "required": ["name", "type", "status", "description", "default"],
                     }}},
                     "required": ["runners"],
                 }),

@@ -1,26 +1,22 @@
 //! The built-in tools the agent offers the model — `validate_workflow`, `execute_workflow`,
 //! `get_execution`, `list_runners` — written once in the [`catalog`] that the Session, our
 //! MCP server and the offline planner all use; reading a workflow out of a call's arguments
-//! ([`argument`]) and the [`report`] validation gives, in one shape for every caller. The
-//! Session actor runs the calls; tools from MCP servers join the same catalog under
+//! ([`argument`]) and the [`report`] validation gives, in one shape for every caller; which
+//! runners there are is the `ExecutionWatcher`'s to say (`ListRunners`). The Session actor
+//! runs the calls; tools from MCP servers join the same catalog under
 //! `server__tool` names.
 
 pub mod argument;
 pub mod catalog;
 pub mod report;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub use argument::{workflow_document, workflow_from_argument};
 pub use catalog::{
     BuiltinTool, EXECUTE_WORKFLOW, GET_EXECUTION, LIST_RUNNERS, VALIDATE_WORKFLOW, builtin_catalog,
 };
 pub use report::ValidationReport;
-
-/// `list_runners`' result.
-pub fn runners() -> Value {
-    json!({"runners": [{"name": "local", "description": "this host, each step sandboxed"}]})
-}
 
 /// A workflow written as JSON in the model's text (a fenced block or a bare object), for
 /// models that answer in prose instead of calling the tool.

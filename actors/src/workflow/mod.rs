@@ -24,8 +24,8 @@ pub use dsl::validate::{
 pub use execution::error::ExecutionError;
 pub use execution::feed::{EventFeed, follow};
 pub use execution::messages::{
-    CancelExecution, DrainExecutions, GetExecution, GetWorkflow, ListExecutions, StartExecution,
-    Subscribe,
+    CancelExecution, DrainExecutions, GetExecution, GetWorkflow, ListExecutions, ListRunners,
+    StartExecution, Subscribe,
 };
 pub use execution::shared::{LOST_REASON, SharedConfig};
 pub use execution::state::{
@@ -42,6 +42,6 @@ pub use run::local::limits::{StepLimits, WorkflowLimits};
 pub use run::local::runnable::check_runnable_locally;
 pub use run::local::scheduler::{LocalRunner, RunOptions, RunRequest};
 pub use run::outcome::{RunOutcome, StepOutcome};
-pub use run::runner::LOCAL_RUNNER;
+pub use run::runner::{LOCAL_RUNNER, RunnerInfo, RunnerKind, RunnerList, RunnerState};
 pub use run::sandbox::confinement::HostIds;
 pub use run::status::{ExecutionStatus, StepStatus};

@@ -1,6 +1,6 @@
 //! The messages the `ExecutionWatcher` answers: from HTTP handlers, sessions, the MCP server
 //! and the CLI ([`StartExecution`], [`Subscribe`], [`GetExecution`], [`CancelExecution`],
-//! [`DrainExecutions`], [`ListExecutions`], [`GetWorkflow`]); from its own runs, in order ([`RunStarted`], [`RunProgressed`]…,
+//! [`DrainExecutions`], [`ListExecutions`], [`GetWorkflow`], [`ListRunners`]); from its own runs, in order ([`RunStarted`], [`RunProgressed`]…,
 //! [`RunFinished`]); and from an execution's publisher ([`ExecutionTakenOver`]).
 
 use std::time::Duration;
@@ -15,6 +15,7 @@ use crate::store::{ExecutionId, TenantId};
 use crate::workflow::dsl::model::Workflow;
 use crate::workflow::run::event::StepEvent;
 use crate::workflow::run::outcome::RunOutcome;
+use crate::workflow::run::runner::RunnerList;
 use crate::workflow::run::status::ExecutionStatus;
 
 /// Starts an execution. Validates first (for `local`, also that this host can run every
@@ -86,6 +87,11 @@ pub struct DrainExecutions {
     pub within: Duration,
 }
 
+/// The runners this server has and their state ([`Runners::list`](crate::workflow::run::runner::Runners::list)).
+#[derive(Debug, Message)]
+#[rtype(result = "RunnerList")]
+pub struct ListRunners;
+
 /// A run's runner began (sent by the run to its watcher).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -101,14 +107,13 @@ pub(super) struct RunProgressed {
     pub(super) event: StepEvent,
 }
 
-/// A run's future returned; the local runner's outcome has each step's final state. The
-/// run's `workflow_complete` comes with it, recorded after the outcome.
+/// A run ended: its runner's outcome, from which the execution's final state and its
+/// `workflow_complete` are derived.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(super) struct RunFinished {
     pub(super) execution_id: ExecutionId,
-    pub(super) outcome: Option<RunOutcome>,
-    pub(super) last: Option<StepEvent>,
+    pub(super) outcome: RunOutcome,
 }
 
 /// The publisher of an execution found that another replica declared it lost.

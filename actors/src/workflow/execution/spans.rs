@@ -1,7 +1,7 @@
 //! The trace spans of one workflow execution: the execution (`workflow {name}`), open for the
 //! whole run, and a child per step, open from its `step_running` event to the event that ends
-//! it (a retried step gets a span per attempt). They follow the run's own events, so every
-//! runner gets them. The execution's parent is the span it was started under: the tool call
+//! it (a retried step gets a span per attempt). They follow the run's own events and its
+//! outcome, so every runner gets them. The execution's parent is the span it was started under: the tool call
 //! of a turn, or the HTTP request of `POST /v1/executions`.
 
 use std::collections::HashMap;
@@ -10,6 +10,7 @@ use tracing::Span;
 use tracing::field::Empty;
 
 use crate::workflow::run::event::StepEvent;
+use crate::workflow::run::outcome::RunOutcome;
 
 pub struct ExecutionSpans {
     execution: Span,
@@ -48,17 +49,21 @@ impl ExecutionSpans {
                 self.step_ended(step, "failed", Some(error));
             }
             StepEvent::StepSkipped { step, .. } => self.step_ended(step, "skipped", None),
-            StepEvent::WorkflowComplete { status, error, .. } => {
-                self.execution
-                    .record("kubiya.workflow.status", status.as_str());
-                if let Some(error) = error {
-                    self.execution.record("otel.status_code", "ERROR");
-                    self.execution.record("error.type", error.as_str());
-                }
-                // Steps still open when the run ended end with it.
-                self.steps.clear();
-            }
+            // The run's end comes as its outcome (`ended`).
+            StepEvent::WorkflowComplete { .. } => {}
         }
+    }
+
+    /// The run ended with `outcome`: the execution's span says how.
+    pub fn ended(&mut self, outcome: &RunOutcome) {
+        self.execution
+            .record("kubiya.workflow.status", outcome.status.as_str());
+        if let Some(error) = &outcome.error {
+            self.execution.record("otel.status_code", "ERROR");
+            self.execution.record("error.type", error.as_str());
+        }
+        // Steps still open when the run ended end with it.
+        self.steps.clear();
     }
 
     fn step_span(&self, step: &str) -> Span {

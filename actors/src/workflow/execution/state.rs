@@ -1,6 +1,7 @@
 //! One execution as the `ExecutionWatcher` keeps it: its status, each step's state, the
 //! numbered event log subscribers replay from, and the subscribers themselves. The watcher
-//! feeds it the runner's [`StepEvent`]s (and, for local runs, the final [`RunOutcome`]);
+//! feeds it the runner's [`StepEvent`]s, then the [`RunOutcome`] the run ended with, which
+//! settles the steps it knows and ends the log with the `workflow_complete` derived from it;
 //! HTTP handlers see it only as an [`ExecutionSnapshot`] or as [`ExecutionEvent`]s.
 //!
 //! What an execution keeps is bounded by bytes ([`Execution::with_log_budget`]): a workflow
@@ -192,8 +193,6 @@ pub(crate) struct Execution {
     live_bytes: usize,
     live_cut: bool,
     pub cancel: CancellationToken,
-    /// The runner's future has returned (a final event alone does not mean that).
-    pub run_done: bool,
 }
 
 /// The bytes an execution keeps unless told otherwise.
@@ -237,7 +236,6 @@ impl Execution {
             live_bytes: 0,
             live_cut: false,
             cancel: CancellationToken::new(),
-            run_done: false,
         }
     }
 
@@ -432,9 +430,20 @@ impl Execution {
         Subscription::Following
     }
 
+    /// The run ended with `outcome`, its runner's final word: each step's final state it
+    /// knows, then the final event derived from it. An execution already ended (declared
+    /// lost meanwhile) stays as it ended.
+    pub fn finish(&mut self, outcome: &RunOutcome) {
+        if self.is_complete() {
+            return;
+        }
+        self.apply_outcome(outcome);
+        self.record(outcome.completion(&self.identity.workflow));
+    }
+
     /// Takes the local runner's final word on each step: exit codes, stderr-bearing errors,
     /// and steps that never emitted an event.
-    pub fn apply_outcome(&mut self, outcome: &RunOutcome) {
+    fn apply_outcome(&mut self, outcome: &RunOutcome) {
         for (name, step) in outcome.steps.iter().chain(&outcome.handlers) {
             if step.status == StepStatus::Pending && step.attempts == 0 {
                 continue;
@@ -466,29 +475,6 @@ impl Execution {
             self.fit(&mut value, 1);
             self.outputs.insert(name.clone(), value);
         }
-    }
-
-    /// Makes sure the execution ended with one final event, even when its runner died.
-    pub fn ensure_complete(&mut self, reason: &str) {
-        if self.is_complete() {
-            return;
-        }
-        let elapsed = self
-            .started_at
-            .map_or(0, |started| now_millis().saturating_sub(started));
-        let status = if self.cancel.is_cancelled() {
-            ExecutionStatus::Cancelled
-        } else {
-            ExecutionStatus::Failed
-        };
-        self.record(StepEvent::WorkflowComplete {
-            workflow: self.identity.workflow.clone(),
-            status,
-            duration: format_duration(std::time::Duration::from_millis(elapsed)),
-            duration_ms: elapsed,
-            error: Some(reason.to_owned()),
-            timestamp: now_millis(),
-        });
     }
 
     pub fn snapshot(&self) -> ExecutionSnapshot {
@@ -844,14 +830,80 @@ mod tests {
     }
 
     #[test]
-    fn ensure_complete_adds_one_final_event_only_when_missing() {
+    fn the_outcome_ends_the_execution_with_one_final_event_derived_from_it() {
         let mut execution = execution();
-        execution.mark_started();
-        execution.ensure_complete("the runner stopped");
-        execution.ensure_complete("again");
+        execution.record(running("a"));
+        let mut outcome = RunOutcome::ended(
+            ExecutionStatus::Failed,
+            Some("step 'a' failed: exit status 3".to_owned()),
+            std::time::Duration::from_millis(1500),
+        );
+        outcome.steps.insert(
+            "a".to_owned(),
+            StepOutcome {
+                status: StepStatus::Failed,
+                output: "partial".to_owned(),
+                error: Some("exit status 3".to_owned()),
+                exit_code: Some(3),
+                attempts: 1,
+                ..StepOutcome::pending()
+            },
+        );
+        outcome.steps.insert("b".to_owned(), StepOutcome::pending());
+        execution.finish(&outcome);
+        // A second word (or one after the execution was declared lost) changes nothing.
+        execution.finish(&RunOutcome::ended(
+            ExecutionStatus::Success,
+            None,
+            std::time::Duration::ZERO,
+        ));
+
+        let log = execution.events_after(0);
+        assert_eq!(log.len(), 2);
+        assert!(log[1].is_final());
+        let StepEvent::WorkflowComplete {
+            status,
+            error,
+            duration_ms,
+            ..
+        } = &log[1].event
+        else {
+            panic!("{:?}", log[1]);
+        };
+        assert_eq!(*status, ExecutionStatus::Failed);
+        assert_eq!(error.as_deref(), Some("step 'a' failed: exit status 3"));
+        assert_eq!(*duration_ms, 1500);
+
         let snapshot = execution.snapshot();
-        assert_eq!(snapshot.last_seq, 1);
         assert_eq!(snapshot.status, ExecutionStatus::Failed);
-        assert_eq!(snapshot.error.as_deref(), Some("the runner stopped"));
+        assert_eq!(
+            snapshot.error.as_deref(),
+            Some("step 'a' failed: exit status 3")
+        );
+        assert_eq!(snapshot.duration.as_deref(), Some("1.5s"));
+        assert_eq!(snapshot.steps[0].status, StepStatus::Failed);
+        assert_eq!(snapshot.steps[0].exit_code, Some(3));
+        assert_eq!(snapshot.steps[0].output.as_deref(), Some("partial"));
+        assert_eq!(snapshot.steps[1].status, StepStatus::Pending);
+    }
+
+    #[test]
+    fn a_runner_that_died_ends_the_execution_failed_saying_so() {
+        let mut execution = execution();
+        execution.record(running("a"));
+        execution.finish(&RunOutcome::ended(
+            ExecutionStatus::Failed,
+            Some(crate::workflow::run::runner::RUNNER_DIED.to_owned()),
+            std::time::Duration::ZERO,
+        ));
+        let snapshot = execution.snapshot();
+        assert_eq!(snapshot.last_seq, 2);
+        assert_eq!(snapshot.status, ExecutionStatus::Failed);
+        assert_eq!(
+            snapshot.error.as_deref(),
+            Some("the runner stopped without reporting the end of the run")
+        );
+        // The step it was running when it died failed with it.
+        assert_eq!(snapshot.steps[0].status, StepStatus::Failed);
     }
 }

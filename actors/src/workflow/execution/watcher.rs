@@ -28,7 +28,7 @@ use super::error::ExecutionError;
 use super::follower::{self, RemoteSubscribe};
 use super::messages::{
     CancelExecution, DrainExecutions, ExecutionTakenOver, GetExecution, GetWorkflow,
-    ListExecutions, RunFinished, RunProgressed, RunStarted, StartExecution, Subscribe,
+    ListExecutions, ListRunners, RunFinished, RunProgressed, RunStarted, StartExecution, Subscribe,
 };
 use super::publisher::{ExecutionPublisher, PublisherParts};
 use super::shared::{ExecutionKeys, LOST_REASON, SharedConfig, SharedExecutions};
@@ -42,10 +42,11 @@ use crate::workflow::dsl::error::ValidationError;
 use crate::workflow::dsl::graph::DependencyGraph;
 use crate::workflow::dsl::model::Workflow;
 use crate::workflow::dsl::validate::validate;
-use crate::workflow::run::event::{StepEvent, format_duration, now_millis};
+use crate::workflow::run::event::{StepEvent, now_millis};
 use crate::workflow::run::kubiya::KubiyaConfig;
 use crate::workflow::run::local::scheduler::RunOptions;
-use crate::workflow::run::runner::{LOCAL_RUNNER, Run, Runner, Runners};
+use crate::workflow::run::outcome::RunOutcome;
+use crate::workflow::run::runner::{LOCAL_RUNNER, Run, Runner, RunnerList, Runners};
 use crate::workflow::run::status::ExecutionStatus;
 
 /// How the watcher runs executions and how long it remembers them.
@@ -210,20 +211,18 @@ impl ExecutionWatcher {
                 execution_id: id.clone(),
             });
             let mut run = std::pin::pin!(run);
-            // Forward events while the run goes on; the mailbox keeps them in order. The
-            // final event waits for the run's outcome, so that whoever hears the run ended
-            // finds its final state.
-            let mut last = None;
+            // Forward events while the run goes on; the mailbox keeps them in order.
             let mut forward = |event: StepEvent| {
-                spans.observe(&event);
                 if matches!(event, StepEvent::WorkflowComplete { .. }) {
-                    last = Some(event);
-                } else {
-                    watcher.do_send(RunProgressed {
-                        execution_id: id.clone(),
-                        event,
-                    });
+                    // The run's end is its outcome's to say.
+                    tracing::warn!(execution = %id, "a runner's own workflow_complete dropped");
+                    return;
                 }
+                spans.observe(&event);
+                watcher.do_send(RunProgressed {
+                    execution_id: id.clone(),
+                    event,
+                });
             };
             let outcome = loop {
                 tokio::select! {
@@ -238,10 +237,10 @@ impl ExecutionWatcher {
             while let Ok(event) = received.try_recv() {
                 forward(event);
             }
+            spans.ended(&outcome);
             watcher.do_send(RunFinished {
                 execution_id: id,
                 outcome,
-                last,
             });
         }));
         Launched {
@@ -495,6 +494,16 @@ impl Handler<GetWorkflow> for ExecutionWatcher {
     }
 }
 
+impl Handler<ListRunners> for ExecutionWatcher {
+    type Result = ResponseFuture<RunnerList>;
+
+    fn handle(&mut self, _: ListRunners, _: &mut Self::Context) -> Self::Result {
+        // Probing the sandbox awaits a process: not in the mailbox.
+        let runners = self.runners.clone();
+        Box::pin(async move { runners.list().await })
+    }
+}
+
 impl Handler<CancelExecution> for ExecutionWatcher {
     type Result = ResponseFuture<Result<ExecutionStatus, ExecutionError>>;
 
@@ -590,15 +599,7 @@ impl Handler<RunFinished> for ExecutionWatcher {
     fn handle(&mut self, finished: RunFinished, _: &mut Self::Context) {
         self.active_runs = self.active_runs.saturating_sub(1);
         if let Some(execution) = self.executions.get_mut(&finished.execution_id) {
-            if let Some(outcome) = &finished.outcome {
-                execution.apply_outcome(outcome);
-            }
-            match finished.last {
-                Some(last) => execution.record(last),
-                None => execution
-                    .ensure_complete("the runner stopped without reporting the end of the run"),
-            }
-            execution.run_done = true;
+            execution.finish(&finished.outcome);
             let kept = execution.kept_bytes();
             tracing::info!(
                 execution = %finished.execution_id,
@@ -637,14 +638,11 @@ impl Handler<ExecutionTakenOver> for ExecutionWatcher {
             .snapshot()
             .started_at
             .map_or(0, |started| now_millis().saturating_sub(started));
-        execution.record(StepEvent::WorkflowComplete {
-            workflow: execution.identity.workflow.clone(),
-            status: ExecutionStatus::Lost,
-            duration: format_duration(Duration::from_millis(elapsed)),
-            duration_ms: elapsed,
-            error: Some(LOST_REASON.to_owned()),
-            timestamp: now_millis(),
-        });
+        execution.finish(&RunOutcome::ended(
+            ExecutionStatus::Lost,
+            Some(LOST_REASON.to_owned()),
+            Duration::from_millis(elapsed),
+        ));
     }
 }
 
@@ -652,26 +650,9 @@ impl Handler<ExecutionTakenOver> for ExecutionWatcher {
 mod tests {
     use super::*;
     use crate::store::TenantId;
+    use crate::workflow::execution::feed::{EventFeed, follow};
     use crate::workflow::execution::state::ExecutionEvent;
     use serde_json::json;
-    use std::sync::{Arc, Mutex};
-
-    /// Collects the events it is sent.
-    struct Collector {
-        events: Arc<Mutex<Vec<ExecutionEvent>>>,
-    }
-
-    impl Actor for Collector {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<ExecutionEvent> for Collector {
-        type Result = ();
-
-        fn handle(&mut self, event: ExecutionEvent, _: &mut Self::Context) {
-            self.events.lock().expect("not poisoned").push(event);
-        }
-    }
 
     fn workflow(value: Value) -> Workflow {
         Workflow::from_value(value).expect("parses")
@@ -707,26 +688,62 @@ mod tests {
             .expect("the watcher answers")
     }
 
+    /// How long a test waits for an execution to get somewhere before failing.
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    /// The execution's events from the start, as they come.
+    async fn feed(watcher: &Addr<ExecutionWatcher>, tenant: &str, id: &str) -> EventFeed {
+        follow(
+            watcher,
+            &TenantId::parse(tenant).unwrap(),
+            &ExecutionId::parse(id).unwrap(),
+            0,
+        )
+        .await
+        .expect("answers")
+        .expect("not over before it began")
+    }
+
+    /// Waits for the first event of `kind`.
+    async fn wait_for(feed: &mut EventFeed, kind: &str) -> ExecutionEvent {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let event = feed.next().await.expect("the feed goes on");
+                if event.event.kind() == kind {
+                    return event;
+                }
+                assert!(!event.is_final(), "ended before any {kind}: {event:?}");
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {kind} within {PATIENCE:?}"))
+    }
+
+    /// Waits for the execution's final event, then answers its state.
     async fn wait_finished(
         watcher: &Addr<ExecutionWatcher>,
         tenant: &str,
         id: &str,
     ) -> ExecutionSnapshot {
-        for _ in 0..400 {
-            let snapshot = watcher
-                .send(GetExecution {
-                    tenant: TenantId::parse(tenant).unwrap(),
-                    execution_id: ExecutionId::parse(id).unwrap(),
-                })
-                .await
-                .expect("answers")
-                .expect("exists");
-            if snapshot.status.is_finished() {
-                return snapshot;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        if let Some(mut feed) = follow(
+            watcher,
+            &TenantId::parse(tenant).unwrap(),
+            &ExecutionId::parse(id).unwrap(),
+            0,
+        )
+        .await
+        .expect("answers")
+        {
+            wait_for(&mut feed, "workflow_complete").await;
         }
-        panic!("execution {id} did not finish");
+        watcher
+            .send(GetExecution {
+                tenant: TenantId::parse(tenant).unwrap(),
+                execution_id: ExecutionId::parse(id).unwrap(),
+            })
+            .await
+            .expect("answers")
+            .expect("exists")
     }
 
     #[actix_rt::test]
@@ -749,26 +766,23 @@ mod tests {
         assert_eq!(snapshot.steps[1].output.as_deref(), Some("one-two"));
         assert_eq!(snapshot.steps[0].exit_code, Some(0));
 
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let collector = Collector {
-            events: events.clone(),
+        let mut late = follow(
+            &watcher,
+            &TenantId::parse("t1").unwrap(),
+            &summary.execution_id,
+            2,
+        )
+        .await
+        .expect("answers")
+        .expect("events follow seq 2");
+        let mut seqs = Vec::new();
+        while let Some(event) = late.next().await {
+            seqs.push(event.seq);
+            if event.is_final() {
+                break;
+            }
         }
-        .start();
-        let subscribed = watcher
-            .send(Subscribe {
-                tenant: TenantId::parse("t1").unwrap(),
-                execution_id: summary.execution_id.clone(),
-                after_seq: 2,
-                subscriber: collector.recipient(),
-            })
-            .await
-            .expect("answers")
-            .expect("exists");
-        assert_eq!(subscribed, Subscription::Following);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let seqs: Vec<u64> = events.lock().unwrap().iter().map(|e| e.seq).collect();
         assert_eq!(seqs, (3..=snapshot.last_seq).collect::<Vec<_>>());
-        assert!(events.lock().unwrap().last().unwrap().is_final());
 
         let other = watcher
             .send(GetExecution {
@@ -793,7 +807,8 @@ mod tests {
         )
         .await
         .expect("starts");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut events = feed(&watcher, "t", &summary.execution_id).await;
+        wait_for(&mut events, "step_running").await;
         let status = watcher
             .send(CancelExecution {
                 tenant: TenantId::parse("t").unwrap(),
@@ -862,9 +877,8 @@ mod tests {
         let first = start(&watcher, "t", hello.clone()).await.expect("starts");
         wait_finished(&watcher, "t", &first.execution_id).await;
         let second = start(&watcher, "t", hello).await.expect("starts");
+        // The final event is recorded as the run's outcome arrives, when the oldest goes.
         let snapshot = wait_finished(&watcher, "t", &second.execution_id).await;
-        // The second run's RunFinished may trail its final event by a moment.
-        tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(snapshot.status, ExecutionStatus::Success);
         let gone = watcher
             .send(GetExecution {
@@ -889,7 +903,8 @@ mod tests {
         )
         .await
         .expect("starts");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut events = feed(&watcher, "t", &summary.execution_id).await;
+        wait_for(&mut events, "step_running").await;
         watcher
             .send(DrainExecutions {
                 within: Duration::from_secs(10),

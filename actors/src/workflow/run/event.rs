@@ -1,6 +1,8 @@
 //! The events a workflow run emits, flat as the original agent server documents them
 //! (`{"type":"step_running","step":"build","message":…}`), plus a timestamp. Runners send
-//! them; the `ExecutionWatcher` adds the execution id and sequence number and fans them out.
+//! the step events as they happen; the `ExecutionWatcher` adds the execution id and sequence
+//! number, ends them with the `workflow_complete` derived from the run's outcome, and fans
+//! them out.
 
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -58,7 +60,9 @@ pub enum StepEvent {
         reason: String,
         timestamp: u64,
     },
-    /// The run ended; always the last event, exactly once.
+    /// The run ended; always the last event, exactly once. Runners never send it: it is
+    /// derived from the outcome a runner returns ([`RunOutcome::completion`](super::outcome::RunOutcome::completion)),
+    /// or says an execution was lost.
     WorkflowComplete {
         workflow: String,
         status: ExecutionStatus,

@@ -6,8 +6,8 @@
 //! `"parameters"`. The answer is an SSE stream whose payloads are plain JSON or Vercel-style
 //! `2:{…}` records, where `step` is an object; [`PlatformStream`](super::kubiya_stream::PlatformStream)
 //! maps them to our flat [`StepEvent`]s (`step` is the step's name) and decides how the run
-//! ended. The runner always
-//! sends exactly one `workflow_complete` last, as the local runner does.
+//! ended. As the local runner, it sends the step events and returns the run's
+//! [`RunOutcome`], its final word (the `workflow_complete` clients see is derived from it).
 //!
 //! It holds an `awc` client, which is not `Send`: it lives on the `ExecutionWatcher`'s
 //! arbiter, and its runs are spawned there.
@@ -21,11 +21,11 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use super::event::{StepEvent, duration_millis, format_duration, now_millis};
+use super::event::StepEvent;
 use super::kubiya_stream::{Ending, PlatformStream};
+use super::outcome::RunOutcome;
 use crate::framing::sse::SseDecoder;
 use crate::workflow::dsl::model::Workflow;
-use crate::workflow::run::status::ExecutionStatus;
 
 /// How to reach the platform; the key stays out of `Debug`.
 #[derive(Clone)]
@@ -112,8 +112,9 @@ impl KubiyaRunner {
         Value::Object(body)
     }
 
-    /// Runs the workflow to its end; always sends exactly one `workflow_complete` last.
-    pub async fn run(&self, run: PlatformRun) -> ExecutionStatus {
+    /// Runs the workflow to its end: the steps' events as the platform reports them (and an
+    /// end for each step it left unsettled), then the outcome.
+    pub async fn run(&self, run: PlatformRun) -> RunOutcome {
         let started = Instant::now();
         let mut stream = PlatformStream::new(&run.runner, self.config.max_output_bytes);
         let ending = tokio::select! {
@@ -122,19 +123,10 @@ impl KubiyaRunner {
         };
         let (status, error) = stream.verdict(ending);
         for event in stream.unsettled(&run.workflow, status, error.as_deref()) {
+            // A receiver that went away only means nobody is listening any more.
             let _ = run.events.send(event);
         }
-        let duration = started.elapsed();
-        // A receiver that went away only means nobody is listening any more.
-        let _ = run.events.send(StepEvent::WorkflowComplete {
-            workflow: run.workflow.name.clone(),
-            status,
-            duration: format_duration(duration),
-            duration_ms: duration_millis(duration),
-            error,
-            timestamp: now_millis(),
-        });
-        status
+        RunOutcome::ended(status, error, started.elapsed())
     }
 
     async fn follow(&self, run: &PlatformRun, stream: &mut PlatformStream) -> Ending {

@@ -277,7 +277,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_first_line_goes_at_once_and_the_rest_at_most_every_gap() {
         let (events, mut receiver) = unbounded_channel();
         let emitter = Emitter::new(events, Vec::new());
@@ -295,7 +295,8 @@ mod tests {
         assert_eq!(texts(&mut receiver), ["four"]);
     }
 
-    #[tokio::test]
+    // Paused time: no refill while the flood is written, so the bounds are exact.
+    #[tokio::test(start_paused = true)]
     async fn a_flood_is_cut_to_the_budget_and_says_so() {
         let (events, mut receiver) = unbounded_channel();
         let emitter = Emitter::new(events, Vec::new());

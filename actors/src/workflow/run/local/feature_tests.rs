@@ -379,10 +379,7 @@ async fn output_streams_live_and_a_secret_split_over_two_writes_stays_masked() {
     // Live output comes between the step's start and its end.
     let kinds: Vec<&str> = finished.events.iter().map(StepEvent::kind).collect();
     assert_eq!(kinds[0], "step_running");
-    assert_eq!(
-        &kinds[kinds.len() - 2..],
-        ["step_complete", "workflow_complete"]
-    );
+    assert_eq!(kinds.last(), Some(&"step_complete"));
     let everything = format!("{:?}", finished.events);
     assert!(
         !everything.contains("hunter22") && !everything.contains("nter22"),
@@ -505,7 +502,7 @@ async fn docker_steps_are_refused_with_a_clear_message_when_no_engine_answers() 
         "{problem:?}"
     );
     assert!(
-        finished.events.len() == 1,
+        finished.events.is_empty(),
         "nothing ran: {:#?}",
         finished.events
     );

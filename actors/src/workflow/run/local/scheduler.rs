@@ -19,7 +19,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use indexmap::IndexMap;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::{Instant, sleep_until};
@@ -36,7 +35,7 @@ use crate::workflow::dsl::graph::DependencyGraph;
 use crate::workflow::dsl::model::{ExecutorKind, Step, Workflow};
 use crate::workflow::dsl::template::{Scope, is_var_name};
 use crate::workflow::dsl::validate::{handler_steps, validate};
-use crate::workflow::run::event::{StepEvent, duration_millis, format_duration, now_millis};
+use crate::workflow::run::event::{StepEvent, format_duration};
 use crate::workflow::run::http::HttpStepClient;
 use crate::workflow::run::outcome::{RunOutcome, StepOutcome};
 use crate::workflow::run::sandbox::confinement::{HostIds, IdLease, running_as_root};
@@ -202,7 +201,8 @@ impl LocalRunner {
         }
     }
 
-    /// Runs the workflow to its end. Always sends exactly one `workflow_complete` last.
+    /// Runs the workflow to its end, sending each step's events as they happen; the outcome
+    /// is the run's final word (no `workflow_complete` is sent: it is derived from it).
     pub async fn run(&self, request: RunRequest) -> RunOutcome {
         let started = Instant::now();
         let RunRequest {
@@ -225,19 +225,12 @@ impl LocalRunner {
         );
         let emitter = Emitter::new(events, masked);
         let mut outcome = RunOutcome {
-            status: ExecutionStatus::Failed,
-            error: None,
-            validation_errors: Vec::new(),
             steps: workflow
                 .steps
                 .iter()
                 .map(|step| (step.name.clone(), StepOutcome::pending()))
                 .collect(),
-            handlers: IndexMap::new(),
-            outputs: IndexMap::new(),
-            duration: Duration::ZERO,
-            sandboxed: false,
-            work_dir: None,
+            ..RunOutcome::ended(ExecutionStatus::Failed, None, Duration::ZERO)
         };
         let job = Job {
             workflow: &workflow,
@@ -271,14 +264,6 @@ impl LocalRunner {
         for value in outcome.outputs.values_mut() {
             *value = emitter.mask(value);
         }
-        emitter.send(StepEvent::WorkflowComplete {
-            workflow: workflow.name.clone(),
-            status: outcome.status,
-            duration: format_duration(outcome.duration),
-            duration_ms: duration_millis(outcome.duration),
-            error: outcome.error.clone(),
-            timestamp: now_millis(),
-        });
         outcome
     }
 

@@ -109,8 +109,8 @@ fn run_boxed(runner: LocalRunner, request: RunRequest) -> BoxFuture<'static, Run
     Box::pin(async move { runner.run(request).await })
 }
 
-/// A child's step event under the parent step's name; its `workflow_complete` is the
-/// parent's own business.
+/// A child's step event under the parent step's name (runs send no `workflow_complete`: the
+/// child's outcome is the parent step's own business).
 fn forward_event(emitter: &super::context::Emitter, parent: &str, event: StepEvent) {
     let nested = |step: &str| format!("{parent}/{step}");
     match event {
