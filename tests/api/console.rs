@@ -282,7 +282,9 @@ async fn a_running_steps_output_shows_live_in_its_panel_as_text() {
 async fn a_step_that_will_be_retried_shows_retrying_between_its_attempts() {
     let workflow = json!({"name": "flaky", "steps": [{
         "name": "flaky", "command": "echo trying; exit 1",
-        "retryPolicy": {"limit": 1, "intervalSec": 1},
+        // The retrying state lasts the interval: long enough for a browser on a loaded
+        // machine to render it between the two attempts.
+        "retryPolicy": {"limit": 1, "intervalSec": 4},
     }]});
     let mock = MockUpstream::start(validate_run_answer(&workflow, "It kept failing."));
     let app = spawn_app_against(&mock.base(), |_| {}).await;
