@@ -15,7 +15,7 @@ use crate::store::ExecutionId;
 
 use std::time::{Duration, Instant};
 
-use actix::Addr;
+use actix::Recipient;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -25,7 +25,6 @@ use tokio_util::sync::CancellationToken;
 use super::messages::ExecutionTakenOver;
 use super::shared::{Append, ExecutionKeys, Ownership, SharedExecutions};
 use super::state::{Execution, ExecutionEvent, ExecutionSnapshot};
-use super::watcher::ExecutionWatcher;
 
 /// The longest pause between two attempts of a failed write.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
@@ -37,7 +36,8 @@ pub(crate) struct PublisherParts {
     pub execution_id: ExecutionId,
     /// The run's cancellation, for cancel requests from other replicas.
     pub cancel: CancellationToken,
-    pub watcher: Addr<ExecutionWatcher>,
+    /// Where a take-over is reported (the `ExecutionWatcher`).
+    pub taken_over: Recipient<ExecutionTakenOver>,
     /// Fires when the watcher stops: writes still failing are abandoned.
     pub shutdown: CancellationToken,
 }
@@ -230,7 +230,7 @@ fn taken_over(parts: &PublisherParts) {
         execution = %parts.execution_id,
         "another replica declared this execution lost (this one could not reach Redis in time): stopping it"
     );
-    parts.watcher.do_send(ExecutionTakenOver {
+    parts.taken_over.do_send(ExecutionTakenOver {
         execution_id: parts.execution_id.clone(),
     });
 }

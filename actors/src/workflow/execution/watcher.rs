@@ -263,7 +263,7 @@ impl ExecutionWatcher {
             keys,
             execution_id: identity.id.clone(),
             cancel: execution.cancel.clone(),
-            watcher: ctx.address(),
+            taken_over: ctx.address().recipient(),
             shutdown: self.stopped.clone(),
         };
         let (publisher, registered) = ExecutionPublisher::start(parts, execution);
