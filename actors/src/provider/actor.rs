@@ -11,48 +11,19 @@
 //! away.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix::prelude::*;
-use tokio_util::sync::CancellationToken;
 
-use super::call;
-use super::event::{LlmEvent, Usage};
-use super::message::ChatRequest;
+use super::accounting::TokenAccounting;
+use super::call::{self, StartCompletion};
+use super::event::LlmEvent;
 use super::preset::ProviderKind;
 use super::upstream::{Upstream, UpstreamConfig};
 use crate::per_thread::PerThread;
 
 impl Message for LlmEvent {
     type Result = ();
-}
-
-/// Streams one model call to `reply_to`: deltas, tool calls, usage, then exactly one
-/// `Finished` or `Failed`. Nothing is sent after `cancel` fires or `reply_to` closes.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StartCompletion {
-    pub request: ChatRequest,
-    pub reply_to: Recipient<LlmEvent>,
-    pub cancel: CancellationToken,
-}
-
-/// Calls, tokens and upstream connections across all calls of a pool, for metrics.
-#[derive(Debug, Default)]
-pub struct TokenAccounting {
-    pub calls: AtomicU64,
-    pub input_tokens: AtomicU64,
-    pub output_tokens: AtomicU64,
-    /// TCP connections opened to the upstreams; far below `calls` when the pools reuse them.
-    pub connections_opened: Arc<AtomicU64>,
-}
-
-impl TokenAccounting {
-    pub fn record(&self, usage: Usage) {
-        self.input_tokens.fetch_add(usage.input, Ordering::Relaxed);
-        self.output_tokens
-            .fetch_add(usage.output, Ordering::Relaxed);
-    }
 }
 
 pub struct LlmProvider {

@@ -10,18 +10,30 @@
 
 use std::time::Duration;
 
-use actix::Recipient;
+use actix::{Message, Recipient};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
 
-use super::actor::{StartCompletion, TokenAccounting};
+use super::accounting::TokenAccounting;
 use super::codec::{self, StreamDecoder};
 use super::event::{FinishReason, LlmEvent, ProviderError, TimeoutPhase};
 use super::message::ChatRequest;
 use super::offline;
 use super::preset::Protocol;
 use super::upstream::Upstream;
+
+/// The message that starts one model call on an `LlmProvider`: it streams the call to
+/// `reply_to` (deltas, tool calls, usage, then exactly one `Finished` or `Failed`), and sends
+/// nothing after `cancel` fires or `reply_to` closes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StartCompletion {
+    pub request: ChatRequest,
+    pub reply_to: Recipient<LlmEvent>,
+    pub cancel: CancellationToken,
+}
 
 /// Error bodies are read for their message only; a megabyte of HTML is not a message.
 const MAX_ERROR_BODY: usize = 64 * 1024;

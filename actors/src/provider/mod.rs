@@ -6,7 +6,9 @@
 //! the settings the provider actor runs with.
 //!
 //! [`actor`] holds the `LlmProvider` actor and the [`ProviderPool`] sessions call; [`call`]
-//! runs one model call (retries, fallbacks, timeouts, cancellation) over an [`upstream`];
+//! runs one model call (retries, fallbacks, timeouts, cancellation) over an [`upstream`],
+//! started by its [`StartCompletion`] message; [`accounting`] counts calls, tokens and
+//! connections for metrics;
 //! [`offline`] is the built-in planner that needs no network.
 //!
 //! The rest is pure code the provider actor calls around its HTTP requests:
@@ -17,6 +19,7 @@
 //! and [`ollama`] translate between those and each protocol, over the SSE and NDJSON
 //! framings of [`crate::framing`]; [`codec`] picks the right one for a [`Protocol`].
 
+mod accounting;
 mod actor;
 pub mod anthropic;
 mod body;
@@ -35,7 +38,9 @@ pub mod upstream;
 #[cfg(test)]
 mod tests;
 
-pub use actor::{LlmProvider, ProviderPool, StartCompletion, TokenAccounting};
+pub use accounting::TokenAccounting;
+pub use actor::{LlmProvider, ProviderPool};
+pub use call::StartCompletion;
 pub use codec::{StreamDecoder, chat_path, encode_request, parse_response};
 pub use event::{FinishReason, LlmEvent, ProviderError, TimeoutPhase, Usage};
 pub use message::{ChatMessage, ChatRequest, ToolCall, ToolSpec};

@@ -196,7 +196,7 @@ pub struct Session {
 impl Session {
     pub fn new(deps: SessionDeps, request: TurnRequest, events: Sender<TurnEvent>) -> Self {
         Self {
-            spans: TurnSpans::new(&request),
+            spans: TurnSpans::new(&request.key),
             deps,
             request,
             outbox: Outbox::new(events),

@@ -8,7 +8,7 @@
 use tracing::Span;
 use tracing::field::Empty;
 
-use super::actor::TurnRequest;
+use super::store::SessionKey;
 use crate::provider::{FinishReason, ToolCall, Usage};
 
 /// The agent's name in traces, as clients know the model.
@@ -21,7 +21,8 @@ pub struct TurnSpans {
 }
 
 impl TurnSpans {
-    pub fn new(request: &TurnRequest) -> Self {
+    /// The spans of a turn of the session `key`.
+    pub fn new(key: &SessionKey) -> Self {
         let turn = tracing::info_span!(
             target: crate::TRACE,
             "turn",
@@ -29,8 +30,8 @@ impl TurnSpans {
             otel.status_code = Empty,
             gen_ai.operation.name = "invoke_agent",
             gen_ai.agent.name = AGENT,
-            gen_ai.conversation.id = %request.key.id,
-            kubiya.tenant = %request.key.tenant,
+            gen_ai.conversation.id = %key.id,
+            kubiya.tenant = %key.tenant,
             gen_ai.usage.input_tokens = Empty,
             gen_ai.usage.output_tokens = Empty,
             error.type = Empty,
